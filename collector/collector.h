@@ -1,0 +1,42 @@
+/*
+ * collector.h - the collector daemon's state and its services.
+ *
+ * One state struct (struct collector, defined in main.c's comment terms):
+ * written at start-up by the main thread before any other thread exists, then
+ * read-only, except what each field's comment says.
+ */
+#ifndef US_COLLECTOR_H
+#define US_COLLECTOR_H
+
+#include <stdint.h>
+
+#include "committer.h"
+#include "config.h"
+#include "limits.h"
+#include "rpc.h"
+#include "store.h"
+
+/* Settings, filled from the config schema in main.c. */
+struct collector_config {
+	char ns[US_NAMESPACE_MAX_LEN + 1];
+	char listen[256];
+	char data_dir[1024];
+	uint64_t max_body;
+	uint64_t rpc_threads;
+	int log_level;           /* enum log_level */
+	int is_syslog;
+};
+
+struct collector {
+	struct collector_config cfg;
+	struct store *store;          /* thread-safe reads; writes only via committer */
+	struct committer *committer;  /* the one writer of store */
+	struct rpc_server *rpc;
+};
+
+/* The Store and Admin services' method tables (collector/store_service.c,
+ * collector/admin_service.c); arg of every method is the struct collector. */
+size_t store_service_methods(struct collector *col, struct rpc_method *out, size_t max);
+size_t admin_service_methods(struct collector *col, struct rpc_method *out, size_t max);
+
+#endif

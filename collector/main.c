@@ -1,0 +1,166 @@
+/*
+ * understudy-collector - a site's database server.
+ *
+ * Threads
+ *   main         parses the config, opens the store, starts the others, then
+ *                waits in sigwait() for SIGTERM/SIGINT (both blocked in every
+ *                thread, so no signal handler runs anywhere) and shuts down.
+ *   us-rpc-N     gRPC workers (lib/rpc.c), one completion queue each; they run
+ *                the Store and Admin handlers, which never block.
+ *   us-writer    the committer (lib/committer.c): the only writer of the store.
+ *   (RocksDB and gRPC run threads of their own.)
+ *
+ * State: one struct collector (collector.h), filled by main before any thread
+ * starts and read-only afterwards; the store's position is guarded inside the
+ * store, the commit queue inside the committer.
+ *
+ * An application's commit: client -> gRPC -> us-rpc-N: Store.Commit decodes,
+ * checks the namespace, queues the commit -> us-writer takes every queued
+ * commit, validates each against the catalog, builds one RocksDB write batch
+ * (items + journal entries + new position), writes it with sync (one fsync for
+ * the whole group) -> calls each commit's done callback, which answers its gRPC
+ * call with the commit's seq range. Nothing is acknowledged before it is synced.
+ *
+ * SIGTERM: stop accepting calls, let calls in flight finish (5 s grace, then
+ * cancel), drain the commit queue, close the store, exit 0. SIGKILL loses
+ * nothing acknowledged: every acknowledged commit was synced first.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector.h"
+#include "log.h"
+#include "names.h"
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static int check_ns_value(const char *v, struct us_err *err)
+{
+	return names_check_namespace(v, strlen(v), err);
+}
+
+#define F(x) offsetof(struct collector_config, x)
+static const struct config_key collector_keys[] = {
+	{"namespace", CFG_STRING, F(ns), sizeof(((struct collector_config *)0)->ns),
+	 US_DEFAULT_NAMESPACE, 0, 0, NULL, check_ns_value, "the site's namespace"},
+	{"listen", CFG_STRING, F(listen), sizeof(((struct collector_config *)0)->listen),
+	 US_DEFAULT_COLLECTOR_ADDR, 0, 0, NULL, NULL, "gRPC address HOST:PORT"},
+	{"data_dir", CFG_STRING, F(data_dir), sizeof(((struct collector_config *)0)->data_dir),
+	 US_DEFAULT_COLLECTOR_DATA_DIR, 0, 0, NULL, NULL, "the store's directory"},
+	{"max_body", CFG_SIZE, F(max_body), 0, "16MiB", 0, US_BODY_MAX_BYTES, NULL, NULL,
+	 "largest item body accepted"},
+	{"rpc_threads", CFG_UINT, F(rpc_threads), 0, "2", 1, 64, NULL, NULL,
+	 "gRPC worker threads"},
+	{"log_level", CFG_ENUM, F(log_level), 0, "info", 0, 0, log_levels, NULL,
+	 "error, warn, info or debug"},
+	{"syslog", CFG_BOOL, F(is_syslog), 0, "off", 0, 0, NULL, NULL,
+	 "also log to syslog"},
+};
+#undef F
+
+static const struct config_schema collector_schema = {
+	.keys = collector_keys,
+	.n_keys = sizeof(collector_keys) / sizeof(collector_keys[0]),
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: understudy-collector [--config FILE] [--help]\n"
+		   "A site's database server: serves the Store and Admin gRPC services.\n"
+		   "With no --config it runs on embedded defaults. Config keys:\n");
+	config_print_help(&collector_schema, f);
+}
+
+int main(int argc, char **argv)
+{
+	struct collector col;
+	const char *config_path = NULL;
+	struct rpc_method methods[16];
+	size_t n_methods = 0;
+	sigset_t sigs;
+	struct us_err err;
+	int sig = 0;
+	int rc = 1;
+
+	memset(&col, 0, sizeof(col));
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else {
+			fprintf(stderr, "understudy-collector: unknown argument '%s' (see --help)\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	if (config_load(&collector_schema, &col.cfg, config_path, &err)) {
+		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		config_release(&collector_schema, &col.cfg);
+		return 1;
+	}
+	log_init("collector", (enum log_level)col.cfg.log_level, col.cfg.is_syslog);
+
+	/* Block the stop signals before any thread exists: all threads inherit it,
+	 * and only sigwait below receives them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct store_opts sopts = {.max_body = col.cfg.max_body};
+	if (store_open(&col.store, col.cfg.data_dir, &sopts, &err)) {
+		log_error("ns=%s event=store_open_failed dir=%s reason=\"%s\"", col.cfg.ns,
+			  col.cfg.data_dir, err.msg);
+		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		goto out_config;
+	}
+	if (committer_new(&col.committer, col.store, &err)) {
+		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		goto out_store;
+	}
+	n_methods += store_service_methods(&col, methods + n_methods, 16 - n_methods);
+	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
+
+	rpc_global_init();
+	struct rpc_server_opts ropts = {
+		.listen = col.cfg.listen,
+		.threads = (int)col.cfg.rpc_threads,
+		.max_message_bytes = US_RPC_MAX_MESSAGE_BYTES,
+	};
+	if (rpc_server_start(&col.rpc, &ropts, methods, n_methods, &err)) {
+		log_error("ns=%s event=listen_failed addr=%s reason=\"%s\"", col.cfg.ns,
+			  col.cfg.listen, err.msg);
+		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		goto out_committer;
+	}
+	{
+		struct store_position pos;
+
+		store_get_position(col.store, &pos);
+		log_info("ns=%s event=listening addr=%s port=%d data_dir=%s gen=%llu seq=%llu",
+			 col.cfg.ns, col.cfg.listen, rpc_server_port(col.rpc), col.cfg.data_dir,
+			 (unsigned long long)pos.generation, (unsigned long long)pos.seq);
+	}
+
+	if (sigwait(&sigs, &sig) != 0)
+		sig = SIGTERM;
+	log_info("ns=%s event=stopping signal=%s", col.cfg.ns, sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rc = 0;
+	rpc_server_stop(col.rpc, 5000);
+out_committer:
+	committer_free(col.committer);
+	rpc_global_shutdown();
+out_store:
+	store_close(col.store);
+	if (rc == 0)
+		log_info("ns=%s event=stopped", col.cfg.ns);
+out_config:
+	config_release(&collector_schema, &col.cfg);
+	return rc;
+}

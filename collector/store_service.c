@@ -1,0 +1,425 @@
+/*
+ * store_service.c - the collector's Store service: Commit, Read, Scan, ListFiles.
+ *
+ * Handlers run on the gRPC worker threads and never block: Commit decodes,
+ * checks the namespace and hands the commit to the committer (the writer
+ * thread answers the call once the group is synced); Read, Scan and ListFiles
+ * read the store directly (RocksDB reads are thread-safe). Scan streams chunks
+ * of at most US_SCAN_CHUNK_BYTES / US_SCAN_CHUNK_ITEMS, one send in flight.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector.h"
+#include "names.h"
+#include "understudy.pb-c.h"
+
+/* Refuses a namespace this collector does not serve. */
+static int check_ns(struct collector *col, const char *ns, struct us_err *err)
+{
+	int rc;
+
+	if ((rc = names_check_namespace(ns, strlen(ns), err)))
+		return rc;
+	if (strcmp(ns, col->cfg.ns) != 0)
+		return err_set(err, US_EPRECOND,
+			       "namespace %s is not served here: this collector serves %s", ns,
+			       col->cfg.ns);
+	return 0;
+}
+
+/* Packs msg with its pack function and finishes the call OK. */
+static void finish_packed(struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *bytes = malloc(len ? len : 1);
+
+	if (!bytes) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		return;
+	}
+	protobuf_c_message_pack(msg, bytes);
+	rpc_call_finish(call, 0, NULL, bytes, len);
+	free(bytes);
+}
+
+/* ---- Commit ---- */
+
+struct commit_ctx {
+	struct rpc_call *call;
+	Understudy__V1__CommitRequest *req;  /* owns the bytes the ops point into */
+	struct entry *ops;
+	struct store_commit commit;
+	uint64_t generation;
+};
+
+static void commit_ctx_free(struct commit_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->req)
+		understudy__v1__commit_request__free_unpacked(ctx->req, NULL);
+	free(ctx->ops);
+	free(ctx);
+}
+
+/* Runs on the writer thread once the commit is durable or refused. */
+static void commit_done(struct store_commit *c, void *arg)
+{
+	struct commit_ctx *ctx = arg;
+	Understudy__V1__CommitResponse out;
+
+	if (c->rc) {
+		rpc_call_finish_err(ctx->call, &c->err);
+		commit_ctx_free(ctx);
+		return;
+	}
+	understudy__v1__commit_response__init(&out);
+	out.first_seq = c->first_seq;
+	out.last_seq = c->last_seq;
+	out.generation = ctx->generation;
+	finish_packed(ctx->call, &out.base);
+	commit_ctx_free(ctx);
+}
+
+static int map_op(const Understudy__V1__Op *in, struct entry *e, size_t i, struct us_err *err)
+{
+	memset(e, 0, sizeof(*e));
+	switch (in->kind) {
+	case UNDERSTUDY__V1__OP__KIND__WRITE: e->op = ENTRY_WRITE; break;
+	case UNDERSTUDY__V1__OP__KIND__DELETE: e->op = ENTRY_DELETE; break;
+	case UNDERSTUDY__V1__OP__KIND__CREATE_FILE: e->op = ENTRY_CREATE_FILE; break;
+	case UNDERSTUDY__V1__OP__KIND__CLEAR_FILE: e->op = ENTRY_CLEAR_FILE; break;
+	case UNDERSTUDY__V1__OP__KIND__DELETE_FILE: e->op = ENTRY_DELETE_FILE; break;
+	case UNDERSTUDY__V1__OP__KIND__SET_LOGGING: e->op = ENTRY_SET_LOGGING; break;
+	default:
+		return err_set(err, US_EINVAL, "operation %zu: unknown kind %d", i + 1, (int)in->kind);
+	}
+	e->account = in->account;
+	e->account_len = strlen(in->account);
+	e->file = in->file;
+	e->file_len = strlen(in->file);
+	e->section = in->dict ? SECTION_DICT : SECTION_DATA;
+	e->id = in->id.data;
+	e->id_len = in->id.len;
+	e->body = in->body.data;
+	e->body_len = in->body.len;
+	e->flag = in->logged;
+	/* A file name is required except for an account's logging flag. */
+	if (e->file_len == 0 && e->op != ENTRY_SET_LOGGING)
+		return err_set(err, US_EINVAL, "operation %zu (%s): file name is empty", i + 1,
+			       entry_op_name(e->op));
+	return 0;
+}
+
+static void on_commit(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct collector *col = arg;
+	struct store_position pos;
+	struct commit_ctx *ctx;
+	struct us_err err;
+	size_t bytes = 0;
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		return;
+	}
+	ctx->call = call;
+	ctx->req = understudy__v1__commit_request__unpack(NULL, req_len, req);
+	if (!ctx->req) {
+		err_set(&err, US_EINVAL, "cannot decode CommitRequest");
+		goto out_refuse;
+	}
+	if (check_ns(col, ctx->req->namespace_, &err))
+		goto out_refuse;
+	if (ctx->req->n_ops == 0) {
+		err_set(&err, US_EINVAL, "commit to %s has no operations", col->cfg.ns);
+		goto out_refuse;
+	}
+	if (ctx->req->n_ops > US_COMMIT_MAX_OPS) {
+		err_set(&err, US_ETOOBIG, "commit of %zu operations, over the limit of %u",
+			ctx->req->n_ops, US_COMMIT_MAX_OPS);
+		goto out_refuse;
+	}
+	ctx->ops = calloc(ctx->req->n_ops, sizeof(*ctx->ops));
+	if (!ctx->ops) {
+		err_set(&err, US_ENOMEM, "out of memory");
+		goto out_refuse;
+	}
+	for (size_t i = 0; i < ctx->req->n_ops; i++) {
+		if (map_op(ctx->req->ops[i], &ctx->ops[i], i, &err))
+			goto out_refuse;
+		bytes += ctx->ops[i].id_len + ctx->ops[i].body_len + 64;
+	}
+	if (bytes > US_COMMIT_MAX_BYTES) {
+		err_set(&err, US_ETOOBIG, "commit of %zu bytes, over the limit of %u", bytes,
+			US_COMMIT_MAX_BYTES);
+		goto out_refuse;
+	}
+	ctx->commit.ops = ctx->ops;
+	ctx->commit.n_ops = ctx->req->n_ops;
+	store_get_position(col->store, &pos);
+	ctx->generation = pos.generation;
+	committer_submit(col->committer, &ctx->commit, bytes, commit_done, ctx);
+	return;
+
+out_refuse:
+	rpc_call_finish_err(call, &err);
+	commit_ctx_free(ctx);
+}
+
+/* ---- Read ---- */
+
+static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct collector *col = arg;
+	Understudy__V1__ReadRequest *in;
+	Understudy__V1__ReadResponse out;
+	struct us_err err;
+	struct buf body;
+
+	buf_init(&body);
+	in = understudy__v1__read_request__unpack(NULL, req_len, req);
+	if (!in) {
+		rpc_call_finish(call, US_EINVAL, "cannot decode ReadRequest", NULL, 0);
+		return;
+	}
+	if (check_ns(col, in->namespace_, &err))
+		goto out_err;
+	if (in->snapshot != 0) {
+		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served by a collector");
+		goto out_err;
+	}
+	if (store_get(col->store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
+		      in->id.data, in->id.len, &body, &err))
+		goto out_err;
+	understudy__v1__read_response__init(&out);
+	out.body.data = body.p;
+	out.body.len = body.len;
+	finish_packed(call, &out.base);
+	buf_release(&body);
+	understudy__v1__read_request__free_unpacked(in, NULL);
+	return;
+
+out_err:
+	rpc_call_finish_err(call, &err);
+	buf_release(&body);
+	understudy__v1__read_request__free_unpacked(in, NULL);
+}
+
+/* ---- Scan ---- */
+
+struct scan_ctx {
+	struct store_iter *it;
+	uint64_t limit;      /* 0: none */
+	uint64_t sent;       /* items put in chunks so far */
+	bool is_keys_only;
+	bool is_done;        /* the iterator is exhausted or the limit reached */
+	struct buf chunk;    /* one ScanResponse, encoded by hand (see append_item) */
+};
+
+static void scan_ctx_free(struct scan_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	store_iter_free(ctx->it);
+	buf_release(&ctx->chunk);
+	free(ctx);
+}
+
+/* Protobuf wire format of one `repeated Item items = 1` element:
+ * 0x0a len Item, with Item = 0x0a len id [0x12 len body]. Written directly so
+ * that ids and bodies are copied once, from RocksDB's buffer to the chunk. */
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static int append_item(struct buf *b, const uint8_t *id, size_t id_len, const uint8_t *body,
+		       size_t body_len, bool has_body)
+{
+	size_t item_len = 1 + varint_len(id_len) + id_len;
+
+	if (has_body)
+		item_len += 1 + varint_len(body_len) + body_len;
+	if (buf_append_u8(b, 0x0a) || buf_append_varint(b, item_len) || buf_append_u8(b, 0x0a) ||
+	    buf_append_varint(b, id_len) || buf_append(b, id, id_len))
+		return US_ENOMEM;
+	if (has_body && (buf_append_u8(b, 0x12) || buf_append_varint(b, body_len) ||
+			 buf_append(b, body, body_len)))
+		return US_ENOMEM;
+	return 0;
+}
+
+/* Fills the next chunk; 0 or an error code with err set. */
+static int scan_fill(struct scan_ctx *ctx, struct us_err *err)
+{
+	size_t items = 0;
+
+	buf_reset(&ctx->chunk);
+	while (!ctx->is_done && items < US_SCAN_CHUNK_ITEMS &&
+	       ctx->chunk.len < US_SCAN_CHUNK_BYTES) {
+		const uint8_t *id, *body;
+		size_t id_len, body_len;
+		int rc;
+
+		if (ctx->limit && ctx->sent >= ctx->limit) {
+			ctx->is_done = true;
+			break;
+		}
+		rc = store_iter_next(ctx->it, &id, &id_len, &body, &body_len, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			ctx->is_done = true;
+			break;
+		}
+		if (append_item(&ctx->chunk, id, id_len, body, body_len, !ctx->is_keys_only))
+			return err_set(err, US_ENOMEM, "out of memory");
+		items++;
+		ctx->sent++;
+	}
+	return 0;
+}
+
+/* Sends the next chunk or finishes; also the `more` callback of each send. */
+static void scan_step(struct rpc_call *call, void *arg)
+{
+	struct scan_ctx *ctx = arg;
+	struct us_err err;
+
+	if (rpc_call_is_cancelled(call)) {
+		rpc_call_finish(call, US_ECANCELLED, "scan cancelled", NULL, 0);
+		scan_ctx_free(ctx);
+		return;
+	}
+	if (scan_fill(ctx, &err)) {
+		rpc_call_finish_err(call, &err);
+		scan_ctx_free(ctx);
+		return;
+	}
+	if (ctx->chunk.len == 0) {
+		rpc_call_finish(call, 0, NULL, NULL, 0);
+		scan_ctx_free(ctx);
+		return;
+	}
+	if (rpc_call_send(call, ctx->chunk.p, ctx->chunk.len, scan_step, ctx)) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		scan_ctx_free(ctx);
+	}
+}
+
+static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct collector *col = arg;
+	Understudy__V1__ScanRequest *in;
+	struct scan_ctx *ctx = NULL;
+	struct us_err err;
+
+	in = understudy__v1__scan_request__unpack(NULL, req_len, req);
+	if (!in) {
+		rpc_call_finish(call, US_EINVAL, "cannot decode ScanRequest", NULL, 0);
+		return;
+	}
+	if (check_ns(col, in->namespace_, &err))
+		goto out_err;
+	if (in->snapshot != 0) {
+		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served by a collector");
+		goto out_err;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		err_set(&err, US_ENOMEM, "out of memory");
+		goto out_err;
+	}
+	buf_init(&ctx->chunk);
+	ctx->limit = in->limit;
+	ctx->is_keys_only = in->keys_only;
+	if (store_iter_new(col->store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
+			   in->start_after.data, in->start_after.len, &ctx->it, &err))
+		goto out_err;
+	understudy__v1__scan_request__free_unpacked(in, NULL);
+	scan_step(call, ctx);
+	return;
+
+out_err:
+	rpc_call_finish_err(call, &err);
+	scan_ctx_free(ctx);
+	understudy__v1__scan_request__free_unpacked(in, NULL);
+}
+
+/* ---- ListFiles ---- */
+
+static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct collector *col = arg;
+	Understudy__V1__ListFilesRequest *in;
+	Understudy__V1__ListFilesResponse out;
+	Understudy__V1__FileInfo *infos = NULL, **ptrs = NULL;
+	struct store_file_info *files = NULL;
+	size_t n = 0;
+	struct us_err err;
+
+	in = understudy__v1__list_files_request__unpack(NULL, req_len, req);
+	if (!in) {
+		rpc_call_finish(call, US_EINVAL, "cannot decode ListFilesRequest", NULL, 0);
+		return;
+	}
+	if (check_ns(col, in->namespace_, &err))
+		goto out_err;
+	if (store_list_files(col->store, in->account[0] ? in->account : NULL, &files, &n, &err))
+		goto out_err;
+	infos = calloc(n ? n : 1, sizeof(*infos));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	if (!infos || !ptrs) {
+		err_set(&err, US_ENOMEM, "out of memory");
+		goto out_err;
+	}
+	for (size_t i = 0; i < n; i++) {
+		understudy__v1__file_info__init(&infos[i]);
+		infos[i].account = files[i].account;
+		infos[i].file = files[i].file;
+		infos[i].logged = files[i].is_logged;
+		infos[i].account_logged = files[i].is_account_logged;
+		infos[i].data_items = files[i].data_items;
+		infos[i].dict_items = files[i].dict_items;
+		ptrs[i] = &infos[i];
+	}
+	understudy__v1__list_files_response__init(&out);
+	out.n_files = n;
+	out.files = ptrs;
+	finish_packed(call, &out.base);
+	goto out_free;
+
+out_err:
+	rpc_call_finish_err(call, &err);
+out_free:
+	free(infos);
+	free(ptrs);
+	free(files);
+	understudy__v1__list_files_request__free_unpacked(in, NULL);
+}
+
+size_t store_service_methods(struct collector *col, struct rpc_method *out, size_t max)
+{
+	const struct rpc_method methods[] = {
+		{"/understudy.v1.Store/Commit", on_commit, col},
+		{"/understudy.v1.Store/Read", on_read, col},
+		{"/understudy.v1.Store/Scan", on_scan, col},
+		{"/understudy.v1.Store/ListFiles", on_list_files, col},
+	};
+	size_t n = sizeof(methods) / sizeof(methods[0]);
+
+	if (n > max)
+		return 0;
+	memcpy(out, methods, sizeof(methods));
+	return n;
+}

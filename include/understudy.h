@@ -1,0 +1,183 @@
+/*
+ * understudy.h - the C client library of understudy.
+ *
+ * What an application at a site links to commit and read items, and what the
+ * `understudy` command line is built on. Every call is synchronous and talks
+ * gRPC (package understudy.v1, include/understudy.proto) to a collector or an
+ * archiver. A client is not thread-safe: use one per thread.
+ *
+ * Errors: every call that can fail returns 0 or a negative US_E* code and, when
+ * err is not NULL, fills it with the code and a one-line message that names the
+ * thing (namespace, file, id). A failed call changes nothing on the server
+ * unless its message says otherwise (US_EUNAVAIL after a send: the outcome of a
+ * commit is then unknown).
+ *
+ * Ownership: strings and byte arrays passed in are borrowed for the call only.
+ * Everything returned through a pointer-to-pointer is new and freed with the
+ * matching us_*_free function (or free() where it says so).
+ */
+#ifndef UNDERSTUDY_H
+#define UNDERSTUDY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes: each maps to one gRPC status (docs/architecture.md). */
+enum {
+	US_OK = 0,
+	US_EINVAL = -1,      /* INVALID_ARGUMENT: a bad name, id, body or request */
+	US_ENOTFOUND = -2,   /* NOT_FOUND: no such item, file or namespace */
+	US_EEXIST = -3,      /* ALREADY_EXISTS: file already created */
+	US_EPRECOND = -4,    /* FAILED_PRECONDITION: wrong namespace, wrong role */
+	US_ETOOBIG = -5,     /* RESOURCE_EXHAUSTED: over a size limit */
+	US_EUNAVAIL = -6,    /* UNAVAILABLE: server not reachable or not ready */
+	US_ETIMEOUT = -7,    /* DEADLINE_EXCEEDED */
+	US_EPERM = -8,       /* PERMISSION_DENIED */
+	US_EUNAUTH = -9,     /* UNAUTHENTICATED */
+	US_EIO = -10,        /* INTERNAL: disk or store failure */
+	US_ECORRUPT = -11,   /* DATA_LOSS: a checksum or format check failed */
+	US_ENOMEM = -12,     /* RESOURCE_EXHAUSTED: out of memory */
+	US_ECANCELLED = -13, /* CANCELLED */
+	US_EUNIMPL = -14,    /* UNIMPLEMENTED */
+	US_ERANGE = -15,     /* OUT_OF_RANGE */
+	US_ECONFIG = -16,    /* a bad configuration file or value */
+};
+
+#define US_ERR_MSG_MAX 512
+
+typedef struct us_err {
+	int code;                  /* 0 or a US_E* code */
+	char msg[US_ERR_MSG_MAX];  /* one line, lower case, no final period */
+} us_err_t;
+
+/* A static name for a US_E* code ("invalid argument", "not found"...). */
+const char *us_strerror(int code);
+
+/* Operation kinds of a commit. */
+typedef enum us_op_kind {
+	US_OP_WRITE = 1,       /* write item id with body */
+	US_OP_DELETE = 2,      /* delete item id (absent: no error) */
+	US_OP_CREATE_FILE = 3, /* create account/file; is_logged applies */
+	US_OP_CLEAR_FILE = 4,  /* delete every item of one section */
+	US_OP_DELETE_FILE = 5, /* delete the file, both sections */
+	US_OP_SET_LOGGING = 6, /* file (or, with file NULL, account) logged flag */
+} us_op_kind_t;
+
+typedef struct us_op {
+	us_op_kind_t kind;
+	const char *account;
+	const char *file;      /* NULL only for US_OP_SET_LOGGING on an account */
+	int is_dict;           /* DICT section instead of DATA */
+	const uint8_t *id;     /* WRITE, DELETE */
+	size_t id_len;
+	const uint8_t *body;   /* WRITE */
+	size_t body_len;
+	int is_logged;         /* CREATE_FILE, SET_LOGGING */
+} us_op_t;
+
+typedef struct us_client_opts {
+	int timeout_ms;          /* per call; 0: 30 s */
+	const char *token;       /* bearer token, or NULL */
+	const char *tls_ca_file; /* PEM CA to verify the server with, or NULL */
+} us_client_opts_t;
+
+typedef struct us_client us_client_t;
+
+/* Returns a new client for HOST:PORT (opts may be NULL), or NULL with err set.
+ * No connection is made until the first call. Free with us_client_free. */
+us_client_t *us_client_new(const char *addr, const us_client_opts_t *opts, us_err_t *err);
+void us_client_free(us_client_t *c);
+
+/* Commits ops atomically in namespace ns. On success *last_seq (may be NULL) is
+ * the commit's last sequence number, or 0 when nothing in it is journaled
+ * (only unlogged files). Durable on the site before it returns. */
+int us_commit(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
+	      uint64_t *last_seq, us_err_t *err);
+
+/* Reads one item. snapshot 0 reads the latest state. On success *body is a new
+ * buffer (free()) of *body_len bytes (a 0-byte body gives a non-NULL buffer).
+ * US_ENOTFOUND when the item is absent. */
+int us_read(us_client_t *c, const char *ns, const char *account, const char *file,
+	    int is_dict, const uint8_t *id, size_t id_len, uint64_t snapshot,
+	    uint8_t **body, size_t *body_len, us_err_t *err);
+
+/* Called once per item in id order; id and body are borrowed for the call.
+ * A non-zero return stops the scan, and us_scan returns it. */
+typedef int (*us_scan_fn)(void *arg, const uint8_t *id, size_t id_len,
+			  const uint8_t *body, size_t body_len);
+
+typedef struct us_scan_opts {
+	int is_dict;
+	uint64_t snapshot;       /* 0: latest */
+	uint64_t limit;          /* 0: all */
+	int is_keys_only;        /* bodies are not sent (body NULL, body_len 0) */
+	const uint8_t *start_after; /* resume after this id, or NULL */
+	size_t start_after_len;
+} us_scan_opts_t;
+
+int us_scan(us_client_t *c, const char *ns, const char *account, const char *file,
+	    const us_scan_opts_t *opts, us_scan_fn fn, void *arg, us_err_t *err);
+
+typedef struct us_file_info {
+	char account[65];
+	char file[65];
+	int is_logged;         /* the file's own flag */
+	int is_account_logged; /* the account's flag; the file ships only when both are on */
+	uint64_t data_items;
+	uint64_t dict_items;
+	uint64_t stale_since_seq; /* archiver: logging turned off at this seq; 0 if not */
+} us_file_info_t;
+
+/* Lists files (of one account when account is not NULL), sorted by account then
+ * file. *files is a new array of *n entries, freed with free(). */
+int us_list_files(us_client_t *c, const char *ns, const char *account,
+		  us_file_info_t **files, size_t *n, us_err_t *err);
+
+typedef struct us_archiver_link {
+	char addr[256];
+	int is_connected;
+	uint64_t acked_seq;
+	uint64_t lag_entries;
+} us_archiver_link_t;
+
+typedef struct us_ns_status {
+	char ns[64];
+	char role[16];            /* primary, standby, fenced, rejoining */
+	uint64_t generation;
+	uint64_t applied_seq;
+	uint64_t durable_seq;
+	uint64_t master_seq;
+	uint64_t lag_entries;
+	uint64_t lag_ms;
+	int is_connected;
+	int64_t heartbeat_age_ms; /* -1: never */
+} us_ns_status_t;
+
+typedef struct us_status {
+	char node[16];            /* "collector" or "archiver" */
+	/* collector */
+	char ns[64];
+	char role[16];
+	char commit_mode[16];     /* "local", "async" or "sync" */
+	uint64_t generation;
+	uint64_t last_seq;
+	us_archiver_link_t *archivers;
+	size_t n_archivers;
+	/* archiver */
+	us_ns_status_t *namespaces;
+	size_t n_namespaces;
+} us_status_t;
+
+/* *st is new; free with us_status_free. */
+int us_status(us_client_t *c, us_status_t **st, us_err_t *err);
+void us_status_free(us_status_t *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

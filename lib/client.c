@@ -1,0 +1,376 @@
+/*
+ * client.c - the C client library (include/understudy.h) on lib/rpc.c and the
+ * generated protobuf-c code. Each call packs a request, makes one gRPC call
+ * and unpacks the answer; nothing is cached between calls.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "limits.h"
+#include "rpc.h"
+#include "understudy.h"
+#include "understudy.pb-c.h"
+
+struct us_client {
+	struct rpc_channel *ch;
+	int timeout_ms;
+	char addr[256];
+};
+
+/* grpc_init once per process for the library's users; never shut down, so
+ * that clients may come and go (gRPC's own state is freed at exit). */
+static pthread_once_t client_once = PTHREAD_ONCE_INIT;
+
+static void client_global_init(void)
+{
+	rpc_global_init();
+}
+
+us_client_t *us_client_new(const char *addr, const us_client_opts_t *opts, us_err_t *err)
+{
+	struct rpc_channel_opts copts = {0};
+	us_client_t *c;
+
+	if (!addr || !addr[0] || strlen(addr) >= sizeof(c->addr)) {
+		err_set(err, US_EINVAL, "bad server address '%s'", addr ? addr : "");
+		return NULL;
+	}
+	pthread_once(&client_once, client_global_init);
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		err_set(err, US_ENOMEM, "out of memory");
+		return NULL;
+	}
+	strcpy(c->addr, addr);
+	c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : US_DEFAULT_CALL_TIMEOUT_MS;
+	if (opts) {
+		copts.token = opts->token;
+		copts.tls_ca_file = opts->tls_ca_file;
+	}
+	if (rpc_channel_new(&c->ch, addr, &copts, err)) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void us_client_free(us_client_t *c)
+{
+	if (!c)
+		return;
+	rpc_channel_free(c->ch);
+	free(c);
+}
+
+/* Packs msg, calls method, returns the answer's bytes (caller frees). */
+static int call_unary(us_client_t *c, const char *method, const ProtobufCMessage *msg,
+		      uint8_t **resp, size_t *resp_len, us_err_t *err)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *req = malloc(len ? len : 1);
+	int rc;
+
+	if (!req)
+		return err_set(err, US_ENOMEM, "out of memory");
+	protobuf_c_message_pack(msg, req);
+	rc = rpc_unary(c->ch, method, req, len, c->timeout_ms, resp, resp_len, err);
+	free(req);
+	return rc;
+}
+
+static int op_kind(us_op_kind_t k, Understudy__V1__Op__Kind *out)
+{
+	switch (k) {
+	case US_OP_WRITE: *out = UNDERSTUDY__V1__OP__KIND__WRITE; return 0;
+	case US_OP_DELETE: *out = UNDERSTUDY__V1__OP__KIND__DELETE; return 0;
+	case US_OP_CREATE_FILE: *out = UNDERSTUDY__V1__OP__KIND__CREATE_FILE; return 0;
+	case US_OP_CLEAR_FILE: *out = UNDERSTUDY__V1__OP__KIND__CLEAR_FILE; return 0;
+	case US_OP_DELETE_FILE: *out = UNDERSTUDY__V1__OP__KIND__DELETE_FILE; return 0;
+	case US_OP_SET_LOGGING: *out = UNDERSTUDY__V1__OP__KIND__SET_LOGGING; return 0;
+	}
+	return US_EINVAL;
+}
+
+int us_commit(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
+	      uint64_t *last_seq, us_err_t *err)
+{
+	Understudy__V1__CommitRequest req;
+	Understudy__V1__CommitResponse *out;
+	Understudy__V1__Op *pops, **pp;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	pops = calloc(n_ops ? n_ops : 1, sizeof(*pops));
+	pp = calloc(n_ops ? n_ops : 1, sizeof(*pp));
+	if (!pops || !pp) {
+		rc = err_set(err, US_ENOMEM, "out of memory");
+		goto out_free;
+	}
+	for (size_t i = 0; i < n_ops; i++) {
+		understudy__v1__op__init(&pops[i]);
+		if (op_kind(ops[i].kind, &pops[i].kind)) {
+			rc = err_set(err, US_EINVAL, "operation %zu: unknown kind %d", i + 1,
+				     (int)ops[i].kind);
+			goto out_free;
+		}
+		pops[i].account = (char *)(ops[i].account ? ops[i].account : "");
+		pops[i].file = (char *)(ops[i].file ? ops[i].file : "");
+		pops[i].dict = ops[i].is_dict != 0;
+		pops[i].id.data = (uint8_t *)ops[i].id;
+		pops[i].id.len = ops[i].id ? ops[i].id_len : 0;
+		pops[i].body.data = (uint8_t *)ops[i].body;
+		pops[i].body.len = ops[i].body ? ops[i].body_len : 0;
+		pops[i].logged = ops[i].is_logged != 0;
+		pp[i] = &pops[i];
+	}
+	understudy__v1__commit_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.n_ops = n_ops;
+	req.ops = pp;
+	rc = call_unary(c, "/understudy.v1.Store/Commit", &req.base, &resp, &resp_len, err);
+	if (rc)
+		goto out_free;
+	out = understudy__v1__commit_response__unpack(NULL, resp_len, resp);
+	if (!out) {
+		rc = err_set(err, US_ECORRUPT, "cannot decode the answer to Commit from %s", c->addr);
+		goto out_free;
+	}
+	if (last_seq)
+		*last_seq = out->last_seq;
+	understudy__v1__commit_response__free_unpacked(out, NULL);
+out_free:
+	free(resp);
+	free(pops);
+	free(pp);
+	return rc;
+}
+
+int us_read(us_client_t *c, const char *ns, const char *account, const char *file, int is_dict,
+	    const uint8_t *id, size_t id_len, uint64_t snapshot, uint8_t **body, size_t *body_len,
+	    us_err_t *err)
+{
+	Understudy__V1__ReadRequest req;
+	Understudy__V1__ReadResponse *out;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	understudy__v1__read_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.account = (char *)account;
+	req.file = (char *)file;
+	req.dict = is_dict != 0;
+	req.id.data = (uint8_t *)id;
+	req.id.len = id_len;
+	req.snapshot = snapshot;
+	rc = call_unary(c, "/understudy.v1.Store/Read", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	out = understudy__v1__read_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!out)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to Read from %s", c->addr);
+	*body = malloc(out->body.len ? out->body.len : 1);
+	if (!*body) {
+		understudy__v1__read_response__free_unpacked(out, NULL);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	if (out->body.len)
+		memcpy(*body, out->body.data, out->body.len);
+	*body_len = out->body.len;
+	understudy__v1__read_response__free_unpacked(out, NULL);
+	return 0;
+}
+
+int us_scan(us_client_t *c, const char *ns, const char *account, const char *file,
+	    const us_scan_opts_t *opts, us_scan_fn fn, void *arg, us_err_t *err)
+{
+	us_scan_opts_t dflt = {0};
+	Understudy__V1__ScanRequest req;
+	struct rpc_stream *st = NULL;
+	uint8_t *bytes;
+	size_t len;
+	int stop = 0;
+	int rc;
+
+	if (!opts)
+		opts = &dflt;
+	understudy__v1__scan_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.account = (char *)account;
+	req.file = (char *)file;
+	req.dict = opts->is_dict != 0;
+	req.start_after.data = (uint8_t *)opts->start_after;
+	req.start_after.len = opts->start_after ? opts->start_after_len : 0;
+	req.limit = opts->limit;
+	req.snapshot = opts->snapshot;
+	req.keys_only = opts->is_keys_only != 0;
+	len = understudy__v1__scan_request__get_packed_size(&req);
+	bytes = malloc(len ? len : 1);
+	if (!bytes)
+		return err_set(err, US_ENOMEM, "out of memory");
+	understudy__v1__scan_request__pack(&req, bytes);
+	/* A scan may be long: no deadline beyond the stream's own progress. */
+	rc = rpc_stream_open(c->ch, "/understudy.v1.Store/Scan", bytes, len, 0, &st, err);
+	free(bytes);
+	if (rc)
+		return rc;
+	for (;;) {
+		Understudy__V1__ScanResponse *out;
+		uint8_t *msg;
+		size_t msg_len;
+
+		rc = rpc_stream_next(st, &msg, &msg_len, err);
+		if (rc <= 0)
+			break;
+		out = understudy__v1__scan_response__unpack(NULL, msg_len, msg);
+		free(msg);
+		if (!out) {
+			rc = err_set(err, US_ECORRUPT, "cannot decode a Scan answer from %s", c->addr);
+			break;
+		}
+		for (size_t i = 0; i < out->n_items && !stop; i++) {
+			const Understudy__V1__Item *it = out->items[i];
+
+			stop = fn(arg, it->id.data, it->id.len,
+				  opts->is_keys_only ? NULL : it->body.data,
+				  opts->is_keys_only ? 0 : it->body.len);
+		}
+		understudy__v1__scan_response__free_unpacked(out, NULL);
+		if (stop) {
+			rc = stop;
+			break;
+		}
+	}
+	rpc_stream_free(st);
+	return rc;
+}
+
+static int cmp_file_info(const void *a, const void *b)
+{
+	const us_file_info_t *x = a, *y = b;
+	int r = strcmp(x->account, y->account);
+
+	return r ? r : strcmp(x->file, y->file);
+}
+
+int us_list_files(us_client_t *c, const char *ns, const char *account, us_file_info_t **files,
+		  size_t *n, us_err_t *err)
+{
+	Understudy__V1__ListFilesRequest req;
+	Understudy__V1__ListFilesResponse *out;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	us_file_info_t *v;
+	int rc;
+
+	understudy__v1__list_files_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.account = (char *)(account ? account : "");
+	rc = call_unary(c, "/understudy.v1.Store/ListFiles", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	out = understudy__v1__list_files_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!out)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to ListFiles from %s",
+			       c->addr);
+	v = calloc(out->n_files ? out->n_files : 1, sizeof(*v));
+	if (!v) {
+		understudy__v1__list_files_response__free_unpacked(out, NULL);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < out->n_files; i++) {
+		const Understudy__V1__FileInfo *f = out->files[i];
+
+		snprintf(v[i].account, sizeof(v[i].account), "%s", f->account);
+		snprintf(v[i].file, sizeof(v[i].file), "%s", f->file);
+		v[i].is_logged = f->logged;
+		v[i].is_account_logged = f->account_logged;
+		v[i].data_items = f->data_items;
+		v[i].dict_items = f->dict_items;
+		v[i].stale_since_seq = f->stale_since_seq;
+	}
+	*n = out->n_files;
+	understudy__v1__list_files_response__free_unpacked(out, NULL);
+	qsort(v, *n, sizeof(*v), cmp_file_info);
+	*files = v;
+	return 0;
+}
+
+int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
+{
+	Understudy__V1__StatusRequest req;
+	Understudy__V1__StatusResponse *out;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	us_status_t *s;
+	int rc;
+
+	understudy__v1__status_request__init(&req);
+	rc = call_unary(c, "/understudy.v1.Admin/Status", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	out = understudy__v1__status_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!out)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to Status from %s", c->addr);
+	s = calloc(1, sizeof(*s));
+	if (s) {
+		s->archivers = calloc(out->n_archivers ? out->n_archivers : 1, sizeof(*s->archivers));
+		s->namespaces = calloc(out->n_namespaces ? out->n_namespaces : 1,
+				       sizeof(*s->namespaces));
+	}
+	if (!s || !s->archivers || !s->namespaces) {
+		us_status_free(s);
+		understudy__v1__status_response__free_unpacked(out, NULL);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	snprintf(s->node, sizeof(s->node), "%s", out->node);
+	snprintf(s->ns, sizeof(s->ns), "%s", out->namespace_);
+	snprintf(s->role, sizeof(s->role), "%s", out->role);
+	snprintf(s->commit_mode, sizeof(s->commit_mode), "%s", out->commit_mode);
+	s->generation = out->generation;
+	s->last_seq = out->last_seq;
+	s->n_archivers = out->n_archivers;
+	for (size_t i = 0; i < out->n_archivers; i++) {
+		const Understudy__V1__ArchiverLink *a = out->archivers[i];
+
+		snprintf(s->archivers[i].addr, sizeof(s->archivers[i].addr), "%s", a->addr);
+		s->archivers[i].is_connected = a->connected;
+		s->archivers[i].acked_seq = a->acked_seq;
+		s->archivers[i].lag_entries = a->lag_entries;
+	}
+	s->n_namespaces = out->n_namespaces;
+	for (size_t i = 0; i < out->n_namespaces; i++) {
+		const Understudy__V1__NamespaceStatus *x = out->namespaces[i];
+		us_ns_status_t *y = &s->namespaces[i];
+
+		snprintf(y->ns, sizeof(y->ns), "%s", x->namespace_);
+		snprintf(y->role, sizeof(y->role), "%s", x->role);
+		y->generation = x->generation;
+		y->applied_seq = x->applied_seq;
+		y->durable_seq = x->durable_seq;
+		y->master_seq = x->master_seq;
+		y->lag_entries = x->lag_entries;
+		y->lag_ms = x->lag_ms;
+		y->is_connected = x->connected;
+		y->heartbeat_age_ms = x->heartbeat_age_ms;
+	}
+	understudy__v1__status_response__free_unpacked(out, NULL);
+	*st = s;
+	return 0;
+}
+
+void us_status_free(us_status_t *st)
+{
+	if (!st)
+		return;
+	free(st->archivers);
+	free(st->namespaces);
+	free(st);
+}

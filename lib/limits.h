@@ -1,0 +1,59 @@
+/*
+ * limits.h - every limit and default of understudy, named, in one place.
+ *
+ * The numbers are the SPEC's (../shared/SPEC.md, "Data model" and "Programs");
+ * a module that needs a bound takes it from here, never from a literal.
+ */
+#ifndef US_LIMITS_H
+#define US_LIMITS_H
+
+/* Names: namespace [a-z0-9][a-z0-9_.-]{0,62}; account and file [A-Za-z0-9_.-]{1,64}. */
+#define US_NAMESPACE_MAX_LEN 63
+#define US_ACCOUNT_MAX_LEN 64
+#define US_FILE_MAX_LEN 64
+
+/* Item ids: 1-1024 bytes, no NUL, no mark bytes 0xFC-0xFF. */
+#define US_ID_MAX_LEN 1024
+
+/* Pick marks: attribute, value and subvalue separators inside item bodies. */
+#define US_MARK_AM 0xFE
+#define US_MARK_VM 0xFD
+#define US_MARK_SVM 0xFC
+#define US_MARK_LOWEST 0xFC /* every byte >= this is a mark */
+
+/* Item bodies: 0-16 MiB; a deployment may configure a lower bound (max_body). */
+#define US_BODY_MAX_BYTES (16u * 1024u * 1024u)
+
+/* One commit: at most this many operations and this many bytes of ids and bodies. */
+#define US_COMMIT_MAX_OPS 100000u
+#define US_COMMIT_MAX_BYTES (64u * 1024u * 1024u)
+
+/* gRPC messages: room for the largest commit plus its protobuf framing. */
+#define US_RPC_MAX_MESSAGE_BYTES (US_COMMIT_MAX_BYTES + 1024u * 1024u)
+
+/* Scan answers are streamed in chunks of about this size (at least one item each). */
+#define US_SCAN_CHUNK_BYTES (256u * 1024u)
+#define US_SCAN_CHUNK_ITEMS 1024u
+
+/* Entry blocks (docs/entry-format.md): bound on entries per block before allocation. */
+#define US_BLOCK_MAX_ENTRIES 1000000u
+
+/* Group commit: at most this many queued commits are written in one synced batch. */
+#define US_GROUP_MAX_COMMITS 4096u
+#define US_GROUP_MAX_BYTES (64u * 1024u * 1024u)
+
+/* Embedded defaults of the programs. */
+#define US_DEFAULT_ARCHIVER_ADDR "127.0.0.1:7440"
+#define US_DEFAULT_COLLECTOR_ADDR "127.0.0.1:7441"
+#define US_DEFAULT_NAMESPACE "site-a"
+#define US_DEFAULT_COLLECTOR_DATA_DIR "./understudy-data/collector"
+#define US_DEFAULT_ARCHIVER_DATA_DIR "./understudy-data/archiver"
+#define US_DEFAULT_RPC_THREADS 2
+
+/* Client side: how long a CLI call waits for an answer. */
+#define US_DEFAULT_CALL_TIMEOUT_MS 30000
+
+/* Config files: longest line and longest string value. */
+#define US_CONFIG_MAX_VALUE_LEN 1024
+
+#endif

@@ -1,0 +1,1468 @@
+/*
+ * rpc.c - gRPC core plumbing (see rpc.h). The only file of the project that
+ * touches completion queues (CQs), tags, grpc_call, byte buffers, metadata
+ * and channel args.
+ *
+ * Server
+ * ------
+ * Threads: N workers "us-rpc-0".."us-rpc-N-1", each blocked in
+ * grpc_completion_queue_next on its own CQ. Worker i keeps one generic
+ * grpc_server_request_call armed on CQ i (bound CQ = notification CQ = CQ i),
+ * so every event of a call arrives on the thread that accepted it.
+ *
+ * Per call, the plumbing starts these batches (each yields exactly one tag):
+ *   new     request_call                              -> t_new
+ *   A       {SEND_INITIAL_METADATA, RECV_CLOSE_ON_SERVER} -> t_close; completes
+ *           only when the call is over on the wire (cancelled flag: client
+ *           gone, deadline, server stop)
+ *   R       {RECV_MESSAGE}                            -> t_recv; then the handler
+ *   S       {SEND_MESSAGE} (rpc_call_send), one at a time -> t_send; then more()
+ *   F       {[SEND_MESSAGE,] SEND_STATUS_FROM_SERVER} (rpc_call_finish) -> t_status
+ * Only the worker thread runs completions; rpc_call_send/finish may run on
+ * any thread, so every grpc_call_start_batch of a call happens under the
+ * call's mutex, which also guards `pending` (started batches whose tag has not
+ * been handled yet) and `state`.
+ *
+ * Freeing invariant: a call context is freed exactly when pending == 0 and
+ * state == CALL_FINISHED. A completion handler counts as pending until it has
+ * returned (the decrement is its last act), so a handler or more() callback
+ * always runs on a live context; rpc_call_finish never touches the context
+ * after releasing its mutex (the worker may free it at once).
+ *
+ * Server accounting: s->n_calls counts live contexts (armed and accepted).
+ * rpc_server_stop waits (condition variable, no sleeps) for n_calls == 0 and
+ * the shutdown tag, before shutting the CQs down; a CQ then has no pending
+ * tag left, so its worker sees GRPC_QUEUE_SHUTDOWN and exits.
+ *
+ * Lock order: call->mu, then server->mu (call_free takes s->mu after the
+ * call's mutex is released; nothing takes call->mu under s->mu).
+ *
+ * Client
+ * ------
+ * A channel owns one pluck CQ. Every tag started on it is plucked before the
+ * function that started it returns, except a stream's, which rpc_stream_next
+ * or rpc_stream_free pluck; so the CQ is empty when the channel is freed.
+ */
+#include "rpc.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
+#include <grpc/support/time.h>
+
+#include "buf.h"
+#include "limits.h"
+
+/* Keepalive: the client pings an idle connection every 10 s (also with no
+ * call open, and without waiting for data), and drops it after 10 s without
+ * an answer. The server must accept pings that often (min interval <= client
+ * interval), else it answers GOAWAY "too_many_pings" (notes/grpc-core.md §7).
+ * The server pings its clients every 30 s to detect dead peers of long
+ * streams. */
+#define RPC_CLIENT_KEEPALIVE_TIME_MS 10000
+#define RPC_CLIENT_KEEPALIVE_TIMEOUT_MS 10000
+#define RPC_SERVER_MIN_PING_INTERVAL_MS 5000
+#define RPC_SERVER_KEEPALIVE_TIME_MS 30000
+#define RPC_SERVER_KEEPALIVE_TIMEOUT_MS 10000
+
+/* Bound on a PEM file (certificate chain, key, CA bundle). */
+#define RPC_PEM_MAX_BYTES (1024 * 1024)
+
+/* Bound on worker threads. */
+#define RPC_MAX_THREADS 64
+
+/* ------------------------------------------------------------------------ */
+/* shared helpers */
+
+static grpc_arg arg_int(const char *key, int value)
+{
+	grpc_arg a;
+
+	memset(&a, 0, sizeof(a));
+	a.type = GRPC_ARG_INTEGER;
+	a.key = (char *)key; /* grpc copies the args at create time */
+	a.value.integer = value;
+	return a;
+}
+
+static int clamp_int(size_t v)
+{
+	return v > (size_t)INT_MAX ? INT_MAX : (int)v;
+}
+
+/* Checks HOST:PORT: a non-empty host (a bracketed IPv6 literal allowed) and a
+ * decimal port 0..65535. Fills host (NUL-terminated, brackets removed). */
+static bool addr_split(const char *addr, char *host, size_t host_size, long *port)
+{
+	const char *colon, *h = addr, *h_end;
+	char *end;
+
+	if (!addr || !*addr)
+		return false;
+	if (addr[0] == '[') {
+		h = addr + 1;
+		h_end = strchr(h, ']');
+		if (!h_end || h_end[1] != ':')
+			return false;
+		colon = h_end + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon || memchr(addr, ':', (size_t)(colon - addr)))
+			return false; /* none, or an unbracketed IPv6 literal */
+		h_end = colon;
+	}
+	if (h_end == h || (size_t)(h_end - h) >= host_size)
+		return false;
+	if (colon[1] < '0' || colon[1] > '9')
+		return false;
+	errno = 0;
+	*port = strtol(colon + 1, &end, 10);
+	if (errno || *end || *port < 0 || *port > 65535)
+		return false;
+	memcpy(host, h, (size_t)(h_end - h));
+	host[h_end - h] = '\0';
+	return true;
+}
+
+/* Reads a PEM file into a new NUL-terminated string (free()). what names the
+ * file's role in messages ("tls certificate"). */
+static int pem_read(const char *path, const char *what, char **out, struct us_err *err)
+{
+	struct stat st;
+	char *p = NULL;
+	size_t len = 0;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, US_ECONFIG, "cannot read %s %s: %s", what, path,
+			       strerror(errno));
+	if (fstat(fd, &st) != 0) {
+		rc = err_set(err, US_ECONFIG, "cannot read %s %s: %s", what, path,
+			     strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > RPC_PEM_MAX_BYTES) {
+		rc = err_set(err, US_ECONFIG, "cannot read %s %s: not a regular file of at most %d bytes",
+			     what, path, RPC_PEM_MAX_BYTES);
+		goto out_close;
+	}
+	p = malloc((size_t)st.st_size + 1);
+	if (!p) {
+		rc = err_set(err, US_ENOMEM, "cannot read %s %s: out of memory", what, path);
+		goto out_close;
+	}
+	while (len < (size_t)st.st_size) {
+		ssize_t n = read(fd, p + len, (size_t)st.st_size - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = err_set(err, US_ECONFIG, "cannot read %s %s: %s", what, path,
+				     strerror(errno));
+			goto out_free;
+		}
+		if (n == 0)
+			break; /* shrank meanwhile: take what is there */
+		len += (size_t)n;
+	}
+	p[len] = '\0';
+	if (!strstr(p, "-----BEGIN ")) {
+		rc = err_set(err, US_ECONFIG, "bad %s %s: no PEM block", what, path);
+		goto out_free;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = err_set(err, US_ECONFIG, "cannot read %s %s: %s", what, path,
+			     strerror(errno));
+		goto out_free;
+	}
+	*out = p;
+	return 0;
+
+out_free:
+	free(p);
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* A new byte buffer holding a copy of p[0..len). */
+static grpc_byte_buffer *bb_from(const uint8_t *p, size_t len)
+{
+	grpc_slice s = grpc_slice_malloc(len);
+	grpc_byte_buffer *bb;
+
+	if (len)
+		memcpy(GRPC_SLICE_START_PTR(s), p, len);
+	bb = grpc_raw_byte_buffer_create(&s, 1); /* takes its own ref */
+	grpc_slice_unref(s);
+	return bb;
+}
+
+/* Copies a received message into a new malloc'd buffer (non-NULL even when
+ * empty). The reader decompresses if the peer compressed. */
+static int bb_copy_out(grpc_byte_buffer *bb, uint8_t **out, size_t *out_len)
+{
+	grpc_byte_buffer_reader r;
+	struct buf b;
+	grpc_slice s;
+	int rc = 0;
+
+	buf_init(&b);
+	if (!grpc_byte_buffer_reader_init(&r, bb))
+		return US_ECORRUPT;
+	/* exact size for an uncompressed buffer; grows otherwise */
+	if (buf_reserve(&b, grpc_byte_buffer_length(bb)) != 0)
+		rc = US_ENOMEM;
+	while (grpc_byte_buffer_reader_next(&r, &s)) {
+		if (rc == 0 && buf_append(&b, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s)) != 0)
+			rc = US_ENOMEM;
+		grpc_slice_unref(s);
+	}
+	grpc_byte_buffer_reader_destroy(&r);
+	if (rc == 0 && !b.p && buf_reserve(&b, 1) != 0)
+		rc = US_ENOMEM;
+	if (rc != 0) {
+		buf_release(&b);
+		return rc;
+	}
+	*out = buf_detach(&b, out_len);
+	return 0;
+}
+
+static void slice_to_str(grpc_slice s, char *out, size_t out_size)
+{
+	size_t n = GRPC_SLICE_LENGTH(s);
+
+	if (n >= out_size)
+		n = out_size - 1;
+	memcpy(out, GRPC_SLICE_START_PTR(s), n);
+	out[n] = '\0';
+}
+
+/* ------------------------------------------------------------------------ */
+/* server */
+
+enum tag_kind {
+	TAG_NEW,      /* request_call matched a call (or failed: server stopping) */
+	TAG_CLOSE,    /* batch A: the call is over on the wire */
+	TAG_RECV,     /* batch R: the request message (or none) */
+	TAG_SEND,     /* batch S: one streamed message taken by grpc */
+	TAG_STATUS,   /* batch F: response and status sent (or the call was dead) */
+	TAG_SHUTDOWN, /* grpc_server_shutdown_and_notify completed */
+};
+
+struct tag {
+	enum tag_kind kind;
+	struct rpc_call *call; /* NULL for TAG_SHUTDOWN */
+};
+
+/*
+ * Call states; transitions (under call->mu except ARMED -> READING, which
+ * happens before anyone else knows the call):
+ *   CALL_ARMED   -> CALL_READING  (t_new, success; A and R started)
+ *   CALL_ARMED   -> freed         (t_new, failure: server shut down)
+ *   CALL_READING -> CALL_OPEN     (t_recv with a message: the handler runs)
+ *   CALL_READING -> CALL_FINISHED (unknown method, no message, dead call)
+ *   CALL_OPEN    -> CALL_FINISHED (rpc_call_finish)
+ *   CALL_FINISHED -> freed        (pending == 0)
+ */
+enum call_state {
+	CALL_ARMED,    /* request_call outstanding, no grpc_call yet */
+	CALL_READING,  /* accepted; waiting for the request message */
+	CALL_OPEN,     /* the handler or its delegate owns it; sends allowed */
+	CALL_FINISHED, /* status batch started (or nothing left to send) */
+};
+
+struct worker {
+	struct rpc_server *s;
+	int idx;
+	grpc_completion_queue *cq; /* NEXT queue, polled only by this worker */
+	pthread_t thread;
+	bool is_running;           /* thread created (written by the starter) */
+};
+
+struct rpc_server {
+	grpc_server *srv;
+	struct worker *workers;
+	int n_workers;
+	struct rpc_method *methods; /* copies; paths strdup'd */
+	size_t n_methods;
+	int port;
+	char *listen;
+	struct tag t_shutdown;
+
+	pthread_mutex_t mu;        /* guards the fields below */
+	pthread_cond_t cv;         /* n_calls reached 0 or the shutdown tag came */
+	size_t n_calls;            /* live call contexts; workers and finishers */
+	bool is_shutting_down;     /* shutdown_and_notify called; no more arming */
+	bool is_shutdown_done;     /* t_shutdown arrived (worker 0 writes) */
+};
+
+struct rpc_call {
+	struct rpc_server *s;
+	struct worker *w;
+	const struct rpc_method *method; /* NULL: unknown */
+	grpc_call *call;
+	grpc_call_details details;
+	grpc_metadata_array md;          /* request metadata, read-only once accepted */
+	struct tag t_new, t_close, t_recv, t_send, t_status;
+	int close_cancelled;             /* out-param of RECV_CLOSE_ON_SERVER */
+	grpc_byte_buffer *recv_bb;       /* out-param of RECV_MESSAGE */
+	atomic_bool is_cancelled;        /* dead on the wire (close or a failed send) */
+
+	pthread_mutex_t mu;              /* serializes start_batch; guards below */
+	enum call_state state;
+	int pending;                     /* batches started, tag not yet handled */
+	bool is_send_pending;            /* batch S in flight */
+	grpc_byte_buffer *send_bb;       /* batch S's message */
+	rpc_more_fn more;
+	void *more_arg;
+	grpc_byte_buffer *resp_bb;       /* batch F's message */
+	grpc_slice status_details;       /* batch F's details; alive until freed */
+	bool has_status_details;
+	char *peer;                      /* gpr_malloc'd by grpc_call_get_peer */
+};
+
+static void tag_set(struct tag *t, enum tag_kind kind, struct rpc_call *c)
+{
+	t->kind = kind;
+	t->call = c;
+}
+
+/* Frees the context's own resources; no server accounting. */
+static void call_destroy(struct rpc_call *c)
+{
+	if (c->call)
+		grpc_call_unref(c->call);
+	grpc_call_details_destroy(&c->details);
+	grpc_metadata_array_destroy(&c->md);
+	if (c->recv_bb)
+		grpc_byte_buffer_destroy(c->recv_bb);
+	if (c->send_bb)
+		grpc_byte_buffer_destroy(c->send_bb);
+	if (c->resp_bb)
+		grpc_byte_buffer_destroy(c->resp_bb);
+	if (c->has_status_details)
+		grpc_slice_unref(c->status_details);
+	gpr_free(c->peer);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* Frees a counted context (s->n_calls). */
+static void call_free(struct rpc_call *c)
+{
+	struct rpc_server *s = c->s;
+
+	call_destroy(c);
+	pthread_mutex_lock(&s->mu);
+	assert(s->n_calls > 0);
+	if (--s->n_calls == 0)
+		pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Starts a batch under the call's mutex (held by the caller) and counts it. */
+static grpc_call_error call_start_locked(struct rpc_call *c, const grpc_op *ops, size_t n,
+					 struct tag *t)
+{
+	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
+
+	if (e == GRPC_CALL_OK)
+		c->pending++;
+	return e;
+}
+
+/* A completion handler's last act: drops its batch and frees the context if
+ * that was the last one of a finished call. */
+static void call_unpin(struct rpc_call *c)
+{
+	bool is_free;
+
+	pthread_mutex_lock(&c->mu);
+	assert(c->pending > 0);
+	c->pending--;
+	is_free = c->pending == 0 && c->state == CALL_FINISHED;
+	pthread_mutex_unlock(&c->mu);
+	if (is_free)
+		call_free(c);
+}
+
+/* Arms a new generic request on w's CQ. Not after shutdown_and_notify: both
+ * happen under s->mu. */
+static int worker_arm(struct worker *w)
+{
+	struct rpc_server *s = w->s;
+	struct rpc_call *c;
+	grpc_call_error e;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return US_ENOMEM;
+	c->s = s;
+	c->w = w;
+	c->state = CALL_ARMED;
+	atomic_init(&c->is_cancelled, false);
+	grpc_call_details_init(&c->details);
+	grpc_metadata_array_init(&c->md);
+	tag_set(&c->t_new, TAG_NEW, c);
+	tag_set(&c->t_close, TAG_CLOSE, c);
+	tag_set(&c->t_recv, TAG_RECV, c);
+	tag_set(&c->t_send, TAG_SEND, c);
+	tag_set(&c->t_status, TAG_STATUS, c);
+	if (pthread_mutex_init(&c->mu, NULL) != 0) {
+		grpc_call_details_destroy(&c->details);
+		grpc_metadata_array_destroy(&c->md);
+		free(c);
+		return US_ENOMEM;
+	}
+
+	pthread_mutex_lock(&s->mu);
+	if (s->is_shutting_down) {
+		pthread_mutex_unlock(&s->mu);
+		call_destroy(c);
+		return 0;
+	}
+	s->n_calls++;
+	e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, w->cq, w->cq,
+				     &c->t_new);
+	pthread_mutex_unlock(&s->mu);
+	if (e != GRPC_CALL_OK) {
+		call_free(c);
+		return US_EIO;
+	}
+	return 0;
+}
+
+/* Starts batch F. The response bb and details slice are built by the caller
+ * and owned by the context from here on. Called with c->mu held. Returns
+ * whether the context must be freed now (nothing pending). */
+static bool call_finish_locked(struct rpc_call *c, int code, grpc_slice details,
+			       grpc_byte_buffer *resp_bb)
+{
+	grpc_op ops[2];
+	size_t n = 0;
+
+	assert(c->state == CALL_READING || c->state == CALL_OPEN);
+	c->state = CALL_FINISHED;
+	c->status_details = details;
+	c->has_status_details = true;
+	c->resp_bb = resp_bb;
+	memset(ops, 0, sizeof(ops));
+	if (resp_bb) {
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n].data.send_message.send_message = resp_bb;
+		n++;
+	}
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = (grpc_status_code)err_to_grpc_status(code);
+	ops[n].data.send_status_from_server.status_details = &c->status_details;
+	ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+	n++;
+	/* A failure here (a send still in flight: contract violation) leaves
+	 * the call without a status; cancel it so that the client learns. */
+	if (call_start_locked(c, ops, n, &c->t_status) != GRPC_CALL_OK)
+		grpc_call_cancel(c->call, NULL);
+	return c->pending == 0;
+}
+
+/* Finish from the plumbing itself, on the worker (unknown method, no request). */
+static void call_finish_internal(struct rpc_call *c, int code, const char *fmt_msg)
+{
+	grpc_slice details = grpc_slice_from_copied_string(fmt_msg);
+	bool is_free;
+
+	pthread_mutex_lock(&c->mu);
+	is_free = call_finish_locked(c, code, details, NULL);
+	pthread_mutex_unlock(&c->mu);
+	if (is_free)
+		call_free(c);
+}
+
+static const struct rpc_method *method_find(const struct rpc_server *s, grpc_slice path)
+{
+	for (size_t i = 0; i < s->n_methods; i++)
+		if (grpc_slice_str_cmp(path, s->methods[i].path) == 0)
+			return &s->methods[i];
+	return NULL;
+}
+
+static void on_new(struct worker *w, struct rpc_call *c, bool ok)
+{
+	grpc_op ops[2];
+	grpc_call_error e;
+	char msg[US_ERR_MSG_MAX];
+
+	if (!ok) {
+		/* server shutting down: the request comes back unmatched */
+		call_free(c);
+		return;
+	}
+	/* re-arm first, so that the next call does not wait for this one */
+	(void)worker_arm(w);
+
+	c->method = method_find(c->s, c->details.method);
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = 0;
+	ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
+
+	pthread_mutex_lock(&c->mu);
+	c->state = CALL_READING;
+	e = call_start_locked(c, ops, 2, &c->t_close);
+	if (e == GRPC_CALL_OK && c->method) {
+		memset(ops, 0, sizeof(ops));
+		ops[0].op = GRPC_OP_RECV_MESSAGE;
+		ops[0].data.recv_message.recv_message = &c->recv_bb;
+		e = call_start_locked(c, ops, 1, &c->t_recv);
+	}
+	pthread_mutex_unlock(&c->mu);
+
+	if (e != GRPC_CALL_OK) {
+		snprintf(msg, sizeof(msg), "cannot start call: grpc call error %d", (int)e);
+		call_finish_internal(c, US_EIO, msg);
+	} else if (!c->method) {
+		snprintf(msg, sizeof(msg), "unknown method %.*s",
+			 (int)GRPC_SLICE_LENGTH(c->details.method),
+			 (const char *)GRPC_SLICE_START_PTR(c->details.method));
+		call_finish_internal(c, US_EUNIMPL, msg);
+	}
+}
+
+static void on_recv(struct rpc_call *c, bool ok)
+{
+	grpc_byte_buffer *bb = c->recv_bb;
+	grpc_byte_buffer_reader r;
+	grpc_slice req;
+
+	c->recv_bb = NULL;
+	if (!ok || !bb) {
+		if (bb)
+			grpc_byte_buffer_destroy(bb);
+		/* !ok: the call died (cancelled, deadline, over the size limit:
+		 * grpc has sent its own status, ours is a no-op) */
+		call_finish_internal(c, ok ? US_EINVAL : US_ECANCELLED,
+				     ok ? "missing request message"
+					: "call ended before its request arrived");
+		return;
+	}
+	if (!grpc_byte_buffer_reader_init(&r, bb)) {
+		grpc_byte_buffer_destroy(bb);
+		call_finish_internal(c, US_EINVAL, "cannot decompress request message");
+		return;
+	}
+	/* one slice: a reference when the message is one slice, else a copy */
+	req = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	grpc_byte_buffer_destroy(bb);
+
+	pthread_mutex_lock(&c->mu);
+	assert(c->state == CALL_READING);
+	c->state = CALL_OPEN;
+	pthread_mutex_unlock(&c->mu);
+	c->method->fn(c, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), c->method->arg);
+	grpc_slice_unref(req);
+}
+
+static void on_send(struct rpc_call *c, bool ok)
+{
+	grpc_byte_buffer *bb;
+	rpc_more_fn more;
+	void *arg;
+
+	pthread_mutex_lock(&c->mu);
+	bb = c->send_bb;
+	c->send_bb = NULL;
+	c->is_send_pending = false;
+	more = c->more;
+	arg = c->more_arg;
+	pthread_mutex_unlock(&c->mu);
+	grpc_byte_buffer_destroy(bb);
+	if (!ok)
+		atomic_store(&c->is_cancelled, true);
+	if (more)
+		more(c, arg);
+}
+
+static void worker_handle(struct worker *w, struct tag *t, bool ok)
+{
+	struct rpc_server *s = w->s;
+	struct rpc_call *c = t->call;
+
+	switch (t->kind) {
+	case TAG_SHUTDOWN:
+		pthread_mutex_lock(&s->mu);
+		s->is_shutdown_done = true;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		return;
+	case TAG_NEW:
+		on_new(w, c, ok);
+		return; /* not a counted batch */
+	case TAG_CLOSE:
+		if (c->close_cancelled)
+			atomic_store(&c->is_cancelled, true);
+		break;
+	case TAG_RECV:
+		on_recv(c, ok);
+		break;
+	case TAG_SEND:
+		on_send(c, ok);
+		break;
+	case TAG_STATUS:
+		break;
+	}
+	call_unpin(c);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "us-rpc-%d", w->idx);
+	pthread_setname_np(pthread_self(), name);
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(
+			w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type == GRPC_OP_COMPLETE)
+			worker_handle(w, ev.tag, ev.success != 0);
+	}
+	return NULL;
+}
+
+/* Shuts down the CQs of running workers, joins them, destroys the grpc
+ * server (if any) and every CQ, frees s. */
+static void server_free(struct rpc_server *s)
+{
+	for (int i = 0; i < s->n_workers; i++)
+		if (s->workers[i].is_running)
+			grpc_completion_queue_shutdown(s->workers[i].cq);
+	for (int i = 0; i < s->n_workers; i++)
+		if (s->workers[i].is_running)
+			pthread_join(s->workers[i].thread, NULL);
+	if (s->srv)
+		grpc_server_destroy(s->srv);
+	for (int i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+
+		if (!w->cq)
+			continue;
+		if (!w->is_running) {
+			/* never polled: drain here (nothing was started on it) */
+			grpc_completion_queue_shutdown(w->cq);
+			while (grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+							  NULL).type != GRPC_QUEUE_SHUTDOWN)
+				;
+		}
+		grpc_completion_queue_destroy(w->cq);
+	}
+	for (size_t i = 0; i < s->n_methods; i++)
+		free((char *)s->methods[i].path);
+	free(s->methods);
+	free(s->workers);
+	free(s->listen);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+static bool server_is_idle_locked(const struct rpc_server *s)
+{
+	return s->is_shutdown_done && s->n_calls == 0;
+}
+
+int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts,
+		     const struct rpc_method *methods, size_t n_methods, struct us_err *err)
+{
+	struct rpc_server *s;
+	pthread_condattr_t ca;
+	char host[256];
+	long port;
+	char *cert = NULL, *key = NULL;
+	grpc_server_credentials *creds;
+	grpc_arg args[8];
+	grpc_channel_args cargs;
+	size_t n_args = 0;
+	int rc;
+
+	*out = NULL;
+	if (!opts || !addr_split(opts->listen, host, sizeof(host), &port))
+		return err_set(err, US_EINVAL, "bad listen address %s: expected HOST:PORT",
+			       opts && opts->listen ? opts->listen : "(none)");
+	if (opts->threads < 1 || opts->threads > RPC_MAX_THREADS)
+		return err_set(err, US_EINVAL, "bad rpc thread count %d: expected 1 to %d",
+			       opts->threads, RPC_MAX_THREADS);
+	{
+		struct addrinfo hints, *ai = NULL;
+		int gai;
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_flags = AI_PASSIVE;
+		hints.ai_socktype = SOCK_STREAM;
+		gai = getaddrinfo(host, NULL, &hints, &ai);
+		if (gai != 0)
+			return err_set(err, US_EINVAL, "bad listen address %s: %s", opts->listen,
+				       gai_strerror(gai));
+		freeaddrinfo(ai);
+	}
+	if (!opts->tls_cert_file != !opts->tls_key_file)
+		return err_set(err, US_EINVAL, "cannot listen on %s: tls needs both a certificate and a key file",
+			       opts->listen);
+	for (size_t i = 0; i < n_methods; i++)
+		if (!methods[i].path || methods[i].path[0] != '/' || !methods[i].fn)
+			return err_set(err, US_EINVAL, "bad rpc method %zu: needs a /package.Service/Method path and a handler",
+				       i);
+	if (opts->tls_cert_file) {
+		rc = pem_read(opts->tls_cert_file, "tls certificate", &cert, err);
+		if (rc)
+			return rc;
+		rc = pem_read(opts->tls_key_file, "tls key", &key, err);
+		if (rc)
+			goto out_pem;
+	}
+
+	rc = err_set(err, US_ENOMEM, "cannot start rpc server on %s: out of memory", opts->listen);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto out_pem;
+	if (pthread_mutex_init(&s->mu, NULL) != 0) {
+		free(s);
+		goto out_pem;
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (pthread_cond_init(&s->cv, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_destroy(&s->mu);
+		free(s);
+		goto out_pem;
+	}
+	pthread_condattr_destroy(&ca);
+	tag_set(&s->t_shutdown, TAG_SHUTDOWN, NULL);
+	s->listen = strdup(opts->listen);
+	s->workers = calloc((size_t)opts->threads, sizeof(*s->workers));
+	s->methods = calloc(n_methods ? n_methods : 1, sizeof(*s->methods));
+	if (!s->listen || !s->workers || !s->methods)
+		goto out_server;
+	s->n_workers = opts->threads;
+	for (size_t i = 0; i < n_methods; i++) {
+		s->methods[i] = methods[i];
+		s->methods[i].path = strdup(methods[i].path);
+		if (!s->methods[i].path)
+			goto out_server;
+		s->n_methods++;
+	}
+
+	args[n_args++] = arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+				 clamp_int(opts->max_message_bytes ? opts->max_message_bytes
+								   : US_RPC_MAX_MESSAGE_BYTES));
+	args[n_args++] = arg_int(GRPC_ARG_ALLOW_REUSEPORT, 0);
+	args[n_args++] = arg_int(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+				 RPC_SERVER_MIN_PING_INTERVAL_MS);
+	args[n_args++] = arg_int(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+	args[n_args++] = arg_int(GRPC_ARG_KEEPALIVE_TIME_MS, RPC_SERVER_KEEPALIVE_TIME_MS);
+	args[n_args++] = arg_int(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, RPC_SERVER_KEEPALIVE_TIMEOUT_MS);
+	/* bounds how far a stream's sends run ahead of the reader (notes §8) */
+	args[n_args++] = arg_int(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+	cargs.num_args = n_args;
+	cargs.args = args;
+	s->srv = grpc_server_create(&cargs, NULL);
+
+	for (int i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+
+		w->s = s;
+		w->idx = i;
+		w->cq = grpc_completion_queue_create_for_next(NULL);
+		grpc_server_register_completion_queue(s->srv, w->cq, NULL);
+	}
+	/* Workers start before the port is bound, so that a failure from here
+	 * on unwinds with nothing listening and no call possible. */
+	for (int i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			rc = err_set(err, US_ENOMEM, "cannot start rpc server on %s: cannot create thread",
+				     opts->listen);
+			goto out_server;
+		}
+		w->is_running = true;
+	}
+
+	if (cert) {
+		grpc_ssl_pem_key_cert_pair pair = { key, cert };
+
+		creds = grpc_ssl_server_credentials_create_ex(
+			NULL, &pair, 1, GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
+	} else {
+		creds = grpc_insecure_server_credentials_create();
+	}
+	s->port = grpc_server_add_http2_port(s->srv, opts->listen, creds);
+	grpc_server_credentials_release(creds);
+	if (s->port == 0) {
+		rc = err_set(err, US_EUNAVAIL, cert
+			     ? "cannot listen on %s: address in use or not available, or tls certificate/key not usable"
+			     : "cannot listen on %s: address in use or not available",
+			     opts->listen);
+		goto out_server;
+	}
+	grpc_server_start(s->srv);
+	for (int i = 0; i < s->n_workers; i++) {
+		rc = worker_arm(&s->workers[i]);
+		if (rc) {
+			rpc_server_stop(s, 0);
+			s = NULL;
+			rc = err_set(err, rc, "cannot start rpc server on %s: cannot accept calls",
+				     opts->listen);
+			goto out_pem;
+		}
+	}
+	free(cert);
+	free(key);
+	err_clear(err);
+	*out = s;
+	return 0;
+
+out_server:
+	/* no port bound, or not started: no call exists, nothing pending */
+	if (s->srv && s->port) {
+		/* unreachable today; kept for the invariant of grpc_server_destroy */
+		grpc_server_shutdown_and_notify(s->srv, s->workers[0].cq, &s->t_shutdown);
+	}
+	server_free(s);
+out_pem:
+	free(cert);
+	free(key);
+	return rc;
+}
+
+int rpc_server_port(const struct rpc_server *s)
+{
+	return s->port;
+}
+
+void rpc_server_stop(struct rpc_server *s, int grace_ms)
+{
+	struct timespec deadline;
+	bool is_idle;
+
+	if (!s)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	if (grace_ms > 0) {
+		deadline.tv_sec += grace_ms / 1000;
+		deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+	}
+
+	pthread_mutex_lock(&s->mu);
+	/* under s->mu: no worker arms a request after this */
+	s->is_shutting_down = true;
+	grpc_server_shutdown_and_notify(s->srv, s->workers[0].cq, &s->t_shutdown);
+	while (!server_is_idle_locked(s)) {
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT)
+			break;
+	}
+	is_idle = server_is_idle_locked(s);
+	pthread_mutex_unlock(&s->mu);
+
+	if (!is_idle) {
+		/* Ends every call on the wire; its batches complete, but a call
+		 * handed off is freed only when its holder calls finish. */
+		grpc_server_cancel_all_calls(s->srv);
+		pthread_mutex_lock(&s->mu);
+		while (!server_is_idle_locked(s))
+			pthread_cond_wait(&s->cv, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+	}
+	/* every tag has been handled: each CQ is empty */
+	server_free(s);
+}
+
+void rpc_call_finish(struct rpc_call *call, int code, const char *msg, const uint8_t *resp,
+		     size_t resp_len)
+{
+	grpc_byte_buffer *bb = NULL;
+	grpc_slice details;
+	bool is_free;
+
+	if (!msg || (!*msg && code != 0))
+		msg = code ? us_strerror(code) : "";
+	details = grpc_slice_from_copied_string(msg);
+	if (resp) /* a message, maybe empty; NULL: none (error, end of a stream) */
+		bb = bb_from(resp, resp_len);
+
+	pthread_mutex_lock(&call->mu);
+	if (call->state == CALL_FINISHED) {
+		/* finished twice: contract violation; keep the first */
+		assert(!"rpc_call_finish called twice");
+		pthread_mutex_unlock(&call->mu);
+		grpc_slice_unref(details);
+		if (bb)
+			grpc_byte_buffer_destroy(bb);
+		return;
+	}
+	is_free = call_finish_locked(call, code, details, bb);
+	pthread_mutex_unlock(&call->mu);
+	/* the context may be gone from here (worker completions) */
+	if (is_free)
+		call_free(call);
+}
+
+void rpc_call_finish_err(struct rpc_call *call, const struct us_err *err)
+{
+	if (!err)
+		rpc_call_finish(call, US_EIO, NULL, NULL, 0);
+	else
+		rpc_call_finish(call, err->code, err->msg, NULL, 0);
+}
+
+int rpc_call_send(struct rpc_call *call, const uint8_t *msg, size_t len, rpc_more_fn more,
+		  void *arg)
+{
+	grpc_byte_buffer *bb = bb_from(msg, len);
+	grpc_op op;
+	grpc_call_error e;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_MESSAGE;
+	op.data.send_message.send_message = bb;
+
+	pthread_mutex_lock(&call->mu);
+	if (call->state != CALL_OPEN || call->is_send_pending) {
+		assert(!"rpc_call_send on a finished call or with a send in flight");
+		pthread_mutex_unlock(&call->mu);
+		grpc_byte_buffer_destroy(bb);
+		return US_EINVAL;
+	}
+	call->send_bb = bb;
+	call->more = more;
+	call->more_arg = arg;
+	e = call_start_locked(call, &op, 1, &call->t_send);
+	if (e == GRPC_CALL_OK)
+		call->is_send_pending = true;
+	else
+		call->send_bb = NULL;
+	pthread_mutex_unlock(&call->mu);
+	if (e != GRPC_CALL_OK) {
+		grpc_byte_buffer_destroy(bb);
+		return US_EIO;
+	}
+	return 0;
+}
+
+bool rpc_call_is_cancelled(const struct rpc_call *call)
+{
+	return atomic_load(&call->is_cancelled);
+}
+
+const char *rpc_call_metadata(const struct rpc_call *call, const char *key, size_t *len)
+{
+	for (size_t i = 0; i < call->md.count; i++) {
+		const grpc_metadata *m = &call->md.metadata[i];
+
+		if (grpc_slice_str_cmp(m->key, key) == 0) {
+			*len = GRPC_SLICE_LENGTH(m->value);
+			return (const char *)GRPC_SLICE_START_PTR(m->value);
+		}
+	}
+	*len = 0;
+	return NULL;
+}
+
+const char *rpc_call_peer(struct rpc_call *call)
+{
+	const char *peer;
+
+	pthread_mutex_lock(&call->mu);
+	if (!call->peer)
+		call->peer = grpc_call_get_peer(call->call);
+	peer = call->peer;
+	pthread_mutex_unlock(&call->mu);
+	return peer;
+}
+
+/* ------------------------------------------------------------------------ */
+/* client */
+
+struct rpc_channel {
+	grpc_channel *ch;
+	grpc_completion_queue *cq; /* PLUCK; empty between calls (streams aside) */
+	char *addr;
+	grpc_metadata md[1];       /* authorization, when a token is set */
+	size_t n_md;
+	size_t n_streams;          /* open streams, must be 0 at free */
+};
+
+struct rpc_stream {
+	struct rpc_channel *ch;
+	char *method;
+	int timeout_ms;
+	grpc_call *call;
+	grpc_byte_buffer *send_bb;
+	grpc_byte_buffer *recv_bb;
+	grpc_metadata_array md_initial;
+	grpc_metadata_array md_trailing;
+	grpc_status_code status;
+	grpc_slice details;
+	const char *error_string;
+	/* tags: the addresses of these bytes */
+	char tag_start, tag_recv, tag_status;
+	bool is_start_pending;  /* started, not plucked */
+	bool is_status_pending;
+	bool is_done;           /* status plucked; end_rc/end_err final */
+	int end_rc;
+	struct us_err end_err;
+};
+
+static bool token_is_valid(const char *t)
+{
+	for (; *t; t++)
+		if (*t < 0x20 || *t > 0x7e)
+			return false;
+	return true;
+}
+
+int rpc_channel_new(struct rpc_channel **out, const char *addr,
+		    const struct rpc_channel_opts *opts, struct us_err *err)
+{
+	static const struct rpc_channel_opts no_opts;
+	struct rpc_channel *ch;
+	grpc_channel_credentials *creds;
+	grpc_arg args[8];
+	grpc_channel_args cargs;
+	size_t n_args = 0;
+	char host[256];
+	long port;
+	char *ca = NULL;
+	char *auth = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!opts)
+		opts = &no_opts;
+	if (!addr_split(addr, host, sizeof(host), &port) || port == 0)
+		return err_set(err, US_EINVAL, "bad server address %s: expected HOST:PORT",
+			       addr ? addr : "(none)");
+	if (opts->token && (!*opts->token || !token_is_valid(opts->token)))
+		return err_set(err, US_EINVAL, "bad token: expected printable ascii characters");
+	if (opts->tls_ca_file) {
+		rc = pem_read(opts->tls_ca_file, "tls ca", &ca, err);
+		if (rc)
+			return rc;
+	}
+	rc = err_set(err, US_ENOMEM, "cannot create channel to %s: out of memory", addr);
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		goto out_ca;
+	ch->addr = strdup(addr);
+	if (!ch->addr)
+		goto out_ch;
+	if (opts->token) {
+		size_t n = strlen(opts->token) + sizeof("Bearer ");
+
+		auth = malloc(n);
+		if (!auth)
+			goto out_ch;
+		snprintf(auth, n, "Bearer %s", opts->token);
+		ch->md[0].key = grpc_slice_from_static_string("authorization");
+		ch->md[0].value = grpc_slice_from_copied_string(auth);
+		ch->n_md = 1;
+		free(auth);
+	}
+
+	args[n_args++] = arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+				 clamp_int(opts->max_message_bytes ? opts->max_message_bytes
+								   : US_RPC_MAX_MESSAGE_BYTES));
+	args[n_args++] = arg_int(GRPC_ARG_KEEPALIVE_TIME_MS, RPC_CLIENT_KEEPALIVE_TIME_MS);
+	args[n_args++] = arg_int(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, RPC_CLIENT_KEEPALIVE_TIMEOUT_MS);
+	args[n_args++] = arg_int(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+	args[n_args++] = arg_int(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+	args[n_args++] = arg_int(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+	/* one connection per channel, not shared through the global pool */
+	args[n_args++] = arg_int(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+	cargs.num_args = n_args;
+	cargs.args = args;
+
+	creds = ca ? grpc_ssl_credentials_create(ca, NULL, NULL, NULL)
+		   : grpc_insecure_credentials_create();
+	ch->ch = grpc_channel_create(addr, creds, &cargs);
+	grpc_channel_credentials_release(creds);
+	ch->cq = grpc_completion_queue_create_for_pluck(NULL);
+	free(ca);
+	err_clear(err);
+	*out = ch;
+	return 0;
+
+out_ch:
+	free(ch->addr);
+	free(ch);
+out_ca:
+	free(ca);
+	return rc;
+}
+
+void rpc_channel_free(struct rpc_channel *ch)
+{
+	if (!ch)
+		return;
+	assert(ch->n_streams == 0);
+	grpc_channel_destroy(ch->ch);
+	grpc_completion_queue_shutdown(ch->cq);
+	/* every tag was plucked: this returns GRPC_QUEUE_SHUTDOWN at once */
+	while (grpc_completion_queue_pluck(ch->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME),
+					   NULL).type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(ch->cq);
+	if (ch->n_md) {
+		grpc_slice_unref(ch->md[0].key);
+		grpc_slice_unref(ch->md[0].value);
+	}
+	free(ch->addr);
+	free(ch);
+}
+
+static grpc_call *channel_call(struct rpc_channel *ch, const char *method, int timeout_ms)
+{
+	grpc_slice path = grpc_slice_from_copied_string(method);
+	gpr_timespec deadline;
+	grpc_call *call;
+
+	if (timeout_ms > 0)
+		deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+	else
+		deadline = gpr_inf_future(GPR_CLOCK_REALTIME);
+	call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, ch->cq, path, NULL,
+					deadline, NULL);
+	grpc_slice_unref(path);
+	return call;
+}
+
+/* Blocks until tag completes on ch's CQ. The call's deadline (or a cancel)
+ * bounds the wait. */
+static bool channel_pluck(struct rpc_channel *ch, void *tag)
+{
+	grpc_event ev = grpc_completion_queue_pluck(ch->cq, tag,
+						    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+	assert(ev.type == GRPC_OP_COMPLETE);
+	return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+/* Maps a final status to a code and err->msg. The server's own details are
+ * what the user must see, verbatim; a status made up locally by grpc (no
+ * connection, deadline, a local limit) gets the address and method. */
+static int status_to_err(struct rpc_channel *ch, const char *method, grpc_status_code status,
+			 grpc_slice details, const char *error_string, int timeout_ms,
+			 struct us_err *err)
+{
+	char text[US_ERR_MSG_MAX];
+	int code;
+	bool is_from_server;
+
+	if (status == GRPC_STATUS_OK)
+		return 0;
+	code = err_from_grpc_status((int)status);
+	slice_to_str(details, text, sizeof(text));
+	/* grpc's debug string says so for a status read from the wire */
+	is_from_server = error_string && strstr(error_string, "Error received from peer");
+	if (is_from_server)
+		return err_set(err, code, "%s", text[0] ? text : us_strerror(code));
+	if (status == GRPC_STATUS_UNAVAILABLE)
+		return err_set(err, code, "cannot reach %s: %s", ch->addr, text);
+	if (status == GRPC_STATUS_DEADLINE_EXCEEDED)
+		return err_set(err, code, "%s on %s: no answer within %d ms", method, ch->addr,
+			       timeout_ms);
+	return err_set(err, code, "%s on %s: %s", method, ch->addr,
+		       text[0] ? text : us_strerror(code));
+}
+
+int rpc_unary(struct rpc_channel *ch, const char *method, const uint8_t *req, size_t req_len,
+	      int timeout_ms, uint8_t **resp, size_t *resp_len, struct us_err *err)
+{
+	grpc_metadata_array md_initial, md_trailing;
+	grpc_status_code status = GRPC_STATUS_UNKNOWN;
+	grpc_slice details = grpc_empty_slice();
+	const char *error_string = NULL;
+	grpc_byte_buffer *send_bb, *recv_bb = NULL;
+	grpc_call *call;
+	grpc_op ops[6];
+	grpc_call_error e;
+	char tag;
+	int rc;
+
+	*resp = NULL;
+	*resp_len = 0;
+	call = channel_call(ch, method, timeout_ms);
+	if (!call)
+		return err_set(err, US_EIO, "cannot call %s on %s: grpc refused the call", method,
+			       ch->addr);
+	grpc_metadata_array_init(&md_initial);
+	grpc_metadata_array_init(&md_trailing);
+	send_bb = bb_from(req, req_len);
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = ch->n_md;
+	ops[0].data.send_initial_metadata.metadata = ch->md;
+	ops[0].flags = 0; /* no WAIT_FOR_READY: a dead server fails fast */
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = send_bb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_initial;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &recv_bb;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &md_trailing;
+	ops[5].data.recv_status_on_client.status = &status;
+	ops[5].data.recv_status_on_client.status_details = &details;
+	ops[5].data.recv_status_on_client.error_string = &error_string;
+	e = grpc_call_start_batch(call, ops, 6, &tag, NULL);
+	if (e != GRPC_CALL_OK) {
+		rc = err_set(err, US_EIO, "cannot call %s on %s: grpc call error %d", method,
+			     ch->addr, (int)e);
+		goto out;
+	}
+	(void)channel_pluck(ch, &tag); /* the status tells */
+
+	rc = status_to_err(ch, method, status, details, error_string, timeout_ms, err);
+	if (rc)
+		goto out;
+	if (!recv_bb) {
+		rc = err_set(err, US_EIO, "%s on %s: no response message", method, ch->addr);
+		goto out;
+	}
+	rc = bb_copy_out(recv_bb, resp, resp_len);
+	if (rc) {
+		err_set(err, rc, "%s on %s: cannot read response message", method, ch->addr);
+		goto out;
+	}
+	err_clear(err);
+out:
+	if (recv_bb)
+		grpc_byte_buffer_destroy(recv_bb);
+	grpc_byte_buffer_destroy(send_bb);
+	grpc_slice_unref(details);
+	gpr_free((void *)error_string);
+	grpc_metadata_array_destroy(&md_initial);
+	grpc_metadata_array_destroy(&md_trailing);
+	grpc_call_unref(call);
+	return rc;
+}
+
+static void stream_release(struct rpc_stream *st)
+{
+	if (st->recv_bb)
+		grpc_byte_buffer_destroy(st->recv_bb);
+	if (st->send_bb)
+		grpc_byte_buffer_destroy(st->send_bb);
+	grpc_slice_unref(st->details);
+	gpr_free((void *)st->error_string);
+	grpc_metadata_array_destroy(&st->md_initial);
+	grpc_metadata_array_destroy(&st->md_trailing);
+	if (st->call)
+		grpc_call_unref(st->call);
+	free(st->method);
+	st->ch->n_streams--;
+	free(st);
+}
+
+int rpc_stream_open(struct rpc_channel *ch, const char *method, const uint8_t *req,
+		    size_t req_len, int timeout_ms, struct rpc_stream **out, struct us_err *err)
+{
+	struct rpc_stream *st;
+	grpc_op ops[4];
+	grpc_call_error e;
+	int rc;
+
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return err_set(err, US_ENOMEM, "cannot call %s on %s: out of memory", method,
+			       ch->addr);
+	st->ch = ch;
+	ch->n_streams++;
+	st->timeout_ms = timeout_ms;
+	st->status = GRPC_STATUS_UNKNOWN;
+	st->details = grpc_empty_slice();
+	grpc_metadata_array_init(&st->md_initial);
+	grpc_metadata_array_init(&st->md_trailing);
+	st->method = strdup(method);
+	if (!st->method) {
+		rc = err_set(err, US_ENOMEM, "cannot call %s on %s: out of memory", method,
+			     ch->addr);
+		goto out_stream;
+	}
+	st->call = channel_call(ch, method, timeout_ms);
+	if (!st->call) {
+		rc = err_set(err, US_EIO, "cannot call %s on %s: grpc refused the call", method,
+			     ch->addr);
+		goto out_stream;
+	}
+	st->send_bb = bb_from(req, req_len);
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = ch->n_md;
+	ops[0].data.send_initial_metadata.metadata = ch->md;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = st->send_bb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &st->md_initial;
+	e = grpc_call_start_batch(st->call, ops, 4, &st->tag_start, NULL);
+	if (e != GRPC_CALL_OK) {
+		rc = err_set(err, US_EIO, "cannot call %s on %s: grpc call error %d", method,
+			     ch->addr, (int)e);
+		goto out_stream;
+	}
+	st->is_start_pending = true;
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[0].data.recv_status_on_client.trailing_metadata = &st->md_trailing;
+	ops[0].data.recv_status_on_client.status = &st->status;
+	ops[0].data.recv_status_on_client.status_details = &st->details;
+	ops[0].data.recv_status_on_client.error_string = &st->error_string;
+	e = grpc_call_start_batch(st->call, ops, 1, &st->tag_status, NULL);
+	if (e != GRPC_CALL_OK) {
+		rc = err_set(err, US_EIO, "cannot call %s on %s: grpc call error %d", method,
+			     ch->addr, (int)e);
+		goto out_stream;
+	}
+	st->is_status_pending = true;
+	err_clear(err);
+	*out = st;
+	return 0;
+
+out_stream:
+	rpc_stream_free(st);
+	return rc;
+}
+
+/* Plucks what is still pending (after the end of the stream or a cancel). */
+static void stream_drain(struct rpc_stream *st)
+{
+	if (st->is_start_pending) {
+		(void)channel_pluck(st->ch, &st->tag_start);
+		st->is_start_pending = false;
+	}
+	if (st->is_status_pending) {
+		(void)channel_pluck(st->ch, &st->tag_status);
+		st->is_status_pending = false;
+	}
+}
+
+/* Ends the stream: with the status when rc is 0, else with rc and the
+ * message already in st->end_err. */
+static int stream_end(struct rpc_stream *st, int rc, struct us_err *err)
+{
+	stream_drain(st);
+	if (rc == 0)
+		rc = status_to_err(st->ch, st->method, st->status, st->details, st->error_string,
+				   st->timeout_ms, &st->end_err);
+	st->is_done = true;
+	st->end_rc = rc;
+	if (err) {
+		if (rc)
+			*err = st->end_err;
+		else
+			err_clear(err);
+	}
+	return rc;
+}
+
+int rpc_stream_next(struct rpc_stream *st, uint8_t **msg, size_t *len, struct us_err *err)
+{
+	grpc_op op;
+	grpc_call_error e;
+	int rc;
+
+	*msg = NULL;
+	*len = 0;
+	if (st->is_done) {
+		if (err)
+			*err = st->end_err;
+		return st->end_rc;
+	}
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &st->recv_bb;
+	e = grpc_call_start_batch(st->call, &op, 1, &st->tag_recv, NULL);
+	if (e != GRPC_CALL_OK) {
+		grpc_call_cancel(st->call, NULL);
+		err_set(&st->end_err, US_EIO, "%s on %s: grpc call error %d", st->method,
+			st->ch->addr, (int)e);
+		return stream_end(st, US_EIO, err);
+	}
+	(void)channel_pluck(st->ch, &st->tag_recv);
+	if (!st->recv_bb)
+		return stream_end(st, 0, err); /* end of stream: the status tells */
+	rc = bb_copy_out(st->recv_bb, msg, len);
+	grpc_byte_buffer_destroy(st->recv_bb);
+	st->recv_bb = NULL;
+	if (rc) {
+		grpc_call_cancel(st->call, NULL);
+		err_set(&st->end_err, rc, "%s on %s: cannot read message", st->method,
+			st->ch->addr);
+		return stream_end(st, rc, err);
+	}
+	return 1;
+}
+
+void rpc_stream_free(struct rpc_stream *st)
+{
+	if (!st)
+		return;
+	if (st->call && (st->is_start_pending || st->is_status_pending))
+		grpc_call_cancel(st->call, NULL); /* unfinished: the tags come back now */
+	stream_drain(st);
+	stream_release(st);
+}
+
+/* ------------------------------------------------------------------------ */
+
+void rpc_global_init(void)
+{
+	/* before grpc_init, so that its own start-up lines obey it too */
+	if (!getenv("GRPC_VERBOSITY"))
+		gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+	grpc_init();
+}
+
+void rpc_global_shutdown(void)
+{
+	grpc_shutdown();
+}

@@ -1,0 +1,124 @@
+/*
+ * rpc.h - gRPC core plumbing: the only module that touches completion queues,
+ * tags, byte buffers and call objects. Others see serialized protobuf bytes.
+ *
+ * Server: N worker threads ("us-rpc-N"), each polling its own completion queue
+ * (CQ); every call lives on the CQ of the thread that accepted it. A handler
+ * runs on that thread and must not block (no fsync, no waiting on a lock held
+ * across I/O): it answers at once or hands the call to another thread, which
+ * answers later with rpc_call_finish() - callable from any thread.
+ *
+ * Call lifecycle (server):
+ *   accepted -> handler(call, request bytes)
+ *   -> [rpc_call_send()* for server streaming] -> rpc_call_finish() exactly once
+ *   -> the plumbing frees the call when every batch it started has completed.
+ * A cancelled call (client gone, deadline) still needs its rpc_call_finish():
+ * it is then a no-op on the wire.
+ *
+ * Client: a channel per server address; unary calls and server-streaming
+ * reads, synchronous, on a private pluck CQ. A channel is used by one thread
+ * at a time.
+ */
+#ifndef US_RPC_H
+#define US_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct rpc_server;
+struct rpc_call;
+struct rpc_channel;
+
+/* req is borrowed for the handler's duration only (copy what must outlive it).
+ * For a client-streaming or bidi method this is not used (see later issues). */
+typedef void (*rpc_handler_fn)(struct rpc_call *call, const uint8_t *req, size_t req_len,
+			       void *arg);
+
+struct rpc_method {
+	const char *path;   /* "/understudy.v1.Store/Commit" */
+	rpc_handler_fn fn;
+	void *arg;
+};
+
+struct rpc_server_opts {
+	const char *listen;        /* HOST:PORT; port 0 picks a free one */
+	int threads;               /* worker threads (CQs), >= 1 */
+	size_t max_message_bytes;  /* receive limit per message */
+	const char *tls_cert_file; /* PEM; NULL: plaintext */
+	const char *tls_key_file;
+};
+
+/* Binds, starts the worker threads and returns a new server. Methods are
+ * copied. An unknown method gets UNIMPLEMENTED. A port in use is US_EUNAVAIL
+ * ("cannot listen on 127.0.0.1:7441: address in use"). */
+int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts,
+		     const struct rpc_method *methods, size_t n_methods, struct us_err *err);
+/* The bound port (useful with port 0). */
+int rpc_server_port(const struct rpc_server *s);
+/* Stops accepting calls, lets calls in flight finish for up to grace_ms, then
+ * cancels the rest, waits until every call is freed, joins the threads and
+ * frees the server. The caller must make sure that whoever holds a call it
+ * handed off finishes it (the cancel makes that immediate). NULL: no-op. */
+void rpc_server_stop(struct rpc_server *s, int grace_ms);
+
+/* Sends the response message (NULL/0: none, for an error) and the status, then
+ * releases the call. status_code is a US_E* code (0 = OK); msg (may be NULL)
+ * becomes the gRPC status details. Thread-safe; exactly once per call. */
+void rpc_call_finish(struct rpc_call *call, int code, const char *msg,
+		     const uint8_t *resp, size_t resp_len);
+/* Same with the error record. */
+void rpc_call_finish_err(struct rpc_call *call, const struct us_err *err);
+
+/* Server streaming: sends one message. When grpc has taken it, more(call, arg)
+ * runs on the call's worker thread, and must call rpc_call_send() again or
+ * rpc_call_finish(). If the call has died (cancelled), more still runs, with
+ * rpc_call_is_cancelled() true, and should finish. At most one send in flight.
+ * Returns 0 or US_ENOMEM (then the caller must finish the call). */
+typedef void (*rpc_more_fn)(struct rpc_call *call, void *arg);
+int rpc_call_send(struct rpc_call *call, const uint8_t *msg, size_t len, rpc_more_fn more,
+		  void *arg);
+bool rpc_call_is_cancelled(const struct rpc_call *call);
+
+/* The value of request metadata key (lower case), borrowed until the call is
+ * finished; NULL if absent. */
+const char *rpc_call_metadata(const struct rpc_call *call, const char *key, size_t *len);
+/* "ipv4:127.0.0.1:52314"; borrowed until finished. */
+const char *rpc_call_peer(struct rpc_call *call);
+
+/* ---- client ---- */
+
+struct rpc_channel_opts {
+	size_t max_message_bytes;  /* receive limit; 0: US_RPC_MAX_MESSAGE_BYTES */
+	const char *tls_ca_file;   /* PEM CA; NULL: plaintext */
+	const char *token;         /* sent as "authorization: Bearer <token>"; NULL: none */
+};
+
+int rpc_channel_new(struct rpc_channel **out, const char *addr,
+		    const struct rpc_channel_opts *opts, struct us_err *err);
+void rpc_channel_free(struct rpc_channel *ch);
+
+/* Unary call. On success *resp is a new buffer (free(); non-NULL even when
+ * empty) of *resp_len bytes. On failure the US_E* code of the gRPC status and
+ * err->msg = the server's status details (or "cannot reach ADDR: ..."). */
+int rpc_unary(struct rpc_channel *ch, const char *method, const uint8_t *req, size_t req_len,
+	      int timeout_ms, uint8_t **resp, size_t *resp_len, struct us_err *err);
+
+/* Server-streaming call: open sends the request; next returns 1 with a new
+ * message (free()), 0 at the end of a successful stream, or a negative code.
+ * Free the stream (cancelling it if unfinished) with rpc_stream_free. */
+struct rpc_stream;
+int rpc_stream_open(struct rpc_channel *ch, const char *method, const uint8_t *req,
+		    size_t req_len, int timeout_ms, struct rpc_stream **out, struct us_err *err);
+int rpc_stream_next(struct rpc_stream *st, uint8_t **msg, size_t *len, struct us_err *err);
+void rpc_stream_free(struct rpc_stream *st);
+
+/* grpc_init/grpc_shutdown, ref-counted by gRPC itself; call once per program
+ * around all use. rpc_global_init also routes gRPC's own log lines to stderr
+ * only at ERROR unless GRPC_VERBOSITY says otherwise. */
+void rpc_global_init(void);
+void rpc_global_shutdown(void);
+
+#endif

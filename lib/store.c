@@ -1,0 +1,1176 @@
+/*
+ * store.c - one namespace's database on RocksDB. See store.h for the contract
+ * and docs/store-format.md for the key layout, repeated here:
+ *
+ *   key                                        value
+ *   'M' "format"                               "USST" u8 version (1)
+ *   'M' "pos"                                  u64le generation, u64le seq, u64le time_ms
+ *   'M' "gen" u64be generation                 u64le first seq of that generation
+ *   'A' account                                u8 flags (bit 0: is_logged)
+ *   'F' account 0x00 file                      u8 flags (bit 0: is_logged)
+ *   'D' account 0x00 file 0x00 u8 section id   item body (opaque bytes)
+ *   'J' u64be seq                              journal record (entry.h)
+ *
+ * Invariants kept here:
+ * - seq is contiguous: every batch appends J records seq+1..seq+k and writes
+ *   'M' "pos" = seq+k in the same atomic, synced RocksDB write batch, so the
+ *   journal and the data it describes can never disagree after a crash.
+ * - A refused commit leaves nothing in the batch (write-batch save points) and
+ *   nothing in the catalog (it is restored from a copy).
+ * - The catalog (accounts and files with their flags) mirrors the 'A' and 'F'
+ *   keys; only the writer thread reads or changes it. If a batch write fails it
+ *   is reloaded from the database, which is then the truth.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <rocksdb/c.h>
+
+#include "limits.h"
+#include "names.h"
+
+#define STORE_MAGIC "USST"
+#define STORE_VERSION 1
+#define FLAG_LOGGED 0x01
+
+#define KEY_FORMAT "Mformat"
+#define KEY_POS "Mpos"
+#define KEY_GEN "Mgen"
+
+/* One catalog row: an account (file_len 0) or a file. */
+struct cat_row {
+	char key[US_ACCOUNT_MAX_LEN + 1 + US_FILE_MAX_LEN + 1]; /* account 0x00 file */
+	size_t key_len;
+	bool is_logged;
+};
+
+/* Rows sorted by key (memcmp, then length): lookups bsearch, inserts memmove.
+ * Files are created rarely; a site has thousands at most. */
+struct catalog {
+	struct cat_row *rows;
+	size_t n, cap;
+};
+
+struct store {
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_block_based_table_options_t *table_opts;
+	rocksdb_cache_t *cache;
+	rocksdb_readoptions_t *read_opts;
+	rocksdb_writeoptions_t *write_opts;   /* sync = 1 */
+	bool is_read_only;
+	size_t max_body;
+
+	pthread_mutex_t pos_lock;             /* guards pos: written by the writer, read by all */
+	struct store_position pos;
+
+	/* Writer thread only. */
+	struct catalog cat;
+	struct catalog cat_saved;
+	struct buf key;
+	struct buf val;
+};
+
+struct store_iter {
+	rocksdb_iterator_t *it;
+	rocksdb_readoptions_t *ro;
+	struct buf lower;     /* the section's key prefix */
+	struct buf upper;     /* first key after the section: the iterator's bound */
+	bool is_started;
+};
+
+/* ---- helpers: RocksDB errors ---- */
+
+/* Only this module touches errptr: turns it into err and frees it. */
+static int take_rocks_err(char **errptr, struct us_err *err, const char *what)
+{
+	int code = US_EIO;
+
+	if (!*errptr)
+		return 0;
+	if (strstr(*errptr, "lock") || strstr(*errptr, "Resource temporarily unavailable"))
+		code = US_EUNAVAIL;
+	else if (strstr(*errptr, "Corruption"))
+		code = US_ECORRUPT;
+	err_set(err, code, "%s: %s", what, *errptr);
+	rocksdb_free(*errptr);
+	*errptr = NULL;
+	return code;
+}
+
+/* ---- keys ---- */
+
+static int key_file(struct buf *k, char tag, const char *account, size_t account_len,
+		    const char *file, size_t file_len)
+{
+	buf_reset(k);
+	if (buf_append_u8(k, (uint8_t)tag) || buf_append(k, account, account_len) ||
+	    buf_append_u8(k, 0) || buf_append(k, file, file_len))
+		return US_ENOMEM;
+	return 0;
+}
+
+static int key_section(struct buf *k, const char *account, size_t account_len, const char *file,
+		       size_t file_len, uint8_t section)
+{
+	if (key_file(k, 'D', account, account_len, file, file_len) || buf_append_u8(k, 0) ||
+	    buf_append_u8(k, section))
+		return US_ENOMEM;
+	return 0;
+}
+
+static int key_item(struct buf *k, const struct entry *e)
+{
+	if (key_section(k, e->account, e->account_len, e->file, e->file_len, e->section) ||
+	    buf_append(k, e->id, e->id_len))
+		return US_ENOMEM;
+	return 0;
+}
+
+static int key_journal(struct buf *k, uint64_t seq)
+{
+	buf_reset(k);
+	if (buf_append_u8(k, 'J') || buf_append_u64be(k, seq))
+		return US_ENOMEM;
+	return 0;
+}
+
+/* The first key after every key that starts with prefix (prefix has no
+ * trailing 0xFF byte in our layout, so incrementing the last byte works). */
+static int key_successor(struct buf *out, const uint8_t *prefix, size_t len)
+{
+	buf_reset(out);
+	if (buf_append(out, prefix, len))
+		return US_ENOMEM;
+	while (out->len > 0 && out->p[out->len - 1] == 0xff)
+		out->len--;
+	if (out->len == 0)
+		return US_EINVAL;
+	out->p[out->len - 1]++;
+	return 0;
+}
+
+/* ---- catalog ---- */
+
+static void catalog_release(struct catalog *c)
+{
+	free(c->rows);
+	c->rows = NULL;
+	c->n = c->cap = 0;
+}
+
+static int cat_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+	int r = memcmp(a, b, n);
+
+	if (r)
+		return r;
+	return alen < blen ? -1 : alen > blen;
+}
+
+/* Index of the row with key, or -(insertion point) - 1. */
+static long catalog_find(const struct catalog *c, const char *key, size_t key_len)
+{
+	size_t lo = 0, hi = c->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = cat_cmp(c->rows[mid].key, c->rows[mid].key_len, key, key_len);
+
+		if (r == 0)
+			return (long)mid;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -(long)lo - 1;
+}
+
+static size_t cat_key(char *out, const char *account, size_t account_len, const char *file,
+		      size_t file_len)
+{
+	memcpy(out, account, account_len);
+	out[account_len] = '\0';
+	memcpy(out + account_len + 1, file, file_len);
+	return account_len + 1 + file_len;
+}
+
+static struct cat_row *catalog_get(struct catalog *c, const char *account, size_t account_len,
+				   const char *file, size_t file_len)
+{
+	char key[sizeof(((struct cat_row *)0)->key)];
+	size_t len = cat_key(key, account, account_len, file, file_len);
+	long i = catalog_find(c, key, len);
+
+	return i >= 0 ? &c->rows[i] : NULL;
+}
+
+static int catalog_put(struct catalog *c, const char *account, size_t account_len,
+		       const char *file, size_t file_len, bool is_logged)
+{
+	struct cat_row row;
+	long i;
+
+	row.key_len = cat_key(row.key, account, account_len, file, file_len);
+	row.is_logged = is_logged;
+	i = catalog_find(c, row.key, row.key_len);
+	if (i >= 0) {
+		c->rows[i] = row;
+		return 0;
+	}
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct cat_row *rows = realloc(c->rows, cap * sizeof(*rows));
+
+		if (!rows)
+			return US_ENOMEM;
+		c->rows = rows;
+		c->cap = cap;
+	}
+	i = -i - 1;
+	memmove(&c->rows[i + 1], &c->rows[i], (c->n - (size_t)i) * sizeof(*c->rows));
+	c->rows[i] = row;
+	c->n++;
+	return 0;
+}
+
+static void catalog_del(struct catalog *c, const char *account, size_t account_len,
+			const char *file, size_t file_len)
+{
+	char key[sizeof(((struct cat_row *)0)->key)];
+	size_t len = cat_key(key, account, account_len, file, file_len);
+	long i = catalog_find(c, key, len);
+
+	if (i < 0)
+		return;
+	memmove(&c->rows[i], &c->rows[i + 1], (c->n - (size_t)i - 1) * sizeof(*c->rows));
+	c->n--;
+}
+
+static int catalog_copy(struct catalog *dst, const struct catalog *src)
+{
+	if (dst->cap < src->n) {
+		struct cat_row *rows = realloc(dst->rows, src->cap * sizeof(*rows));
+
+		if (!rows)
+			return US_ENOMEM;
+		dst->rows = rows;
+		dst->cap = src->cap;
+	}
+	if (src->n)
+		memcpy(dst->rows, src->rows, src->n * sizeof(*src->rows));
+	dst->n = src->n;
+	return 0;
+}
+
+/* Rebuilds the catalog from the 'A' and 'F' keys. */
+static int catalog_load(struct store *s, struct us_err *err)
+{
+	static const char tags[2] = {'A', 'F'};
+	int rc = 0;
+
+	s->cat.n = 0;
+	for (int t = 0; t < 2 && rc == 0; t++) {
+		rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->read_opts);
+		char *errptr = NULL;
+
+		for (rocksdb_iter_seek(it, &tags[t], 1); rocksdb_iter_valid(it);
+		     rocksdb_iter_next(it)) {
+			size_t klen, vlen;
+			const char *k = rocksdb_iter_key(it, &klen);
+			const char *v = rocksdb_iter_value(it, &vlen);
+			const char *sep;
+			size_t alen;
+
+			if (klen < 2 || k[0] != tags[t])
+				break;
+			sep = t == 1 ? memchr(k + 1, 0, klen - 1) : NULL;
+			alen = sep ? (size_t)(sep - (k + 1)) : klen - 1;
+			if (vlen < 1 || alen > US_ACCOUNT_MAX_LEN || (t == 1 && !sep) ||
+			    (sep && klen - 2 - alen > US_FILE_MAX_LEN)) {
+				rc = err_set(err, US_ECORRUPT, "bad catalog key of %zu bytes", klen);
+				break;
+			}
+			rc = catalog_put(&s->cat, k + 1, alen, sep ? sep + 1 : "",
+					 sep ? klen - 2 - alen : 0, (v[0] & FLAG_LOGGED) != 0);
+			if (rc) {
+				err_set(err, rc, "cannot load catalog: out of memory");
+				break;
+			}
+		}
+		rocksdb_iter_get_error(it, &errptr);
+		if (!rc)
+			rc = take_rocks_err(&errptr, err, "cannot load catalog");
+		rocksdb_free(errptr);
+		rocksdb_iter_destroy(it);
+	}
+	return rc;
+}
+
+/* ---- open / close ---- */
+
+static int mkdir_p(const char *dir, struct us_err *err)
+{
+	char path[4096];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof(path))
+		return err_set(err, US_EINVAL, "bad data directory '%s'", dir);
+	memcpy(path, dir, len + 1);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) && errno != EEXIST)
+			return err_set(err, US_EIO, "cannot create %s: %s", path, strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(path, 0755) && errno != EEXIST)
+		return err_set(err, US_EIO, "cannot create %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void encode_pos(uint8_t out[24], const struct store_position *p)
+{
+	buf_put_u64le(out, p->generation);
+	buf_put_u64le(out + 8, p->seq);
+	buf_put_u64le(out + 16, p->time_ms);
+}
+
+/* Reads the format and position, initializing an empty database. */
+static int load_meta(struct store *s, const char *dir, struct us_err *err)
+{
+	char *errptr = NULL;
+	size_t len;
+	char *v;
+	int rc;
+
+	v = rocksdb_get(s->db, s->read_opts, KEY_FORMAT, strlen(KEY_FORMAT), &len, &errptr);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read store format")))
+		return rc;
+	if (!v) {
+		rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->read_opts);
+		bool is_empty;
+		rocksdb_writebatch_t *b;
+		uint8_t fmt[5], pos[24], first[8];
+		uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+
+		rocksdb_iter_seek_to_first(it);
+		is_empty = !rocksdb_iter_valid(it);
+		rocksdb_iter_destroy(it);
+		if (!is_empty)
+			return err_set(err, US_ECORRUPT,
+				       "%s is a RocksDB database but not an understudy store", dir);
+		if (s->is_read_only)
+			return err_set(err, US_ENOTFOUND, "%s holds no understudy store", dir);
+		memcpy(fmt, STORE_MAGIC, 4);
+		fmt[4] = STORE_VERSION;
+		s->pos = (struct store_position){.generation = 1, .seq = 0, .time_ms = 0};
+		encode_pos(pos, &s->pos);
+		memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
+		buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, 1);
+		buf_put_u64le(first, 1);
+		b = rocksdb_writebatch_create();
+		rocksdb_writebatch_put(b, KEY_FORMAT, strlen(KEY_FORMAT), (char *)fmt, sizeof(fmt));
+		rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)pos, sizeof(pos));
+		rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first,
+				       sizeof(first));
+		rocksdb_write(s->db, s->write_opts, b, &errptr);
+		rocksdb_writebatch_destroy(b);
+		return take_rocks_err(&errptr, err, "cannot initialize store");
+	}
+	if (len != 5 || memcmp(v, STORE_MAGIC, 4) != 0) {
+		rocksdb_free(v);
+		return err_set(err, US_ECORRUPT, "%s: bad store format record", dir);
+	}
+	if ((uint8_t)v[4] != STORE_VERSION) {
+		rc = err_set(err, US_ECORRUPT, "%s: store format version %u, this build reads %u",
+			     dir, (uint8_t)v[4], STORE_VERSION);
+		rocksdb_free(v);
+		return rc;
+	}
+	rocksdb_free(v);
+	v = rocksdb_get(s->db, s->read_opts, KEY_POS, strlen(KEY_POS), &len, &errptr);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read store position")))
+		return rc;
+	if (!v || len != 24) {
+		rocksdb_free(v);
+		return err_set(err, US_ECORRUPT, "%s: missing or bad position record", dir);
+	}
+	s->pos.generation = buf_get_u64le((uint8_t *)v);
+	s->pos.seq = buf_get_u64le((uint8_t *)v + 8);
+	s->pos.time_ms = buf_get_u64le((uint8_t *)v + 16);
+	rocksdb_free(v);
+	return 0;
+}
+
+int store_open(struct store **out, const char *dir, const struct store_opts *o,
+	       struct us_err *err)
+{
+	struct store_opts dflt = {0};
+	struct store *s;
+	char *errptr = NULL;
+	int rc;
+
+	if (!o)
+		o = &dflt;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return err_set(err, US_ENOMEM, "cannot open store %s: out of memory", dir);
+	s->is_read_only = o->is_read_only;
+	s->max_body = o->max_body ? o->max_body : US_BODY_MAX_BYTES;
+	pthread_mutex_init(&s->pos_lock, NULL);
+	buf_init(&s->key);
+	buf_init(&s->val);
+	if (!s->is_read_only && (rc = mkdir_p(dir, err)))
+		goto out_free;
+
+	s->opts = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(s->opts, !s->is_read_only);
+	rocksdb_options_increase_parallelism(s->opts, 2);
+	rocksdb_options_set_max_background_jobs(s->opts, 2);
+	rocksdb_options_set_write_buffer_size(s->opts, 64u << 20);
+	rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
+	s->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes : 64u << 20);
+	s->table_opts = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_block_cache(s->table_opts, s->cache);
+	rocksdb_block_based_options_set_filter_policy(s->table_opts,
+						      rocksdb_filterpolicy_create_bloom(10));
+	rocksdb_options_set_block_based_table_factory(s->opts, s->table_opts);
+	s->read_opts = rocksdb_readoptions_create();
+	s->write_opts = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(s->write_opts, 1);
+
+	if (s->is_read_only)
+		s->db = rocksdb_open_for_read_only(s->opts, dir, 0, &errptr);
+	else
+		s->db = rocksdb_open(s->opts, dir, &errptr);
+	if (errptr) {
+		rc = take_rocks_err(&errptr, err, "cannot open store");
+		if (rc == US_EUNAVAIL)
+			err_set(err, rc, "cannot open store %s: in use by another process", dir);
+		else
+			err_wrap(err, "%s", dir);
+		goto out_free;
+	}
+	if ((rc = load_meta(s, dir, err)))
+		goto out_free;
+	if ((rc = catalog_load(s, err)))
+		goto out_free;
+	*out = s;
+	return 0;
+
+out_free:
+	store_close(s);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->db)
+		rocksdb_close(s->db);
+	if (s->write_opts)
+		rocksdb_writeoptions_destroy(s->write_opts);
+	if (s->read_opts)
+		rocksdb_readoptions_destroy(s->read_opts);
+	if (s->opts)
+		rocksdb_options_destroy(s->opts);
+	if (s->table_opts)
+		rocksdb_block_based_options_destroy(s->table_opts);
+	if (s->cache)
+		rocksdb_cache_destroy(s->cache);
+	catalog_release(&s->cat);
+	catalog_release(&s->cat_saved);
+	buf_release(&s->key);
+	buf_release(&s->val);
+	pthread_mutex_destroy(&s->pos_lock);
+	free(s);
+}
+
+void store_get_position(struct store *s, struct store_position *pos)
+{
+	pthread_mutex_lock(&s->pos_lock);
+	*pos = s->pos;
+	pthread_mutex_unlock(&s->pos_lock);
+}
+
+/* ---- commit ---- */
+
+static void fmt_file(char *out, size_t size, const struct entry *e)
+{
+	snprintf(out, size, "%.*s/%.*s", (int)e->account_len, e->account, (int)e->file_len,
+		 e->file_len ? e->file : "");
+}
+
+/* Checks e's names and sizes (not the catalog). */
+static int check_op(const struct store *s, const struct entry *e, struct us_err *err)
+{
+	int rc;
+
+	if ((rc = names_check_account(e->account, e->account_len, err)))
+		return rc;
+	if (e->op == ENTRY_SET_LOGGING && e->file_len == 0)
+		return 0;
+	if ((rc = names_check_file(e->file, e->file_len, err)))
+		return rc;
+	if (e->section != SECTION_DATA && e->section != SECTION_DICT)
+		return err_set(err, US_EINVAL, "bad section %u", e->section);
+	if (e->op == ENTRY_WRITE || e->op == ENTRY_DELETE) {
+		if ((rc = names_check_id(e->id, e->id_len, err)))
+			return rc;
+	}
+	if (e->op == ENTRY_WRITE && (rc = names_check_body(e->body_len, s->max_body, err)))
+		return rc;
+	return 0;
+}
+
+static bool account_is_logged(struct store *s, const struct entry *e)
+{
+	struct cat_row *a = catalog_get(&s->cat, e->account, e->account_len, "", 0);
+
+	return !a || a->is_logged; /* an account without a record is logged (default on) */
+}
+
+static int put_flags(rocksdb_writebatch_t *b, struct buf *k, char tag, const struct entry *e,
+		     size_t file_len, bool is_logged)
+{
+	char v = is_logged ? FLAG_LOGGED : 0;
+
+	if (key_file(k, tag, e->account, e->account_len, e->file, file_len))
+		return US_ENOMEM;
+	if (tag == 'A')
+		k->len--; /* 'A' account, no separator */
+	rocksdb_writebatch_put(b, (char *)k->p, k->len, &v, 1);
+	return 0;
+}
+
+/* Adds op e's data changes to b and updates the catalog; *is_journaled says
+ * whether e goes to the journal. */
+static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+		    bool *is_journaled, struct us_err *err)
+{
+	char name[US_ACCOUNT_MAX_LEN + US_FILE_MAX_LEN + 2];
+	struct buf *k = &s->key;
+	struct cat_row *f = NULL;
+	int rc;
+
+	if (e->op < ENTRY_WRITE || e->op > ENTRY_SET_LOGGING)
+		return err_set(err, US_EINVAL, "operation %s is not allowed in a commit",
+			       entry_op_name(e->op));
+	if ((rc = check_op(s, e, err)))
+		return rc;
+	fmt_file(name, sizeof(name), e);
+	if (!(e->op == ENTRY_SET_LOGGING && e->file_len == 0))
+		f = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len);
+	if (!f && e->op != ENTRY_CREATE_FILE && !(e->op == ENTRY_SET_LOGGING && e->file_len == 0))
+		return err_set(err, US_ENOTFOUND, "file %s does not exist", name);
+	*is_journaled = f && f->is_logged && account_is_logged(s, e);
+
+	switch (e->op) {
+	case ENTRY_WRITE:
+		if (key_item(k, e))
+			return US_ENOMEM;
+		rocksdb_writebatch_put(b, (char *)k->p, k->len, (const char *)e->body, e->body_len);
+		return 0;
+	case ENTRY_DELETE:
+		if (key_item(k, e))
+			return US_ENOMEM;
+		rocksdb_writebatch_delete(b, (char *)k->p, k->len);
+		return 0;
+	case ENTRY_CREATE_FILE:
+		if (f)
+			return err_set(err, US_EEXIST, "file %s already exists", name);
+		if (!catalog_get(&s->cat, e->account, e->account_len, "", 0)) {
+			if (catalog_put(&s->cat, e->account, e->account_len, "", 0, true) ||
+			    put_flags(b, k, 'A', e, 0, true))
+				return US_ENOMEM;
+		}
+		if (catalog_put(&s->cat, e->account, e->account_len, e->file, e->file_len,
+				e->flag) ||
+		    put_flags(b, k, 'F', e, e->file_len, e->flag))
+			return US_ENOMEM;
+		*is_journaled = e->flag && account_is_logged(s, e);
+		return 0;
+	case ENTRY_CLEAR_FILE:
+	case ENTRY_DELETE_FILE: {
+		struct buf upper;
+		uint8_t sec = e->section;
+
+		buf_init(&upper);
+		if (e->op == ENTRY_CLEAR_FILE)
+			rc = key_section(k, e->account, e->account_len, e->file, e->file_len, sec);
+		else
+			rc = key_file(k, 'D', e->account, e->account_len, e->file, e->file_len) ||
+			     buf_append_u8(k, 0);
+		if (rc || key_successor(&upper, k->p, k->len)) {
+			buf_release(&upper);
+			return US_ENOMEM;
+		}
+		rocksdb_writebatch_delete_range(b, (char *)k->p, k->len, (char *)upper.p,
+						upper.len);
+		buf_release(&upper);
+		if (e->op == ENTRY_DELETE_FILE) {
+			if (key_file(k, 'F', e->account, e->account_len, e->file, e->file_len))
+				return US_ENOMEM;
+			rocksdb_writebatch_delete(b, (char *)k->p, k->len);
+			catalog_del(&s->cat, e->account, e->account_len, e->file, e->file_len);
+		}
+		return 0;
+	}
+	case ENTRY_SET_LOGGING:
+		/* The marker always ships: the archiver learns that a file stopped
+		 * (or restarted) shipping at this seq. */
+		*is_journaled = true;
+		if (catalog_put(&s->cat, e->account, e->account_len, e->file, e->file_len,
+				e->flag) ||
+		    put_flags(b, k, e->file_len ? 'F' : 'A', e, e->file_len, e->flag))
+			return US_ENOMEM;
+		return 0;
+	default:
+		return err_set(err, US_EINVAL, "bad operation %u", e->op);
+	}
+}
+
+static bool op_changes_catalog(uint8_t op)
+{
+	return op == ENTRY_CREATE_FILE || op == ENTRY_DELETE_FILE || op == ENTRY_SET_LOGGING;
+}
+
+/* Adds one commit to b: its ops and its journal records from *seq + 1.
+ * On refusal b and the catalog are as before and *seq is unchanged. */
+static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_commit *c,
+		      uint64_t time_ms, uint64_t *seq)
+{
+	uint64_t next = *seq;
+	bool is_catalog_saved = false;
+	long last_journaled = -1;
+	char *errptr = NULL;
+	int rc = 0;
+
+	err_clear(&c->err);
+	c->first_seq = c->last_seq = 0;
+	if (c->n_ops == 0)
+		return c->rc = err_set(&c->err, US_EINVAL, "empty commit");
+	if (c->n_ops > US_COMMIT_MAX_OPS)
+		return c->rc = err_set(&c->err, US_ETOOBIG, "commit of %zu operations, over the limit of %u",
+				       c->n_ops, US_COMMIT_MAX_OPS);
+	for (size_t i = 0; i < c->n_ops; i++) {
+		if (op_changes_catalog(c->ops[i].op)) {
+			if (catalog_copy(&s->cat_saved, &s->cat))
+				return c->rc = err_set(&c->err, US_ENOMEM, "out of memory");
+			is_catalog_saved = true;
+			break;
+		}
+	}
+	rocksdb_writebatch_set_save_point(b);
+
+	/* Journal flags are decided per op against the catalog as it is when that op
+	 * applies, so the pass that applies also marks what to journal. */
+	bool *is_journaled = calloc(c->n_ops, sizeof(bool));
+	if (!is_journaled) {
+		rc = err_set(&c->err, US_ENOMEM, "out of memory");
+		goto out_rollback;
+	}
+	for (size_t i = 0; i < c->n_ops; i++) {
+		c->ops[i].time_ms = time_ms;
+		c->ops[i].is_commit_end = false;
+		rc = apply_op(s, b, &c->ops[i], &is_journaled[i], &c->err);
+		if (rc) {
+			if (rc == US_ENOMEM && !c->err.msg[0])
+				err_set(&c->err, rc, "out of memory");
+			err_wrap(&c->err, "operation %zu (%s)", i + 1, entry_op_name(c->ops[i].op));
+			goto out_rollback;
+		}
+		if (is_journaled[i])
+			last_journaled = (long)i;
+	}
+	for (long i = 0; i <= last_journaled; i++) {
+		if (!is_journaled[i])
+			continue;
+		c->ops[i].is_commit_end = i == last_journaled;
+		buf_reset(&s->val);
+		if ((rc = entry_record_encode(&c->ops[i], &s->val, &c->err)) ||
+		    (rc = key_journal(&s->key, ++next))) {
+			if (!c->err.msg[0])
+				err_set(&c->err, rc, "cannot encode journal entry");
+			goto out_rollback;
+		}
+		rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)s->val.p,
+				       s->val.len);
+	}
+	free(is_journaled);
+	rocksdb_writebatch_pop_save_point(b, &errptr);
+	if (errptr) {
+		rocksdb_free(errptr); /* cannot happen: set above; a stale save point is harmless */
+		errptr = NULL;
+	}
+	if (next > *seq) {
+		c->first_seq = *seq + 1;
+		c->last_seq = next;
+	}
+	*seq = next;
+	return c->rc = 0;
+
+out_rollback:
+	free(is_journaled);
+	rocksdb_writebatch_rollback_to_save_point(b, &errptr);
+	if (errptr) {
+		/* Cannot happen: the save point was set above. Say so loudly. */
+		rocksdb_free(errptr);
+		rc = US_EIO;
+		err_set(&c->err, rc, "internal error: write batch rollback failed");
+	}
+	if (is_catalog_saved)
+		catalog_copy(&s->cat, &s->cat_saved); /* fits: same capacity or larger */
+	return c->rc = rc;
+}
+
+int store_commit_group(struct store *s, struct store_commit **commits, size_t n, uint64_t time_ms,
+		       struct us_err *err)
+{
+	struct store_position pos;
+	rocksdb_writebatch_t *b;
+	uint64_t seq;
+	uint8_t posv[24];
+	char *errptr = NULL;
+	int rc;
+
+	if (s->is_read_only)
+		return err_set(err, US_EPRECOND, "store is open read-only");
+	store_get_position(s, &pos);
+	seq = pos.seq;
+	b = rocksdb_writebatch_create();
+	for (size_t i = 0; i < n; i++)
+		add_commit(s, b, commits[i], time_ms, &seq);
+	if (rocksdb_writebatch_count(b) == 0) {
+		rocksdb_writebatch_destroy(b);
+		return 0; /* every commit refused */
+	}
+	pos.seq = seq;
+	if (seq > 0 && seq != s->pos.seq)
+		pos.time_ms = time_ms;
+	encode_pos(posv, &pos);
+	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
+	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	if ((rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
+		struct us_err lerr;
+
+		/* Nothing of the group happened; the catalog may have run ahead. */
+		if (catalog_load(s, &lerr))
+			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
+		for (size_t i = 0; i < n; i++) {
+			commits[i]->rc = rc;
+			commits[i]->err = *err;
+			commits[i]->first_seq = commits[i]->last_seq = 0;
+		}
+		return rc;
+	}
+	pthread_mutex_lock(&s->pos_lock);
+	s->pos = pos;
+	pthread_mutex_unlock(&s->pos_lock);
+	return 0;
+}
+
+/* ---- reads ---- */
+
+static int check_file_exists(struct store *s, const char *account, const char *file,
+			     struct us_err *err)
+{
+	struct buf k;
+	char *errptr = NULL;
+	size_t len;
+	char *v;
+	int rc;
+
+	buf_init(&k);
+	if (key_file(&k, 'F', account, strlen(account), file, strlen(file))) {
+		buf_release(&k);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	v = rocksdb_get(s->db, s->read_opts, (char *)k.p, k.len, &len, &errptr);
+	buf_release(&k);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read file record")))
+		return rc;
+	if (!v)
+		return err_set(err, US_ENOTFOUND, "file %s/%s does not exist", account, file);
+	rocksdb_free(v);
+	return 0;
+}
+
+static int check_read_names(const char *account, const char *file, uint8_t section,
+			    struct us_err *err)
+{
+	int rc;
+
+	if ((rc = names_check_account(account, strlen(account), err)) ||
+	    (rc = names_check_file(file, strlen(file), err)))
+		return rc;
+	if (section != SECTION_DATA && section != SECTION_DICT)
+		return err_set(err, US_EINVAL, "bad section %u", section);
+	return 0;
+}
+
+int store_get(struct store *s, const char *account, const char *file, uint8_t section,
+	      const uint8_t *id, size_t id_len, struct buf *body, struct us_err *err)
+{
+	struct entry e = {.account = account, .account_len = strlen(account), .file = file,
+			  .file_len = strlen(file), .section = section, .id = id, .id_len = id_len};
+	struct buf k;
+	char *errptr = NULL;
+	size_t len;
+	char *v;
+	int rc;
+
+	if ((rc = check_read_names(account, file, section, err)) ||
+	    (rc = names_check_id(id, id_len, err)))
+		return rc;
+	buf_init(&k);
+	if (key_item(&k, &e)) {
+		buf_release(&k);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	v = rocksdb_get(s->db, s->read_opts, (char *)k.p, k.len, &len, &errptr);
+	buf_release(&k);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read item")))
+		return rc;
+	if (!v) {
+		char esc[80];
+
+		if ((rc = check_file_exists(s, account, file, err)))
+			return rc;
+		return err_set(err, US_ENOTFOUND, "no item %s in %s/%s%s",
+			       names_escape(id, id_len, esc, sizeof(esc)), account, file,
+			       section == SECTION_DICT ? " (dict)" : "");
+	}
+	buf_reset(body);
+	rc = buf_append(body, v, len);
+	if (rc == 0 && body->p == NULL)
+		rc = buf_reserve(body, 1); /* a 0-byte body still gets a buffer */
+	rocksdb_free(v);
+	if (rc)
+		return err_set(err, US_ENOMEM, "out of memory");
+	return 0;
+}
+
+int store_iter_new(struct store *s, const char *account, const char *file, uint8_t section,
+		   const uint8_t *start_after, size_t start_after_len, struct store_iter **out,
+		   struct us_err *err)
+{
+	struct store_iter *it;
+	int rc;
+
+	if ((rc = check_read_names(account, file, section, err)) ||
+	    (rc = check_file_exists(s, account, file, err)))
+		return rc;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return err_set(err, US_ENOMEM, "out of memory");
+	buf_init(&it->lower);
+	buf_init(&it->upper);
+	if (key_section(&it->lower, account, strlen(account), file, strlen(file), section) ||
+	    key_successor(&it->upper, it->lower.p, it->lower.len)) {
+		store_iter_free(it);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	it->ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(it->ro, (char *)it->upper.p, it->upper.len);
+	it->it = rocksdb_create_iterator(s->db, it->ro);
+	if (start_after && start_after_len) {
+		struct buf k;
+
+		buf_init(&k);
+		if (buf_append(&k, it->lower.p, it->lower.len) ||
+		    buf_append(&k, start_after, start_after_len)) {
+			buf_release(&k);
+			store_iter_free(it);
+			return err_set(err, US_ENOMEM, "out of memory");
+		}
+		rocksdb_iter_seek(it->it, (char *)k.p, k.len);
+		if (rocksdb_iter_valid(it->it)) {
+			size_t klen;
+			const char *key = rocksdb_iter_key(it->it, &klen);
+
+			if (klen == k.len && memcmp(key, k.p, klen) == 0)
+				rocksdb_iter_next(it->it);
+		}
+		buf_release(&k);
+	} else {
+		rocksdb_iter_seek(it->it, (char *)it->lower.p, it->lower.len);
+	}
+	it->is_started = true;
+	*out = it;
+	return 0;
+}
+
+int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
+		    const uint8_t **body, size_t *body_len, struct us_err *err)
+{
+	char *errptr = NULL;
+	const char *k, *v;
+	size_t klen, vlen;
+
+	if (!it->is_started)
+		rocksdb_iter_next(it->it);
+	it->is_started = false;
+	if (!rocksdb_iter_valid(it->it)) {
+		rocksdb_iter_get_error(it->it, &errptr);
+		return take_rocks_err(&errptr, err, "cannot scan items");
+	}
+	k = rocksdb_iter_key(it->it, &klen);
+	v = rocksdb_iter_value(it->it, &vlen);
+	if (klen <= it->lower.len)
+		return err_set(err, US_ECORRUPT, "item key without an id");
+	*id = (const uint8_t *)k + it->lower.len;
+	*id_len = klen - it->lower.len;
+	*body = (const uint8_t *)v;
+	*body_len = vlen;
+	return 1;
+}
+
+void store_iter_free(struct store_iter *it)
+{
+	if (!it)
+		return;
+	if (it->it)
+		rocksdb_iter_destroy(it->it);
+	if (it->ro)
+		rocksdb_readoptions_destroy(it->ro);
+	buf_release(&it->lower);
+	buf_release(&it->upper);
+	free(it);
+}
+
+/* Counts the keys in [prefix, successor(prefix)). */
+static int count_prefix(struct store *s, const struct buf *prefix, uint64_t *count,
+			struct us_err *err)
+{
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	struct buf upper;
+	char *errptr = NULL;
+	uint64_t n = 0;
+
+	buf_init(&upper);
+	if (key_successor(&upper, prefix->p, prefix->len))
+		return err_set(err, US_ENOMEM, "out of memory");
+	ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)upper.p, upper.len);
+	it = rocksdb_create_iterator(s->db, ro);
+	for (rocksdb_iter_seek(it, (char *)prefix->p, prefix->len); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it))
+		n++;
+	rocksdb_iter_get_error(it, &errptr);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	buf_release(&upper);
+	*count = n;
+	return take_rocks_err(&errptr, err, "cannot count items");
+}
+
+/* Reads the account flags into a small sorted list for list_files. */
+static bool read_account_logged(struct store *s, const char *account, size_t len)
+{
+	char key[1 + US_ACCOUNT_MAX_LEN];
+	char *errptr = NULL;
+	size_t vlen;
+	char *v;
+	bool is_logged = true;
+
+	key[0] = 'A';
+	memcpy(key + 1, account, len);
+	v = rocksdb_get(s->db, s->read_opts, key, 1 + len, &vlen, &errptr);
+	if (errptr)
+		rocksdb_free(errptr);
+	if (v && vlen >= 1)
+		is_logged = (v[0] & FLAG_LOGGED) != 0;
+	rocksdb_free(v);
+	return is_logged;
+}
+
+int store_list_files(struct store *s, const char *account, struct store_file_info **files,
+		     size_t *n_files, struct us_err *err)
+{
+	struct store_file_info *out = NULL;
+	size_t n = 0, cap = 0;
+	rocksdb_iterator_t *it;
+	struct buf prefix, k;
+	char *errptr = NULL;
+	int rc = 0;
+
+	if (account && (rc = names_check_account(account, strlen(account), err)))
+		return rc;
+	buf_init(&prefix);
+	buf_init(&k);
+	if (buf_append_u8(&prefix, 'F') ||
+	    (account && (buf_append(&prefix, account, strlen(account)) || buf_append_u8(&prefix, 0))))
+		return err_set(err, US_ENOMEM, "out of memory");
+	it = rocksdb_create_iterator(s->db, s->read_opts);
+	for (rocksdb_iter_seek(it, (char *)prefix.p, prefix.len); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *key = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		const char *sep;
+		struct store_file_info *fi;
+		size_t alen, flen;
+
+		if (klen < prefix.len || memcmp(key, prefix.p, prefix.len) != 0)
+			break;
+		sep = memchr(key + 1, 0, klen - 1);
+		if (!sep || vlen < 1) {
+			rc = err_set(err, US_ECORRUPT, "bad file record");
+			break;
+		}
+		alen = (size_t)(sep - key - 1);
+		flen = klen - alen - 2;
+		if (alen > US_ACCOUNT_MAX_LEN || flen > US_FILE_MAX_LEN) {
+			rc = err_set(err, US_ECORRUPT, "bad file record");
+			break;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct store_file_info *p = realloc(out, ncap * sizeof(*p));
+
+			if (!p) {
+				rc = err_set(err, US_ENOMEM, "out of memory");
+				break;
+			}
+			out = p;
+			cap = ncap;
+		}
+		fi = &out[n++];
+		memset(fi, 0, sizeof(*fi));
+		memcpy(fi->account, key + 1, alen);
+		memcpy(fi->file, sep + 1, flen);
+		fi->is_logged = (v[0] & FLAG_LOGGED) != 0;
+		fi->is_account_logged = read_account_logged(s, fi->account, alen);
+		for (uint8_t sec = SECTION_DATA; sec <= SECTION_DICT && !rc; sec++) {
+			if (key_section(&k, fi->account, alen, fi->file, flen, sec))
+				rc = err_set(err, US_ENOMEM, "out of memory");
+			else
+				rc = count_prefix(s, &k, sec == SECTION_DATA ? &fi->data_items
+									     : &fi->dict_items, err);
+		}
+		if (rc)
+			break;
+	}
+	if (!rc) {
+		rocksdb_iter_get_error(it, &errptr);
+		rc = take_rocks_err(&errptr, err, "cannot list files");
+	}
+	rocksdb_iter_destroy(it);
+	buf_release(&prefix);
+	buf_release(&k);
+	if (rc) {
+		free(out);
+		return rc;
+	}
+	*files = out;
+	*n_files = n;
+	return 0;
+}
+
+int store_journal_get(struct store *s, uint64_t seq, struct buf *rec, struct us_err *err)
+{
+	struct buf k;
+	char *errptr = NULL;
+	size_t len;
+	char *v;
+	int rc;
+
+	buf_init(&k);
+	if (key_journal(&k, seq)) {
+		buf_release(&k);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	v = rocksdb_get(s->db, s->read_opts, (char *)k.p, k.len, &len, &errptr);
+	buf_release(&k);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read journal")))
+		return rc;
+	if (!v)
+		return err_set(err, US_ENOTFOUND, "journal entry %llu is not retained",
+			       (unsigned long long)seq);
+	buf_reset(rec);
+	rc = buf_append(rec, v, len);
+	rocksdb_free(v);
+	return rc ? err_set(err, rc, "out of memory") : 0;
+}
+
+int store_check(struct store *s, struct store_check *out, struct us_err *err)
+{
+	rocksdb_iterator_t *it;
+	struct store_position pos;
+	char *errptr = NULL;
+	uint64_t prev = 0;
+	bool is_last_end = true;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	store_get_position(s, &pos);
+	out->position_seq = pos.seq;
+	out->generation = pos.generation;
+	it = rocksdb_create_iterator(s->db, s->read_opts);
+	for (rocksdb_iter_seek(it, "J", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		struct entry e;
+		uint64_t seq;
+
+		if (klen < 1 || k[0] != 'J')
+			break;
+		if (klen != 9) {
+			out->bad_records++;
+			continue;
+		}
+		seq = buf_get_u64be((const uint8_t *)k + 1);
+		if (out->entries == 0)
+			out->first_seq = seq;
+		else if (seq != prev + 1)
+			out->gaps++;
+		prev = seq;
+		out->last_seq = seq;
+		out->entries++;
+		if (entry_record_decode((const uint8_t *)v, vlen, &e, NULL))
+			out->bad_records++;
+		else
+			is_last_end = e.is_commit_end;
+	}
+	rocksdb_iter_get_error(it, &errptr);
+	rocksdb_iter_destroy(it);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read journal")))
+		return rc;
+	if (!is_last_end)
+		out->bad_records++; /* the last commit has no END: a half commit */
+	it = rocksdb_create_iterator(s->db, s->read_opts);
+	for (rocksdb_iter_seek(it, "D", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (klen < 1 || k[0] != 'D')
+			break;
+		out->items++;
+	}
+	for (rocksdb_iter_seek(it, "F", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (klen < 1 || k[0] != 'F')
+			break;
+		out->files++;
+	}
+	rocksdb_iter_get_error(it, &errptr);
+	rocksdb_iter_destroy(it);
+	return take_rocks_err(&errptr, err, "cannot count items");
+}

@@ -1,0 +1,119 @@
+/*
+ * store.h - one namespace's database on RocksDB: accounts, files (DATA and DICT
+ * sections), items, the journal and the (generation, seq) position, all in one
+ * RocksDB database so that an operation, its journal entry and the new
+ * position are written in one atomic batch. Key layout: docs/store-format.md.
+ *
+ * Threads: store_commit_group is called by one writer thread at a time (the
+ * committer); every read call is safe from any thread, concurrently with it.
+ * Invariant: the journal holds seq first_retained..position.seq with no gap;
+ * a commit's entries get a contiguous range, and the last carries the END flag.
+ */
+#ifndef US_STORE_H
+#define US_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "entry.h"
+#include "err.h"
+
+struct store;
+struct store_iter;
+
+struct store_opts {
+	bool is_read_only;          /* open for reading; no lock taken, no writes */
+	size_t max_body;            /* 0: US_BODY_MAX_BYTES */
+	size_t block_cache_bytes;   /* 0: 64 MiB */
+};
+
+/* Opens (creating when missing, unless read-only) the store in dir and returns
+ * a new handle. US_EUNAVAIL when another process holds it, US_ECORRUPT when dir
+ * holds something that is not an understudy store of a known version. */
+int store_open(struct store **out, const char *dir, const struct store_opts *opts,
+	       struct us_err *err);
+/* Closes and frees; NULL is a no-op. No call may be in flight. */
+void store_close(struct store *s);
+
+/* One application commit. ops are entries (op, account, file, section, id,
+ * body, flag) borrowed for the call; the store fills time_ms and END. */
+struct store_commit {
+	struct entry *ops;
+	size_t n_ops;
+	/* out */
+	int rc;               /* 0 or the US_E* code of this commit's refusal */
+	struct us_err err;
+	uint64_t first_seq;   /* journaled range; both 0 when nothing was journaled */
+	uint64_t last_seq;
+};
+
+/* Validates each commit in order against the store and the commits before it
+ * in the group (a file created by commit 1 can be written by commit 2), then
+ * writes every valid one, their journal entries and the new position in one
+ * batch and syncs it. A refused commit changes nothing and does not hold the
+ * others back. Returns 0 (look at each rc) or a negative code when the batch
+ * could not be written: then no commit in the group happened. */
+int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
+		       uint64_t time_ms, struct us_err *err);
+
+/* The position: generation and the last journaled seq, and the commit time of
+ * that seq (ms since the epoch, 0 if none). */
+struct store_position {
+	uint64_t generation;
+	uint64_t seq;
+	uint64_t time_ms;
+};
+void store_get_position(struct store *s, struct store_position *pos);
+
+/* Reads one item into body (reset first). US_ENOTFOUND for an absent item,
+ * and for a file that does not exist (the message says which). */
+int store_get(struct store *s, const char *account, const char *file, uint8_t section,
+	      const uint8_t *id, size_t id_len, struct buf *body, struct us_err *err);
+
+/* Iterates a section's items in id byte order, after start_after when given.
+ * US_ENOTFOUND when the file does not exist. The iterator reads one
+ * consistent state (an implicit snapshot taken at store_iter_new). */
+int store_iter_new(struct store *s, const char *account, const char *file, uint8_t section,
+		   const uint8_t *start_after, size_t start_after_len, struct store_iter **out,
+		   struct us_err *err);
+/* 1 with id and body borrowed until the next call; 0 at the end; <0 error. */
+int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
+		    const uint8_t **body, size_t *body_len, struct us_err *err);
+void store_iter_free(struct store_iter *it);
+
+struct store_file_info {
+	char account[65];
+	char file[65];
+	bool is_logged;
+	bool is_account_logged;
+	uint64_t data_items;
+	uint64_t dict_items;
+};
+
+/* Every file (of account, when not NULL) sorted by account then file, with item
+ * counts. *files is a new array (free()) of *n. */
+int store_list_files(struct store *s, const char *account, struct store_file_info **files,
+		     size_t *n, struct us_err *err);
+
+/* Reads journal record seq into rec (reset first): US_ENOTFOUND if not retained. */
+int store_journal_get(struct store *s, uint64_t seq, struct buf *rec, struct us_err *err);
+
+/* Integrity check for tools and tests: walks the whole journal and checks that
+ * it is contiguous, ends at the position's seq, that every record decodes and
+ * that every commit ends with an END entry. */
+struct store_check {
+	uint64_t first_seq;     /* first retained, 0 if the journal is empty */
+	uint64_t last_seq;
+	uint64_t entries;
+	uint64_t gaps;          /* places where seq jumps */
+	uint64_t bad_records;   /* records that do not decode */
+	uint64_t position_seq;  /* what the position says */
+	uint64_t generation;
+	uint64_t items;         /* items in all files */
+	uint64_t files;
+};
+int store_check(struct store *s, struct store_check *out, struct us_err *err);
+
+#endif

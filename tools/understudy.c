@@ -1,0 +1,692 @@
+/*
+ * understudy - the command line client, for people and scripts.
+ *
+ * Built on the C client library (include/understudy.h). Exit status: 0
+ * success, 1 failure (one line on stderr), 2 usage, 3 not found. Output is
+ * plain text, or with --json one JSON object on stdout (jansson).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "buf.h"
+#include "err.h"
+#include "limits.h"
+#include "names.h"
+#include "understudy.h"
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define EXIT_NOTFOUND 3
+
+#define MAX_ARGS 16
+#define LOAD_BATCH_DEFAULT 1000
+#define LOAD_BATCH_MAX_BYTES (8u * 1024u * 1024u)
+
+struct cli {
+	const char *addr;
+	bool is_json;
+	bool is_help;
+	bool is_dict;
+	bool is_unlogged;
+	const char *token_file;
+	const char *tls_ca;
+	uint64_t limit;
+	uint64_t batch;
+	uint64_t at;
+	const char *cmd;
+	char *args[MAX_ARGS]; /* positionals after the command */
+	int n_args;
+	us_client_t *client;
+};
+
+struct command {
+	const char *name;
+	int min_args, max_args;
+	const char *usage;
+	const char *help;
+	int (*run)(struct cli *cli);
+};
+
+static const struct command *find_command(const char *name);
+
+/* ---- output helpers ---- */
+
+/* One line on stderr: server messages are one line already; make sure. */
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+	char msg[US_ERR_MSG_MAX + 256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	fprintf(stderr, "understudy: %s\n", msg);
+	return code;
+}
+
+static int fail_err(const us_err_t *err)
+{
+	return fail(err->code == US_ENOTFOUND ? EXIT_NOTFOUND : EXIT_FAIL, "%s",
+		    err->msg[0] ? err->msg : us_strerror(err->code));
+}
+
+static int print_json(json_t *obj)
+{
+	char *s = json_dumps(obj, JSON_COMPACT);
+
+	json_decref(obj);
+	if (!s)
+		return fail(EXIT_FAIL, "cannot format JSON output");
+	puts(s);
+	free(s);
+	return 0;
+}
+
+static int print_seq(struct cli *cli, uint64_t seq)
+{
+	if (!cli->is_json)
+		return 0;
+	return print_json(json_pack("{s:I}", "seq", (json_int_t)seq));
+}
+
+/* ---- client ---- */
+
+static int read_token(const char *path, char *out, size_t size, us_err_t *err)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return err_set(err, US_EINVAL, "cannot read token file %s: %s", path, strerror(errno));
+	n = fread(out, 1, size - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+		out[--n] = '\0';
+	return 0;
+}
+
+static int connect_client(struct cli *cli)
+{
+	us_client_opts_t opts = {0};
+	char token[1024];
+	us_err_t err;
+
+	if (cli->token_file) {
+		if (read_token(cli->token_file, token, sizeof(token), &err))
+			return fail_err(&err);
+		opts.token = token;
+	}
+	opts.tls_ca_file = cli->tls_ca;
+	cli->client = us_client_new(cli->addr, &opts, &err);
+	if (!cli->client)
+		return fail_err(&err);
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static int cmd_status(struct cli *cli)
+{
+	us_status_t *st;
+	us_err_t err;
+
+	if (us_status(cli->client, &st, &err))
+		return fail_err(&err);
+	if (cli->is_json) {
+		json_t *o;
+
+		if (strcmp(st->node, "archiver") == 0) {
+			json_t *a = json_array();
+
+			for (size_t i = 0; i < st->n_namespaces; i++) {
+				const us_ns_status_t *n = &st->namespaces[i];
+
+				json_array_append_new(a, json_pack(
+					"{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I}", "namespace", n->ns,
+					"role", n->role, "generation", (json_int_t)n->generation,
+					"applied_seq", (json_int_t)n->applied_seq, "durable_seq",
+					(json_int_t)n->durable_seq, "master_seq", (json_int_t)n->master_seq,
+					"lag_entries", (json_int_t)n->lag_entries, "lag_ms",
+					(json_int_t)n->lag_ms, "connected", n->is_connected,
+					"heartbeat_age_ms", (json_int_t)n->heartbeat_age_ms));
+			}
+			o = json_pack("{s:s,s:o}", "node", "archiver", "namespaces", a);
+		} else {
+			json_t *a = json_array();
+
+			for (size_t i = 0; i < st->n_archivers; i++) {
+				const us_archiver_link_t *l = &st->archivers[i];
+
+				json_array_append_new(a, json_pack("{s:s,s:b,s:I,s:I}", "addr", l->addr,
+								   "connected", l->is_connected,
+								   "acked_seq", (json_int_t)l->acked_seq,
+								   "lag_entries",
+								   (json_int_t)l->lag_entries));
+			}
+			o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:o}", "node", st->node, "namespace",
+				      st->ns, "role", st->role, "generation",
+				      (json_int_t)st->generation, "last_seq", (json_int_t)st->last_seq,
+				      "commit_mode", st->commit_mode, "archivers", a);
+		}
+		us_status_free(st);
+		return print_json(o);
+	}
+	if (strcmp(st->node, "archiver") == 0) {
+		printf("node: archiver\n");
+		for (size_t i = 0; i < st->n_namespaces; i++) {
+			const us_ns_status_t *n = &st->namespaces[i];
+
+			printf("%s role=%s generation=%llu applied_seq=%llu durable_seq=%llu "
+			       "master_seq=%llu lag_entries=%llu lag_ms=%llu connected=%s "
+			       "heartbeat_age_ms=%lld\n",
+			       n->ns, n->role, (unsigned long long)n->generation,
+			       (unsigned long long)n->applied_seq, (unsigned long long)n->durable_seq,
+			       (unsigned long long)n->master_seq, (unsigned long long)n->lag_entries,
+			       (unsigned long long)n->lag_ms, n->is_connected ? "yes" : "no",
+			       (long long)n->heartbeat_age_ms);
+		}
+	} else {
+		printf("node: %s\nnamespace: %s\nrole: %s\ngeneration: %llu\nlast_seq: %llu\n"
+		       "commit_mode: %s\n",
+		       st->node, st->ns, st->role, (unsigned long long)st->generation,
+		       (unsigned long long)st->last_seq, st->commit_mode);
+		for (size_t i = 0; i < st->n_archivers; i++)
+			printf("archiver %s connected=%s acked_seq=%llu lag_entries=%llu\n",
+			       st->archivers[i].addr, st->archivers[i].is_connected ? "yes" : "no",
+			       (unsigned long long)st->archivers[i].acked_seq,
+			       (unsigned long long)st->archivers[i].lag_entries);
+	}
+	us_status_free(st);
+	return 0;
+}
+
+static int commit_one(struct cli *cli, const us_op_t *op)
+{
+	uint64_t seq = 0;
+	us_err_t err;
+
+	if (us_commit(cli->client, cli->args[0], op, 1, &seq, &err))
+		return fail_err(&err);
+	return print_seq(cli, seq);
+}
+
+/* Reads all of stdin into b, refusing more than max bytes. */
+static int read_stdin(struct buf *b, size_t max)
+{
+	uint8_t chunk[65536];
+	size_t n;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+		if (b->len + n > max)
+			return fail(EXIT_FAIL, "body on stdin is over the limit of %zu bytes", max);
+		if (buf_append(b, chunk, n))
+			return fail(EXIT_FAIL, "out of memory");
+	}
+	if (ferror(stdin))
+		return fail(EXIT_FAIL, "cannot read stdin: %s", strerror(errno));
+	return 0;
+}
+
+static int cmd_put(struct cli *cli)
+{
+	us_op_t op = {.kind = US_OP_WRITE, .account = cli->args[1], .file = cli->args[2],
+		      .is_dict = cli->is_dict, .id = (uint8_t *)cli->args[3],
+		      .id_len = strlen(cli->args[3])};
+	struct buf body;
+	int rc;
+
+	buf_init(&body);
+	if (cli->n_args == 5) {
+		op.body = (uint8_t *)cli->args[4];
+		op.body_len = strlen(cli->args[4]);
+	} else {
+		/* +1 so that a body over the limit reaches the server and gets its message */
+		if ((rc = read_stdin(&body, US_BODY_MAX_BYTES + 1)))
+			goto out;
+		op.body = body.p ? body.p : (const uint8_t *)"";
+		op.body_len = body.len;
+	}
+	rc = commit_one(cli, &op);
+out:
+	buf_release(&body);
+	return rc;
+}
+
+static int cmd_get(struct cli *cli)
+{
+	uint8_t *body;
+	size_t len;
+	us_err_t err;
+
+	if (us_read(cli->client, cli->args[0], cli->args[1], cli->args[2], cli->is_dict,
+		    (uint8_t *)cli->args[3], strlen(cli->args[3]), cli->at, &body, &len, &err))
+		return fail_err(&err);
+	if (len && fwrite(body, 1, len, stdout) != len) {
+		free(body);
+		return fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
+	}
+	free(body);
+	if (fflush(stdout))
+		return fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
+	return 0;
+}
+
+static int cmd_delete(struct cli *cli)
+{
+	us_op_t op = {.kind = US_OP_DELETE, .account = cli->args[1], .file = cli->args[2],
+		      .is_dict = cli->is_dict, .id = (uint8_t *)cli->args[3],
+		      .id_len = strlen(cli->args[3])};
+
+	return commit_one(cli, &op);
+}
+
+struct list_state {
+	json_t *ids;  /* --json */
+	char esc[4 * US_ID_MAX_LEN + 8];
+};
+
+static int list_one(void *arg, const uint8_t *id, size_t id_len, const uint8_t *body,
+		    size_t body_len)
+{
+	struct list_state *ls = arg;
+
+	(void)body;
+	(void)body_len;
+	names_escape(id, id_len, ls->esc, sizeof(ls->esc));
+	if (ls->ids)
+		json_array_append_new(ls->ids, json_string(ls->esc));
+	else
+		puts(ls->esc);
+	return 0;
+}
+
+static int cmd_list(struct cli *cli)
+{
+	us_scan_opts_t opts = {.is_dict = cli->is_dict, .snapshot = cli->at, .limit = cli->limit,
+			       .is_keys_only = 1};
+	struct list_state *ls = calloc(1, sizeof(*ls));
+	us_err_t err;
+	int rc;
+
+	if (!ls)
+		return fail(EXIT_FAIL, "out of memory");
+	if (cli->is_json)
+		ls->ids = json_array();
+	rc = us_scan(cli->client, cli->args[0], cli->args[1], cli->args[2], &opts, list_one, ls,
+		     &err);
+	if (rc) {
+		json_decref(ls->ids);
+		free(ls);
+		return fail_err(&err);
+	}
+	if (ls->ids)
+		rc = print_json(json_pack("{s:o}", "ids", ls->ids));
+	free(ls);
+	return rc;
+}
+
+static int cmd_files(struct cli *cli)
+{
+	us_file_info_t *files;
+	size_t n;
+	us_err_t err;
+
+	if (us_list_files(cli->client, cli->args[0], cli->n_args > 1 ? cli->args[1] : NULL, &files,
+			  &n, &err))
+		return fail_err(&err);
+	if (cli->is_json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(
+				a, json_pack("{s:s,s:s,s:b,s:b,s:I,s:I}", "account", files[i].account,
+					     "file", files[i].file, "logged", files[i].is_logged,
+					     "account_logged", files[i].is_account_logged, "data_items",
+					     (json_int_t)files[i].data_items, "dict_items",
+					     (json_int_t)files[i].dict_items));
+		free(files);
+		return print_json(json_pack("{s:o}", "files", a));
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("%s\t%s\t%s\t%llu\t%llu\n", files[i].account, files[i].file,
+		       files[i].is_logged && files[i].is_account_logged ? "logged" : "unlogged",
+		       (unsigned long long)files[i].data_items,
+		       (unsigned long long)files[i].dict_items);
+	free(files);
+	return 0;
+}
+
+static int cmd_create_file(struct cli *cli)
+{
+	us_op_t op = {.kind = US_OP_CREATE_FILE, .account = cli->args[1], .file = cli->args[2],
+		      .is_logged = !cli->is_unlogged};
+
+	return commit_one(cli, &op);
+}
+
+static int cmd_clear_file(struct cli *cli)
+{
+	us_op_t op = {.kind = US_OP_CLEAR_FILE, .account = cli->args[1], .file = cli->args[2],
+		      .is_dict = cli->is_dict};
+
+	return commit_one(cli, &op);
+}
+
+static int cmd_delete_file(struct cli *cli)
+{
+	us_op_t op = {.kind = US_OP_DELETE_FILE, .account = cli->args[1], .file = cli->args[2]};
+
+	return commit_one(cli, &op);
+}
+
+static int cmd_set_logging(struct cli *cli)
+{
+	const char *flag = cli->args[cli->n_args - 1];
+	us_op_t op = {.kind = US_OP_SET_LOGGING, .account = cli->args[1],
+		      .file = cli->n_args == 4 ? cli->args[2] : ""};
+
+	if (strcmp(flag, "on") == 0)
+		op.is_logged = 1;
+	else if (strcmp(flag, "off") != 0)
+		return fail(EXIT_USAGE, "set-logging wants on or off, not '%s'", flag);
+	return commit_one(cli, &op);
+}
+
+/* ---- load ---- */
+
+struct load {
+	us_op_t *ops;
+	struct buf *ids, *bodies;  /* owned copies, one per op slot */
+	size_t n, cap, bytes;
+	uint64_t committed, last_seq;
+	struct timespec start;
+	bool is_tty;
+};
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int load_flush(struct cli *cli, struct load *ld)
+{
+	uint64_t seq = 0;
+	us_err_t err;
+
+	if (ld->n == 0)
+		return 0;
+	for (size_t i = 0; i < ld->n; i++) {
+		ld->ops[i].id = ld->ids[i].p;
+		ld->ops[i].id_len = ld->ids[i].len;
+		ld->ops[i].body = ld->bodies[i].p ? ld->bodies[i].p : (const uint8_t *)"";
+		ld->ops[i].body_len = ld->bodies[i].len;
+	}
+	if (us_commit(cli->client, cli->args[0], ld->ops, ld->n, &seq, &err)) {
+		if (ld->is_tty)
+			fputc('\n', stderr);
+		return fail(err.code == US_ENOTFOUND ? EXIT_NOTFOUND : EXIT_FAIL,
+			    "%s (%llu items committed before this batch)", err.msg,
+			    (unsigned long long)ld->committed);
+	}
+	ld->committed += ld->n;
+	if (seq)
+		ld->last_seq = seq;
+	ld->n = 0;
+	ld->bytes = 0;
+	if (ld->is_tty) {
+		double s = since(&ld->start);
+
+		fprintf(stderr, "\rloaded %llu items (%.0f items/s)", (unsigned long long)ld->committed,
+			s > 0 ? (double)ld->committed / s : 0.0);
+	}
+	return 0;
+}
+
+static int cmd_load(struct cli *cli)
+{
+	struct load ld = {0};
+	char *line = NULL;
+	size_t line_cap = 0;
+	ssize_t len;
+	uint64_t lineno = 0;
+	us_err_t err;
+	int rc = 0;
+
+	ld.cap = cli->batch ? cli->batch : LOAD_BATCH_DEFAULT;
+	ld.ops = calloc(ld.cap, sizeof(*ld.ops));
+	ld.ids = calloc(ld.cap, sizeof(*ld.ids));
+	ld.bodies = calloc(ld.cap, sizeof(*ld.bodies));
+	if (!ld.ops || !ld.ids || !ld.bodies) {
+		rc = fail(EXIT_FAIL, "out of memory");
+		goto out;
+	}
+	ld.is_tty = isatty(STDERR_FILENO);
+	clock_gettime(CLOCK_MONOTONIC, &ld.start);
+	while ((len = getline(&line, &line_cap, stdin)) >= 0) {
+		char *tab;
+		us_op_t *op;
+
+		lineno++;
+		if (len > 0 && line[len - 1] == '\n')
+			line[--len] = '\0';
+		if (len == 0)
+			continue;
+		tab = memchr(line, '\t', (size_t)len);
+		if (!tab) {
+			rc = fail(EXIT_FAIL, "line %llu: no tab between id and body (%llu items committed before it)",
+				  (unsigned long long)lineno, (unsigned long long)ld.committed);
+			goto out;
+		}
+		buf_reset(&ld.ids[ld.n]);
+		buf_reset(&ld.bodies[ld.n]);
+		if (names_unescape(line, (size_t)(tab - line), &ld.ids[ld.n], &err) ||
+		    names_unescape(tab + 1, (size_t)(line + len - tab - 1), &ld.bodies[ld.n], &err)) {
+			rc = fail(EXIT_FAIL, "line %llu: %s (%llu items committed before it)",
+				  (unsigned long long)lineno, err.msg,
+				  (unsigned long long)ld.committed);
+			goto out;
+		}
+		op = &ld.ops[ld.n];
+		*op = (us_op_t){.kind = US_OP_WRITE, .account = cli->args[1], .file = cli->args[2],
+				.is_dict = cli->is_dict};
+		ld.bytes += ld.ids[ld.n].len + ld.bodies[ld.n].len;
+		ld.n++;
+		if (ld.n == ld.cap || ld.bytes >= LOAD_BATCH_MAX_BYTES) {
+			if ((rc = load_flush(cli, &ld)))
+				goto out;
+		}
+	}
+	if (ferror(stdin)) {
+		rc = fail(EXIT_FAIL, "cannot read stdin: %s", strerror(errno));
+		goto out;
+	}
+	if ((rc = load_flush(cli, &ld)))
+		goto out;
+	if (ld.is_tty)
+		fputc('\n', stderr);
+	if (cli->is_json)
+		rc = print_json(json_pack("{s:I,s:I}", "seq", (json_int_t)ld.last_seq, "items",
+					  (json_int_t)ld.committed));
+out:
+	free(line);
+	for (size_t i = 0; ld.ids && ld.bodies && i < ld.cap; i++) {
+		buf_release(&ld.ids[i]);
+		buf_release(&ld.bodies[i]);
+	}
+	free(ld.ids);
+	free(ld.bodies);
+	free(ld.ops);
+	return rc;
+}
+
+/* ---- table and main ---- */
+
+static const struct command commands[] = {
+	{"status", 0, 0, "status [--json]",
+	 "the node's role and position (collector) or every namespace's (archiver)", cmd_status},
+	{"put", 4, 5, "put NS ACCOUNT FILE ID [BODY] [--dict]",
+	 "commit one item write; BODY's bytes are taken as they are, from stdin when absent",
+	 cmd_put},
+	{"get", 4, 4, "get NS ACCOUNT FILE ID [--dict]",
+	 "write the item's body to stdout exactly; exit 3 when absent", cmd_get},
+	{"delete", 4, 4, "delete NS ACCOUNT FILE ID [--dict]", "commit an item delete", cmd_delete},
+	{"list", 3, 3, "list NS ACCOUNT FILE [--dict] [--limit N]",
+	 "item ids in byte order, one a line (backslash and non-printable bytes as \\\\ and \\xNN)",
+	 cmd_list},
+	{"files", 1, 2, "files NS [ACCOUNT]",
+	 "files with their logged flag and item counts: account, file, logged|unlogged, "
+	 "data items, dict items",
+	 cmd_files},
+	{"create-file", 3, 3, "create-file NS ACCOUNT FILE [--unlogged]", "create a file",
+	 cmd_create_file},
+	{"clear-file", 3, 3, "clear-file NS ACCOUNT FILE [--dict]",
+	 "delete every item of the DATA (or DICT) section", cmd_clear_file},
+	{"delete-file", 3, 3, "delete-file NS ACCOUNT FILE", "delete a file and its items",
+	 cmd_delete_file},
+	{"set-logging", 3, 4, "set-logging NS ACCOUNT [FILE] on|off",
+	 "turn journaling of a file (or of a whole account) on or off", cmd_set_logging},
+	{"load", 3, 3, "load NS ACCOUNT FILE [--dict] [--batch N] < items.tsv",
+	 "bulk commit, one id<TAB>body a line, escapes \\xNN \\\\ \\t \\n \\r, in batches of N "
+	 "(1000)",
+	 cmd_load},
+};
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: understudy [--addr HOST:PORT] [--json] [--token-file F] [--tls-ca F] "
+		   "COMMAND ARGS\n"
+		   "--addr defaults to $UNDERSTUDY_ADDR, else %s (the archiver).\n"
+		   "Exit status: 0 success, 1 failure, 2 usage, 3 not found.\n\ncommands:\n",
+		US_DEFAULT_ARCHIVER_ADDR);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-52s %s\n", commands[i].usage, commands[i].help);
+	fprintf(f, "\n'understudy COMMAND --help' describes one command.\n");
+}
+
+static int parse_u64(const char *flag, const char *v, uint64_t min, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || n < min)
+		return fail(EXIT_USAGE, "%s wants a whole number >= %llu, not '%s'", flag,
+			    (unsigned long long)min, v);
+	*out = n;
+	return 0;
+}
+
+static int parse_args(struct cli *cli, int argc, char **argv)
+{
+	bool is_options_done = false;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!is_options_done && a[0] == '-' && a[1] == '-') {
+			if (strcmp(a, "--") == 0) {
+				is_options_done = true;
+				continue;
+			}
+			if (strcmp(a, "--json") == 0) {
+				cli->is_json = true;
+			} else if (strcmp(a, "--help") == 0) {
+				cli->is_help = true;
+			} else if (strcmp(a, "--dict") == 0) {
+				cli->is_dict = true;
+			} else if (strcmp(a, "--unlogged") == 0) {
+				cli->is_unlogged = true;
+			} else if (strcmp(a, "--addr") == 0 || strcmp(a, "--token-file") == 0 ||
+				   strcmp(a, "--tls-ca") == 0 || strcmp(a, "--limit") == 0 ||
+				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0) {
+				if (!val)
+					return fail(EXIT_USAGE, "%s needs a value", a);
+				i++;
+				if (strcmp(a, "--addr") == 0)
+					cli->addr = val;
+				else if (strcmp(a, "--token-file") == 0)
+					cli->token_file = val;
+				else if (strcmp(a, "--tls-ca") == 0)
+					cli->tls_ca = val;
+				else if (strcmp(a, "--limit") == 0 &&
+					 (rc = parse_u64(a, val, 1, &cli->limit)))
+					return rc;
+				else if (strcmp(a, "--batch") == 0 &&
+					 (rc = parse_u64(a, val, 1, &cli->batch)))
+					return rc;
+				else if (strcmp(a, "--at") == 0 && (rc = parse_u64(a, val, 1, &cli->at)))
+					return rc;
+			} else {
+				return fail(EXIT_USAGE, "unknown option %s (see understudy --help)", a);
+			}
+		} else if (!cli->cmd && !(strcmp(a, "-h") == 0)) {
+			cli->cmd = a;
+		} else if (strcmp(a, "-h") == 0 && !is_options_done) {
+			cli->is_help = true;
+		} else {
+			if (cli->n_args == MAX_ARGS)
+				return fail(EXIT_USAGE, "too many arguments");
+			cli->args[cli->n_args++] = argv[i];
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = {0};
+	const struct command *cmd;
+	int rc;
+
+	if ((rc = parse_args(&cli, argc, argv)))
+		return rc;
+	if (!cli.cmd) {
+		usage(cli.is_help ? stdout : stderr);
+		return cli.is_help ? 0 : EXIT_USAGE;
+	}
+	cmd = find_command(cli.cmd);
+	if (!cmd)
+		return fail(EXIT_USAGE, "unknown command '%s' (see understudy --help)", cli.cmd);
+	if (cli.is_help) {
+		printf("usage: understudy [global options] %s\n%s\n", cmd->usage, cmd->help);
+		return 0;
+	}
+	if (cli.n_args < cmd->min_args || cli.n_args > cmd->max_args)
+		return fail(EXIT_USAGE, "usage: understudy %s", cmd->usage);
+	if (!cli.addr)
+		cli.addr = getenv("UNDERSTUDY_ADDR");
+	if (!cli.addr || !cli.addr[0])
+		cli.addr = US_DEFAULT_ARCHIVER_ADDR;
+	if ((rc = connect_client(&cli)))
+		return rc;
+	rc = cmd->run(&cli);
+	us_client_free(cli.client);
+	return rc;
+}

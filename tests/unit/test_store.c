@@ -1,0 +1,343 @@
+/* test_store.c - lib/store.c on a real RocksDB store in a temp dir. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rocksdb/c.h>
+
+#include "limits.h"
+#include "store.h"
+
+static char tmpl[] = "/tmp/us-test-store-XXXXXX";
+
+static int setup(void **state)
+{
+	char *dir = strdup(tmpl);
+
+	assert_non_null(mkdtemp(dir));
+	*state = dir;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", (char *)*state);
+	assert_int_equal(system(cmd), 0);
+	free(*state);
+	return 0;
+}
+
+static struct store *open_store(const char *dir, size_t max_body)
+{
+	struct store_opts o = {.max_body = max_body};
+	struct store *s = NULL;
+	struct us_err err;
+	int rc = store_open(&s, dir, &o, &err);
+
+	if (rc)
+		fail_msg("store_open: %s", err.msg);
+	return s;
+}
+
+static struct entry op(uint8_t kind, const char *account, const char *file, const char *id,
+		       const char *body)
+{
+	struct entry e = {.op = kind, .account = account, .account_len = strlen(account),
+			  .file = file, .file_len = strlen(file), .section = SECTION_DATA,
+			  .flag = true};
+
+	if (id) {
+		e.id = (const uint8_t *)id;
+		e.id_len = strlen(id);
+	}
+	if (body) {
+		e.body = (const uint8_t *)body;
+		e.body_len = strlen(body);
+	}
+	return e;
+}
+
+/* Commits one commit alone; returns its rc. */
+static int commit1(struct store *s, struct entry *ops, size_t n, uint64_t *first, uint64_t *last)
+{
+	struct store_commit c = {.ops = ops, .n_ops = n};
+	struct store_commit *pc = &c;
+	struct us_err err;
+
+	assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), 0);
+	if (first)
+		*first = c.first_seq;
+	if (last)
+		*last = c.last_seq;
+	return c.rc;
+}
+
+static void assert_body(struct store *s, const char *file, uint8_t section, const char *id,
+			const char *want)
+{
+	struct buf b;
+	struct us_err err;
+	int rc;
+
+	buf_init(&b);
+	rc = store_get(s, "ACC", file, section, (const uint8_t *)id, strlen(id), &b, &err);
+	if (!want) {
+		assert_int_equal(rc, US_ENOTFOUND);
+	} else {
+		if (rc)
+			fail_msg("get %s: %s", id, err.msg);
+		assert_int_equal(b.len, strlen(want));
+		assert_memory_equal(b.p, want, b.len);
+	}
+	buf_release(&b);
+}
+
+static uint64_t pos_seq(struct store *s)
+{
+	struct store_position p;
+
+	store_get_position(s, &p);
+	return p.seq;
+}
+
+static void test_fresh_and_reopen(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct store_position p;
+	struct entry ops[2] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL),
+			       op(ENTRY_WRITE, "ACC", "F", "k", "a\xfe" "b\xfd" "c\xfc")};
+	uint64_t first, last;
+
+	store_get_position(s, &p);
+	assert_int_equal(p.generation, 1);
+	assert_int_equal(p.seq, 0);
+	assert_int_equal(commit1(s, ops, 2, &first, &last), 0);
+	assert_int_equal(first, 1);
+	assert_int_equal(last, 2);
+	store_close(s);
+
+	s = open_store(*state, 0);
+	store_get_position(s, &p);
+	assert_int_equal(p.seq, 2);
+	assert_int_equal(p.time_ms, 1000);
+	assert_body(s, "F", SECTION_DATA, "k", "a\xfe" "b\xfd" "c\xfc");
+	store_close(s);
+}
+
+/* A group: a refused commit in the middle gives back its seqs and changes nothing. */
+static void test_group_refusal(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry a[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct entry b[1] = {op(ENTRY_WRITE, "ACC", "F", "x", "1")};
+	/* creates G then writes to missing H: the whole commit must go, G included */
+	struct entry c[3] = {op(ENTRY_CREATE_FILE, "ACC", "G", NULL, NULL),
+			     op(ENTRY_WRITE, "ACC", "G", "y", "2"),
+			     op(ENTRY_WRITE, "ACC", "H", "z", "3")};
+	struct entry d[1] = {op(ENTRY_WRITE, "ACC", "F", "w", "4")};
+	struct store_commit cs[4] = {{.ops = a, .n_ops = 1}, {.ops = b, .n_ops = 1},
+				     {.ops = c, .n_ops = 3}, {.ops = d, .n_ops = 1}};
+	struct store_commit *pcs[4] = {&cs[0], &cs[1], &cs[2], &cs[3]};
+	struct us_err err;
+	struct store_check chk;
+
+	assert_int_equal(store_commit_group(s, pcs, 4, 5, &err), 0);
+	assert_int_equal(cs[0].rc, 0);
+	assert_int_equal(cs[1].rc, 0);
+	assert_int_equal(cs[2].rc, US_ENOTFOUND);
+	assert_non_null(strstr(cs[2].err.msg, "ACC/H"));
+	assert_int_equal(cs[3].rc, 0);
+	assert_int_equal(cs[0].first_seq, 1);
+	assert_int_equal(cs[1].first_seq, 2);
+	assert_int_equal(cs[2].first_seq, 0);
+	assert_int_equal(cs[3].first_seq, 3);
+	assert_int_equal(pos_seq(s), 3);
+	assert_body(s, "F", SECTION_DATA, "x", "1");
+	assert_body(s, "F", SECTION_DATA, "w", "4");
+	/* G was rolled back out of the catalog and the store: it can be created now */
+	assert_body(s, "G", SECTION_DATA, "y", NULL);
+	assert_int_equal(commit1(s, c, 1, NULL, NULL), 0);
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_int_equal(chk.gaps, 0);
+	assert_int_equal(chk.bad_records, 0);
+	assert_int_equal(chk.first_seq, 1);
+	assert_int_equal(chk.last_seq, 4);
+	assert_int_equal(chk.position_seq, 4);
+	store_close(s);
+}
+
+static void test_bad_input_changes_nothing(void **state)
+{
+	struct store *s = open_store(*state, 8);
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct entry bad[][1] = {
+		{op(ENTRY_WRITE, "ACC", "F", "a\xfe" "b", "v")},   /* mark in id */
+		{op(ENTRY_WRITE, "ACC", "F", "", "v")},            /* empty id */
+		{op(ENTRY_WRITE, "bad name", "F", "k", "v")},      /* account */
+		{op(ENTRY_WRITE, "ACC", "F/x", "k", "v")},         /* file */
+		{op(ENTRY_WRITE, "ACC", "F", "k", "123456789")},   /* body over 8 */
+		{op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)},   /* exists */
+		{op(ENTRY_HEARTBEAT, "ACC", "F", NULL, NULL)},     /* internal op */
+	};
+	const int want[] = {US_EINVAL, US_EINVAL, US_EINVAL, US_EINVAL, US_ETOOBIG, US_EEXIST,
+			    US_EINVAL};
+	char id[US_ID_MAX_LEN + 2];
+
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(commit1(s, bad[i], 1, NULL, NULL), want[i]);
+		assert_int_equal(pos_seq(s), 1);
+	}
+	memset(id, 'i', sizeof(id));
+	id[US_ID_MAX_LEN + 1] = '\0';
+	struct entry long_id[1] = {op(ENTRY_WRITE, "ACC", "F", id, "v")};
+	assert_int_equal(commit1(s, long_id, 1, NULL, NULL), US_EINVAL);
+	id[US_ID_MAX_LEN] = '\0';
+	long_id[0] = op(ENTRY_WRITE, "ACC", "F", id, "v");
+	assert_int_equal(commit1(s, long_id, 1, NULL, NULL), 0);
+	assert_int_equal(pos_seq(s), 2);
+	store_close(s);
+}
+
+static void test_logging_and_files(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry mk[2] = {op(ENTRY_CREATE_FILE, "ACC", "U", NULL, NULL),
+			      op(ENTRY_CREATE_FILE, "ACC", "L", NULL, NULL)};
+	struct entry w[1] = {op(ENTRY_WRITE, "ACC", "U", "k", "v")};
+	struct entry on[1] = {op(ENTRY_SET_LOGGING, "ACC", "U", NULL, NULL)};
+	struct entry acc_off[1] = {op(ENTRY_SET_LOGGING, "ACC", "", NULL, NULL)};
+	struct entry wl[1] = {op(ENTRY_WRITE, "ACC", "L", "k", "v")};
+	struct store_file_info *fi;
+	size_t n;
+	uint64_t first, last;
+	struct us_err err;
+
+	mk[0].flag = false; /* U is created unlogged: not journaled */
+	assert_int_equal(commit1(s, mk, 2, &first, &last), 0);
+	assert_int_equal(first, 1);
+	assert_int_equal(last, 1);
+	assert_int_equal(commit1(s, w, 1, &first, &last), 0);
+	assert_int_equal(last, 0); /* unlogged: no seq */
+	assert_int_equal(pos_seq(s), 1);
+	assert_int_equal(commit1(s, on, 1, &first, &last), 0); /* marker journaled */
+	assert_int_equal(last, 2);
+	assert_int_equal(commit1(s, w, 1, &first, &last), 0);
+	assert_int_equal(last, 3);
+	acc_off[0].flag = false;
+	assert_int_equal(commit1(s, acc_off, 1, &first, &last), 0);
+	assert_int_equal(last, 4);
+	assert_int_equal(commit1(s, wl, 1, &first, &last), 0);
+	assert_int_equal(last, 0); /* the account is off */
+
+	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(fi[0].file, "L");
+	assert_string_equal(fi[1].file, "U");
+	assert_true(fi[0].is_logged);
+	assert_false(fi[0].is_account_logged);
+	assert_int_equal(fi[0].data_items, 1);
+	assert_int_equal(fi[1].data_items, 1);
+	free(fi);
+	store_close(s);
+}
+
+static void test_clear_delete_and_scan(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	const char *ids[] = {"b", "A", "10", "9", "a", "B"};
+	const char *sorted[] = {"10", "9", "A", "B", "a", "b"};
+	struct entry ws[7];
+	struct entry clr[1] = {op(ENTRY_CLEAR_FILE, "ACC", "F", NULL, NULL)};
+	struct entry del[1] = {op(ENTRY_DELETE_FILE, "ACC", "F", NULL, NULL)};
+	struct store_iter *it;
+	const uint8_t *id, *body;
+	size_t id_len, body_len;
+	struct us_err err;
+	int i = 0;
+
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	for (int j = 0; j < 6; j++)
+		ws[j] = op(ENTRY_WRITE, "ACC", "F", ids[j], ids[j]);
+	ws[6] = op(ENTRY_WRITE, "ACC", "F", "d1", "dict body");
+	ws[6].section = SECTION_DICT;
+	assert_int_equal(commit1(s, ws, 7, NULL, NULL), 0);
+
+	assert_int_equal(store_iter_new(s, "ACC", "F", SECTION_DATA, NULL, 0, &it, &err), 0);
+	while (store_iter_next(it, &id, &id_len, &body, &body_len, &err) == 1) {
+		assert_true(i < 6);
+		assert_int_equal(id_len, strlen(sorted[i]));
+		assert_memory_equal(id, sorted[i], id_len);
+		i++;
+	}
+	assert_int_equal(i, 6);
+	store_iter_free(it);
+	assert_int_equal(store_iter_new(s, "ACC", "F", SECTION_DATA, (const uint8_t *)"A", 1, &it,
+					&err), 0);
+	assert_int_equal(store_iter_next(it, &id, &id_len, &body, &body_len, &err), 1);
+	assert_memory_equal(id, "B", 1);
+	store_iter_free(it);
+
+	assert_int_equal(commit1(s, clr, 1, NULL, NULL), 0); /* DATA only */
+	assert_body(s, "F", SECTION_DATA, "a", NULL);
+	assert_body(s, "F", SECTION_DICT, "d1", "dict body");
+	assert_int_equal(commit1(s, del, 1, NULL, NULL), 0);
+	assert_body(s, "F", SECTION_DICT, "d1", NULL);
+	assert_int_equal(store_iter_new(s, "ACC", "F", SECTION_DATA, NULL, 0, &it, &err),
+			 US_ENOTFOUND);
+	assert_int_equal(commit1(s, ws, 1, NULL, NULL), US_ENOTFOUND);
+	assert_int_equal(commit1(s, del, 1, NULL, NULL), US_ENOTFOUND);
+	store_close(s);
+}
+
+static void test_lock_and_foreign_db(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct store *t = NULL;
+	struct us_err err;
+	char other[256];
+	rocksdb_options_t *o;
+	rocksdb_t *db;
+	char *errptr = NULL;
+
+	assert_int_equal(store_open(&t, *state, NULL, &err), US_EUNAVAIL);
+	assert_non_null(strstr(err.msg, "in use"));
+	store_close(s);
+
+	snprintf(other, sizeof(other), "%s/foreign", (char *)*state);
+	o = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(o, 1);
+	db = rocksdb_open(o, other, &errptr);
+	assert_null(errptr);
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	rocksdb_put(db, wo, "k", 1, "v", 1, &errptr);
+	rocksdb_writeoptions_destroy(wo);
+	assert_null(errptr);
+	rocksdb_close(db);
+	rocksdb_options_destroy(o);
+	assert_int_equal(store_open(&t, other, NULL, &err), US_ECORRUPT);
+	assert_non_null(strstr(err.msg, "not an understudy store"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fresh_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_refusal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_logging_and_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clear_delete_and_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lock_and_foreign_db, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

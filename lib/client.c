@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "limits.h"
+#include "us_limits.h"
 #include "rpc.h"
 #include "understudy.h"
 #include "understudy.pb-c.h"

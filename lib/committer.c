@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "limits.h"
+#include "us_limits.h"
 
 struct pending {
 	struct store_commit *c;

@@ -31,7 +31,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "limits.h"
+#include "us_limits.h"
 #include "names.h"
 
 /* Longest line: a key, " = " and the longest value, with room to spare. */
@@ -297,8 +297,8 @@ static int list_set(const struct config_key *k, struct config_list *l, const cha
 		    bool is_replace, struct us_err *err)
 {
 	size_t keep = is_replace ? 0 : l->n;
-	char **items, **v;
-	size_t n;
+	char **items = NULL, **v;
+	size_t n = 0;
 	int rc;
 
 	rc = list_split(k, s, &items, &n, err);

@@ -13,7 +13,12 @@
  *   CFG_LIST       one or more addresses: a key given several times, or a value
  *                  with comma-separated items; stored as struct config_list
  * Every key has a default (applied first, parsed by the same code as a file
- * value) so that a program runs with no file at all. An unknown key, a scalar
+ * value, bounds included, but not given to check()) so that a program runs
+ * with no file at all. A list key's first line in the file replaces its
+ * default items; its later lines append. A line is at most
+ * US_CONFIG_MAX_VALUE_LEN + 256 bytes; a value is taken as written (no
+ * quotes), except that " ;" starts a comment; an indented line is a line of
+ * its own, not a continuation. An unknown key, a scalar
  * key given twice, an unknown section kind, a bad value or a value out of
  * bounds is an error naming the file and line:
  *   "conf/c.ini:7: bad value for max_lag: '5 parsecs' (want a duration like 250ms, 5s, 10m, 24h)"
@@ -77,12 +82,17 @@ struct config_schema {
 };
 
 /* Applies the defaults to target, then, when path is not NULL, the file.
+ * Every field of the schema is overwritten first (lists start empty whatever
+ * they held: config_release before loading again). Not thread-safe against
+ * other users of inih in the process: it sets inih's global options once.
  * Returns 0, US_ECONFIG with err naming file and line, US_ENOMEM. On error
  * target may hold partial values: call config_release and exit. */
 int config_load(const struct config_schema *schema, void *target, const char *path,
 		struct us_err *err);
 
-/* Frees what config_load allocated in target's top-level keys (CFG_LIST). */
+/* Frees what config_load allocated in target's top-level keys (CFG_LIST) and
+ * empties those lists; NULL schema or target is a no-op. A CFG_LIST key of a
+ * section is the owner of the entity's to free (each v[i], then v). */
 void config_release(const struct config_schema *schema, void *target);
 
 /* Value parsers, also used by the command-line tools. 0 or US_EINVAL. */

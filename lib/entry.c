@@ -9,10 +9,11 @@
 #include "entry.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
 
-#include "limits.h"
+#include "us_limits.h"
 
 #define CHECKSUM_BYTES 4
 #define RECORD_MIN_BYTES (1 + CHECKSUM_BYTES)
@@ -230,10 +231,12 @@ static int read_bytes(struct cursor *c, const char *what, size_t max, const uint
 		      size_t *len, struct us_err *err)
 {
 	size_t at = cursor_offset(c);
+	char label[32];
 	uint64_t n;
 	int rc;
 
-	rc = read_varint(c, what, &n, err);
+	snprintf(label, sizeof(label), "%s length", what);
+	rc = read_varint(c, label, &n, err);
 	if (rc)
 		return rc;
 	if (n > max)
@@ -251,7 +254,7 @@ static int read_bytes(struct cursor *c, const char *what, size_t max, const uint
 
 static int read_bool(struct cursor *c, const char *what, bool *v, struct us_err *err)
 {
-	uint8_t b;
+	uint8_t b = 0;
 	int rc;
 
 	rc = read_u8(c, what, &b, err);
@@ -268,7 +271,7 @@ int entry_decode(const uint8_t *p, size_t len, struct entry *out, struct us_err 
 	struct cursor c = { .p = p, .end = p + len, .start = p };
 	struct entry e;
 	const uint8_t *s;
-	uint8_t b, fields;
+	uint8_t b = 0, fields;
 	int rc;
 
 	memset(&e, 0, sizeof(e));

@@ -24,7 +24,7 @@
  * Block (several entries, seq first_seq .. first_seq+count-1):
  *   4  magic "USJB"
  *   1  version (1)
- *   8  first_seq, u64le
+ *   8  first_seq, u64le (>= 1: seqs count from 1; the last seq fits in a u64)
  *   4  count, u32le (1 .. US_BLOCK_MAX_ENTRIES)
  *   .. count x (varint length, entry)
  *   4  u32le xxh32 of every byte before it, seed 0
@@ -106,9 +106,13 @@ struct entry_block_writer {
 	uint32_t count;
 };
 
+/* 0, US_EINVAL for first_seq 0, US_ENOMEM (out unchanged). */
 int entry_block_begin(struct entry_block_writer *w, struct buf *out, uint64_t first_seq);
+/* Appends one entry; on failure (bad entry US_EINVAL, a full block US_ETOOBIG,
+ * US_ENOMEM) out is as before the call and the block can still be finished. */
 int entry_block_add(struct entry_block_writer *w, const struct entry *e, struct us_err *err);
-/* Writes count and the checksum. An empty block is US_EINVAL. */
+/* Writes count and the checksum. An empty block is US_EINVAL. On failure the
+ * partial block is taken back out of out (out->len = w->start). */
 int entry_block_finish(struct entry_block_writer *w, struct us_err *err);
 
 /* Block reader: open checks magic, version, count bounds and the checksum
@@ -124,7 +128,9 @@ struct entry_block_reader {
 int entry_block_open(struct entry_block_reader *r, const uint8_t *p, size_t len,
 		     struct us_err *err);
 /* 1 and *e, *seq filled; 0 after the last entry (and only if the block was
- * consumed exactly); US_ECORRUPT on a bad entry. */
+ * consumed exactly); US_ECORRUPT on a bad entry, with a message such as
+ * "entry 3 of block at seq 1042: body length 99999999 over the limit of
+ * 16777216" (entries numbered from 1). */
 int entry_block_next(struct entry_block_reader *r, struct entry *e, uint64_t *seq,
 		     struct us_err *err);
 

@@ -9,6 +9,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,9 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* PIPE_BUF on Linux (<limits.h> is shadowed by lib/limits.h on our include
- * path, so the number is spelled out). */
-#define LOG_LINE_MAX 4096
+#define LOG_LINE_MAX PIPE_BUF
 #define LOG_TRUNCATED "..."
 
 static const char *log_program = "understudy";

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "buf.h"
-#include "limits.h"
+#include "us_limits.h"
 
 /* Room for an escaped name in a message: a namespace, account or file is at
  * most 64 bytes, 4 escaped bytes each at worst; ids are cut with "...". */

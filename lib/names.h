@@ -5,7 +5,9 @@
  * account    [A-Za-z0-9_.-]{1,64}, case-sensitive
  * file       same charset as account, 1-64
  * item id    1-1024 bytes, no NUL, no mark byte 0xFC-0xFF
- * item body  0..max_body bytes (max_body <= US_BODY_MAX_BYTES), any bytes
+ * item body  0..max_body bytes (max_body <= US_BODY_MAX_BYTES), any bytes;
+ *            names_check_body reads a max_body of 0 or over the SPEC's bound as
+ *            US_BODY_MAX_BYTES
  *
  * Each check returns 0 or US_EINVAL (US_ETOOBIG for a body over the limit) and
  * fills err with a message that names the offending value, escaped so that it

@@ -70,7 +70,7 @@
 #include <grpc/support/time.h>
 
 #include "buf.h"
-#include "limits.h"
+#include "us_limits.h"
 
 /* Keepalive: the client pings an idle connection every 10 s (also with no
  * call open, and without waiting for data), and drops it after 10 s without
@@ -851,11 +851,8 @@ int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts
 	return 0;
 
 out_server:
-	/* no port bound, or not started: no call exists, nothing pending */
-	if (s->srv && s->port) {
-		/* unreachable today; kept for the invariant of grpc_server_destroy */
-		grpc_server_shutdown_and_notify(s->srv, s->workers[0].cq, &s->t_shutdown);
-	}
+	/* no port bound (so grpc_server_destroy needs no shutdown), not
+	 * started: no call exists, nothing is pending on any CQ */
 	server_free(s);
 out_pem:
 	free(cert);
@@ -1197,13 +1194,16 @@ static int status_to_err(struct rpc_channel *ch, const char *method, grpc_status
 	slice_to_str(details, text, sizeof(text));
 	/* grpc's debug string says so for a status read from the wire */
 	is_from_server = error_string && strstr(error_string, "Error received from peer");
+	/* grpc's own words, from either side: say which call and how long */
+	if (status == GRPC_STATUS_DEADLINE_EXCEEDED && strcmp(text, "Deadline Exceeded") == 0)
+		return timeout_ms > 0
+		       ? err_set(err, code, "%s on %s: no answer within %d ms", method, ch->addr,
+				 timeout_ms)
+		       : err_set(err, code, "%s on %s: deadline exceeded", method, ch->addr);
 	if (is_from_server)
 		return err_set(err, code, "%s", text[0] ? text : us_strerror(code));
 	if (status == GRPC_STATUS_UNAVAILABLE)
 		return err_set(err, code, "cannot reach %s: %s", ch->addr, text);
-	if (status == GRPC_STATUS_DEADLINE_EXCEEDED)
-		return err_set(err, code, "%s on %s: no answer within %d ms", method, ch->addr,
-			       timeout_ms);
 	return err_set(err, code, "%s on %s: %s", method, ch->addr,
 		       text[0] ? text : us_strerror(code));
 }

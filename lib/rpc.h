@@ -32,7 +32,11 @@ struct rpc_server;
 struct rpc_call;
 struct rpc_channel;
 
-/* req is borrowed for the handler's duration only (copy what must outlive it).
+/* req (never NULL, even when req_len is 0) is borrowed for the handler's
+ * duration only (copy what must outlive it). Runs on a worker thread: answer
+ * with rpc_call_finish, start a stream with rpc_call_send, or hand the call to
+ * another thread. A request without a message never reaches the handler (the
+ * client gets INVALID_ARGUMENT "missing request message").
  * For a client-streaming or bidi method this is not used (see later issues). */
 typedef void (*rpc_handler_fn)(struct rpc_call *call, const uint8_t *req, size_t req_len,
 			       void *arg);
@@ -46,14 +50,17 @@ struct rpc_method {
 struct rpc_server_opts {
 	const char *listen;        /* HOST:PORT; port 0 picks a free one */
 	int threads;               /* worker threads (CQs), >= 1 */
-	size_t max_message_bytes;  /* receive limit per message */
-	const char *tls_cert_file; /* PEM; NULL: plaintext */
-	const char *tls_key_file;
+	size_t max_message_bytes;  /* receive limit per message; 0: US_RPC_MAX_MESSAGE_BYTES */
+	const char *tls_cert_file; /* PEM chain; NULL: plaintext (then key NULL too) */
+	const char *tls_key_file;  /* PEM private key */
 };
 
 /* Binds, starts the worker threads and returns a new server. Methods are
- * copied. An unknown method gets UNIMPLEMENTED. A port in use is US_EUNAVAIL
- * ("cannot listen on 127.0.0.1:7441: address in use"). */
+ * copied. An unknown method gets UNIMPLEMENTED ("unknown method /x.Y/Z").
+ * Errors: a malformed address or thread count is US_EINVAL; an unreadable or
+ * non-PEM certificate or key file is US_ECONFIG naming the file; a port in use
+ * (SO_REUSEPORT is off) is US_EUNAVAIL ("cannot listen on 127.0.0.1:7441:
+ * address in use or not available"). */
 int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts,
 		     const struct rpc_method *methods, size_t n_methods, struct us_err *err);
 /* The bound port (useful with port 0). */
@@ -61,31 +68,42 @@ int rpc_server_port(const struct rpc_server *s);
 /* Stops accepting calls, lets calls in flight finish for up to grace_ms, then
  * cancels the rest, waits until every call is freed, joins the threads and
  * frees the server. The caller must make sure that whoever holds a call it
- * handed off finishes it (the cancel makes that immediate). NULL: no-op. */
+ * handed off finishes it (the cancel makes that immediate); until then this
+ * blocks. Must not run on a worker thread (from a handler). NULL: no-op. */
 void rpc_server_stop(struct rpc_server *s, int grace_ms);
 
-/* Sends the response message (NULL/0: none, for an error) and the status, then
- * releases the call. status_code is a US_E* code (0 = OK); msg (may be NULL)
- * becomes the gRPC status details. Thread-safe; exactly once per call. */
+/* Sends the response message and the status, then releases the call: the
+ * call must not be used afterwards. resp non-NULL sends one message of
+ * resp_len bytes (0 allowed: an empty protobuf message is 0 bytes, so a unary
+ * OK answer passes a non-NULL pointer even then); resp NULL sends none (an
+ * error, or the end of a server stream). code is a US_E* code (0 = OK) mapped
+ * with err_to_grpc_status; msg (may be NULL: us_strerror(code)) becomes the
+ * gRPC status details that the client shows verbatim. Thread-safe; exactly
+ * once per call, also for a cancelled call, and not while a send is in
+ * flight when resp is non-NULL (wait for more). */
 void rpc_call_finish(struct rpc_call *call, int code, const char *msg,
 		     const uint8_t *resp, size_t resp_len);
 /* Same with the error record. */
 void rpc_call_finish_err(struct rpc_call *call, const struct us_err *err);
 
-/* Server streaming: sends one message. When grpc has taken it, more(call, arg)
- * runs on the call's worker thread, and must call rpc_call_send() again or
- * rpc_call_finish(). If the call has died (cancelled), more still runs, with
+/* Server streaming: sends one message (copied). When grpc has taken it,
+ * more(call, arg) runs on the call's worker thread, and must call
+ * rpc_call_send() again or rpc_call_finish() (more NULL: the caller finishes
+ * by other means). If the call has died (cancelled), more still runs, with
  * rpc_call_is_cancelled() true, and should finish. At most one send in flight.
- * Returns 0 or US_ENOMEM (then the caller must finish the call). */
+ * Any thread may call it. Returns 0, or a negative code (a send already in
+ * flight, a finished call: US_EINVAL; grpc refused: US_EIO) and then more will
+ * not run and the caller must finish the call. */
 typedef void (*rpc_more_fn)(struct rpc_call *call, void *arg);
 int rpc_call_send(struct rpc_call *call, const uint8_t *msg, size_t len, rpc_more_fn more,
 		  void *arg);
 bool rpc_call_is_cancelled(const struct rpc_call *call);
 
-/* The value of request metadata key (lower case), borrowed until the call is
- * finished; NULL if absent. */
+/* The value of request metadata key (lower case) and its length in *len
+ * (required: the value is not NUL-terminated), borrowed until the call is
+ * finished; NULL (and *len 0) if absent. Any thread. */
 const char *rpc_call_metadata(const struct rpc_call *call, const char *key, size_t *len);
-/* "ipv4:127.0.0.1:52314"; borrowed until finished. */
+/* "ipv4:127.0.0.1:52314"; borrowed until finished. Any thread. */
 const char *rpc_call_peer(struct rpc_call *call);
 
 /* ---- client ---- */
@@ -96,19 +114,32 @@ struct rpc_channel_opts {
 	const char *token;         /* sent as "authorization: Bearer <token>"; NULL: none */
 };
 
+/* A new channel to addr (HOST:PORT, port not 0); opts may be NULL. No
+ * connection is made until the first call; the channel has its own
+ * connection (not shared with other channels). Errors: US_EINVAL (address,
+ * token not printable ASCII), US_ECONFIG (CA file unreadable or not PEM,
+ * named). Free every stream of a channel before the channel; NULL: no-op. */
 int rpc_channel_new(struct rpc_channel **out, const char *addr,
 		    const struct rpc_channel_opts *opts, struct us_err *err);
 void rpc_channel_free(struct rpc_channel *ch);
 
-/* Unary call. On success *resp is a new buffer (free(); non-NULL even when
- * empty) of *resp_len bytes. On failure the US_E* code of the gRPC status and
- * err->msg = the server's status details (or "cannot reach ADDR: ..."). */
+/* Unary call, timeout_ms <= 0: no deadline. The call does not wait for the
+ * channel to connect: with no server it fails at once. On success *resp is a
+ * new buffer (free(); non-NULL even when empty) of *resp_len bytes. On failure
+ * the US_E* code of the gRPC status (err_from_grpc_status) and err->msg = the
+ * server's status details verbatim; for failures grpc makes up locally,
+ * "cannot reach ADDR: <grpc details>" (US_EUNAVAIL), "METHOD on ADDR: no
+ * answer within N ms" (US_ETIMEOUT) or "METHOD on ADDR: <details>". */
 int rpc_unary(struct rpc_channel *ch, const char *method, const uint8_t *req, size_t req_len,
 	      int timeout_ms, uint8_t **resp, size_t *resp_len, struct us_err *err);
 
-/* Server-streaming call: open sends the request; next returns 1 with a new
- * message (free()), 0 at the end of a successful stream, or a negative code.
- * Free the stream (cancelling it if unfinished) with rpc_stream_free. */
+/* Server-streaming call: open sends the request (timeout_ms <= 0: no
+ * deadline for the whole stream) and fails only locally; a failure of the
+ * call itself comes from next. next returns 1 with a new message (free();
+ * non-NULL even when empty), 0 at the end of a successful stream, or a
+ * negative code with err as for rpc_unary; after the end it keeps returning
+ * the same. Free the stream (cancelling it if unfinished; the server's more
+ * then sees it cancelled) with rpc_stream_free; NULL: no-op. */
 struct rpc_stream;
 int rpc_stream_open(struct rpc_channel *ch, const char *method, const uint8_t *req,
 		    size_t req_len, int timeout_ms, struct rpc_stream **out, struct us_err *err);

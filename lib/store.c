@@ -32,7 +32,7 @@
 
 #include <rocksdb/c.h>
 
-#include "limits.h"
+#include "us_limits.h"
 #include "names.h"
 
 #define STORE_MAGIC "USST"

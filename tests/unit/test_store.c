@@ -11,7 +11,7 @@
 
 #include <rocksdb/c.h>
 
-#include "limits.h"
+#include "us_limits.h"
 #include "store.h"
 
 static char tmpl[] = "/tmp/us-test-store-XXXXXX";

@@ -1,11 +1,13 @@
 /*
- * limits.h - every limit and default of understudy, named, in one place.
+ * us_limits.h - every limit and default of understudy, named, in one place
+ * (STYLE.md calls it lib/limits.h; named us_ so that it never shadows the
+ * system <limits.h>, which gcc's own limits.h reaches with #include_next).
  *
  * The numbers are the SPEC's (../shared/SPEC.md, "Data model" and "Programs");
  * a module that needs a bound takes it from here, never from a literal.
  */
-#ifndef US_LIMITS_H
-#define US_LIMITS_H
+#ifndef US_US_LIMITS_H
+#define US_US_LIMITS_H
 
 /* Names: namespace [a-z0-9][a-z0-9_.-]{0,62}; account and file [A-Za-z0-9_.-]{1,64}. */
 #define US_NAMESPACE_MAX_LEN 63

@@ -12,7 +12,7 @@
 
 #include "committer.h"
 #include "config.h"
-#include "limits.h"
+#include "us_limits.h"
 #include "rpc.h"
 #include "store.h"
 

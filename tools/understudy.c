@@ -18,7 +18,7 @@
 
 #include "buf.h"
 #include "err.h"
-#include "limits.h"
+#include "us_limits.h"
 #include "names.h"
 #include "understudy.h"
 

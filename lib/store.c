@@ -64,6 +64,7 @@ struct store {
 	rocksdb_cache_t *cache;
 	rocksdb_readoptions_t *read_opts;
 	rocksdb_writeoptions_t *write_opts;   /* sync = 1 */
+	rocksdb_writeoptions_t *write_opts_nosync;
 	bool is_read_only;
 	size_t max_body;
 
@@ -448,6 +449,7 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	s->read_opts = rocksdb_readoptions_create();
 	s->write_opts = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(s->write_opts, 1);
+	s->write_opts_nosync = rocksdb_writeoptions_create();
 
 	if (s->is_read_only)
 		s->db = rocksdb_open_for_read_only(s->opts, dir, 0, &errptr);
@@ -481,6 +483,8 @@ void store_close(struct store *s)
 		rocksdb_close(s->db);
 	if (s->write_opts)
 		rocksdb_writeoptions_destroy(s->write_opts);
+	if (s->write_opts_nosync)
+		rocksdb_writeoptions_destroy(s->write_opts_nosync);
 	if (s->read_opts)
 		rocksdb_readoptions_destroy(s->read_opts);
 	if (s->opts)
@@ -541,27 +545,38 @@ static bool account_is_logged(struct store *s, const struct entry *e)
 	return !a || a->is_logged; /* an account without a record is logged (default on) */
 }
 
+/* Writes an 'A' or 'F' record: u8 flags, then (archiver only, when the
+ * account or file stopped shipping) u64le stale_since_seq. */
 static int put_flags(rocksdb_writebatch_t *b, struct buf *k, char tag, const struct entry *e,
-		     size_t file_len, bool is_logged)
+		     size_t file_len, bool is_logged, uint64_t stale_since_seq)
 {
-	char v = is_logged ? FLAG_LOGGED : 0;
+	uint8_t v[9];
 
+	v[0] = is_logged ? FLAG_LOGGED : 0;
+	buf_put_u64le(v + 1, stale_since_seq);
 	if (key_file(k, tag, e->account, e->account_len, e->file, file_len))
 		return US_ENOMEM;
 	if (tag == 'A')
 		k->len--; /* 'A' account, no separator */
-	rocksdb_writebatch_put(b, (char *)k->p, k->len, &v, 1);
+	rocksdb_writebatch_put(b, (char *)k->p, k->len, (char *)v, stale_since_seq ? 9 : 1);
 	return 0;
 }
 
 /* Adds op e's data changes to b and updates the catalog; *is_journaled says
- * whether e goes to the journal. */
+ * whether e goes to the journal.
+ *
+ * A site (is_replica false) refuses what the data model refuses: a write to a
+ * file that does not exist, a file created twice. A replica (the archiver)
+ * applies what a site already accepted, so it never refuses on the catalog:
+ * a file it has not seen yet (created unlogged at the site, logged later) is
+ * created on the spot, and SET_LOGGING off marks the file stale since seq. */
 static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
-		    bool *is_journaled, struct us_err *err)
+		    bool is_replica, uint64_t seq, bool *is_journaled, struct us_err *err)
 {
 	char name[US_ACCOUNT_MAX_LEN + US_FILE_MAX_LEN + 2];
 	struct buf *k = &s->key;
 	struct cat_row *f = NULL;
+	bool is_account_op = e->op == ENTRY_SET_LOGGING && e->file_len == 0;
 	int rc;
 
 	if (e->op < ENTRY_WRITE || e->op > ENTRY_SET_LOGGING)
@@ -570,11 +585,18 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 	if ((rc = check_op(s, e, err)))
 		return rc;
 	fmt_file(name, sizeof(name), e);
-	if (!(e->op == ENTRY_SET_LOGGING && e->file_len == 0))
+	if (!is_account_op)
 		f = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len);
-	if (!f && e->op != ENTRY_CREATE_FILE && !(e->op == ENTRY_SET_LOGGING && e->file_len == 0))
+	if (!f && is_replica && !is_account_op && e->op != ENTRY_CREATE_FILE &&
+	    e->op != ENTRY_DELETE_FILE) {
+		if (catalog_put(&s->cat, e->account, e->account_len, e->file, e->file_len, true) ||
+		    put_flags(b, k, 'F', e, e->file_len, true, 0))
+			return US_ENOMEM;
+		f = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len);
+	}
+	if (!f && !is_account_op && e->op != ENTRY_CREATE_FILE && !is_replica)
 		return err_set(err, US_ENOTFOUND, "file %s does not exist", name);
-	*is_journaled = f && f->is_logged && account_is_logged(s, e);
+	*is_journaled = is_replica || (f && f->is_logged && account_is_logged(s, e));
 
 	switch (e->op) {
 	case ENTRY_WRITE:
@@ -588,24 +610,27 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 		rocksdb_writebatch_delete(b, (char *)k->p, k->len);
 		return 0;
 	case ENTRY_CREATE_FILE:
-		if (f)
+		if (f && !is_replica)
 			return err_set(err, US_EEXIST, "file %s already exists", name);
 		if (!catalog_get(&s->cat, e->account, e->account_len, "", 0)) {
 			if (catalog_put(&s->cat, e->account, e->account_len, "", 0, true) ||
-			    put_flags(b, k, 'A', e, 0, true))
+			    put_flags(b, k, 'A', e, 0, true, 0))
 				return US_ENOMEM;
 		}
 		if (catalog_put(&s->cat, e->account, e->account_len, e->file, e->file_len,
 				e->flag) ||
-		    put_flags(b, k, 'F', e, e->file_len, e->flag))
+		    put_flags(b, k, 'F', e, e->file_len, e->flag, 0))
 			return US_ENOMEM;
-		*is_journaled = e->flag && account_is_logged(s, e);
+		if (!is_replica)
+			*is_journaled = e->flag && account_is_logged(s, e);
 		return 0;
 	case ENTRY_CLEAR_FILE:
 	case ENTRY_DELETE_FILE: {
 		struct buf upper;
 		uint8_t sec = e->section;
 
+		if (!f)
+			return 0; /* replica: deleting what it never had */
 		buf_init(&upper);
 		if (e->op == ENTRY_CLEAR_FILE)
 			rc = key_section(k, e->account, e->account_len, e->file, e->file_len, sec);
@@ -633,7 +658,8 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 		*is_journaled = true;
 		if (catalog_put(&s->cat, e->account, e->account_len, e->file, e->file_len,
 				e->flag) ||
-		    put_flags(b, k, e->file_len ? 'F' : 'A', e, e->file_len, e->flag))
+		    put_flags(b, k, e->file_len ? 'F' : 'A', e, e->file_len, e->flag,
+			      is_replica && !e->flag ? seq : 0))
 			return US_ENOMEM;
 		return 0;
 	default:
@@ -684,7 +710,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 	for (size_t i = 0; i < c->n_ops; i++) {
 		c->ops[i].time_ms = time_ms;
 		c->ops[i].is_commit_end = false;
-		rc = apply_op(s, b, &c->ops[i], &is_journaled[i], &c->err);
+		rc = apply_op(s, b, &c->ops[i], false, 0, &is_journaled[i], &c->err);
 		if (rc) {
 			if (rc == US_ENOMEM && !c->err.msg[0])
 				err_set(&c->err, rc, "out of memory");
@@ -779,6 +805,96 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	pthread_mutex_lock(&s->pos_lock);
 	s->pos = pos;
 	pthread_mutex_unlock(&s->pos_lock);
+	return 0;
+}
+
+int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entries, size_t n,
+			bool is_sync, struct us_err *err)
+{
+	struct store_position pos;
+	rocksdb_writebatch_t *b;
+	uint64_t seq;
+	uint8_t posv[24];
+	char *errptr = NULL;
+	int rc = 0;
+
+	if (s->is_read_only)
+		return err_set(err, US_EPRECOND, "store is open read-only");
+	if (n == 0)
+		return err_set(err, US_EINVAL, "no entries to apply");
+	store_get_position(s, &pos);
+	if (first_seq != pos.seq + 1)
+		return err_set(err, US_ERANGE, "entries start at seq %llu but the store is at seq %llu: %s",
+			       (unsigned long long)first_seq, (unsigned long long)pos.seq,
+			       first_seq > pos.seq + 1 ? "gap" : "overlap");
+	if (!entries[n - 1].is_commit_end)
+		return err_set(err, US_EINVAL, "entries %llu..%llu end inside a commit",
+			       (unsigned long long)first_seq,
+			       (unsigned long long)(first_seq + n - 1));
+	/* The catalog may change; keep a copy to restore if an entry is refused. */
+	if (catalog_copy(&s->cat_saved, &s->cat))
+		return err_set(err, US_ENOMEM, "out of memory");
+	b = rocksdb_writebatch_create();
+	seq = pos.seq;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct entry *e = &entries[i];
+		bool is_journaled = true;
+
+		seq++;
+		if (e->op < ENTRY_HEARTBEAT) {
+			rc = apply_op(s, b, e, true, seq, &is_journaled, err);
+			if (rc) {
+				if (rc == US_ENOMEM)
+					err_set(err, rc, "out of memory");
+				err_wrap(err, "entry at seq %llu (%s)", (unsigned long long)seq,
+					 entry_op_name(e->op));
+				break;
+			}
+		}
+		buf_reset(&s->val);
+		if ((rc = entry_record_encode(e, &s->val, err)) || (rc = key_journal(&s->key, seq))) {
+			if (rc == US_ENOMEM)
+				err_set(err, rc, "out of memory");
+			break;
+		}
+		rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)s->val.p, s->val.len);
+	}
+	if (rc) {
+		rocksdb_writebatch_destroy(b);
+		catalog_copy(&s->cat, &s->cat_saved);
+		return rc;
+	}
+	pos.seq = seq;
+	pos.time_ms = entries[n - 1].time_ms;
+	encode_pos(posv, &pos);
+	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
+	rocksdb_write(s->db, is_sync ? s->write_opts : s->write_opts_nosync, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	if ((rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
+		struct us_err lerr;
+
+		if (catalog_load(s, &lerr))
+			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
+		return rc;
+	}
+	pthread_mutex_lock(&s->pos_lock);
+	s->pos = pos;
+	pthread_mutex_unlock(&s->pos_lock);
+	return 0;
+}
+
+int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err)
+{
+	struct store_position pos;
+	char *errptr = NULL;
+	int rc;
+
+	/* Read first: what was written before the flush is durable after it. */
+	store_get_position(s, &pos);
+	rocksdb_flush_wal(s->db, 1, &errptr);
+	if ((rc = take_rocks_err(&errptr, err, "cannot sync store")))
+		return rc;
+	*durable_seq = pos.seq;
 	return 0;
 }
 
@@ -978,24 +1094,25 @@ static int count_prefix(struct store *s, const struct buf *prefix, uint64_t *cou
 	return take_rocks_err(&errptr, err, "cannot count items");
 }
 
-/* Reads the account flags into a small sorted list for list_files. */
-static bool read_account_logged(struct store *s, const char *account, size_t len)
+/* An account's logged flag and stale seq (no record: logged, not stale). */
+static int read_account_flags(struct store *s, const char *account, size_t len, bool *is_logged,
+			      uint64_t *stale_since_seq, struct us_err *err)
 {
 	char key[1 + US_ACCOUNT_MAX_LEN];
 	char *errptr = NULL;
 	size_t vlen;
 	char *v;
-	bool is_logged = true;
+	int rc;
 
 	key[0] = 'A';
 	memcpy(key + 1, account, len);
 	v = rocksdb_get(s->db, s->read_opts, key, 1 + len, &vlen, &errptr);
-	if (errptr)
-		rocksdb_free(errptr);
-	if (v && vlen >= 1)
-		is_logged = (v[0] & FLAG_LOGGED) != 0;
+	if ((rc = take_rocks_err(&errptr, err, "cannot read account record")))
+		return rc;
+	*is_logged = !v || vlen < 1 || (v[0] & FLAG_LOGGED) != 0;
+	*stale_since_seq = v && vlen >= 9 ? buf_get_u64le((uint8_t *)v + 1) : 0;
 	rocksdb_free(v);
-	return is_logged;
+	return 0;
 }
 
 int store_list_files(struct store *s, const char *account, struct store_file_info **files,
@@ -1054,7 +1171,17 @@ int store_list_files(struct store *s, const char *account, struct store_file_inf
 		memcpy(fi->account, key + 1, alen);
 		memcpy(fi->file, sep + 1, flen);
 		fi->is_logged = (v[0] & FLAG_LOGGED) != 0;
-		fi->is_account_logged = read_account_logged(s, fi->account, alen);
+		fi->stale_since_seq = vlen >= 9 ? buf_get_u64le((const uint8_t *)v + 1) : 0;
+		{
+			uint64_t account_stale;
+
+			rc = read_account_flags(s, fi->account, alen, &fi->is_account_logged,
+						&account_stale, err);
+			if (rc)
+				break;
+			if (account_stale && (!fi->stale_since_seq || account_stale < fi->stale_since_seq))
+				fi->stale_since_seq = account_stale;
+		}
 		for (uint8_t sec = SECTION_DATA; sec <= SECTION_DICT && !rc; sec++) {
 			if (key_section(&k, fi->account, alen, fi->file, flen, sec))
 				rc = err_set(err, US_ENOMEM, "out of memory");

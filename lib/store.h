@@ -58,6 +58,20 @@ struct store_commit {
 int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 		       uint64_t time_ms, struct us_err *err);
 
+/* Replica apply (the archiver): entries first_seq .. first_seq + n - 1, as a
+ * site journaled them, applied in one batch with their journal records and the
+ * new position. Refused, changing nothing: first_seq other than position + 1
+ * (US_ERANGE, the message says gap or overlap and both seqs), a last entry
+ * without END (US_EINVAL: a half commit is never applied), an entry that
+ * breaks a name or size rule (US_EINVAL). With is_sync the batch is fsynced
+ * before the call returns; without, store_sync makes it durable later. */
+int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entries, size_t n,
+			bool is_sync, struct us_err *err);
+
+/* Makes every batch written so far durable (one fsync of the WAL) and returns
+ * the seq that is now durable. */
+int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err);
+
 /* The position: generation and the last journaled seq, and the commit time of
  * that seq (ms since the epoch, 0 if none). */
 struct store_position {
@@ -90,6 +104,7 @@ struct store_file_info {
 	bool is_account_logged;
 	uint64_t data_items;
 	uint64_t dict_items;
+	uint64_t stale_since_seq;   /* replica: logging turned off at this seq (file or account); 0 */
 };
 
 /* Every file (of account, when not NULL) sorted by account then file, with item

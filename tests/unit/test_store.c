@@ -328,6 +328,60 @@ static void test_lock_and_foreign_db(void **state)
 	assert_non_null(strstr(err.msg, "not an understudy store"));
 }
 
+/* The archiver's side: replicated entries at given seqs. */
+static void test_replica_apply(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry e[4] = {op(ENTRY_WRITE, "ACC", "F", "k1", "v1"),
+			     op(ENTRY_WRITE, "ACC", "F", "k2", "v2"),
+			     op(ENTRY_SET_LOGGING, "ACC", "F", NULL, NULL),
+			     op(ENTRY_HEARTBEAT, "", "", NULL, NULL)};
+	struct store_file_info *fi;
+	struct store_check chk;
+	struct us_err err;
+	uint64_t durable;
+	size_t n;
+
+	e[0].time_ms = e[1].time_ms = 77;
+	e[1].is_commit_end = true;
+	/* a gap, an overlap and a half commit are refused and change nothing */
+	assert_int_equal(store_apply_entries(s, 2, e, 2, false, &err), US_ERANGE);
+	assert_non_null(strstr(err.msg, "gap"));
+	assert_int_equal(store_apply_entries(s, 1, e, 1, false, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "inside a commit"));
+	assert_int_equal(pos_seq(s), 0);
+	/* a write to a file the replica never saw created: created on the spot */
+	assert_int_equal(store_apply_entries(s, 1, e, 2, false, &err), 0);
+	assert_int_equal(store_apply_entries(s, 1, e, 2, false, &err), US_ERANGE);
+	assert_non_null(strstr(err.msg, "overlap"));
+	assert_body(s, "F", SECTION_DATA, "k2", "v2");
+	assert_int_equal(store_sync(s, &durable, &err), 0);
+	assert_int_equal(durable, 2);
+	/* logging off: the file is stale since that seq; heartbeats are journaled */
+	e[2].flag = false;
+	e[2].is_commit_end = true;
+	e[3].is_commit_end = true;
+	assert_int_equal(store_apply_entries(s, 3, &e[2], 2, true, &err), 0);
+	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(fi[0].stale_since_seq, 3);
+	assert_int_equal(fi[0].data_items, 2);
+	free(fi);
+	/* a bad entry refuses the whole frame */
+	struct entry bad[2] = {op(ENTRY_WRITE, "ACC", "G", "x", "1"),
+			       op(ENTRY_WRITE, "ACC", "G", "a\xfe", "1")};
+	bad[1].is_commit_end = true;
+	assert_int_equal(store_apply_entries(s, 5, bad, 2, true, &err), US_EINVAL);
+	assert_int_equal(pos_seq(s), 4);
+	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 1); /* G was not created */
+	free(fi);
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_int_equal(chk.gaps + chk.bad_records, 0);
+	assert_int_equal(chk.last_seq, 4);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -337,6 +391,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_logging_and_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear_delete_and_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_and_foreign_db, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include "us_limits.h"
 #include "rpc.h"
 #include "store.h"
+#include "store_service.h"
 
 /* Settings, filled from the config schema in main.c. */
 struct collector_config {
@@ -32,11 +33,11 @@ struct collector {
 	struct store *store;          /* thread-safe reads; writes only via committer */
 	struct committer *committer;  /* the one writer of store */
 	struct rpc_server *rpc;
+	struct store_service_ops store_ops; /* the Store service's view of this collector */
 };
 
-/* The Store and Admin services' method tables (collector/store_service.c,
- * collector/admin_service.c); arg of every method is the struct collector. */
-size_t store_service_methods(struct collector *col, struct rpc_method *out, size_t max);
+/* The Admin service's method table (collector/admin_service.c); arg of every
+ * method is the struct collector. */
 size_t admin_service_methods(struct collector *col, struct rpc_method *out, size_t max);
 
 #endif

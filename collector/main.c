@@ -66,6 +66,21 @@ static const struct config_schema collector_schema = {
 	.n_keys = sizeof(collector_keys) / sizeof(collector_keys[0]),
 };
 
+/* The Store service's namespace lookup: this collector serves one. */
+static int acquire_ns(void *arg, const char *ns, bool is_write, struct ns_handle *h,
+		      struct us_err *err)
+{
+	struct collector *col = arg;
+
+	if (strcmp(ns, col->cfg.ns) != 0)
+		return err_set(err, US_EPRECOND,
+			       "namespace %s is not served here: this collector serves %s", ns,
+			       col->cfg.ns);
+	h->store = col->store;
+	h->committer = is_write ? col->committer : NULL;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: understudy-collector [--config FILE] [--help]\n"
@@ -124,7 +139,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		goto out_store;
 	}
-	n_methods += store_service_methods(&col, methods + n_methods, 16 - n_methods);
+	col.store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = &col};
+	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
 	rpc_global_init();

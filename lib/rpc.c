@@ -143,6 +143,23 @@ static bool addr_split(const char *addr, char *host, size_t host_size, long *por
 	return true;
 }
 
+/* 0 if host resolves, else a getaddrinfo error code: a name that does not is
+ * a bad address (US_EINVAL), which grpc's bind failure would not tell apart
+ * from a port in use. Start-up only: a name may need a DNS lookup. */
+static int host_check(const char *host)
+{
+	struct addrinfo hints, *ai = NULL;
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, NULL, &hints, &ai);
+	if (rc == 0)
+		freeaddrinfo(ai);
+	return rc;
+}
+
 /* Reads a PEM file into a new NUL-terminated string (free()). what names the
  * file's role in messages ("tls certificate"). */
 static int pem_read(const char *path, const char *what, char **out, struct us_err *err)
@@ -719,19 +736,10 @@ int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts
 	if (opts->threads < 1 || opts->threads > RPC_MAX_THREADS)
 		return err_set(err, US_EINVAL, "bad rpc thread count %d: expected 1 to %d",
 			       opts->threads, RPC_MAX_THREADS);
-	{
-		struct addrinfo hints, *ai = NULL;
-		int gai;
-
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_flags = AI_PASSIVE;
-		hints.ai_socktype = SOCK_STREAM;
-		gai = getaddrinfo(host, NULL, &hints, &ai);
-		if (gai != 0)
-			return err_set(err, US_EINVAL, "bad listen address %s: %s", opts->listen,
-				       gai_strerror(gai));
-		freeaddrinfo(ai);
-	}
+	rc = host_check(host);
+	if (rc != 0)
+		return err_set(err, US_EINVAL, "bad listen address %s: %s", opts->listen,
+			       gai_strerror(rc));
 	if (!opts->tls_cert_file != !opts->tls_key_file)
 		return err_set(err, US_EINVAL, "cannot listen on %s: tls needs both a certificate and a key file",
 			       opts->listen);

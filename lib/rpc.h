@@ -49,7 +49,7 @@ struct rpc_method {
 
 struct rpc_server_opts {
 	const char *listen;        /* HOST:PORT; port 0 picks a free one */
-	int threads;               /* worker threads (CQs), >= 1 */
+	int threads;               /* worker threads (CQs), 1 to 64 */
 	size_t max_message_bytes;  /* receive limit per message; 0: US_RPC_MAX_MESSAGE_BYTES */
 	const char *tls_cert_file; /* PEM chain; NULL: plaintext (then key NULL too) */
 	const char *tls_key_file;  /* PEM private key */

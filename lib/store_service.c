@@ -1,32 +1,41 @@
 /*
- * store_service.c - the collector's Store service: Commit, Read, Scan, ListFiles.
+ * store_service.c - the Store service (Commit, Read, Scan, ListFiles), shared
+ * by the collector and the archiver: each daemon says how a namespace maps to
+ * a store (struct store_service_ops).
  *
  * Handlers run on the gRPC worker threads and never block: Commit decodes,
- * checks the namespace and hands the commit to the committer (the writer
+ * finds the namespace's committer and hands the commit over (the writer
  * thread answers the call once the group is synced); Read, Scan and ListFiles
  * read the store directly (RocksDB reads are thread-safe). Scan streams chunks
  * of at most US_SCAN_CHUNK_BYTES / US_SCAN_CHUNK_ITEMS, one send in flight.
  */
+#include "store_service.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector.h"
 #include "names.h"
+#include "us_limits.h"
 #include "understudy.pb-c.h"
 
-/* Refuses a namespace this collector does not serve. */
-static int check_ns(struct collector *col, const char *ns, struct us_err *err)
+/* Finds ns's store (and committer, for a write) through the daemon's ops. */
+static int acquire(const struct store_service_ops *ops, const char *ns, bool is_write,
+		   struct ns_handle *h, struct us_err *err)
 {
 	int rc;
 
 	if ((rc = names_check_namespace(ns, strlen(ns), err)))
 		return rc;
-	if (strcmp(ns, col->cfg.ns) != 0)
-		return err_set(err, US_EPRECOND,
-			       "namespace %s is not served here: this collector serves %s", ns,
-			       col->cfg.ns);
-	return 0;
+	memset(h, 0, sizeof(*h));
+	return ops->acquire(ops->arg, ns, is_write, h, err);
+}
+
+static void release(const struct store_service_ops *ops, struct ns_handle *h)
+{
+	if (h->store && ops->release)
+		ops->release(ops->arg, h);
+	memset(h, 0, sizeof(*h));
 }
 
 /* Packs msg with its pack function and finishes the call OK. */
@@ -47,6 +56,8 @@ static void finish_packed(struct rpc_call *call, const ProtobufCMessage *msg)
 /* ---- Commit ---- */
 
 struct commit_ctx {
+	const struct store_service_ops *svc;
+	struct ns_handle h;
 	struct rpc_call *call;
 	Understudy__V1__CommitRequest *req;  /* owns the bytes the ops point into */
 	struct entry *ops;
@@ -58,6 +69,7 @@ static void commit_ctx_free(struct commit_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	release(ctx->svc, &ctx->h);
 	if (ctx->req)
 		understudy__v1__commit_request__free_unpacked(ctx->req, NULL);
 	free(ctx->ops);
@@ -115,7 +127,7 @@ static int map_op(const Understudy__V1__Op *in, struct entry *e, size_t i, struc
 
 static void on_commit(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
-	struct collector *col = arg;
+	const struct store_service_ops *ops = arg;
 	struct store_position pos;
 	struct commit_ctx *ctx;
 	struct us_err err;
@@ -126,16 +138,17 @@ static void on_commit(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
 		return;
 	}
+	ctx->svc = ops;
 	ctx->call = call;
 	ctx->req = understudy__v1__commit_request__unpack(NULL, req_len, req);
 	if (!ctx->req) {
 		err_set(&err, US_EINVAL, "cannot decode CommitRequest");
 		goto out_refuse;
 	}
-	if (check_ns(col, ctx->req->namespace_, &err))
+	if (acquire(ops, ctx->req->namespace_, true, &ctx->h, &err))
 		goto out_refuse;
 	if (ctx->req->n_ops == 0) {
-		err_set(&err, US_EINVAL, "commit to %s has no operations", col->cfg.ns);
+		err_set(&err, US_EINVAL, "commit to %s has no operations", ctx->req->namespace_);
 		goto out_refuse;
 	}
 	if (ctx->req->n_ops > US_COMMIT_MAX_OPS) {
@@ -160,9 +173,9 @@ static void on_commit(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	}
 	ctx->commit.ops = ctx->ops;
 	ctx->commit.n_ops = ctx->req->n_ops;
-	store_get_position(col->store, &pos);
+	store_get_position(ctx->h.store, &pos);
 	ctx->generation = pos.generation;
-	committer_submit(col->committer, &ctx->commit, bytes, commit_done, ctx);
+	committer_submit(ctx->h.committer, &ctx->commit, bytes, commit_done, ctx);
 	return;
 
 out_refuse:
@@ -174,7 +187,8 @@ out_refuse:
 
 static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
-	struct collector *col = arg;
+	const struct store_service_ops *ops = arg;
+	struct ns_handle h = {0};
 	Understudy__V1__ReadRequest *in;
 	Understudy__V1__ReadResponse out;
 	struct us_err err;
@@ -186,25 +200,27 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		rpc_call_finish(call, US_EINVAL, "cannot decode ReadRequest", NULL, 0);
 		return;
 	}
-	if (check_ns(col, in->namespace_, &err))
-		goto out_err;
 	if (in->snapshot != 0) {
-		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served by a collector");
+		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served yet");
 		goto out_err;
 	}
-	if (store_get(col->store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
+	if (acquire(ops, in->namespace_, false, &h, &err))
+		goto out_err;
+	if (store_get(h.store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
 		      in->id.data, in->id.len, &body, &err))
 		goto out_err;
 	understudy__v1__read_response__init(&out);
 	out.body.data = body.p;
 	out.body.len = body.len;
 	finish_packed(call, &out.base);
+	release(ops, &h);
 	buf_release(&body);
 	understudy__v1__read_request__free_unpacked(in, NULL);
 	return;
 
 out_err:
 	rpc_call_finish_err(call, &err);
+	release(ops, &h);
 	buf_release(&body);
 	understudy__v1__read_request__free_unpacked(in, NULL);
 }
@@ -212,6 +228,8 @@ out_err:
 /* ---- Scan ---- */
 
 struct scan_ctx {
+	const struct store_service_ops *ops;
+	struct ns_handle h;  /* held until the scan ends */
 	struct store_iter *it;
 	uint64_t limit;      /* 0: none */
 	uint64_t sent;       /* items put in chunks so far */
@@ -225,6 +243,7 @@ static void scan_ctx_free(struct scan_ctx *ctx)
 	if (!ctx)
 		return;
 	store_iter_free(ctx->it);
+	release(ctx->ops, &ctx->h);
 	buf_release(&ctx->chunk);
 	free(ctx);
 }
@@ -319,7 +338,7 @@ static void scan_step(struct rpc_call *call, void *arg)
 
 static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
-	struct collector *col = arg;
+	const struct store_service_ops *ops = arg;
 	Understudy__V1__ScanRequest *in;
 	struct scan_ctx *ctx = NULL;
 	struct us_err err;
@@ -329,10 +348,8 @@ static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		rpc_call_finish(call, US_EINVAL, "cannot decode ScanRequest", NULL, 0);
 		return;
 	}
-	if (check_ns(col, in->namespace_, &err))
-		goto out_err;
 	if (in->snapshot != 0) {
-		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served by a collector");
+		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served yet");
 		goto out_err;
 	}
 	ctx = calloc(1, sizeof(*ctx));
@@ -340,10 +357,13 @@ static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		err_set(&err, US_ENOMEM, "out of memory");
 		goto out_err;
 	}
+	ctx->ops = ops;
 	buf_init(&ctx->chunk);
 	ctx->limit = in->limit;
 	ctx->is_keys_only = in->keys_only;
-	if (store_iter_new(col->store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
+	if (acquire(ops, in->namespace_, false, &ctx->h, &err))
+		goto out_err;
+	if (store_iter_new(ctx->h.store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
 			   in->start_after.data, in->start_after.len, &ctx->it, &err))
 		goto out_err;
 	understudy__v1__scan_request__free_unpacked(in, NULL);
@@ -360,7 +380,8 @@ out_err:
 
 static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
-	struct collector *col = arg;
+	const struct store_service_ops *ops = arg;
+	struct ns_handle h = {0};
 	Understudy__V1__ListFilesRequest *in;
 	Understudy__V1__ListFilesResponse out;
 	Understudy__V1__FileInfo *infos = NULL, **ptrs = NULL;
@@ -373,9 +394,9 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 		rpc_call_finish(call, US_EINVAL, "cannot decode ListFilesRequest", NULL, 0);
 		return;
 	}
-	if (check_ns(col, in->namespace_, &err))
+	if (acquire(ops, in->namespace_, false, &h, &err))
 		goto out_err;
-	if (store_list_files(col->store, in->account[0] ? in->account : NULL, &files, &n, &err))
+	if (store_list_files(h.store, in->account[0] ? in->account : NULL, &files, &n, &err))
 		goto out_err;
 	infos = calloc(n ? n : 1, sizeof(*infos));
 	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
@@ -391,6 +412,7 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 		infos[i].account_logged = files[i].is_account_logged;
 		infos[i].data_items = files[i].data_items;
 		infos[i].dict_items = files[i].dict_items;
+		infos[i].stale_since_seq = files[i].stale_since_seq;
 		ptrs[i] = &infos[i];
 	}
 	understudy__v1__list_files_response__init(&out);
@@ -402,19 +424,22 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 out_err:
 	rpc_call_finish_err(call, &err);
 out_free:
+	release(ops, &h);
 	free(infos);
 	free(ptrs);
 	free(files);
 	understudy__v1__list_files_request__free_unpacked(in, NULL);
 }
 
-size_t store_service_methods(struct collector *col, struct rpc_method *out, size_t max)
+size_t store_service_methods(const struct store_service_ops *ops, struct rpc_method *out,
+			     size_t max)
 {
+	void *arg = (void *)ops;
 	const struct rpc_method methods[] = {
-		{"/understudy.v1.Store/Commit", on_commit, col},
-		{"/understudy.v1.Store/Read", on_read, col},
-		{"/understudy.v1.Store/Scan", on_scan, col},
-		{"/understudy.v1.Store/ListFiles", on_list_files, col},
+		{"/understudy.v1.Store/Commit", on_commit, arg},
+		{"/understudy.v1.Store/Read", on_read, arg},
+		{"/understudy.v1.Store/Scan", on_scan, arg},
+		{"/understudy.v1.Store/ListFiles", on_list_files, arg},
 	};
 	size_t n = sizeof(methods) / sizeof(methods[0]);
 

@@ -1,0 +1,40 @@
+/*
+ * store_service.h - the Store gRPC service (Commit, Read, Scan, ListFiles) on
+ * any daemon that holds stores: the collector (one namespace, writable) and
+ * the archiver (many, read-only until promoted).
+ */
+#ifndef US_STORE_SERVICE_H
+#define US_STORE_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "committer.h"
+#include "rpc.h"
+#include "store.h"
+
+/* What a handler holds while it uses a namespace. */
+struct ns_handle {
+	struct store *store;         /* borrowed until release */
+	struct committer *committer; /* set for a write */
+	void *priv;                  /* the daemon's own */
+};
+
+struct store_service_ops {
+	/* Fills h for namespace ns (a valid name), or refuses: US_ENOTFOUND for a
+	 * namespace the daemon does not know, US_EPRECOND for one it does not serve
+	 * that way (a write to a read-only standby, say), with a message that says
+	 * what to do. Called on gRPC worker threads: must not block for long. */
+	int (*acquire)(void *arg, const char *ns, bool is_write, struct ns_handle *h,
+		       struct us_err *err);
+	/* Gives h back (may be NULL: nothing to give back). */
+	void (*release)(void *arg, struct ns_handle *h);
+	void *arg;
+};
+
+/* Fills out (room for max) with the service's methods; ops is borrowed and
+ * must outlive the server. Returns how many, 0 if max is too small. */
+size_t store_service_methods(const struct store_service_ops *ops, struct rpc_method *out,
+			     size_t max);
+
+#endif

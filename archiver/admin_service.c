@@ -1,0 +1,90 @@
+/* admin_service.c - the archiver's Admin service: Status. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "archiver.h"
+#include "understudy.pb-c.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct archiver *a = arg;
+	Understudy__V1__StatusRequest *in;
+	Understudy__V1__StatusResponse out;
+	Understudy__V1__NamespaceStatus *st = NULL, **pst = NULL;
+	size_t n, len;
+	uint8_t *bytes;
+	int64_t now = now_ms();
+
+	in = understudy__v1__status_request__unpack(NULL, req_len, req);
+	if (!in) {
+		rpc_call_finish(call, US_EINVAL, "cannot decode StatusRequest", NULL, 0);
+		return;
+	}
+	understudy__v1__status_request__free_unpacked(in, NULL);
+	pthread_mutex_lock(&a->ns_lock);
+	n = a->n_ns;
+	st = calloc(n ? n : 1, sizeof(*st));
+	pst = calloc(n ? n : 1, sizeof(*pst));
+	if (!st || !pst) {
+		pthread_mutex_unlock(&a->ns_lock);
+		free(st);
+		free(pst);
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct ns *ns = a->ns[i];
+		struct store_position pos;
+
+		store_get_position(ns->store, &pos);
+		understudy__v1__namespace_status__init(&st[i]);
+		st[i].namespace_ = ns->name;
+		st[i].role = "standby";
+		st[i].generation = pos.generation;
+		st[i].applied_seq = pos.seq;
+		pthread_mutex_lock(&ns->lock);
+		st[i].durable_seq = ns->durable_seq;
+		st[i].master_seq = ns->master_seq > pos.seq ? ns->master_seq : pos.seq;
+		st[i].connected = ns->is_connected;
+		st[i].heartbeat_age_ms = ns->heartbeat_ms ? now - ns->heartbeat_ms : -1;
+		pthread_mutex_unlock(&ns->lock);
+		st[i].lag_entries = st[i].master_seq - pos.seq;
+		/* Lag in time: how old the newest applied commit is, while behind. */
+		st[i].lag_ms = st[i].lag_entries && pos.time_ms && now > (int64_t)pos.time_ms
+				       ? (uint64_t)(now - (int64_t)pos.time_ms)
+				       : 0;
+		pst[i] = &st[i];
+	}
+	understudy__v1__status_response__init(&out);
+	out.node = "archiver";
+	out.n_namespaces = n;
+	out.namespaces = pst;
+	len = understudy__v1__status_response__get_packed_size(&out);
+	bytes = malloc(len ? len : 1);
+	if (bytes)
+		understudy__v1__status_response__pack(&out, bytes);
+	pthread_mutex_unlock(&a->ns_lock);
+	if (bytes)
+		rpc_call_finish(call, 0, NULL, bytes, len);
+	else
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+	free(bytes);
+	free(st);
+	free(pst);
+}
+
+size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max)
+{
+	if (max < 1)
+		return 0;
+	out[0] = (struct rpc_method){"/understudy.v1.Admin/Status", on_status, a};
+	return 1;
+}

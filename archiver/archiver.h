@@ -1,0 +1,69 @@
+/*
+ * archiver.h - the archiver daemon's state: its settings and its namespaces.
+ *
+ * Lock order: archiver.ns_lock, then a namespace's lock. Neither is held
+ * across I/O other than opening a store.
+ */
+#ifndef US_ARCHIVER_H
+#define US_ARCHIVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rpc.h"
+#include "store.h"
+#include "store_service.h"
+#include "us_limits.h"
+
+#define ARCHIVER_MAX_NAMESPACES 1024
+
+/* [namespace NAME] sections: when any is given, only these are accepted. */
+struct ns_config {
+	char name[US_NAMESPACE_MAX_LEN + 1];
+};
+
+struct archiver_config {
+	char listen[256];
+	char data_dir[1024];
+	uint64_t rpc_threads;
+	uint64_t max_body;
+	int log_level;
+	int is_syslog;
+	struct ns_config *namespaces;   /* the sections, owned */
+	size_t n_namespaces;
+};
+
+/* One site's namespace on the archiver. */
+struct ns {
+	char name[US_NAMESPACE_MAX_LEN + 1];
+	struct store *store;        /* opened once, closed at exit */
+	pthread_mutex_t lock;       /* guards the fields below */
+	bool is_connected;          /* a Push stream is attached (written by its handler) */
+	uint64_t durable_seq;       /* synced here */
+	uint64_t master_seq;        /* last seq the site reported (Hello, Heartbeat) */
+	int64_t heartbeat_ms;       /* when the site last spoke, ms since the epoch; 0 never */
+};
+
+struct archiver {
+	struct archiver_config cfg;
+	pthread_mutex_t ns_lock;    /* guards ns[] and n_ns (entries never move or go) */
+	struct ns *ns[ARCHIVER_MAX_NAMESPACES];
+	size_t n_ns;
+	struct rpc_server *rpc;
+	struct store_service_ops store_ops;
+};
+
+/* Finds namespace name, opening (and creating, when is_create) its store.
+ * US_ENOTFOUND for an unknown one (is_create false), US_EPERM for one the
+ * config does not list. The ns lives until archiver_close_namespaces. */
+int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct ns **out,
+		    struct us_err *err);
+/* Opens every namespace found under data_dir (at start-up). */
+int archiver_open_namespaces(struct archiver *a, struct us_err *err);
+void archiver_close_namespaces(struct archiver *a);
+
+/* Services (archiver/admin_service.c); arg of every method is the archiver. */
+size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max);
+
+#endif

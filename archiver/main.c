@@ -1,0 +1,203 @@
+/*
+ * understudy-archiver - the central server: one store per site namespace.
+ *
+ * Threads
+ *   main         parses the config, opens the namespaces found on disk, starts
+ *                the gRPC server, then waits in sigwait() for SIGTERM/SIGINT
+ *                (blocked in every thread) and shuts down.
+ *   us-rpc-N     gRPC workers (lib/rpc.c), one completion queue each; they run
+ *                the Store (read side) and Admin handlers, which never block.
+ *   (RocksDB and gRPC run threads of their own.)
+ *
+ * State: one struct archiver (archiver.h). Settings are written by main before
+ * any thread starts. The namespace table is guarded by ns_lock (entries are
+ * only ever added); each namespace's link fields by its own lock.
+ *
+ * A report's read: understudy get/list/files -> Store.Read/Scan/ListFiles on a
+ * worker -> the namespace's store (RocksDB reads are thread-safe and see only
+ * whole batches). Writes are refused: a namespace on the archiver is a standby
+ * of its site.
+ *
+ * SIGTERM: stop accepting calls, let calls in flight finish (5 s grace, then
+ * cancel), close every store, exit 0.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "archiver.h"
+#include "config.h"
+#include "log.h"
+#include "names.h"
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+#define F(x) offsetof(struct archiver_config, x)
+#define SZ(x) sizeof(((struct archiver_config *)0)->x)
+static const struct config_key archiver_keys[] = {
+	{"listen", CFG_STRING, F(listen), SZ(listen), US_DEFAULT_ARCHIVER_ADDR, 0, 0, NULL, NULL,
+	 "gRPC address HOST:PORT for sites, reports and admin"},
+	{"data_dir", CFG_STRING, F(data_dir), SZ(data_dir), US_DEFAULT_ARCHIVER_DATA_DIR, 0, 0, NULL,
+	 NULL, "where the namespaces' stores live (DATA_DIR/ns/NAME)"},
+	{"max_body", CFG_SIZE, F(max_body), 0, "16MiB", 0, US_BODY_MAX_BYTES, NULL, NULL,
+	 "largest item body accepted"},
+	{"rpc_threads", CFG_UINT, F(rpc_threads), 0, "2", 1, 64, NULL, NULL, "gRPC worker threads"},
+	{"log_level", CFG_ENUM, F(log_level), 0, "info", 0, 0, log_levels, NULL,
+	 "error, warn, info or debug"},
+	{"syslog", CFG_BOOL, F(is_syslog), 0, "off", 0, 0, NULL, NULL, "also log to syslog"},
+};
+#undef F
+#undef SZ
+
+/* [namespace NAME]: a namespace this archiver accepts (none listed: any). */
+static void *add_namespace(void *target, const char *name, struct us_err *err)
+{
+	struct archiver_config *cfg = target;
+	struct ns_config *v;
+
+	if (names_check_namespace(name, strlen(name), err))
+		return NULL;
+	for (size_t i = 0; i < cfg->n_namespaces; i++)
+		if (strcmp(cfg->namespaces[i].name, name) == 0) {
+			err_set(err, US_ECONFIG, "namespace %s is listed twice", name);
+			return NULL;
+		}
+	if (cfg->n_namespaces == ARCHIVER_MAX_NAMESPACES) {
+		err_set(err, US_ECONFIG, "more than %d namespaces", ARCHIVER_MAX_NAMESPACES);
+		return NULL;
+	}
+	v = realloc(cfg->namespaces, (cfg->n_namespaces + 1) * sizeof(*v));
+	if (!v) {
+		err_set(err, US_ENOMEM, "out of memory");
+		return NULL;
+	}
+	cfg->namespaces = v;
+	memset(&v[cfg->n_namespaces], 0, sizeof(*v));
+	snprintf(v[cfg->n_namespaces].name, sizeof(v->name), "%s", name);
+	return &v[cfg->n_namespaces++];
+}
+
+static const struct config_section archiver_sections[] = {
+	{"namespace", NULL, 0, add_namespace},
+};
+
+static const struct config_schema archiver_schema = {
+	.keys = archiver_keys,
+	.n_keys = sizeof(archiver_keys) / sizeof(archiver_keys[0]),
+	.sections = archiver_sections,
+	.n_sections = sizeof(archiver_sections) / sizeof(archiver_sections[0]),
+};
+
+/* The Store service's view: every namespace readable, none writable here. */
+static int acquire_ns(void *arg, const char *name, bool is_write, struct ns_handle *h,
+		      struct us_err *err)
+{
+	struct archiver *a = arg;
+	struct ns *ns;
+	int rc;
+
+	if ((rc = archiver_get_ns(a, name, false, &ns, err)))
+		return rc;
+	if (is_write)
+		return err_set(err, US_EPRECOND,
+			       "namespace %s is a standby on this archiver: commit at its site "
+			       "(or promote it here)",
+			       name);
+	h->store = ns->store;
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: understudy-archiver [--config FILE] [--help]\n"
+		   "The central server: one store per site namespace, read-only until promoted.\n"
+		   "With no --config it runs on embedded defaults. Config keys:\n");
+	config_print_help(&archiver_schema, f);
+	fprintf(f, "  [namespace NAME] sections: when any is given, only those namespaces are "
+		   "accepted\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct archiver *a;
+	const char *config_path = NULL;
+	struct rpc_method methods[16];
+	size_t n_methods = 0;
+	sigset_t sigs;
+	struct us_err err;
+	int sig = 0;
+	int rc = 1;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else {
+			fprintf(stderr, "understudy-archiver: unknown argument '%s' (see --help)\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		fprintf(stderr, "understudy-archiver: out of memory\n");
+		return 1;
+	}
+	pthread_mutex_init(&a->ns_lock, NULL);
+	if (config_load(&archiver_schema, &a->cfg, config_path, &err)) {
+		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+		goto out_config;
+	}
+	log_init("archiver", (enum log_level)a->cfg.log_level, a->cfg.is_syslog);
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (archiver_open_namespaces(a, &err)) {
+		log_error("event=open_failed reason=\"%s\"", err.msg);
+		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+		goto out_ns;
+	}
+	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = a};
+	n_methods += store_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
+	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
+
+	rpc_global_init();
+	struct rpc_server_opts ropts = {
+		.listen = a->cfg.listen,
+		.threads = (int)a->cfg.rpc_threads,
+		.max_message_bytes = US_RPC_MAX_MESSAGE_BYTES,
+	};
+	if (rpc_server_start(&a->rpc, &ropts, methods, n_methods, &err)) {
+		log_error("event=listen_failed addr=%s reason=\"%s\"", a->cfg.listen, err.msg);
+		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+		rpc_global_shutdown();
+		goto out_ns;
+	}
+	log_info("event=listening addr=%s port=%d data_dir=%s namespaces=%zu", a->cfg.listen,
+		 rpc_server_port(a->rpc), a->cfg.data_dir, a->n_ns);
+
+	if (sigwait(&sigs, &sig) != 0)
+		sig = SIGTERM;
+	log_info("event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rpc_server_stop(a->rpc, 5000);
+	rpc_global_shutdown();
+	rc = 0;
+out_ns:
+	archiver_close_namespaces(a);
+	if (rc == 0)
+		log_info("event=stopped");
+out_config:
+	config_release(&archiver_schema, &a->cfg);
+	free(a->cfg.namespaces);
+	pthread_mutex_destroy(&a->ns_lock);
+	free(a);
+	return rc;
+}

@@ -159,6 +159,18 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
+static int is_value_option(const char *name)
+{
+	static const char *const names[] = { "--addr", "--ns", "--account", "--file",
+					      "--clients", "--ops", "--body", "--duration",
+					      "--warmup" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* Returns 0 to run, 1 after --help, 2 on a usage error (message printed). */
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
@@ -206,6 +218,12 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			val = eq + 1;
 		} else {
 			snprintf(name, sizeof(name), "%s", a);
+		}
+		if (!is_value_option(name)) {
+			fprintf(stderr, "understudy-bench: unknown option %s\n", name);
+			return 2;
+		}
+		if (!eq) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "understudy-bench: option %s needs a value\n", a);
 				return 2;
@@ -248,9 +266,6 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 				fprintf(stderr, "understudy-bench: bad --warmup '%s' (e.g. 0s, 500ms, 1s)\n", val);
 				return 2;
 			}
-		} else {
-			fprintf(stderr, "understudy-bench: unknown option %s\n", name);
-			return 2;
 		}
 	}
 	if (!have_cmd) {
@@ -313,8 +328,11 @@ static void *worker_main(void *arg)
 	char (*ids)[BENCH_ID_MAX] = calloc(n_ops, BENCH_ID_MAX);
 	uint8_t *body = malloc(o->body_bytes ? (size_t)o->body_bytes : 1);
 	uint64_t n_commit = 0;
+	char thread_name[16];
 	us_err_t err;
 
+	snprintf(thread_name, sizeof(thread_name), "us-bench-%ld", w->index);
+	pthread_setname_np(pthread_self(), thread_name);
 	if (!ops || !ids || !body) {
 		err.code = US_ENOMEM;
 		snprintf(err.msg, sizeof(err.msg), "out of memory for a commit of %zu ops", n_ops);
@@ -391,6 +409,17 @@ static double pct_ms(const uint64_t *v, size_t n, double p)
 	return (double)v[rank - 1] / 1e6;
 }
 
+/* One line: the library's message when it names the address already. */
+static void print_unreachable(const char *addr, const us_err_t *err)
+{
+	const char *msg = err->msg[0] ? err->msg : us_strerror(err->code);
+
+	if (strstr(msg, addr))
+		fprintf(stderr, "understudy-bench: %s\n", msg);
+	else
+		fprintf(stderr, "understudy-bench: cannot reach %s: %s\n", addr, msg);
+}
+
 /* Checks the collector answers and creates the file (existing is fine).
  * Returns 0, or 1 with the reason printed. */
 static int setup(const struct bench_opts *o)
@@ -404,13 +433,14 @@ static int setup(const struct bench_opts *o)
 
 	c = us_client_new(o->addr, &copts, &err);
 	if (!c) {
-		fprintf(stderr, "understudy-bench: cannot reach %s: %s\n", o->addr, err.msg);
+		print_unreachable(o->addr, &err);
 		return 1;
 	}
 	rc = us_status(c, &st, &err);
 	if (rc != 0) {
-		fprintf(stderr, "understudy-bench: cannot reach %s: %s\n", o->addr,
-			err.msg[0] ? err.msg : us_strerror(rc));
+		if (err.code == 0)
+			err.code = rc;
+		print_unreachable(o->addr, &err);
 		us_client_free(c);
 		return 1;
 	}
@@ -551,7 +581,8 @@ int main(int argc, char **argv)
 	}
 	n_all = 0;
 	for (long i = 0; i < o.clients; i++) {
-		memcpy(all + n_all, w[i].lat_ns, w[i].n_lat * sizeof(*all));
+		if (w[i].n_lat)
+			memcpy(all + n_all, w[i].lat_ns, w[i].n_lat * sizeof(*all));
 		n_all += w[i].n_lat;
 	}
 	qsort(all, n_all, sizeof(*all), cmp_u64);

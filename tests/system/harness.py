@@ -152,6 +152,7 @@ class Collector:
     def __init__(self, root, name="collector", port=None, **config):
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir, exist_ok=True)
+        self.is_port_picked = port is None  # ours to change if someone takes it
         self.port = port or free_port()
         self.addr = "127.0.0.1:%d" % self.port
         self.data_dir = os.path.join(self.dir, "data")
@@ -170,7 +171,28 @@ class Collector:
             for key, value in self.config.items():
                 f.write("%s = %s\n" % (key, value))
 
-    def start(self, wait=True):
+    def start(self, wait=True, attempts=3):
+        """Starts the process; with wait, returns once it answers `status`.
+        A port picked by free_port() can be taken by another process before
+        the collector binds it: then (and only then) it retries on a new port."""
+        for attempt in range(attempts):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready()
+                return self
+            except AssertionError:
+                if (self.is_running() or not self.is_port_picked or port_is_free(self.port)
+                        or attempt == attempts - 1):
+                    raise
+            self.port = free_port()
+            self.addr = "127.0.0.1:%d" % self.port
+            self.config["listen"] = self.addr
+            self.write_config()
+        return self
+
+    def _spawn(self):
         assert self.proc is None or self.proc.poll() is not None, "collector already running"
         log = open(self.log_path, "ab")
         log.write(b"---- harness: start\n")
@@ -183,9 +205,6 @@ class Collector:
         finally:
             log.close()
         self.is_expected_running = True
-        if wait:
-            self.wait_ready()
-        return self
 
     def is_running(self):
         return self.proc is not None and self.proc.poll() is None

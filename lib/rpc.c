@@ -46,6 +46,7 @@
 #include "rpc.h"
 
 #include <assert.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -506,9 +507,9 @@ static bool call_finish_locked(struct rpc_call *c, int code, grpc_slice details,
 }
 
 /* Finish from the plumbing itself, on the worker (unknown method, no request). */
-static void call_finish_internal(struct rpc_call *c, int code, const char *fmt_msg)
+static void call_finish_internal(struct rpc_call *c, int code, const char *msg)
 {
-	grpc_slice details = grpc_slice_from_copied_string(fmt_msg);
+	grpc_slice details = grpc_slice_from_copied_string(msg);
 	bool is_free;
 
 	pthread_mutex_lock(&c->mu);
@@ -1462,11 +1463,45 @@ void rpc_stream_free(struct rpc_stream *st)
 
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Works around a spurious connect failure of grpc 1.51 with abseil 20220623
+ * ("cannot reach ADDR: ...: No such file or directory", UNAVAILABLE, on a
+ * live server). grpc's tcp_client_posix.cc reads errno after connect() only
+ * once it has also called grpc_fd_create, which takes an absl::Mutex. The first
+ * contended absl::Mutex of the process calls
+ * absl::base_internal::NominalCPUFrequency() once, which opens
+ * /sys/devices/system/cpu/cpu0/tsc_freq_khz - absent on most VMs - leaving
+ * errno = ENOENT; if that lands in the window, grpc takes the EINPROGRESS
+ * connect for a failed one (seen by strace: connect() = EINPROGRESS, then the
+ * openat = ENOENT on the same thread; about once in 60 runs of test_rpc under
+ * ASan). Making that first call here, before any connection, closes the
+ * window. Looked up at run time: a missing symbol (another abseil) is no error.
+ */
+static void absl_warm_up(void)
+{
+	static const char *const names[] = {
+		"_ZN4absl7debian313base_internal19NominalCPUFrequencyEv", /* Debian's inline ns */
+		"_ZN4absl13base_internal19NominalCPUFrequencyEv",
+	};
+	double (*fn)(void);
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		void *sym = dlsym(RTLD_DEFAULT, names[i]);
+
+		if (sym) {
+			memcpy(&fn, &sym, sizeof(fn));
+			(void)fn();
+			return;
+		}
+	}
+}
+
 void rpc_global_init(void)
 {
 	/* before grpc_init, so that its own start-up lines obey it too */
 	if (!getenv("GRPC_VERBOSITY"))
 		gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+	absl_warm_up();
 	grpc_init();
 }
 

@@ -148,7 +148,9 @@ void rpc_stream_free(struct rpc_stream *st);
 
 /* grpc_init/grpc_shutdown, ref-counted by gRPC itself; call once per program
  * around all use. rpc_global_init also routes gRPC's own log lines to stderr
- * only at ERROR unless GRPC_VERBOSITY says otherwise. */
+ * only at ERROR unless GRPC_VERBOSITY says otherwise, and does abseil's
+ * one-time CPU frequency probe (about 3 ms) up front: done lazily on a gRPC
+ * thread, it can make a connection fail spuriously (see rpc.c). */
 void rpc_global_init(void);
 void rpc_global_shutdown(void);
 

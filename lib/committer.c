@@ -27,6 +27,8 @@ struct committer {
 	pthread_cond_t cond;     /* signalled on submit and on stop */
 	struct pending *head, *tail;
 	bool is_stopping;
+	committer_written_fn on_written; /* set before the first submit, then read-only */
+	void *on_written_arg;
 };
 
 static uint64_t now_ms(void)
@@ -76,8 +78,14 @@ static void *writer_main(void *arg)
 		} else {
 			for (size_t i = 0; i < n; i++)
 				group[i] = batch[i]->c;
+			struct store_position before, after;
+
 			/* Each commit's rc tells its outcome, also when the batch failed. */
+			store_get_position(cm->s, &before);
 			store_commit_group(cm->s, group, n, now_ms(), &err);
+			store_get_position(cm->s, &after);
+			if (cm->on_written && after.seq != before.seq)
+				cm->on_written(cm->on_written_arg, after.seq);
 		}
 		for (size_t i = 0; i < n; i++) {
 			batch[i]->done(batch[i]->c, batch[i]->arg);
@@ -107,6 +115,12 @@ int committer_new(struct committer **out, struct store *s, struct us_err *err)
 	}
 	*out = cm;
 	return 0;
+}
+
+void committer_on_written(struct committer *cm, committer_written_fn fn, void *arg)
+{
+	cm->on_written = fn;
+	cm->on_written_arg = arg;
 }
 
 void committer_submit(struct committer *cm, struct store_commit *c, size_t bytes,

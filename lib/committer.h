@@ -21,6 +21,12 @@ typedef void (*committer_done_fn)(struct store_commit *c, void *arg);
 
 /* Starts the writer thread for s (borrowed; must outlive the committer). */
 int committer_new(struct committer **out, struct store *s, struct us_err *err);
+/* Called on the writer thread after each group that journaled anything, with
+ * the new last seq, before the group's done callbacks. Set before the first
+ * submit; must not block. */
+typedef void (*committer_written_fn)(void *arg, uint64_t last_seq);
+void committer_on_written(struct committer *cm, committer_written_fn fn, void *arg);
+
 /* Queues c (borrowed until done runs). bytes is the commit's payload size,
  * used to bound a group. After committer_free has begun, done runs at once
  * with US_EUNAVAIL. */

@@ -47,12 +47,36 @@ struct rpc_method {
 	void *arg;
 };
 
+/* A bidirectional streaming method (Replication.Push). The plumbing keeps at
+ * most one receive in flight and starts it only when the handler asks
+ * (rpc_call_recv_more), so a slow handler holds its client back (flow
+ * control); sends are queued (rpc_call_push) and go out one at a time. */
+struct rpc_bidi_method {
+	const char *path;
+	/* A new call: returns the handler's context for it, or NULL after
+	 * finishing the call itself (a refusal). Runs on the call's worker. The
+	 * first message is read only after rpc_call_recv_more. */
+	void *(*on_open)(struct rpc_call *call, void *arg);
+	/* One message (borrowed for this callback). Runs on the call's worker.
+	 * The next one is read only after rpc_call_recv_more. */
+	void (*on_message)(struct rpc_call *call, void *ctx, const uint8_t *msg, size_t len);
+	/* Runs once, on the call's worker: no message will come any more,
+	 * because the client half-closed (is_cancelled false) or the call died
+	 * (cancelled, deadline, connection lost, server stopping). The handler
+	 * must still finish the call exactly once (perhaps already has); ctx is
+	 * the handler's to free once it has finished the call and on_end ran. */
+	void (*on_end)(struct rpc_call *call, void *ctx, bool is_cancelled);
+	void *arg;
+};
+
 struct rpc_server_opts {
 	const char *listen;        /* HOST:PORT; port 0 picks a free one */
 	int threads;               /* worker threads (CQs), 1 to 64 */
 	size_t max_message_bytes;  /* receive limit per message; 0: US_RPC_MAX_MESSAGE_BYTES */
 	const char *tls_cert_file; /* PEM chain; NULL: plaintext (then key NULL too) */
 	const char *tls_key_file;  /* PEM private key */
+	const struct rpc_bidi_method *bidi; /* bidirectional methods (copied), may be NULL */
+	size_t n_bidi;
 };
 
 /* Binds, starts the worker threads and returns a new server. Methods are
@@ -98,6 +122,18 @@ typedef void (*rpc_more_fn)(struct rpc_call *call, void *arg);
 int rpc_call_send(struct rpc_call *call, const uint8_t *msg, size_t len, rpc_more_fn more,
 		  void *arg);
 bool rpc_call_is_cancelled(const struct rpc_call *call);
+
+/* Bidi: asks for the next message (on_message or on_end follows). Any thread,
+ * until the call is finished; a second request while one is pending is a
+ * no-op returning 0. US_EINVAL on a finished call. */
+int rpc_call_recv_more(struct rpc_call *call);
+/* Bidi: queues msg (copied) to be sent after those queued before it. Any
+ * thread, until the call is finished. US_EUNAVAIL when the call has died,
+ * US_ENOMEM. rpc_call_finish (resp NULL) sends the status after the queue
+ * has drained. */
+int rpc_call_push(struct rpc_call *call, const uint8_t *msg, size_t len);
+/* Bytes queued by rpc_call_push and not yet taken by grpc. Any thread. */
+size_t rpc_call_queued_bytes(struct rpc_call *call);
 
 /* The value of request metadata key (lower case) and its length in *len
  * (required: the value is not NUL-terminated), borrowed until the call is
@@ -145,6 +181,42 @@ int rpc_stream_open(struct rpc_channel *ch, const char *method, const uint8_t *r
 		    size_t req_len, int timeout_ms, struct rpc_stream **out, struct us_err *err);
 int rpc_stream_next(struct rpc_stream *st, uint8_t **msg, size_t *len, struct us_err *err);
 void rpc_stream_free(struct rpc_stream *st);
+
+/* Bidirectional call, driven by one thread with rpc_bidi_wait (its own CQ);
+ * rpc_bidi_wake may come from any thread. A receive is always in flight, so
+ * messages arrive while the thread sends. */
+struct rpc_bidi;
+
+enum rpc_bidi_event {
+	RPC_BIDI_TIMEOUT = 0,  /* nothing happened within the timeout */
+	RPC_BIDI_MESSAGE = 1,  /* *msg is a new message (free(); non-NULL even when empty) */
+	RPC_BIDI_SENT = 2,     /* the send in flight is done: the next may start */
+	RPC_BIDI_WOKEN = 3,    /* rpc_bidi_wake was called */
+	RPC_BIDI_END = 4,      /* the call is over: err has its status (code 0: OK);
+				* every later wait returns RPC_BIDI_END again */
+};
+
+/* Opens method on ch (timeout_ms <= 0: no deadline for the whole call),
+ * sending the channel's token. Fails only locally; a failed connection shows
+ * as RPC_BIDI_END with US_EUNAVAIL "cannot reach ADDR: ...". */
+int rpc_bidi_open(struct rpc_channel *ch, const char *method, int timeout_ms,
+		  struct rpc_bidi **out, struct us_err *err);
+/* Starts sending msg (copied). At most one send in flight: US_EINVAL while
+ * one is (wait for RPC_BIDI_SENT); US_EUNAVAIL after the end. */
+int rpc_bidi_send(struct rpc_bidi *b, const uint8_t *msg, size_t len, struct us_err *err);
+bool rpc_bidi_is_sending(const struct rpc_bidi *b);
+/* Half-closes (no more sends) once the send in flight is done. */
+int rpc_bidi_close_send(struct rpc_bidi *b, struct us_err *err);
+/* Waits up to timeout_ms (< 0: no limit) for one event (enum rpc_bidi_event);
+ * events are returned in the order they happened, one per call. */
+int rpc_bidi_wait(struct rpc_bidi *b, int timeout_ms, uint8_t **msg, size_t *len,
+		  struct us_err *err);
+/* Any thread: makes the current or next rpc_bidi_wait return RPC_BIDI_WOKEN
+ * (several wakes before a wait may give one event). */
+void rpc_bidi_wake(struct rpc_bidi *b);
+/* Cancels the call if unfinished, drains its events and frees; NULL: no-op.
+ * Not while another thread is inside rpc_bidi_wake for it. */
+void rpc_bidi_free(struct rpc_bidi *b);
 
 /* grpc_init/grpc_shutdown, ref-counted by gRPC itself; call once per program
  * around all use. rpc_global_init also routes gRPC's own log lines to stderr

@@ -42,6 +42,7 @@
 #define KEY_FORMAT "Mformat"
 #define KEY_POS "Mpos"
 #define KEY_GEN "Mgen"
+#define KEY_NODE "Mnode"
 
 /* One catalog row: an account (file_len 0) or a file. */
 struct cat_row {
@@ -67,6 +68,7 @@ struct store {
 	rocksdb_writeoptions_t *write_opts_nosync;
 	bool is_read_only;
 	size_t max_body;
+	char node_id[33];                     /* 'M' "node", read at open */
 
 	pthread_mutex_t pos_lock;             /* guards pos: written by the writer, read by all */
 	struct store_position pos;
@@ -413,6 +415,48 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 	return 0;
 }
 
+/* Reads the node id, making one for a store that has none yet. */
+static int load_node_id(struct store *s, struct us_err *err)
+{
+	char *errptr = NULL;
+	uint8_t raw[16];
+	size_t len;
+	char *v;
+	FILE *f;
+	int rc;
+
+	v = rocksdb_get(s->db, s->read_opts, KEY_NODE, strlen(KEY_NODE), &len, &errptr);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read node id")))
+		return rc;
+	if (v && len == 32) {
+		memcpy(s->node_id, v, 32);
+		s->node_id[32] = '\0';
+		rocksdb_free(v);
+		return 0;
+	}
+	rocksdb_free(v);
+	if (s->is_read_only) {
+		snprintf(s->node_id, sizeof(s->node_id), "unknown");
+		return 0;
+	}
+	f = fopen("/dev/urandom", "rb");
+	if (!f || fread(raw, 1, sizeof(raw), f) != sizeof(raw)) {
+		if (f)
+			fclose(f);
+		return err_set(err, US_EIO, "cannot make a node id: /dev/urandom unreadable");
+	}
+	fclose(f);
+	for (int i = 0; i < 16; i++)
+		snprintf(s->node_id + 2 * i, 3, "%02x", raw[i]);
+	rocksdb_put(s->db, s->write_opts, KEY_NODE, strlen(KEY_NODE), s->node_id, 32, &errptr);
+	return take_rocks_err(&errptr, err, "cannot write node id");
+}
+
+const char *store_node_id(const struct store *s)
+{
+	return s->node_id;
+}
+
 int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	       struct us_err *err)
 {
@@ -464,6 +508,8 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 		goto out_free;
 	}
 	if ((rc = load_meta(s, dir, err)))
+		goto out_free;
+	if ((rc = load_node_id(s, err)))
 		goto out_free;
 	if ((rc = catalog_load(s, err)))
 		goto out_free;
@@ -1232,6 +1278,79 @@ int store_journal_get(struct store *s, uint64_t seq, struct buf *rec, struct us_
 	rc = buf_append(rec, v, len);
 	rocksdb_free(v);
 	return rc ? err_set(err, rc, "out of memory") : 0;
+}
+
+struct store_journal_iter {
+	rocksdb_iterator_t *it;
+	rocksdb_readoptions_t *ro;
+	bool is_started;
+};
+
+int store_journal_iter_new(struct store *s, uint64_t from, struct store_journal_iter **out,
+			   struct us_err *err)
+{
+	struct store_journal_iter *it = calloc(1, sizeof(*it));
+	static const char upper[1] = {'J' + 1};
+	uint8_t k[9];
+
+	if (!it)
+		return err_set(err, US_ENOMEM, "out of memory");
+	it->ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(it->ro, upper, 1);
+	it->it = rocksdb_create_iterator(s->db, it->ro);
+	k[0] = 'J';
+	buf_put_u64be(k + 1, from);
+	rocksdb_iter_seek(it->it, (char *)k, sizeof(k));
+	it->is_started = true;
+	*out = it;
+	return 0;
+}
+
+int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, const uint8_t **rec,
+			    size_t *len, struct us_err *err)
+{
+	char *errptr = NULL;
+	const char *k;
+	size_t klen;
+
+	if (!it->is_started)
+		rocksdb_iter_next(it->it);
+	it->is_started = false;
+	if (!rocksdb_iter_valid(it->it)) {
+		rocksdb_iter_get_error(it->it, &errptr);
+		return take_rocks_err(&errptr, err, "cannot read journal");
+	}
+	k = rocksdb_iter_key(it->it, &klen);
+	if (klen != 9 || k[0] != 'J')
+		return err_set(err, US_ECORRUPT, "bad journal key of %zu bytes", klen);
+	*seq = buf_get_u64be((const uint8_t *)k + 1);
+	*rec = (const uint8_t *)rocksdb_iter_value(it->it, len);
+	return 1;
+}
+
+void store_journal_iter_free(struct store_journal_iter *it)
+{
+	if (!it)
+		return;
+	rocksdb_iter_destroy(it->it);
+	rocksdb_readoptions_destroy(it->ro);
+	free(it);
+}
+
+int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err)
+{
+	struct store_journal_iter *it;
+	const uint8_t *rec;
+	size_t len;
+	int rc;
+
+	if ((rc = store_journal_iter_new(s, 0, &it, err)))
+		return rc;
+	rc = store_journal_iter_next(it, seq, &rec, &len, err);
+	store_journal_iter_free(it);
+	if (rc == 0)
+		*seq = 0;
+	return rc < 0 ? rc : 0;
 }
 
 int store_check(struct store *s, struct store_check *out, struct us_err *err)

@@ -115,6 +115,23 @@ int store_list_files(struct store *s, const char *account, struct store_file_inf
 /* Reads journal record seq into rec (reset first): US_ENOTFOUND if not retained. */
 int store_journal_get(struct store *s, uint64_t seq, struct buf *rec, struct us_err *err);
 
+/* Iterates journal records from seq from (the first retained one when from
+ * is older). Each record is borrowed until the next call. 1 with *seq, *rec,
+ * *len; 0 at the end; < 0 on a read error. The iterator reads one consistent
+ * state (an implicit snapshot at creation): make a new one to see newer seqs. */
+struct store_journal_iter;
+int store_journal_iter_new(struct store *s, uint64_t from, struct store_journal_iter **out,
+			   struct us_err *err);
+int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, const uint8_t **rec,
+			    size_t *len, struct us_err *err);
+void store_journal_iter_free(struct store_journal_iter *it);
+
+/* The first journal seq still retained (0 when the journal is empty). */
+int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err);
+
+/* The store's node id: 32 hex digits, made at creation, stable for its life. */
+const char *store_node_id(const struct store *s);
+
 /* Integrity check for tools and tests: walks the whole journal and checks that
  * it is contiguous, ends at the position's seq, that every record decodes and
  * that every commit ends with an END entry. */

@@ -40,6 +40,16 @@
 /* Entry blocks (docs/entry-format.md): bound on entries per block before allocation. */
 #define US_BLOCK_MAX_ENTRIES 1000000u
 
+/* Replication frames: the sender fills a frame with whole commits up to this
+ * many raw bytes; a receiver refuses a raw block over the max (one commit at
+ * its largest plus framing). */
+#define US_FRAME_TARGET_BYTES (256u * 1024u)
+#define US_FRAME_MAX_RAW_BYTES (US_COMMIT_MAX_BYTES + 8u * 1024u * 1024u)
+/* The sender keeps at most this many compressed bytes sent but not yet
+ * durable on the archiver (bounds both ends' memory). */
+#define US_STREAM_WINDOW_BYTES (8u * 1024u * 1024u)
+#define US_STREAM_WINDOW_FRAMES 64u
+
 /* Group commit: at most this many queued commits are written in one synced batch. */
 #define US_GROUP_MAX_COMMITS 4096u
 #define US_GROUP_MAX_BYTES (64u * 1024u * 1024u)

@@ -34,11 +34,16 @@ struct archiver_config {
 	size_t n_namespaces;
 };
 
+struct push;
+
 /* One site's namespace on the archiver. */
 struct ns {
 	char name[US_NAMESPACE_MAX_LEN + 1];
 	struct store *store;        /* opened once, closed at exit */
+	pthread_mutex_t apply_lock; /* one apply at a time into store (push.c) */
 	pthread_mutex_t lock;       /* guards the fields below */
+	struct push *push;          /* the attached Push stream, or NULL */
+	bool is_dirty;              /* applied but not yet synced */
 	bool is_connected;          /* a Push stream is attached (written by its handler) */
 	uint64_t durable_seq;       /* synced here */
 	uint64_t master_seq;        /* last seq the site reported (Hello, Heartbeat) */
@@ -52,6 +57,13 @@ struct archiver {
 	size_t n_ns;
 	struct rpc_server *rpc;
 	struct store_service_ops store_ops;
+
+	/* The syncer (push.c): fsyncs applied frames, acks them. */
+	pthread_t syncer;
+	pthread_mutex_t sync_lock;  /* guards is_sync_needed, is_stopping */
+	pthread_cond_t sync_cond;
+	bool is_sync_needed;
+	bool is_stopping;
 };
 
 /* Finds namespace name, opening (and creating, when is_create) its store.
@@ -65,5 +77,9 @@ void archiver_close_namespaces(struct archiver *a);
 
 /* Services (archiver/admin_service.c); arg of every method is the archiver. */
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max);
+/* Replication.Push (archiver/push.c). */
+size_t archiver_replication_methods(struct archiver *a, struct rpc_bidi_method *out, size_t max);
+int archiver_syncer_start(struct archiver *a, struct us_err *err);
+void archiver_syncer_stop(struct archiver *a);
 
 #endif

@@ -6,12 +6,21 @@
  *                the gRPC server, then waits in sigwait() for SIGTERM/SIGINT
  *                (blocked in every thread) and shuts down.
  *   us-rpc-N     gRPC workers (lib/rpc.c), one completion queue each; they run
- *                the Store (read side) and Admin handlers, which never block.
+ *                the Store (read side), Admin and Replication.Push handlers.
+ *                A Push handler checks and applies each frame without fsync.
+ *   us-syncer    fsyncs what the pushes applied (one fsync for every frame of
+ *                every namespace applied meanwhile) and acks it to the sites.
  *   (RocksDB and gRPC run threads of their own.)
  *
  * State: one struct archiver (archiver.h). Settings are written by main before
  * any thread starts. The namespace table is guarded by ns_lock (entries are
  * only ever added); each namespace's link fields by its own lock.
+ *
+ * A site's update: its collector's link -> Push frame (whole commits, LZ4) ->
+ * us-rpc-N decodes and checks the whole frame, applies it to the namespace's
+ * store in one batch (items, journal, position) -> us-syncer fsyncs -> a
+ * Progress{applied, durable} ack goes back; the site drops journal only once
+ * an archiver has it durably.
  *
  * A report's read: understudy get/list/files -> Store.Read/Scan/ListFiles on a
  * worker -> the namespace's store (RocksDB reads are thread-safe and see only
@@ -124,7 +133,8 @@ int main(int argc, char **argv)
 	struct archiver *a;
 	const char *config_path = NULL;
 	struct rpc_method methods[16];
-	size_t n_methods = 0;
+	struct rpc_bidi_method bidi[4];
+	size_t n_methods = 0, n_bidi = 0;
 	sigset_t sigs;
 	struct us_err err;
 	int sig = 0;
@@ -168,17 +178,25 @@ int main(int argc, char **argv)
 	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = a};
 	n_methods += store_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
+	n_bidi += archiver_replication_methods(a, bidi + n_bidi, 4 - n_bidi);
+	if (archiver_syncer_start(a, &err)) {
+		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+		goto out_ns;
+	}
 
 	rpc_global_init();
 	struct rpc_server_opts ropts = {
 		.listen = a->cfg.listen,
 		.threads = (int)a->cfg.rpc_threads,
 		.max_message_bytes = US_RPC_MAX_MESSAGE_BYTES,
+		.bidi = bidi,
+		.n_bidi = n_bidi,
 	};
 	if (rpc_server_start(&a->rpc, &ropts, methods, n_methods, &err)) {
 		log_error("event=listen_failed addr=%s reason=\"%s\"", a->cfg.listen, err.msg);
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		rpc_global_shutdown();
+		archiver_syncer_stop(a);
 		goto out_ns;
 	}
 	log_info("event=listening addr=%s port=%d data_dir=%s namespaces=%zu", a->cfg.listen,
@@ -189,6 +207,7 @@ int main(int argc, char **argv)
 	log_info("event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rpc_server_stop(a->rpc, 5000);
 	rpc_global_shutdown();
+	archiver_syncer_stop(a); /* last sync of what the pushes applied */
 	rc = 0;
 out_ns:
 	archiver_close_namespaces(a);

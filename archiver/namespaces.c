@@ -52,6 +52,7 @@ static int open_ns(struct archiver *a, const char *name, struct ns **out, struct
 		ns->durable_seq = pos.seq;
 	}
 	pthread_mutex_init(&ns->lock, NULL);
+	pthread_mutex_init(&ns->apply_lock, NULL);
 	a->ns[a->n_ns++] = ns;
 	*out = ns;
 	return 0;
@@ -116,6 +117,7 @@ void archiver_close_namespaces(struct archiver *a)
 	for (size_t i = 0; i < a->n_ns; i++) {
 		store_close(a->ns[i]->store);
 		pthread_mutex_destroy(&a->ns[i]->lock);
+		pthread_mutex_destroy(&a->ns[i]->apply_lock);
 		free(a->ns[i]);
 		a->ns[i] = NULL;
 	}

@@ -9,6 +9,9 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	struct collector *col = arg;
 	Understudy__V1__StatusRequest *in;
 	Understudy__V1__StatusResponse out;
+	Understudy__V1__ArchiverLink links[64], *plinks[64];
+	struct link_status ls[64];
+	size_t n_links = col->n_links < 64 ? col->n_links : 64;
 	struct store_position pos;
 	uint8_t *bytes;
 	size_t len;
@@ -26,7 +29,18 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	out.role = "primary";
 	out.generation = pos.generation;
 	out.last_seq = pos.seq;
-	out.commit_mode = "local";
+	out.commit_mode = n_links ? "async" : "local";
+	for (size_t i = 0; i < n_links; i++) {
+		link_get_status(col->links[i], &ls[i]);
+		understudy__v1__archiver_link__init(&links[i]);
+		links[i].addr = ls[i].addr;
+		links[i].connected = ls[i].is_connected;
+		links[i].acked_seq = ls[i].acked_seq;
+		links[i].lag_entries = pos.seq > ls[i].acked_seq ? pos.seq - ls[i].acked_seq : 0;
+		plinks[i] = &links[i];
+	}
+	out.n_archivers = n_links;
+	out.archivers = plinks;
 	len = understudy__v1__status_response__get_packed_size(&out);
 	bytes = malloc(len ? len : 1);
 	if (!bytes) {

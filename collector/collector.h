@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "committer.h"
+#include "link.h"
 #include "config.h"
 #include "us_limits.h"
 #include "rpc.h"
@@ -26,6 +27,8 @@ struct collector_config {
 	uint64_t rpc_threads;
 	int log_level;           /* enum log_level */
 	int is_syslog;
+	struct config_list archivers;  /* archiver addresses: one link each */
+	uint64_t heartbeat_ms;
 };
 
 struct collector {
@@ -33,6 +36,8 @@ struct collector {
 	struct store *store;          /* thread-safe reads; writes only via committer */
 	struct committer *committer;  /* the one writer of store */
 	struct rpc_server *rpc;
+	struct link **links;          /* one per archiver; set before the server starts */
+	size_t n_links;
 	struct store_service_ops store_ops; /* the Store service's view of this collector */
 };
 

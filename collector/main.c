@@ -58,6 +58,10 @@ static const struct config_key collector_keys[] = {
 	 "error, warn, info or debug"},
 	{"syslog", CFG_BOOL, F(is_syslog), 0, "off", 0, 0, NULL, NULL,
 	 "also log to syslog"},
+	{"archiver", CFG_LIST, F(archivers), 0, NULL, 0, 0, NULL, NULL,
+	 "archiver HOST:PORT to stream the journal to (repeat, or comma-separate, for several)"},
+	{"heartbeat_interval", CFG_DURATION, F(heartbeat_ms), 0, "1s", 10, 3600000, NULL, NULL,
+	 "heartbeat to each archiver when idle this long"},
 };
 #undef F
 
@@ -79,6 +83,46 @@ static int acquire_ns(void *arg, const char *ns, bool is_write, struct ns_handle
 	h->store = col->store;
 	h->committer = is_write ? col->committer : NULL;
 	return 0;
+}
+
+/* Committer hook: new journal entries; wake every link. */
+static void on_written(void *arg, uint64_t last_seq)
+{
+	struct collector *col = arg;
+
+	for (size_t i = 0; i < col->n_links; i++)
+		link_notify(col->links[i], last_seq);
+}
+
+static int start_links(struct collector *col, struct us_err *err)
+{
+	int rc;
+
+	if (col->cfg.archivers.n == 0)
+		return 0;
+	col->links = calloc(col->cfg.archivers.n, sizeof(*col->links));
+	if (!col->links)
+		return err_set(err, US_ENOMEM, "out of memory");
+	for (size_t i = 0; i < col->cfg.archivers.n; i++) {
+		struct link_opts o = {.addr = col->cfg.archivers.v[i], .ns = col->cfg.ns,
+				      .store = col->store, .heartbeat_ms = col->cfg.heartbeat_ms,
+				      .index = (int)i};
+
+		if ((rc = link_new(&col->links[i], &o, err)))
+			return err_wrap(err, "archiver %s", col->cfg.archivers.v[i]);
+		col->n_links++;
+	}
+	committer_on_written(col->committer, on_written, col);
+	return 0;
+}
+
+static void stop_links(struct collector *col)
+{
+	for (size_t i = 0; i < col->n_links; i++)
+		link_free(col->links[i]);
+	free(col->links);
+	col->links = NULL;
+	col->n_links = 0;
 }
 
 static void usage(FILE *f)
@@ -144,6 +188,11 @@ int main(int argc, char **argv)
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
 	rpc_global_init();
+	if (start_links(&col, &err)) {
+		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		stop_links(&col);
+		goto out_committer;
+	}
 	struct rpc_server_opts ropts = {
 		.listen = col.cfg.listen,
 		.threads = (int)col.cfg.rpc_threads,
@@ -153,6 +202,7 @@ int main(int argc, char **argv)
 		log_error("ns=%s event=listen_failed addr=%s reason=\"%s\"", col.cfg.ns,
 			  col.cfg.listen, err.msg);
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		stop_links(&col);
 		goto out_committer;
 	}
 	{
@@ -169,6 +219,9 @@ int main(int argc, char **argv)
 	log_info("ns=%s event=stopping signal=%s", col.cfg.ns, sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rc = 0;
 	rpc_server_stop(col.rpc, 5000);
+	committer_free(col.committer);
+	col.committer = NULL;
+	stop_links(&col);
 out_committer:
 	committer_free(col.committer);
 	rpc_global_shutdown();

@@ -23,11 +23,31 @@
  * call's mutex, which also guards `pending` (started batches whose tag has not
  * been handled yet) and `state`.
  *
- * Freeing invariant: a call context is freed exactly when pending == 0 and
- * state == CALL_FINISHED. A completion handler counts as pending until it has
- * returned (the decrement is its last act), so a handler or more() callback
- * always runs on a live context; rpc_call_finish never touches the context
- * after releasing its mutex (the worker may free it at once).
+ * A bidi call (struct rpc_bidi_method) starts A, then runs on_open; after
+ * that the handler drives it from any thread:
+ *   R       {RECV_MESSAGE} only when asked (rpc_call_recv_more), at most one
+ *           -> t_recv; then on_message, or on_end for none (half-close) or a
+ *           failure
+ *   S       {SEND_MESSAGE} of the head of the push queue, at most one
+ *           -> t_send; the completion starts the next (or the pusher does
+ *           when none is in flight), then the deferred status F once the
+ *           queue is empty
+ *   E       {} (empty batch) -> t_end: only to run on_end on the worker when
+ *           the handler finished before on_end and no R is pending (an empty
+ *           batch posts its tag at once)
+ * on_end runs exactly once, always on the worker, from the first of: R
+ * completing without a message, A completing with no R pending, E.
+ * is_end_done (under mu, set before the callback runs) keeps it single.
+ *
+ * Freeing invariant: a call context is freed exactly when pending == 0,
+ * state == CALL_FINISHED and is_end_done (always true for a unary call; for
+ * a bidi call, on_end has run or never will: on_open refused). A completion
+ * handler counts as pending until it has returned (the decrement is its last
+ * act), so a handler, more(), on_open, on_message or on_end callback always
+ * runs on a live context; rpc_call_finish never touches the context after
+ * releasing its mutex (the worker may free it at once). Whenever pending
+ * drops to 0 on a live bidi call, A has completed, so on_end has run (A runs
+ * it unless an R or E is pending, and those run it in turn).
  *
  * Server accounting: s->n_calls counts live contexts (armed and accepted).
  * rpc_server_stop waits (condition variable, no sleeps) for n_calls == 0 and
@@ -42,6 +62,26 @@
  * A channel owns one pluck CQ. Every tag started on it is plucked before the
  * function that started it returns, except a stream's, which rpc_stream_next
  * or rpc_stream_free pluck; so the CQ is empty when the channel is freed.
+ *
+ * A bidi call owns its own NEXT CQ, polled only by rpc_bidi_wait (and
+ * rpc_bidi_free) on the driving thread. Batches on it:
+ *   start   {SEND_INITIAL_METADATA, RECV_INITIAL_METADATA}
+ *   status  {RECV_STATUS_ON_CLIENT}: completes last (after the transport
+ *           has handed out every message)
+ *   recv    {RECV_MESSAGE}: always one in flight, re-armed when the wait
+ *           that hands the message out returns, so at most one received
+ *           message is buffered here and grpc's HTTP/2 flow control holds
+ *           the server back beyond that
+ *   send    {SEND_MESSAGE}: at most one (rpc_bidi_send)
+ *   close   {SEND_CLOSE_FROM_CLIENT}: after the send in flight
+ *   wake    {} (empty batch): rpc_bidi_wake, at most one posted at a time
+ * Completions become events in a small FIFO (at most one each of MESSAGE,
+ * SENT, WOKEN, END can be queued, see bidi_push_event) so that each wait
+ * returns one, in order. END is queued once the status has arrived and no
+ * batch but a wake is pending, so it is always the last event. b->mu
+ * serializes every grpc_call_start_batch on the call, because a wake comes
+ * from another thread (grpc documents empty batches as thread-compatible
+ * only).
  */
 #include "rpc.h"
 
@@ -288,6 +328,7 @@ enum tag_kind {
 	TAG_RECV,     /* batch R: the request message (or none) */
 	TAG_SEND,     /* batch S: one streamed message taken by grpc */
 	TAG_STATUS,   /* batch F: response and status sent (or the call was dead) */
+	TAG_END,      /* batch E (bidi): empty, to run on_end on the worker */
 	TAG_SHUTDOWN, /* grpc_server_shutdown_and_notify completed */
 };
 
@@ -300,17 +341,28 @@ struct tag {
  * Call states; transitions (under call->mu except ARMED -> READING, which
  * happens before anyone else knows the call):
  *   CALL_ARMED   -> CALL_READING  (t_new, success; A and R started)
+ *   CALL_ARMED   -> CALL_OPEN     (t_new, success, bidi method; A started)
  *   CALL_ARMED   -> freed         (t_new, failure: server shut down)
  *   CALL_READING -> CALL_OPEN     (t_recv with a message: the handler runs)
  *   CALL_READING -> CALL_FINISHED (unknown method, no message, dead call)
  *   CALL_OPEN    -> CALL_FINISHED (rpc_call_finish)
- *   CALL_FINISHED -> freed        (pending == 0)
+ *   CALL_OPEN    -> CALL_FINISHING (bidi: rpc_call_finish with pushes unsent)
+ *   CALL_FINISHING -> CALL_FINISHED (the queue drained, or the call died)
+ *   CALL_FINISHED -> freed        (pending == 0 and is_end_done)
  */
 enum call_state {
-	CALL_ARMED,    /* request_call outstanding, no grpc_call yet */
-	CALL_READING,  /* accepted; waiting for the request message */
-	CALL_OPEN,     /* the handler or its delegate owns it; sends allowed */
-	CALL_FINISHED, /* status batch started (or nothing left to send) */
+	CALL_ARMED,     /* request_call outstanding, no grpc_call yet */
+	CALL_READING,   /* accepted; waiting for the request message */
+	CALL_OPEN,      /* the handler or its delegate owns it; sends allowed */
+	CALL_FINISHING, /* bidi: finished by the handler, status waits for the queue */
+	CALL_FINISHED,  /* status batch started (or nothing left to send) */
+};
+
+/* A message queued by rpc_call_push. */
+struct push {
+	struct push *next;
+	grpc_byte_buffer *bb;
+	size_t len;
 };
 
 struct worker {
@@ -327,6 +379,8 @@ struct rpc_server {
 	int n_workers;
 	struct rpc_method *methods; /* copies; paths strdup'd */
 	size_t n_methods;
+	struct rpc_bidi_method *bidi; /* copies; paths strdup'd */
+	size_t n_bidi;
 	int port;
 	char *listen;
 	struct tag t_shutdown;
@@ -341,14 +395,17 @@ struct rpc_server {
 struct rpc_call {
 	struct rpc_server *s;
 	struct worker *w;
-	const struct rpc_method *method; /* NULL: unknown */
+	const struct rpc_method *method; /* NULL: unknown (or bidi) */
+	const struct rpc_bidi_method *bidi; /* NULL: not a bidi call */
 	grpc_call *call;
 	grpc_call_details details;
 	grpc_metadata_array md;          /* request metadata, read-only once accepted */
-	struct tag t_new, t_close, t_recv, t_send, t_status;
+	struct tag t_new, t_close, t_recv, t_send, t_status, t_end;
 	int close_cancelled;             /* out-param of RECV_CLOSE_ON_SERVER */
 	grpc_byte_buffer *recv_bb;       /* out-param of RECV_MESSAGE */
-	atomic_bool is_cancelled;        /* dead on the wire (close or a failed send) */
+	atomic_bool is_cancelled;        /* dead on the wire (close, a failed send or recv) */
+	void *bidi_ctx;                  /* on_open's result; written on the worker
+					  * before any other callback can run */
 
 	pthread_mutex_t mu;              /* serializes start_batch; guards below */
 	enum call_state state;
@@ -361,12 +418,31 @@ struct rpc_call {
 	grpc_slice status_details;       /* batch F's details; alive until freed */
 	bool has_status_details;
 	char *peer;                      /* gpr_malloc'd by grpc_call_get_peer */
+	/* bidi only */
+	bool is_recv_pending;            /* batch R in flight */
+	bool is_end_posted;              /* batch E in flight */
+	bool is_end_done;                /* on_end ran or never will; true for unary */
+	struct push *q_head, *q_tail;    /* pushed, not yet started */
+	size_t q_bytes;                  /* queued + in flight (rpc_call_queued_bytes) */
+	size_t send_len;                 /* batch S's message length */
+	int finish_code;                 /* CALL_FINISHING: the status to send */
 };
 
 static void tag_set(struct tag *t, enum tag_kind kind, struct rpc_call *c)
 {
 	t->kind = kind;
 	t->call = c;
+}
+
+static void push_list_free(struct push *p)
+{
+	while (p) {
+		struct push *next = p->next;
+
+		grpc_byte_buffer_destroy(p->bb);
+		free(p);
+		p = next;
+	}
 }
 
 /* Frees the context's own resources; no server accounting. */
@@ -384,6 +460,7 @@ static void call_destroy(struct rpc_call *c)
 		grpc_byte_buffer_destroy(c->resp_bb);
 	if (c->has_status_details)
 		grpc_slice_unref(c->status_details);
+	push_list_free(c->q_head);
 	gpr_free(c->peer);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -413,6 +490,12 @@ static grpc_call_error call_start_locked(struct rpc_call *c, const grpc_op *ops,
 	return e;
 }
 
+/* The freeing invariant (see the top of the file). */
+static bool call_is_done_locked(const struct rpc_call *c)
+{
+	return c->pending == 0 && c->state == CALL_FINISHED && c->is_end_done;
+}
+
 /* A completion handler's last act: drops its batch and frees the context if
  * that was the last one of a finished call. */
 static void call_unpin(struct rpc_call *c)
@@ -422,7 +505,7 @@ static void call_unpin(struct rpc_call *c)
 	pthread_mutex_lock(&c->mu);
 	assert(c->pending > 0);
 	c->pending--;
-	is_free = c->pending == 0 && c->state == CALL_FINISHED;
+	is_free = call_is_done_locked(c);
 	pthread_mutex_unlock(&c->mu);
 	if (is_free)
 		call_free(c);
@@ -442,6 +525,7 @@ static int worker_arm(struct worker *w)
 	c->s = s;
 	c->w = w;
 	c->state = CALL_ARMED;
+	c->is_end_done = true; /* until it turns out to be a bidi call */
 	atomic_init(&c->is_cancelled, false);
 	grpc_call_details_init(&c->details);
 	grpc_metadata_array_init(&c->md);
@@ -450,6 +534,7 @@ static int worker_arm(struct worker *w)
 	tag_set(&c->t_recv, TAG_RECV, c);
 	tag_set(&c->t_send, TAG_SEND, c);
 	tag_set(&c->t_status, TAG_STATUS, c);
+	tag_set(&c->t_end, TAG_END, c);
 	if (pthread_mutex_init(&c->mu, NULL) != 0) {
 		grpc_call_details_destroy(&c->details);
 		grpc_metadata_array_destroy(&c->md);
@@ -474,19 +559,16 @@ static int worker_arm(struct worker *w)
 	return 0;
 }
 
-/* Starts batch F. The response bb and details slice are built by the caller
- * and owned by the context from here on. Called with c->mu held. Returns
- * whether the context must be freed now (nothing pending). */
-static bool call_finish_locked(struct rpc_call *c, int code, grpc_slice details,
-			       grpc_byte_buffer *resp_bb)
+/* Starts batch F with c->status_details (set by the caller) and the response
+ * bb (may be NULL; owned by the context from here on). Called with c->mu
+ * held. */
+static void call_status_start_locked(struct rpc_call *c, int code, grpc_byte_buffer *resp_bb)
 {
 	grpc_op ops[2];
 	size_t n = 0;
 
-	assert(c->state == CALL_READING || c->state == CALL_OPEN);
+	assert(c->has_status_details);
 	c->state = CALL_FINISHED;
-	c->status_details = details;
-	c->has_status_details = true;
 	c->resp_bb = resp_bb;
 	memset(ops, 0, sizeof(ops));
 	if (resp_bb) {
@@ -503,7 +585,19 @@ static bool call_finish_locked(struct rpc_call *c, int code, grpc_slice details,
 	 * the call without a status; cancel it so that the client learns. */
 	if (call_start_locked(c, ops, n, &c->t_status) != GRPC_CALL_OK)
 		grpc_call_cancel(c->call, NULL);
-	return c->pending == 0;
+}
+
+/* Starts batch F. The response bb and details slice are built by the caller
+ * and owned by the context from here on. Called with c->mu held. Returns
+ * whether the context must be freed now (nothing pending). */
+static bool call_finish_locked(struct rpc_call *c, int code, grpc_slice details,
+			       grpc_byte_buffer *resp_bb)
+{
+	assert(c->state == CALL_READING || c->state == CALL_OPEN);
+	c->status_details = details;
+	c->has_status_details = true;
+	call_status_start_locked(c, code, resp_bb);
+	return call_is_done_locked(c);
 }
 
 /* Finish from the plumbing itself, on the worker (unknown method, no request). */
@@ -527,6 +621,16 @@ static const struct rpc_method *method_find(const struct rpc_server *s, grpc_sli
 	return NULL;
 }
 
+static const struct rpc_bidi_method *bidi_find(const struct rpc_server *s, grpc_slice path)
+{
+	for (size_t i = 0; i < s->n_bidi; i++)
+		if (grpc_slice_str_cmp(path, s->bidi[i].path) == 0)
+			return &s->bidi[i];
+	return NULL;
+}
+
+static void bidi_open(struct rpc_call *c);
+
 static void on_new(struct worker *w, struct rpc_call *c, bool ok)
 {
 	grpc_op ops[2];
@@ -541,7 +645,10 @@ static void on_new(struct worker *w, struct rpc_call *c, bool ok)
 	/* re-arm first, so that the next call does not wait for this one */
 	(void)worker_arm(w);
 
-	c->method = method_find(c->s, c->details.method);
+	/* a bidi method wins over a unary one of the same path */
+	c->bidi = bidi_find(c->s, c->details.method);
+	if (!c->bidi)
+		c->method = method_find(c->s, c->details.method);
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[0].data.send_initial_metadata.count = 0;
@@ -551,7 +658,11 @@ static void on_new(struct worker *w, struct rpc_call *c, bool ok)
 	pthread_mutex_lock(&c->mu);
 	c->state = CALL_READING;
 	e = call_start_locked(c, ops, 2, &c->t_close);
-	if (e == GRPC_CALL_OK && c->method) {
+	if (e == GRPC_CALL_OK && c->bidi) {
+		c->state = CALL_OPEN;
+		c->is_end_done = false;
+		c->pending++; /* pins the context while on_open runs */
+	} else if (e == GRPC_CALL_OK && c->method) {
 		memset(ops, 0, sizeof(ops));
 		ops[0].op = GRPC_OP_RECV_MESSAGE;
 		ops[0].data.recv_message.recv_message = &c->recv_bb;
@@ -562,6 +673,9 @@ static void on_new(struct worker *w, struct rpc_call *c, bool ok)
 	if (e != GRPC_CALL_OK) {
 		snprintf(msg, sizeof(msg), "cannot start call: grpc call error %d", (int)e);
 		call_finish_internal(c, US_EIO, msg);
+	} else if (c->bidi) {
+		bidi_open(c);
+		call_unpin(c);
 	} else if (!c->method) {
 		snprintf(msg, sizeof(msg), "unknown method %.*s",
 			 (int)GRPC_SLICE_LENGTH(c->details.method),
@@ -625,6 +739,296 @@ static void on_send(struct rpc_call *c, bool ok)
 		more(c, arg);
 }
 
+/* ---- bidi calls (server) ---- */
+
+static void bidi_open(struct rpc_call *c)
+{
+	void *ctx = c->bidi->on_open(c, c->bidi->arg);
+	bool is_unfinished;
+
+	pthread_mutex_lock(&c->mu);
+	c->bidi_ctx = ctx;
+	if (!ctx)
+		c->is_end_done = true; /* refused: on_end never runs */
+	is_unfinished = !ctx && c->state == CALL_OPEN;
+	pthread_mutex_unlock(&c->mu);
+	/* a refusal must have finished the call; do not leave the client hanging */
+	if (is_unfinished)
+		rpc_call_finish(c, US_EIO, "stream refused by the server without a status", NULL,
+				0);
+}
+
+/* Takes every queued (not started) push out of the queue. */
+static struct push *bidi_queue_take_locked(struct rpc_call *c)
+{
+	struct push *p = c->q_head;
+
+	for (struct push *i = p; i; i = i->next)
+		c->q_bytes -= i->len;
+	c->q_head = NULL;
+	c->q_tail = NULL;
+	return p;
+}
+
+/* Starts batch S with the head of the queue (not empty, no S in flight). On
+ * failure the message is dropped and US_EIO returned. */
+static int bidi_send_next_locked(struct rpc_call *c)
+{
+	struct push *p = c->q_head;
+	grpc_op op;
+
+	assert(p && !c->is_send_pending);
+	c->q_head = p->next;
+	if (!c->q_head)
+		c->q_tail = NULL;
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_MESSAGE;
+	op.data.send_message.send_message = p->bb;
+	if (call_start_locked(c, &op, 1, &c->t_send) != GRPC_CALL_OK) {
+		c->q_bytes -= p->len;
+		grpc_byte_buffer_destroy(p->bb);
+		free(p);
+		return US_EIO;
+	}
+	c->send_bb = p->bb;
+	c->send_len = p->len;
+	c->is_send_pending = true;
+	free(p);
+	return 0;
+}
+
+/* The call cannot go on (grpc refused a batch): cancel it; its batches
+ * complete and on_end follows. Returns the dropped queue. */
+static struct push *bidi_abort_locked(struct rpc_call *c)
+{
+	atomic_store(&c->is_cancelled, true);
+	grpc_call_cancel(c->call, NULL);
+	return bidi_queue_take_locked(c);
+}
+
+/* Makes sure on_end will run when nothing else would run it soon: no R is
+ * pending (its completion would). Posts batch E. If even that fails, A's
+ * completion runs it when the call is over. */
+static void bidi_post_end_locked(struct rpc_call *c)
+{
+	if (c->is_end_done || c->is_recv_pending || c->is_end_posted)
+		return;
+	if (call_start_locked(c, NULL, 0, &c->t_end) == GRPC_CALL_OK)
+		c->is_end_posted = true;
+}
+
+static void bidi_run_end(struct rpc_call *c, bool is_cancelled)
+{
+	c->bidi->on_end(c, c->bidi_ctx, is_cancelled);
+}
+
+/* Batch R completed: a message for on_message, or the end of reading. */
+static void bidi_on_recv(struct rpc_call *c, bool ok)
+{
+	grpc_byte_buffer *bb;
+	grpc_byte_buffer_reader r;
+	grpc_slice msg;
+	bool is_deliver, is_end = false, is_dead = false, is_cancelled = true;
+
+	pthread_mutex_lock(&c->mu);
+	bb = c->recv_bb;
+	c->recv_bb = NULL;
+	c->is_recv_pending = false;
+	is_deliver = ok && bb && c->state == CALL_OPEN && !c->is_end_done;
+	if (!is_deliver) {
+		/* No message: a clean half-close, unless grpc says the call
+		 * failed. Seen with grpc 1.51: a client cancel, a deadline and
+		 * a server stop complete a pending R with success and no
+		 * message, before A reports the cancel; only
+		 * grpc_call_failed_before_recv_message tells them from a
+		 * half-close. A message after the handler finished is
+		 * dropped. */
+		is_dead = !ok || atomic_load(&c->is_cancelled) ||
+			  (!bb && grpc_call_failed_before_recv_message(c->call));
+		is_cancelled = is_dead || bb != NULL || c->state != CALL_OPEN;
+		is_end = !c->is_end_done;
+		c->is_end_done = true;
+	}
+	pthread_mutex_unlock(&c->mu);
+
+	if (is_deliver) {
+		if (grpc_byte_buffer_reader_init(&r, bb)) {
+			/* one slice: a reference when the message is one slice, else a copy */
+			msg = grpc_byte_buffer_reader_readall(&r);
+			grpc_byte_buffer_reader_destroy(&r);
+			grpc_byte_buffer_destroy(bb);
+			c->bidi->on_message(c, c->bidi_ctx, GRPC_SLICE_START_PTR(msg),
+					    GRPC_SLICE_LENGTH(msg));
+			grpc_slice_unref(msg);
+			return;
+		}
+		/* a compressed message grpc cannot inflate: end the call */
+		grpc_call_cancel_with_status(c->call, GRPC_STATUS_INVALID_ARGUMENT,
+					     "cannot decompress message", NULL);
+		pthread_mutex_lock(&c->mu);
+		is_end = !c->is_end_done;
+		c->is_end_done = true;
+		pthread_mutex_unlock(&c->mu);
+		is_dead = true;
+		is_cancelled = true;
+	}
+	if (bb)
+		grpc_byte_buffer_destroy(bb);
+	if (is_dead)
+		atomic_store(&c->is_cancelled, true);
+	if (is_end)
+		bidi_run_end(c, is_cancelled);
+}
+
+/* Batch A completed: the call is over on the wire. The handler must learn
+ * it even when it is not reading. */
+static void bidi_on_close(struct rpc_call *c)
+{
+	bool is_end;
+
+	pthread_mutex_lock(&c->mu);
+	is_end = !c->is_end_done && !c->is_recv_pending && !c->is_end_posted;
+	if (is_end)
+		c->is_end_done = true;
+	pthread_mutex_unlock(&c->mu);
+	/* not cancelled on the wire means the status went out: the handler
+	 * finished first, which counts as cancelled for on_end */
+	if (is_end)
+		bidi_run_end(c, true);
+}
+
+/* Batch E: the handler finished before on_end. */
+static void bidi_on_end_tag(struct rpc_call *c)
+{
+	bool is_end;
+
+	pthread_mutex_lock(&c->mu);
+	c->is_end_posted = false;
+	is_end = !c->is_end_done;
+	c->is_end_done = true;
+	pthread_mutex_unlock(&c->mu);
+	if (is_end)
+		bidi_run_end(c, true);
+}
+
+/* Batch S completed: start the next push, or the deferred status. */
+static void bidi_on_send(struct rpc_call *c, bool ok)
+{
+	struct push *dropped = NULL;
+	grpc_byte_buffer *bb;
+
+	pthread_mutex_lock(&c->mu);
+	bb = c->send_bb;
+	c->send_bb = NULL;
+	c->is_send_pending = false;
+	c->q_bytes -= c->send_len;
+	c->send_len = 0;
+	if (!ok)
+		atomic_store(&c->is_cancelled, true);
+	if (atomic_load(&c->is_cancelled))
+		dropped = bidi_queue_take_locked(c); /* nobody will read them */
+	else if (c->q_head && bidi_send_next_locked(c) != 0)
+		dropped = bidi_abort_locked(c);
+	if (c->state == CALL_FINISHING && !c->is_send_pending)
+		call_status_start_locked(c, c->finish_code, NULL);
+	pthread_mutex_unlock(&c->mu);
+	grpc_byte_buffer_destroy(bb);
+	push_list_free(dropped);
+}
+
+/* rpc_call_finish of a bidi call (the response, if any, already pushed).
+ * While alive, the queue is empty unless a send is in flight (a push starts
+ * at once when none is), so the status waits for that send's completion. */
+static bool bidi_finish_locked(struct rpc_call *c, int code, grpc_slice details,
+			       struct push **dropped)
+{
+	assert(c->state == CALL_OPEN);
+	c->status_details = details;
+	c->has_status_details = true;
+	if (c->is_send_pending && !atomic_load(&c->is_cancelled)) {
+		c->state = CALL_FINISHING;
+		c->finish_code = code;
+	} else {
+		/* a dead call: drop what is queued, the status is a no-op */
+		*dropped = bidi_queue_take_locked(c);
+		call_status_start_locked(c, code, NULL);
+	}
+	bidi_post_end_locked(c); /* reading stops; on_end still runs once */
+	return call_is_done_locked(c);
+}
+
+int rpc_call_recv_more(struct rpc_call *call)
+{
+	grpc_op op;
+	int rc = 0;
+
+	pthread_mutex_lock(&call->mu);
+	if (!call->bidi || call->state != CALL_OPEN) {
+		rc = US_EINVAL;
+	} else if (!call->is_recv_pending && !call->is_end_done && !call->is_end_posted) {
+		memset(&op, 0, sizeof(op));
+		op.op = GRPC_OP_RECV_MESSAGE;
+		op.data.recv_message.recv_message = &call->recv_bb;
+		if (call_start_locked(call, &op, 1, &call->t_recv) == GRPC_CALL_OK) {
+			call->is_recv_pending = true;
+		} else {
+			/* cannot happen with one R at most; end the call */
+			push_list_free(bidi_abort_locked(call));
+			bidi_post_end_locked(call);
+			rc = US_EIO;
+		}
+	}
+	pthread_mutex_unlock(&call->mu);
+	return rc;
+}
+
+int rpc_call_push(struct rpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct push *p, *dropped = NULL;
+	int rc = 0;
+
+	p = malloc(sizeof(*p));
+	if (!p)
+		return US_ENOMEM;
+	p->next = NULL;
+	p->bb = bb_from(msg, len);
+	p->len = len;
+
+	pthread_mutex_lock(&call->mu);
+	if (!call->bidi || call->state != CALL_OPEN)
+		rc = US_EINVAL;
+	else if (atomic_load(&call->is_cancelled))
+		rc = US_EUNAVAIL;
+	if (rc) {
+		pthread_mutex_unlock(&call->mu);
+		push_list_free(p);
+		return rc;
+	}
+	if (call->q_tail)
+		call->q_tail->next = p;
+	else
+		call->q_head = p;
+	call->q_tail = p;
+	call->q_bytes += len;
+	if (!call->is_send_pending && bidi_send_next_locked(call) != 0) {
+		dropped = bidi_abort_locked(call);
+		rc = US_EUNAVAIL;
+	}
+	pthread_mutex_unlock(&call->mu);
+	push_list_free(dropped);
+	return rc;
+}
+
+size_t rpc_call_queued_bytes(struct rpc_call *call)
+{
+	size_t n;
+
+	pthread_mutex_lock(&call->mu);
+	n = call->q_bytes;
+	pthread_mutex_unlock(&call->mu);
+	return n;
+}
+
 static void worker_handle(struct worker *w, struct tag *t, bool ok)
 {
 	struct rpc_server *s = w->s;
@@ -643,12 +1047,23 @@ static void worker_handle(struct worker *w, struct tag *t, bool ok)
 	case TAG_CLOSE:
 		if (c->close_cancelled)
 			atomic_store(&c->is_cancelled, true);
+		if (c->bidi)
+			bidi_on_close(c);
 		break;
 	case TAG_RECV:
-		on_recv(c, ok);
+		if (c->bidi)
+			bidi_on_recv(c, ok);
+		else
+			on_recv(c, ok);
 		break;
 	case TAG_SEND:
-		on_send(c, ok);
+		if (c->bidi)
+			bidi_on_send(c, ok);
+		else
+			on_send(c, ok);
+		break;
+	case TAG_END:
+		bidi_on_end_tag(c);
 		break;
 	case TAG_STATUS:
 		break;
@@ -704,6 +1119,9 @@ static void server_free(struct rpc_server *s)
 	for (size_t i = 0; i < s->n_methods; i++)
 		free((char *)s->methods[i].path);
 	free(s->methods);
+	for (size_t i = 0; i < s->n_bidi; i++)
+		free((char *)s->bidi[i].path);
+	free(s->bidi);
 	free(s->workers);
 	free(s->listen);
 	pthread_cond_destroy(&s->cv);
@@ -748,6 +1166,16 @@ int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts
 		if (!methods[i].path || methods[i].path[0] != '/' || !methods[i].fn)
 			return err_set(err, US_EINVAL, "bad rpc method %zu: needs a /package.Service/Method path and a handler",
 				       i);
+	if (opts->n_bidi && !opts->bidi)
+		return err_set(err, US_EINVAL, "bad rpc bidi methods: none given for %zu",
+			       opts->n_bidi);
+	for (size_t i = 0; i < opts->n_bidi; i++) {
+		const struct rpc_bidi_method *b = &opts->bidi[i];
+
+		if (!b->path || b->path[0] != '/' || !b->on_open || !b->on_message || !b->on_end)
+			return err_set(err, US_EINVAL, "bad rpc bidi method %zu: needs a /package.Service/Method path and three handlers",
+				       i);
+	}
 	if (opts->tls_cert_file) {
 		rc = pem_read(opts->tls_cert_file, "tls certificate", &cert, err);
 		if (rc)
@@ -778,7 +1206,8 @@ int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts
 	s->listen = strdup(opts->listen);
 	s->workers = calloc((size_t)opts->threads, sizeof(*s->workers));
 	s->methods = calloc(n_methods ? n_methods : 1, sizeof(*s->methods));
-	if (!s->listen || !s->workers || !s->methods)
+	s->bidi = calloc(opts->n_bidi ? opts->n_bidi : 1, sizeof(*s->bidi));
+	if (!s->listen || !s->workers || !s->methods || !s->bidi)
 		goto out_server;
 	s->n_workers = opts->threads;
 	for (size_t i = 0; i < n_methods; i++) {
@@ -787,6 +1216,13 @@ int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts
 		if (!s->methods[i].path)
 			goto out_server;
 		s->n_methods++;
+	}
+	for (size_t i = 0; i < opts->n_bidi; i++) {
+		s->bidi[i] = opts->bidi[i];
+		s->bidi[i].path = strdup(opts->bidi[i].path);
+		if (!s->bidi[i].path)
+			goto out_server;
+		s->n_bidi++;
 	}
 
 	args[n_args++] = arg_int(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -918,10 +1354,16 @@ void rpc_server_stop(struct rpc_server *s, int grace_ms)
 void rpc_call_finish(struct rpc_call *call, int code, const char *msg, const uint8_t *resp,
 		     size_t resp_len)
 {
+	struct push *dropped = NULL;
 	grpc_byte_buffer *bb = NULL;
 	grpc_slice details;
 	bool is_free;
 
+	if (call->bidi && resp) {
+		/* the last message: after those pushed before (dead call: dropped) */
+		(void)rpc_call_push(call, resp, resp_len);
+		resp = NULL;
+	}
 	if (!msg || (!*msg && code != 0))
 		msg = code ? us_strerror(code) : "";
 	details = grpc_slice_from_copied_string(msg);
@@ -929,7 +1371,7 @@ void rpc_call_finish(struct rpc_call *call, int code, const char *msg, const uin
 		bb = bb_from(resp, resp_len);
 
 	pthread_mutex_lock(&call->mu);
-	if (call->state == CALL_FINISHED) {
+	if (call->state == CALL_FINISHED || call->state == CALL_FINISHING) {
 		/* finished twice: contract violation; keep the first */
 		assert(!"rpc_call_finish called twice");
 		pthread_mutex_unlock(&call->mu);
@@ -938,8 +1380,12 @@ void rpc_call_finish(struct rpc_call *call, int code, const char *msg, const uin
 			grpc_byte_buffer_destroy(bb);
 		return;
 	}
-	is_free = call_finish_locked(call, code, details, bb);
+	if (call->bidi)
+		is_free = bidi_finish_locked(call, code, details, &dropped);
+	else
+		is_free = call_finish_locked(call, code, details, bb);
 	pthread_mutex_unlock(&call->mu);
+	push_list_free(dropped);
 	/* the context may be gone from here (worker completions) */
 	if (is_free)
 		call_free(call);
@@ -965,8 +1411,8 @@ int rpc_call_send(struct rpc_call *call, const uint8_t *msg, size_t len, rpc_mor
 	op.data.send_message.send_message = bb;
 
 	pthread_mutex_lock(&call->mu);
-	if (call->state != CALL_OPEN || call->is_send_pending) {
-		assert(!"rpc_call_send on a finished call or with a send in flight");
+	if (call->state != CALL_OPEN || call->is_send_pending || call->bidi) {
+		assert(!"rpc_call_send on a finished or bidi call or with a send in flight");
 		pthread_mutex_unlock(&call->mu);
 		grpc_byte_buffer_destroy(bb);
 		return US_EINVAL;
@@ -1459,6 +1905,456 @@ void rpc_stream_free(struct rpc_stream *st)
 		grpc_call_cancel(st->call, NULL); /* unfinished: the tags come back now */
 	stream_drain(st);
 	stream_release(st);
+}
+
+/* ---- bidi calls (client) ---- */
+
+/* Capacity of the event FIFO: at most one each of MESSAGE (the receive is
+ * re-armed only when its message is handed out), SENT (one send in flight),
+ * WOKEN (wakes coalesce while one is queued or posted) and END (once). */
+#define BIDI_MAX_EVENTS 4
+
+struct bidi_event {
+	enum rpc_bidi_event type;
+	uint8_t *msg; /* MESSAGE: malloc'd, handed to the caller */
+	size_t len;
+};
+
+struct rpc_bidi {
+	struct rpc_channel *ch;
+	char *method;
+	int timeout_ms;
+	grpc_completion_queue *cq;   /* NEXT; polled by the driving thread only */
+	grpc_call *call;
+	grpc_metadata_array md_initial;
+	grpc_metadata_array md_trailing;
+	grpc_status_code status;
+	grpc_slice details;
+	const char *error_string;
+	grpc_byte_buffer *send_bb;   /* the send in flight's message */
+	grpc_byte_buffer *recv_bb;   /* out-param of the receive */
+	/* tags: the addresses of these bytes */
+	char tag_start, tag_recv, tag_send, tag_close, tag_status, tag_wake;
+
+	/* Serializes grpc_call_start_batch (wake comes from any thread) and
+	 * guards is_wake_posted. Everything else belongs to the driving
+	 * thread. */
+	pthread_mutex_t mu;
+	bool is_wake_posted;         /* a wake tag is in the CQ, not yet handled */
+
+	bool is_start_pending, is_recv_pending, is_send_pending, is_close_pending,
+	     is_status_pending;      /* batches started, tag not yet handled */
+	bool is_sending;             /* a send started, its SENT not yet returned */
+	bool is_close_wanted;        /* rpc_bidi_close_send called */
+	bool is_status_done;         /* the status has arrived */
+	bool is_woken_queued;        /* a WOKEN event is in the FIFO */
+	bool is_end_queued;          /* END is in the FIFO (or returned) */
+	bool is_done;                /* END returned: end_rc/end_err final */
+	bool is_freeing;             /* rpc_bidi_free draining: start nothing */
+	int local_rc;                /* a local failure that overrides the status */
+	struct us_err local_err;
+	int end_rc;
+	struct us_err end_err;
+	struct bidi_event ev[BIDI_MAX_EVENTS];
+	size_t ev_head, ev_n;
+};
+
+static void bidi_push_event(struct rpc_bidi *b, enum rpc_bidi_event type, uint8_t *msg,
+			    size_t len)
+{
+	struct bidi_event *e;
+
+	assert(b->ev_n < BIDI_MAX_EVENTS);
+	e = &b->ev[(b->ev_head + b->ev_n) % BIDI_MAX_EVENTS];
+	e->type = type;
+	e->msg = msg;
+	e->len = len;
+	b->ev_n++;
+}
+
+static grpc_call_error bidi_start(struct rpc_bidi *b, const grpc_op *ops, size_t n, void *tag)
+{
+	grpc_call_error e;
+
+	pthread_mutex_lock(&b->mu);
+	e = grpc_call_start_batch(b->call, ops, n, tag, NULL);
+	pthread_mutex_unlock(&b->mu);
+	return e;
+}
+
+/* Records a local failure (first one wins) and cancels the call: its
+ * batches complete, the status arrives, and END reports this failure. */
+static void bidi_fail(struct rpc_bidi *b, int rc, const char *what)
+{
+	if (!b->local_rc) {
+		b->local_rc = rc;
+		err_set(&b->local_err, rc, "%s on %s: %s", b->method, b->ch->addr, what);
+	}
+	grpc_call_cancel(b->call, NULL);
+}
+
+static void bidi_arm_recv(struct rpc_bidi *b)
+{
+	grpc_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &b->recv_bb;
+	if (bidi_start(b, &op, 1, &b->tag_recv) == GRPC_CALL_OK)
+		b->is_recv_pending = true;
+	else
+		bidi_fail(b, US_EIO, "cannot receive: grpc refused the batch");
+}
+
+static void bidi_start_close(struct rpc_bidi *b)
+{
+	grpc_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	if (bidi_start(b, &op, 1, &b->tag_close) == GRPC_CALL_OK)
+		b->is_close_pending = true;
+	else
+		bidi_fail(b, US_EIO, "cannot half-close: grpc refused the batch");
+}
+
+/* Queues END once the status is in and nothing but a wake is pending, so
+ * that it follows every other event. */
+static void bidi_check_end(struct rpc_bidi *b)
+{
+	if (b->is_end_queued || !b->is_status_done || b->is_start_pending ||
+	    b->is_recv_pending || b->is_send_pending || b->is_close_pending)
+		return;
+	if (b->local_rc) {
+		b->end_rc = b->local_rc;
+		b->end_err = b->local_err;
+	} else {
+		b->end_rc = status_to_err(b->ch, b->method, b->status, b->details,
+					  b->error_string, b->timeout_ms, &b->end_err);
+		if (b->end_rc == 0)
+			err_clear(&b->end_err);
+	}
+	b->is_end_queued = true;
+	bidi_push_event(b, RPC_BIDI_END, NULL, 0);
+}
+
+/* One completion of the bidi's CQ, on the driving thread. */
+static void bidi_handle(struct rpc_bidi *b, void *tag, bool ok)
+{
+	if (tag == &b->tag_wake) {
+		pthread_mutex_lock(&b->mu);
+		b->is_wake_posted = false;
+		pthread_mutex_unlock(&b->mu);
+		if (!b->is_woken_queued && !b->is_freeing) {
+			b->is_woken_queued = true;
+			bidi_push_event(b, RPC_BIDI_WOKEN, NULL, 0);
+		}
+		return;
+	}
+	if (tag == &b->tag_start) {
+		b->is_start_pending = false;
+	} else if (tag == &b->tag_recv) {
+		grpc_byte_buffer *bb = b->recv_bb;
+
+		b->recv_bb = NULL;
+		b->is_recv_pending = false;
+		if (bb && ok && !b->is_freeing) {
+			uint8_t *msg;
+			size_t len;
+			int rc = bb_copy_out(bb, &msg, &len);
+
+			if (rc == 0)
+				bidi_push_event(b, RPC_BIDI_MESSAGE, msg, len);
+			else
+				bidi_fail(b, rc, "cannot read message");
+		}
+		/* no message: the server is done sending; the status follows */
+		if (bb)
+			grpc_byte_buffer_destroy(bb);
+	} else if (tag == &b->tag_send) {
+		grpc_byte_buffer_destroy(b->send_bb);
+		b->send_bb = NULL;
+		b->is_send_pending = false;
+		/* a failed send means the call is over: END tells why */
+		if (ok && !b->is_freeing) {
+			bidi_push_event(b, RPC_BIDI_SENT, NULL, 0);
+			if (b->is_close_wanted)
+				bidi_start_close(b);
+		}
+	} else if (tag == &b->tag_close) {
+		b->is_close_pending = false;
+	} else if (tag == &b->tag_status) {
+		b->is_status_pending = false;
+		b->is_status_done = true;
+	} else {
+		assert(!"unknown bidi tag");
+	}
+	if (!b->is_freeing)
+		bidi_check_end(b);
+}
+
+static bool bidi_is_draining(struct rpc_bidi *b)
+{
+	bool is_wake;
+
+	pthread_mutex_lock(&b->mu);
+	is_wake = b->is_wake_posted;
+	pthread_mutex_unlock(&b->mu);
+	return is_wake || b->is_start_pending || b->is_recv_pending || b->is_send_pending ||
+	       b->is_close_pending || b->is_status_pending;
+}
+
+void rpc_bidi_free(struct rpc_bidi *b)
+{
+	if (!b)
+		return;
+	b->is_freeing = true;
+	if (b->call) {
+		if (!b->is_status_done)
+			grpc_call_cancel(b->call, NULL); /* unfinished: the tags come back now */
+		while (bidi_is_draining(b)) {
+			grpc_event ev = grpc_completion_queue_next(
+				b->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+			assert(ev.type == GRPC_OP_COMPLETE);
+			if (ev.type == GRPC_OP_COMPLETE)
+				bidi_handle(b, ev.tag, ev.success != 0);
+		}
+	}
+	for (; b->ev_n; b->ev_n--) {
+		free(b->ev[b->ev_head].msg);
+		b->ev_head = (b->ev_head + 1) % BIDI_MAX_EVENTS;
+	}
+	if (b->recv_bb)
+		grpc_byte_buffer_destroy(b->recv_bb);
+	if (b->send_bb)
+		grpc_byte_buffer_destroy(b->send_bb);
+	grpc_slice_unref(b->details);
+	gpr_free((void *)b->error_string);
+	grpc_metadata_array_destroy(&b->md_initial);
+	grpc_metadata_array_destroy(&b->md_trailing);
+	if (b->call)
+		grpc_call_unref(b->call);
+	if (b->cq) {
+		grpc_completion_queue_shutdown(b->cq);
+		/* drained above: this returns GRPC_QUEUE_SHUTDOWN at once */
+		while (grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+						  NULL).type != GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(b->cq);
+	}
+	pthread_mutex_destroy(&b->mu);
+	free(b->method);
+	b->ch->n_streams--;
+	free(b);
+}
+
+int rpc_bidi_open(struct rpc_channel *ch, const char *method, int timeout_ms,
+		  struct rpc_bidi **out, struct us_err *err)
+{
+	struct rpc_bidi *b;
+	grpc_slice path;
+	gpr_timespec deadline;
+	grpc_op ops[2];
+	grpc_call_error e;
+	int rc;
+
+	*out = NULL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return err_set(err, US_ENOMEM, "cannot call %s on %s: out of memory", method,
+			       ch->addr);
+	if (pthread_mutex_init(&b->mu, NULL) != 0) {
+		free(b);
+		return err_set(err, US_ENOMEM, "cannot call %s on %s: out of memory", method,
+			       ch->addr);
+	}
+	b->ch = ch;
+	ch->n_streams++;
+	b->timeout_ms = timeout_ms;
+	b->status = GRPC_STATUS_UNKNOWN;
+	b->details = grpc_empty_slice();
+	grpc_metadata_array_init(&b->md_initial);
+	grpc_metadata_array_init(&b->md_trailing);
+	b->method = strdup(method);
+	if (!b->method) {
+		rc = err_set(err, US_ENOMEM, "cannot call %s on %s: out of memory", method,
+			     ch->addr);
+		goto out_bidi;
+	}
+	b->cq = grpc_completion_queue_create_for_next(NULL);
+
+	path = grpc_slice_from_copied_string(method);
+	if (timeout_ms > 0)
+		deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+	else
+		deadline = gpr_inf_future(GPR_CLOCK_REALTIME);
+	b->call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, b->cq, path,
+					   NULL, deadline, NULL);
+	grpc_slice_unref(path);
+	if (!b->call) {
+		rc = err_set(err, US_EIO, "cannot call %s on %s: grpc refused the call", method,
+			     ch->addr);
+		goto out_bidi;
+	}
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = ch->n_md;
+	ops[0].data.send_initial_metadata.metadata = ch->md;
+	ops[0].flags = 0; /* no WAIT_FOR_READY: a dead server ends the call at once */
+	ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[1].data.recv_initial_metadata.recv_initial_metadata = &b->md_initial;
+	e = bidi_start(b, ops, 2, &b->tag_start);
+	if (e != GRPC_CALL_OK)
+		goto out_batch;
+	b->is_start_pending = true;
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[0].data.recv_status_on_client.trailing_metadata = &b->md_trailing;
+	ops[0].data.recv_status_on_client.status = &b->status;
+	ops[0].data.recv_status_on_client.status_details = &b->details;
+	ops[0].data.recv_status_on_client.error_string = &b->error_string;
+	e = bidi_start(b, ops, 1, &b->tag_status);
+	if (e != GRPC_CALL_OK)
+		goto out_batch;
+	b->is_status_pending = true;
+
+	bidi_arm_recv(b);
+	if (b->local_rc) {
+		rc = err_set(err, b->local_rc, "%s", b->local_err.msg);
+		goto out_bidi;
+	}
+	err_clear(err);
+	*out = b;
+	return 0;
+
+out_batch:
+	rc = err_set(err, US_EIO, "cannot call %s on %s: grpc call error %d", method, ch->addr,
+		     (int)e);
+out_bidi:
+	rpc_bidi_free(b);
+	return rc;
+}
+
+int rpc_bidi_send(struct rpc_bidi *b, const uint8_t *msg, size_t len, struct us_err *err)
+{
+	grpc_op op;
+
+	if (b->is_end_queued || b->local_rc)
+		return err_set(err, US_EUNAVAIL, "cannot send on %s to %s: the call is over",
+			       b->method, b->ch->addr);
+	if (b->is_sending)
+		return err_set(err, US_EINVAL, "cannot send on %s to %s: a send is in flight",
+			       b->method, b->ch->addr);
+	if (b->is_close_wanted)
+		return err_set(err, US_EINVAL, "cannot send on %s to %s: sending is closed",
+			       b->method, b->ch->addr);
+	b->send_bb = bb_from(msg, len);
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_MESSAGE;
+	op.data.send_message.send_message = b->send_bb;
+	if (bidi_start(b, &op, 1, &b->tag_send) != GRPC_CALL_OK) {
+		grpc_byte_buffer_destroy(b->send_bb);
+		b->send_bb = NULL;
+		return err_set(err, US_EIO, "cannot send on %s to %s: grpc refused the batch",
+			       b->method, b->ch->addr);
+	}
+	b->is_send_pending = true;
+	b->is_sending = true;
+	err_clear(err);
+	return 0;
+}
+
+bool rpc_bidi_is_sending(const struct rpc_bidi *b)
+{
+	return b->is_sending;
+}
+
+int rpc_bidi_close_send(struct rpc_bidi *b, struct us_err *err)
+{
+	if (b->is_close_wanted || b->is_end_queued) {
+		err_clear(err);
+		return 0;
+	}
+	b->is_close_wanted = true;
+	/* else the send's completion starts it */
+	if (!b->is_send_pending)
+		bidi_start_close(b);
+	if (b->local_rc)
+		return err_set(err, b->local_rc, "%s", b->local_err.msg);
+	err_clear(err);
+	return 0;
+}
+
+int rpc_bidi_wait(struct rpc_bidi *b, int timeout_ms, uint8_t **msg, size_t *len,
+		  struct us_err *err)
+{
+	gpr_timespec deadline;
+	struct bidi_event e;
+
+	*msg = NULL;
+	*len = 0;
+	if (b->is_done) {
+		if (err)
+			*err = b->end_err;
+		return RPC_BIDI_END;
+	}
+	if (timeout_ms < 0)
+		deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+	else
+		deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+	while (b->ev_n == 0) {
+		grpc_event ev = grpc_completion_queue_next(b->cq, deadline, NULL);
+
+		if (ev.type == GRPC_QUEUE_TIMEOUT) {
+			err_clear(err);
+			return RPC_BIDI_TIMEOUT;
+		}
+		assert(ev.type == GRPC_OP_COMPLETE);
+		bidi_handle(b, ev.tag, ev.success != 0);
+	}
+	e = b->ev[b->ev_head];
+	b->ev_head = (b->ev_head + 1) % BIDI_MAX_EVENTS;
+	b->ev_n--;
+	switch (e.type) {
+	case RPC_BIDI_MESSAGE:
+		*msg = e.msg;
+		*len = e.len;
+		/* the next message may come now; after the status none will */
+		if (!b->is_status_done && !b->local_rc)
+			bidi_arm_recv(b);
+		break;
+	case RPC_BIDI_SENT:
+		b->is_sending = false;
+		break;
+	case RPC_BIDI_WOKEN:
+		b->is_woken_queued = false;
+		break;
+	case RPC_BIDI_END:
+		b->is_done = true;
+		if (err)
+			*err = b->end_err;
+		return RPC_BIDI_END;
+	case RPC_BIDI_TIMEOUT:
+		assert(!"timeout queued");
+		break;
+	}
+	err_clear(err);
+	return (int)e.type;
+}
+
+void rpc_bidi_wake(struct rpc_bidi *b)
+{
+	pthread_mutex_lock(&b->mu);
+	/* one posted wake is enough: the waiter sees WOKEN once for several */
+	if (!b->is_wake_posted &&
+	    grpc_call_start_batch(b->call, NULL, 0, &b->tag_wake, NULL) == GRPC_CALL_OK)
+		b->is_wake_posted = true;
+	pthread_mutex_unlock(&b->mu);
 }
 
 /* ------------------------------------------------------------------------ */

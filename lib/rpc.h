@@ -15,9 +15,15 @@
  * A cancelled call (client gone, deadline) still needs its rpc_call_finish():
  * it is then a no-op on the wire.
  *
+ * Bidi call lifecycle (server, struct rpc_bidi_method):
+ *   accepted -> on_open -> [rpc_call_recv_more -> on_message]* and
+ *   rpc_call_push* from any thread -> on_end exactly once and
+ *   rpc_call_finish exactly once, in either order -> freed when both have
+ *   happened and every batch has completed.
+ *
  * Client: a channel per server address; unary calls and server-streaming
- * reads, synchronous, on a private pluck CQ. A channel is used by one thread
- * at a time.
+ * reads, synchronous, on a private pluck CQ; bidi calls on a CQ of their
+ * own. A channel is used by one thread at a time.
  */
 #ifndef US_RPC_H
 #define US_RPC_H
@@ -50,21 +56,33 @@ struct rpc_method {
 /* A bidirectional streaming method (Replication.Push). The plumbing keeps at
  * most one receive in flight and starts it only when the handler asks
  * (rpc_call_recv_more), so a slow handler holds its client back (flow
- * control); sends are queued (rpc_call_push) and go out one at a time. */
+ * control: with BDP probing off, grpc buffers at most about one HTTP/2
+ * stream window, 64 KiB, of unread messages per call); sends are queued
+ * (rpc_call_push) and go out one at a time. A bidi method takes precedence
+ * over a unary rpc_method of the same path. The callbacks of one call never
+ * run concurrently with each other (all on its worker), but may run
+ * concurrently with the handler's own threads calling rpc_call_*. */
 struct rpc_bidi_method {
 	const char *path;
 	/* A new call: returns the handler's context for it, or NULL after
-	 * finishing the call itself (a refusal). Runs on the call's worker. The
-	 * first message is read only after rpc_call_recv_more. */
+	 * finishing the call itself (a refusal: then on_end never runs). Runs
+	 * on the call's worker. The first message is read only after
+	 * rpc_call_recv_more (which may be called from here). */
 	void *(*on_open)(struct rpc_call *call, void *arg);
 	/* One message (borrowed for this callback). Runs on the call's worker.
-	 * The next one is read only after rpc_call_recv_more. */
+	 * The next one is read only after rpc_call_recv_more (from here or any
+	 * thread). Not called after the call is finished. */
 	void (*on_message)(struct rpc_call *call, void *ctx, const uint8_t *msg, size_t len);
-	/* Runs once, on the call's worker: no message will come any more,
-	 * because the client half-closed (is_cancelled false) or the call died
-	 * (cancelled, deadline, connection lost, server stopping). The handler
-	 * must still finish the call exactly once (perhaps already has); ctx is
-	 * the handler's to free once it has finished the call and on_end ran. */
+	/* Runs once, on the call's worker: no message will come any more.
+	 * is_cancelled false: the client half-closed and the handler had not
+	 * finished the call; it should answer (rpc_call_finish, OK or not).
+	 * is_cancelled true: the call died (client cancelled or gone,
+	 * deadline, connection lost, server stopping; also while the handler
+	 * was not reading: it is told all the same), or the handler had
+	 * already finished it (a refusal mid-stream: on_end then follows soon,
+	 * whatever the client does). The handler must still finish the call
+	 * exactly once (perhaps already has); ctx is the handler's to free once
+	 * it has finished the call and on_end ran. */
 	void (*on_end)(struct rpc_call *call, void *ctx, bool is_cancelled);
 	void *arg;
 };
@@ -104,7 +122,12 @@ void rpc_server_stop(struct rpc_server *s, int grace_ms);
  * with err_to_grpc_status; msg (may be NULL: us_strerror(code)) becomes the
  * gRPC status details that the client shows verbatim. Thread-safe; exactly
  * once per call, also for a cancelled call, and not while a send is in
- * flight when resp is non-NULL (wait for more). */
+ * flight when resp is non-NULL (wait for more).
+ * Bidi call: stops reading (a message already on its way is dropped; on_end
+ * still runs once, with is_cancelled true if it had not run yet); resp, if
+ * non-NULL, is pushed as a last message; the status goes out after every
+ * pushed message has been taken by grpc, or at once, dropping the queue, if
+ * the call is dead. Pushes and recv_more are refused from here on. */
 void rpc_call_finish(struct rpc_call *call, int code, const char *msg,
 		     const uint8_t *resp, size_t resp_len);
 /* Same with the error record. */
@@ -123,16 +146,23 @@ int rpc_call_send(struct rpc_call *call, const uint8_t *msg, size_t len, rpc_mor
 		  void *arg);
 bool rpc_call_is_cancelled(const struct rpc_call *call);
 
-/* Bidi: asks for the next message (on_message or on_end follows). Any thread,
- * until the call is finished; a second request while one is pending is a
- * no-op returning 0. US_EINVAL on a finished call. */
+/* Bidi: asks for the next message (on_message or on_end follows, on the
+ * worker). Any thread (serialized with the call's lock), until the call is
+ * finished; a second request while one is pending, or any after on_end ran,
+ * is a no-op returning 0. US_EINVAL on a finished (or non-bidi) call; US_EIO
+ * if grpc refused (the call is then cancelled and on_end follows). */
 int rpc_call_recv_more(struct rpc_call *call);
-/* Bidi: queues msg (copied) to be sent after those queued before it. Any
- * thread, until the call is finished. US_EUNAVAIL when the call has died,
- * US_ENOMEM. rpc_call_finish (resp NULL) sends the status after the queue
- * has drained. */
+/* Bidi: queues msg (copied) to be sent after those queued before it; one
+ * send is in flight at a time (the pusher starts it when none is, the
+ * worker starts the next one). Any thread, until the call is finished
+ * (US_EINVAL after). US_EUNAVAIL when the call has died (queued messages are
+ * then dropped), US_ENOMEM. rpc_call_finish (resp NULL) sends the status
+ * after the queue has drained. The queue is not bounded here: the handler
+ * bounds it with rpc_call_queued_bytes. */
 int rpc_call_push(struct rpc_call *call, const uint8_t *msg, size_t len);
-/* Bytes queued by rpc_call_push and not yet taken by grpc. Any thread. */
+/* Bytes pushed whose send has not completed yet (the queue plus the send in
+ * flight); 0 once the call died and the queue was dropped. Any thread,
+ * until the call is freed. */
 size_t rpc_call_queued_bytes(struct rpc_call *call);
 
 /* The value of request metadata key (lower case) and its length in *len
@@ -184,13 +214,17 @@ void rpc_stream_free(struct rpc_stream *st);
 
 /* Bidirectional call, driven by one thread with rpc_bidi_wait (its own CQ);
  * rpc_bidi_wake may come from any thread. A receive is always in flight, so
- * messages arrive while the thread sends. */
+ * messages arrive while the thread sends; it is re-armed when its message is
+ * handed out, so at most one received message waits here and a driver that
+ * stops waiting holds the server back (HTTP/2 flow control). Every function
+ * but rpc_bidi_wake runs on the driving thread. */
 struct rpc_bidi;
 
 enum rpc_bidi_event {
 	RPC_BIDI_TIMEOUT = 0,  /* nothing happened within the timeout */
 	RPC_BIDI_MESSAGE = 1,  /* *msg is a new message (free(); non-NULL even when empty) */
-	RPC_BIDI_SENT = 2,     /* the send in flight is done: the next may start */
+	RPC_BIDI_SENT = 2,     /* the send in flight was taken by grpc: the next may
+				* start (a failed send gives no SENT: END follows) */
 	RPC_BIDI_WOKEN = 3,    /* rpc_bidi_wake was called */
 	RPC_BIDI_END = 4,      /* the call is over: err has its status (code 0: OK);
 				* every later wait returns RPC_BIDI_END again */
@@ -198,24 +232,38 @@ enum rpc_bidi_event {
 
 /* Opens method on ch (timeout_ms <= 0: no deadline for the whole call),
  * sending the channel's token. Fails only locally; a failed connection shows
- * as RPC_BIDI_END with US_EUNAVAIL "cannot reach ADDR: ...". */
+ * as RPC_BIDI_END with US_EUNAVAIL "cannot reach ADDR: ..." (at once: the
+ * call does not wait for the channel to connect). *out is freed with
+ * rpc_bidi_free, before its channel. */
 int rpc_bidi_open(struct rpc_channel *ch, const char *method, int timeout_ms,
 		  struct rpc_bidi **out, struct us_err *err);
 /* Starts sending msg (copied). At most one send in flight: US_EINVAL while
- * one is (wait for RPC_BIDI_SENT); US_EUNAVAIL after the end. */
+ * one is (until its RPC_BIDI_SENT has been returned by rpc_bidi_wait) or
+ * after rpc_bidi_close_send; US_EUNAVAIL once the call is over (END queued
+ * or returned). A completed send means grpc took the message, not that the
+ * server read it. */
 int rpc_bidi_send(struct rpc_bidi *b, const uint8_t *msg, size_t len, struct us_err *err);
+/* True from rpc_bidi_send until its RPC_BIDI_SENT is returned (or for good
+ * if that send failed: END follows). */
 bool rpc_bidi_is_sending(const struct rpc_bidi *b);
-/* Half-closes (no more sends) once the send in flight is done. */
+/* Half-closes (no more sends) once the send in flight is done. Again, or
+ * after the end: a no-op returning 0. */
 int rpc_bidi_close_send(struct rpc_bidi *b, struct us_err *err);
-/* Waits up to timeout_ms (< 0: no limit) for one event (enum rpc_bidi_event);
- * events are returned in the order they happened, one per call. */
+/* Waits up to timeout_ms (< 0: no limit; 0: polls) for one event (enum
+ * rpc_bidi_event); events are returned in the order they happened, one per
+ * call, END last. err is cleared for every event but END. */
 int rpc_bidi_wait(struct rpc_bidi *b, int timeout_ms, uint8_t **msg, size_t *len,
 		  struct us_err *err);
 /* Any thread: makes the current or next rpc_bidi_wait return RPC_BIDI_WOKEN
- * (several wakes before a wait may give one event). */
+ * (several wakes before a wait may give one event; after END, no effect).
+ * Thread-safe against every other rpc_bidi_* call on b except rpc_bidi_free:
+ * the caller must make sure no wake is running or starts once free has
+ * begun (e.g. the waker looks b up under a lock that the owner takes to
+ * unpublish b before freeing it). Never blocks on the network. */
 void rpc_bidi_wake(struct rpc_bidi *b);
-/* Cancels the call if unfinished, drains its events and frees; NULL: no-op.
- * Not while another thread is inside rpc_bidi_wake for it. */
+/* Cancels the call if unfinished, waits for every batch it started (wakes
+ * included) to come back, frees undelivered messages and destroys the CQ;
+ * NULL: no-op. The server sees the call cancelled (on_end(true)). */
 void rpc_bidi_free(struct rpc_bidi *b);
 
 /* grpc_init/grpc_shutdown, ref-counted by gRPC itself; call once per program

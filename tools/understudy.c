@@ -352,19 +352,25 @@ static int cmd_files(struct cli *cli)
 
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(
-				a, json_pack("{s:s,s:s,s:b,s:b,s:I,s:I}", "account", files[i].account,
-					     "file", files[i].file, "logged", files[i].is_logged,
-					     "account_logged", files[i].is_account_logged, "data_items",
+				a, json_pack("{s:s,s:s,s:b,s:b,s:I,s:I,s:I}", "account",
+					     files[i].account, "file", files[i].file, "logged",
+					     files[i].is_logged, "account_logged",
+					     files[i].is_account_logged, "data_items",
 					     (json_int_t)files[i].data_items, "dict_items",
-					     (json_int_t)files[i].dict_items));
+					     (json_int_t)files[i].dict_items, "stale_since_seq",
+					     (json_int_t)files[i].stale_since_seq));
 		free(files);
 		return print_json(json_pack("{s:o}", "files", a));
 	}
-	for (size_t i = 0; i < n; i++)
-		printf("%s\t%s\t%s\t%llu\t%llu\n", files[i].account, files[i].file,
+	for (size_t i = 0; i < n; i++) {
+		printf("%s\t%s\t%s\t%llu\t%llu", files[i].account, files[i].file,
 		       files[i].is_logged && files[i].is_account_logged ? "logged" : "unlogged",
 		       (unsigned long long)files[i].data_items,
 		       (unsigned long long)files[i].dict_items);
+		if (files[i].stale_since_seq)
+			printf("\tstale since seq %llu", (unsigned long long)files[i].stale_since_seq);
+		putchar('\n');
+	}
 	free(files);
 	return 0;
 }

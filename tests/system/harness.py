@@ -149,6 +149,12 @@ class Collector:
     the process appended). is_expected_running is what the test believes;
     tearDown reports a collector that died without being told to."""
 
+    program = "understudy-collector"
+
+    def default_config(self):
+        return {"namespace": "site-a", "listen": self.addr, "data_dir": self.data_dir,
+                "log_level": "info"}
+
     def __init__(self, root, name="collector", port=None, **config):
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -156,10 +162,9 @@ class Collector:
         self.port = port or free_port()
         self.addr = "127.0.0.1:%d" % self.port
         self.data_dir = os.path.join(self.dir, "data")
-        self.config_path = os.path.join(self.dir, "collector.ini")
+        self.config_path = os.path.join(self.dir, "daemon.ini")
         self.log_path = os.path.join(self.dir, "stderr.log")
-        self.config = {"namespace": "site-a", "listen": self.addr, "data_dir": self.data_dir,
-                       "log_level": "info"}
+        self.config = self.default_config()
         self.config.update(config)
         self.proc = None
         self.is_expected_running = False
@@ -168,8 +173,19 @@ class Collector:
     def write_config(self):
         with open(self.config_path, "w") as f:
             f.write("# written by tests/system/harness.py\n")
+            sections = []
             for key, value in self.config.items():
-                f.write("%s = %s\n" % (key, value))
+                if isinstance(value, dict):
+                    sections.append((key, value))  # "[namespace site-a]": {...}
+                elif isinstance(value, (list, tuple)):
+                    for v in value:
+                        f.write("%s = %s\n" % (key, v))
+                else:
+                    f.write("%s = %s\n" % (key, value))
+            for header, body in sections:
+                f.write("[%s]\n" % header)
+                for key, value in body.items():
+                    f.write("%s = %s\n" % (key, value))
 
     def start(self, wait=True, attempts=3):
         """Starts the process; with wait, returns once it answers `status`.
@@ -199,7 +215,7 @@ class Collector:
         log.flush()
         try:
             self.proc = subprocess.Popen(
-                [binary("understudy-collector"), "--config", self.config_path],
+                [binary(self.program), "--config", self.config_path],
                 cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=child_env())
         finally:
@@ -216,8 +232,8 @@ class Collector:
 
         def ready():
             if not self.is_running():
-                raise AssertionError("collector exited with %s before it was ready\n%s"
-                                     % (self.proc.returncode, self.log_tail()))
+                raise AssertionError("%s exited with %s before it was ready\n%s"
+                                     % (self.program, self.proc.returncode, self.log_tail()))
             r = subprocess.run([cli_path, "--addr", self.addr, "status"],
                                stdin=subprocess.DEVNULL, capture_output=True,
                                timeout=CLI_TIMEOUT_S, env=child_env())
@@ -268,6 +284,15 @@ class Collector:
         except OSError:
             return "(no collector log)"
         return "---- %s (last %d lines)\n%s" % (self.log_path, n, "\n".join(lines[-n:]))
+
+
+class Archiver(Collector):
+    """One understudy-archiver process, like Collector (same helpers)."""
+
+    program = "understudy-archiver"
+
+    def default_config(self):
+        return {"listen": self.addr, "data_dir": self.data_dir, "log_level": "info"}
 
 
 def run_cli(addr, *args, stdin=None, timeout=CLI_TIMEOUT_S):
@@ -335,6 +360,13 @@ class SystemTest(unittest.TestCase):
         c = Collector(self.tmp, name or "collector%d" % len(self.collectors), **config)
         self.collectors.append(c)
         return c.start(wait=wait)
+
+    def start_archiver(self, name=None, wait=True, **config):
+        """An archiver; kept in self.collectors too, so tearDown kills it and
+        shows its log like any daemon's."""
+        a = Archiver(self.tmp, name or "archiver%d" % len(self.collectors), **config)
+        self.collectors.append(a)
+        return a.start(wait=wait)
 
     # ---- CLI
 
@@ -411,7 +443,9 @@ class Proto:
         get_class = getattr(message_factory, "GetMessageClass", None)
         for name in ("Op", "CommitRequest", "CommitResponse", "ReadRequest", "ReadResponse",
                      "ScanRequest", "ScanResponse", "Item", "ListFilesRequest",
-                     "ListFilesResponse", "FileInfo", "StatusRequest", "StatusResponse"):
+                     "ListFilesResponse", "FileInfo", "StatusRequest", "StatusResponse",
+                     "Frame", "Hello", "Entries", "Heartbeat", "SeedBegin", "SeedEnd", "Ack",
+                     "Welcome", "Progress"):
             d = self.pool.FindMessageTypeByName("understudy.v1." + name)
             cls = get_class(d) if get_class else factory.GetPrototype(d)
             setattr(self, name, cls)
@@ -447,6 +481,26 @@ class Stub:
         self.Status = channel.unary_unary("/understudy.v1.Admin/Status",
                                           request_serializer=p.StatusRequest.SerializeToString,
                                           response_deserializer=p.StatusResponse.FromString)
+        self.Push = channel.stream_stream("/understudy.v1.Replication/Push",
+                                          request_serializer=p.Frame.SerializeToString,
+                                          response_deserializer=p.Ack.FromString)
+
+
+def dump_namespace(stub, proto, ns, timeout_s=30):
+    """Everything a namespace holds, through Store/ListFiles and Scan:
+    {(account, file): {"logged": bool, "data": {id: body}, "dict": {id: body}}}."""
+    out = {}
+    files = stub.ListFiles(proto.ListFilesRequest(namespace=ns), timeout=timeout_s).files
+    for f in files:
+        entry = {"logged": f.logged, "shipped": f.logged and f.account_logged,
+                 "stale_since_seq": f.stale_since_seq, "data": {}, "dict": {}}
+        for section, is_dict in (("data", False), ("dict", True)):
+            req = proto.ScanRequest(namespace=ns, account=f.account, file=f.file, dict=is_dict)
+            for chunk in stub.Scan(req, timeout=timeout_s):
+                for item in chunk.items:
+                    entry[section][item.id] = item.body
+        out[(f.account, f.file)] = entry
+    return out
 
 
 def main():

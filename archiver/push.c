@@ -1,0 +1,392 @@
+/*
+ * push.c - Replication.Push on the archiver: one site's stream into its
+ * namespace, and the syncer that makes applied frames durable.
+ *
+ * A push (one call) goes: opened -> Hello checked (namespace allowed, protocol,
+ * generation, the site not behind this archive) -> attached to its namespace
+ * (a push already attached there is ended: the newest connection wins) ->
+ * Welcome{applied, durable} -> Entries frames, each checked whole
+ * (stream_decode_entries) and applied in one batch without fsync
+ * (store_apply_entries), one frame in flight -> the syncer fsyncs what was
+ * applied (one fsync for every frame of every namespace applied meanwhile)
+ * and pushes Progress{applied, durable} back. A refused frame ends the call
+ * with its precise status; nothing of it was applied.
+ *
+ * Locks: ns.apply_lock (serializes applies to one store, across pushes), then
+ * ns.lock (attachment, link fields), then push.lock (is_finished). The syncer
+ * takes ns.lock then push.lock. A push is freed by its on_end, after it has
+ * detached, so a pointer read under ns.lock is valid while ns.lock is held.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "archiver.h"
+#include "log.h"
+#include "stream.h"
+#include "understudy.pb-c.h"
+
+#define PROTOCOL_VERSION 1
+
+struct push {
+	struct archiver *a;
+	struct rpc_call *call;
+	pthread_mutex_t lock;       /* guards is_finished */
+	bool is_finished;           /* rpc_call_finish done: the call is not touched again */
+	struct ns *ns;              /* set by the Hello (worker thread only) */
+	char node_id[64];
+	struct stream_frame frame;  /* decode scratch (worker thread only) */
+	struct buf out;             /* pack scratch for the worker's own sends */
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Ends the call once; later calls do nothing. */
+static void push_finish(struct push *p, int code, const char *msg)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!p->is_finished) {
+		p->is_finished = true;
+		rpc_call_finish(p->call, code, msg, NULL, 0);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Packs an Ack and queues it, unless the call is finished. Caller holds no
+ * push lock. */
+static void push_send_ack(struct push *p, Understudy__V1__Ack *ack, struct buf *tmp)
+{
+	size_t len = understudy__v1__ack__get_packed_size(ack);
+
+	buf_reset(tmp);
+	if (buf_reserve(tmp, len ? len : 1))
+		return; /* out of memory: the site sees no ack and retries later */
+	understudy__v1__ack__pack(ack, tmp->p);
+	tmp->len = len;
+	pthread_mutex_lock(&p->lock);
+	if (!p->is_finished)
+		rpc_call_push(p->call, tmp->p, tmp->len);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void send_progress(struct push *p, uint64_t applied, uint64_t durable, struct buf *tmp)
+{
+	Understudy__V1__Ack ack;
+	Understudy__V1__Progress pr;
+
+	understudy__v1__progress__init(&pr);
+	pr.applied_seq = applied;
+	pr.durable_seq = durable;
+	understudy__v1__ack__init(&ack);
+	ack.body_case = UNDERSTUDY__V1__ACK__BODY_PROGRESS;
+	ack.progress = &pr;
+	push_send_ack(p, &ack, tmp);
+}
+
+/* Refuses: logs, ends the call with code and the message. */
+static void refuse(struct push *p, const struct us_err *err)
+{
+	log_warn("ns=%s event=push_refused node=%s peer=%s code=%d reason=\"%s\"",
+		 p->ns ? p->ns->name : "-", p->node_id[0] ? p->node_id : "-",
+		 rpc_call_peer(p->call), err->code, err->msg);
+	push_finish(p, err->code, err->msg);
+}
+
+/* ---- the syncer ---- */
+
+static void *syncer_main(void *arg)
+{
+	struct archiver *a = arg;
+	struct buf tmp;
+
+	pthread_setname_np(pthread_self(), "us-syncer");
+	buf_init(&tmp);
+	pthread_mutex_lock(&a->sync_lock);
+	for (;;) {
+		while (!a->is_sync_needed && !a->is_stopping)
+			pthread_cond_wait(&a->sync_cond, &a->sync_lock);
+		if (!a->is_sync_needed && a->is_stopping)
+			break;
+		a->is_sync_needed = false;
+		pthread_mutex_unlock(&a->sync_lock);
+
+		for (size_t i = 0;; i++) {
+			struct store_position pos;
+			struct us_err err;
+			uint64_t durable;
+			struct ns *ns;
+			bool is_dirty;
+
+			pthread_mutex_lock(&a->ns_lock);
+			ns = i < a->n_ns ? a->ns[i] : NULL;
+			pthread_mutex_unlock(&a->ns_lock);
+			if (!ns)
+				break;
+			pthread_mutex_lock(&ns->lock);
+			is_dirty = ns->is_dirty;
+			ns->is_dirty = false;
+			pthread_mutex_unlock(&ns->lock);
+			if (!is_dirty)
+				continue;
+			if (store_sync(ns->store, &durable, &err)) {
+				log_error("ns=%s event=sync_failed reason=\"%s\"", ns->name, err.msg);
+				continue; /* durable stays behind: the site keeps its journal */
+			}
+			store_get_position(ns->store, &pos);
+			pthread_mutex_lock(&ns->lock);
+			if (durable > ns->durable_seq)
+				ns->durable_seq = durable;
+			if (ns->push)
+				send_progress(ns->push, pos.seq, ns->durable_seq, &tmp);
+			pthread_mutex_unlock(&ns->lock);
+		}
+		pthread_mutex_lock(&a->sync_lock);
+	}
+	pthread_mutex_unlock(&a->sync_lock);
+	buf_release(&tmp);
+	return NULL;
+}
+
+static void request_sync(struct archiver *a, struct ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	ns->is_dirty = true;
+	pthread_mutex_unlock(&ns->lock);
+	pthread_mutex_lock(&a->sync_lock);
+	a->is_sync_needed = true;
+	pthread_cond_signal(&a->sync_cond);
+	pthread_mutex_unlock(&a->sync_lock);
+}
+
+int archiver_syncer_start(struct archiver *a, struct us_err *err)
+{
+	int rc;
+
+	pthread_mutex_init(&a->sync_lock, NULL);
+	pthread_cond_init(&a->sync_cond, NULL);
+	rc = pthread_create(&a->syncer, NULL, syncer_main, a);
+	if (rc)
+		return err_set(err, US_EIO, "cannot start the syncer thread: error %d", rc);
+	return 0;
+}
+
+void archiver_syncer_stop(struct archiver *a)
+{
+	pthread_mutex_lock(&a->sync_lock);
+	a->is_stopping = true;
+	pthread_cond_signal(&a->sync_cond);
+	pthread_mutex_unlock(&a->sync_lock);
+	pthread_join(a->syncer, NULL);
+	pthread_cond_destroy(&a->sync_cond);
+	pthread_mutex_destroy(&a->sync_lock);
+}
+
+/* ---- frames ---- */
+
+static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_err *err)
+{
+	Understudy__V1__Ack ack;
+	Understudy__V1__Welcome w;
+	struct store_position pos;
+	struct push *old;
+	struct ns *ns;
+	int rc;
+
+	snprintf(p->node_id, sizeof(p->node_id), "%s", h->node_id);
+	if (h->protocol != PROTOCOL_VERSION)
+		return err_set(err, US_EPRECOND, "protocol %u is not spoken here (want %d)",
+			       h->protocol, PROTOCOL_VERSION);
+	if ((rc = archiver_get_ns(p->a, h->namespace_, true, &ns, err)))
+		return rc;
+	pthread_mutex_lock(&ns->apply_lock);
+	store_get_position(ns->store, &pos);
+	if (h->generation != pos.generation)
+		rc = err_set(err, US_EPRECOND,
+			     "namespace %s: the site is at generation %llu, this archiver at %llu",
+			     ns->name, (unsigned long long)h->generation,
+			     (unsigned long long)pos.generation);
+	else if (h->last_seq < pos.seq)
+		rc = err_set(err, US_EPRECOND,
+			     "namespace %s: the site's last seq %llu is behind this archiver's %llu "
+			     "(the site lost journal: restore it or rejoin)",
+			     ns->name, (unsigned long long)h->last_seq, (unsigned long long)pos.seq);
+	if (rc) {
+		pthread_mutex_unlock(&ns->apply_lock);
+		return rc;
+	}
+	pthread_mutex_lock(&ns->lock);
+	old = ns->push;
+	if (old) {
+		log_info("ns=%s event=push_replaced node=%s", ns->name, p->node_id);
+		push_finish(old, US_EUNAVAIL, "replaced by a newer connection of the same site");
+	}
+	ns->push = p;
+	ns->is_connected = true;
+	ns->master_seq = h->last_seq;
+	ns->heartbeat_ms = now_ms();
+	p->ns = ns;
+	understudy__v1__welcome__init(&w);
+	w.generation = pos.generation;
+	w.applied_seq = pos.seq;
+	w.durable_seq = ns->durable_seq;
+	w.node_id = "archiver";
+	understudy__v1__ack__init(&ack);
+	ack.body_case = UNDERSTUDY__V1__ACK__BODY_WELCOME;
+	ack.welcome = &w;
+	push_send_ack(p, &ack, &p->out);
+	pthread_mutex_unlock(&ns->lock);
+	pthread_mutex_unlock(&ns->apply_lock);
+	log_info("ns=%s event=push_attached node=%s peer=%s site_seq=%llu applied_seq=%llu",
+		 ns->name, p->node_id, rpc_call_peer(p->call), (unsigned long long)h->last_seq,
+		 (unsigned long long)pos.seq);
+	return 0;
+}
+
+static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct us_err *err)
+{
+	struct ns *ns = p->ns;
+	bool is_attached;
+	int rc;
+
+	if ((rc = stream_decode_entries(e->first_seq, e->count, e->raw_len, e->block.data,
+					e->block.len, &p->frame, err)))
+		return rc;
+	pthread_mutex_lock(&ns->apply_lock);
+	pthread_mutex_lock(&ns->lock);
+	is_attached = ns->push == p;
+	pthread_mutex_unlock(&ns->lock);
+	if (!is_attached)
+		rc = err_set(err, US_EUNAVAIL, "replaced by a newer connection of the same site");
+	else
+		rc = store_apply_entries(ns->store, p->frame.first_seq, p->frame.entries,
+					 p->frame.n, false, err);
+	pthread_mutex_unlock(&ns->apply_lock);
+	if (rc) {
+		err_wrap(err, "namespace %s", ns->name);
+		return rc;
+	}
+	pthread_mutex_lock(&ns->lock);
+	if (e->first_seq + e->count - 1 > ns->master_seq)
+		ns->master_seq = e->first_seq + e->count - 1;
+	ns->heartbeat_ms = now_ms();
+	pthread_mutex_unlock(&ns->lock);
+	request_sync(p->a, ns);
+	return 0;
+}
+
+static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h)
+{
+	struct ns *ns = p->ns;
+	struct store_position pos;
+	uint64_t durable;
+
+	store_get_position(ns->store, &pos);
+	pthread_mutex_lock(&ns->lock);
+	if (h->last_seq > ns->master_seq)
+		ns->master_seq = h->last_seq;
+	ns->heartbeat_ms = now_ms();
+	durable = ns->durable_seq;
+	pthread_mutex_unlock(&ns->lock);
+	/* The answer is the heartbeat the other way. */
+	send_progress(p, pos.seq, durable, &p->out);
+	return 0;
+}
+
+static void *push_open(struct rpc_call *call, void *arg)
+{
+	struct push *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		return NULL;
+	}
+	p->a = arg;
+	p->call = call;
+	pthread_mutex_init(&p->lock, NULL);
+	stream_frame_init(&p->frame);
+	buf_init(&p->out);
+	if (rpc_call_recv_more(call))
+		push_finish(p, US_EIO, "cannot read the stream");
+	return p;
+}
+
+static void push_message(struct rpc_call *call, void *ctx, const uint8_t *msg, size_t len)
+{
+	struct push *p = ctx;
+	Understudy__V1__Frame *f = understudy__v1__frame__unpack(NULL, len, msg);
+	struct us_err err;
+	int rc = 0;
+
+	err_clear(&err);
+	if (!f) {
+		rc = err_set(&err, US_EINVAL, "frame of %zu bytes does not decode", len);
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_HELLO) {
+		rc = p->ns ? err_set(&err, US_EINVAL, "a second Hello on one stream")
+			   : on_hello(p, f->hello, &err);
+	} else if (!p->ns) {
+		rc = err_set(&err, US_EPRECOND, "the first frame must be a Hello");
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_ENTRIES) {
+		rc = on_entries(p, f->entries, &err);
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT) {
+		rc = on_heartbeat(p, f->heartbeat);
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN ||
+		   f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_CHUNK ||
+		   f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_END) {
+		rc = err_set(&err, US_EUNIMPL, "a full copy (seed) is not taken by this archiver yet");
+	} else {
+		rc = err_set(&err, US_EINVAL, "frame with no known body (case %d)", (int)f->body_case);
+	}
+	if (f)
+		understudy__v1__frame__free_unpacked(f, NULL);
+	if (rc) {
+		refuse(p, &err);
+		return;
+	}
+	if (rpc_call_recv_more(call))
+		push_finish(p, US_EIO, "cannot read the stream");
+}
+
+static void push_end(struct rpc_call *call, void *ctx, bool is_cancelled)
+{
+	struct push *p = ctx;
+
+	(void)call;
+	if (!p)
+		return;
+	if (p->ns) {
+		pthread_mutex_lock(&p->ns->lock);
+		if (p->ns->push == p) {
+			p->ns->push = NULL;
+			p->ns->is_connected = false;
+			log_info("ns=%s event=push_detached node=%s cancelled=%d", p->ns->name,
+				 p->node_id, is_cancelled);
+		}
+		pthread_mutex_unlock(&p->ns->lock);
+	}
+	push_finish(p, is_cancelled ? US_ECANCELLED : 0, is_cancelled ? "stream ended" : NULL);
+	stream_frame_release(&p->frame);
+	buf_release(&p->out);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+size_t archiver_replication_methods(struct archiver *a, struct rpc_bidi_method *out, size_t max)
+{
+	if (max < 1)
+		return 0;
+	out[0] = (struct rpc_bidi_method){
+		.path = "/understudy.v1.Replication/Push",
+		.on_open = push_open,
+		.on_message = push_message,
+		.on_end = push_end,
+		.arg = a,
+	};
+	return 1;
+}

@@ -1,0 +1,500 @@
+/* link.c - see link.h. */
+#include "link.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "rpc.h"
+#include "stream.h"
+#include "understudy.pb-c.h"
+#include "us_limits.h"
+
+#define PUSH_METHOD "/understudy.v1.Replication/Push"
+#define PROTOCOL_VERSION 1
+#define WELCOME_TIMEOUT_MS 10000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+enum link_state {
+	LINK_IDLE,       /* not connected; waiting out the backoff */
+	LINK_CONNECTING, /* stream open, Hello sent, waiting for the Welcome */
+	LINK_STREAMING,  /* sending frames, receiving acks */
+	LINK_STOPPED,    /* link_free: the thread ends */
+};
+
+/* One frame sent and not yet durable on the archiver. */
+struct inflight {
+	uint64_t last_seq;
+	size_t bytes;
+};
+
+struct link {
+	char addr[256];
+	char ns[US_NAMESPACE_MAX_LEN + 1];
+	struct store *store;
+	uint64_t heartbeat_ms;
+	int index;
+	pthread_t thread;
+	struct rpc_channel *ch;      /* the link thread's */
+
+	pthread_mutex_t lock;        /* guards the fields below */
+	pthread_cond_t cond;         /* backoff wait; signalled by link_free */
+	enum link_state state;
+	bool is_stopping;
+	struct rpc_bidi *bidi;       /* set while a stream is open: wake it under lock */
+	bool is_connected;           /* welcomed, streaming */
+	uint64_t acked_seq;
+	uint64_t applied_seq;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void set_state(struct link *l, enum link_state to)
+{
+	pthread_mutex_lock(&l->lock);
+	/* STOPPED is final; the others cycle IDLE -> CONNECTING -> STREAMING. */
+	assert(l->state != LINK_STOPPED);
+	assert(to == LINK_STOPPED || to == LINK_IDLE ||
+	       (to == LINK_CONNECTING && l->state == LINK_IDLE) ||
+	       (to == LINK_STREAMING && l->state == LINK_CONNECTING));
+	l->state = to;
+	pthread_mutex_unlock(&l->lock);
+}
+
+static bool is_stopping(struct link *l)
+{
+	bool v;
+
+	pthread_mutex_lock(&l->lock);
+	v = l->is_stopping;
+	pthread_mutex_unlock(&l->lock);
+	return v;
+}
+
+/* Packs a Frame and starts sending it. */
+static int send_frame(struct rpc_bidi *b, Understudy__V1__Frame *f, struct buf *tmp,
+		      struct us_err *err)
+{
+	size_t len = understudy__v1__frame__get_packed_size(f);
+
+	buf_reset(tmp);
+	if (buf_reserve(tmp, len ? len : 1))
+		return err_set(err, US_ENOMEM, "out of memory");
+	understudy__v1__frame__pack(f, tmp->p);
+	tmp->len = len;
+	return rpc_bidi_send(b, tmp->p, tmp->len, err);
+}
+
+static int send_hello(struct link *l, struct rpc_bidi *b, struct buf *tmp, struct us_err *err)
+{
+	Understudy__V1__Frame f;
+	Understudy__V1__Hello h;
+	struct store_position pos;
+	uint64_t first = 0;
+	int rc;
+
+	if ((rc = store_journal_first(l->store, &first, err)))
+		return rc;
+	store_get_position(l->store, &pos);
+	understudy__v1__hello__init(&h);
+	h.namespace_ = l->ns;
+	h.node_id = (char *)store_node_id(l->store);
+	h.generation = pos.generation;
+	h.last_seq = pos.seq;
+	h.first_seq = first;
+	h.protocol = PROTOCOL_VERSION;
+	understudy__v1__frame__init(&f);
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_HELLO;
+	f.hello = &h;
+	return send_frame(b, &f, tmp, err);
+}
+
+static int send_heartbeat(struct link *l, struct rpc_bidi *b, struct buf *tmp,
+			  struct us_err *err)
+{
+	Understudy__V1__Frame f;
+	Understudy__V1__Heartbeat h;
+	struct store_position pos;
+
+	store_get_position(l->store, &pos);
+	understudy__v1__heartbeat__init(&h);
+	h.time_ms = now_ms();
+	h.last_seq = pos.seq;
+	understudy__v1__frame__init(&f);
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT;
+	f.heartbeat = &h;
+	return send_frame(b, &f, tmp, err);
+}
+
+/* The state of one connection, owned by the link thread. */
+struct session {
+	struct rpc_bidi *b;
+	uint64_t next_seq;           /* first seq not yet sent */
+	struct inflight win[US_STREAM_WINDOW_FRAMES];
+	size_t win_head, win_n;      /* ring of frames sent, not yet durable */
+	size_t win_bytes;
+	uint64_t last_send_ms;       /* monotonic: for heartbeats */
+	struct buf scratch, block, msg;
+};
+
+/* Handles one Ack; 0 or an error that ends the session. */
+static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t len,
+		  struct us_err *err)
+{
+	Understudy__V1__Ack *a = understudy__v1__ack__unpack(NULL, len, msg);
+
+	if (!a)
+		return err_set(err, US_ECORRUPT, "archiver %s sent an ack that does not decode",
+			       l->addr);
+	if (a->body_case == UNDERSTUDY__V1__ACK__BODY_PROGRESS) {
+		uint64_t durable = a->progress->durable_seq;
+
+		pthread_mutex_lock(&l->lock);
+		if (durable > l->acked_seq)
+			l->acked_seq = durable;
+		if (a->progress->applied_seq > l->applied_seq)
+			l->applied_seq = a->progress->applied_seq;
+		pthread_mutex_unlock(&l->lock);
+		while (ss->win_n && ss->win[ss->win_head].last_seq <= durable) {
+			ss->win_bytes -= ss->win[ss->win_head].bytes;
+			ss->win_head = (ss->win_head + 1) % US_STREAM_WINDOW_FRAMES;
+			ss->win_n--;
+		}
+	}
+	understudy__v1__ack__free_unpacked(a, NULL);
+	return 0;
+}
+
+/* Sends the next frame if there is journal to send and room in the window.
+ * *is_sent tells whether it did. */
+static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
+			      struct us_err *err)
+{
+	Understudy__V1__Frame f;
+	Understudy__V1__Entries e;
+	struct store_position pos;
+	uint64_t first;
+	uint32_t count, raw_len;
+	int rc;
+
+	*is_sent = false;
+	store_get_position(l->store, &pos);
+	if (ss->next_seq > pos.seq || ss->win_n == US_STREAM_WINDOW_FRAMES ||
+	    ss->win_bytes >= US_STREAM_WINDOW_BYTES)
+		return 0;
+	rc = stream_build_entries(l->store, ss->next_seq, US_FRAME_TARGET_BYTES, &ss->scratch,
+				  &ss->block, &first, &count, &raw_len, err);
+	if (rc)
+		return rc;
+	if (count == 0)
+		return 0;
+	understudy__v1__entries__init(&e);
+	e.first_seq = first;
+	e.count = count;
+	e.raw_len = raw_len;
+	e.block.data = ss->block.p;
+	e.block.len = ss->block.len;
+	understudy__v1__frame__init(&f);
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_ENTRIES;
+	f.entries = &e;
+	if ((rc = send_frame(ss->b, &f, &ss->msg, err)))
+		return rc;
+	ss->win[(ss->win_head + ss->win_n) % US_STREAM_WINDOW_FRAMES] =
+		(struct inflight){.last_seq = first + count - 1, .bytes = ss->msg.len};
+	ss->win_n++;
+	ss->win_bytes += ss->msg.len;
+	ss->next_seq = first + count;
+	*is_sent = true;
+	return 0;
+}
+
+/* Waits for the Welcome; fills ss->next_seq. */
+static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
+{
+	uint64_t deadline = mono_ms() + WELCOME_TIMEOUT_MS;
+
+	for (;;) {
+		uint64_t now = mono_ms();
+		uint8_t *msg = NULL;
+		size_t len = 0;
+		int ev;
+
+		if (now >= deadline)
+			return err_set(err, US_ETIMEOUT, "archiver %s sent no welcome within %d ms",
+				       l->addr, WELCOME_TIMEOUT_MS);
+		ev = rpc_bidi_wait(ss->b, (int)(deadline - now), &msg, &len, err);
+		if (ev == RPC_BIDI_END)
+			return err->code ? err->code : err_set(err, US_EUNAVAIL,
+							       "archiver %s ended the stream",
+							       l->addr);
+		if (ev < 0)
+			return ev;
+		if (is_stopping(l))
+			return err_set(err, US_ECANCELLED, "stopping");
+		if (ev != RPC_BIDI_MESSAGE)
+			continue;
+		Understudy__V1__Ack *a = understudy__v1__ack__unpack(NULL, len, msg);
+		free(msg);
+		if (!a || a->body_case != UNDERSTUDY__V1__ACK__BODY_WELCOME) {
+			if (a)
+				understudy__v1__ack__free_unpacked(a, NULL);
+			return err_set(err, US_ECORRUPT, "archiver %s did not answer with a welcome",
+				       l->addr);
+		}
+		struct store_position pos;
+		int rc = 0;
+
+		store_get_position(l->store, &pos);
+		if (a->welcome->generation != pos.generation)
+			rc = err_set(err, US_EPRECOND,
+				     "archiver %s is at generation %llu, this site at %llu",
+				     l->addr, (unsigned long long)a->welcome->generation,
+				     (unsigned long long)pos.generation);
+		else if (a->welcome->applied_seq > pos.seq)
+			rc = err_set(err, US_EPRECOND,
+				     "archiver %s has applied up to seq %llu, beyond this site's %llu",
+				     l->addr, (unsigned long long)a->welcome->applied_seq,
+				     (unsigned long long)pos.seq);
+		if (rc == 0) {
+			ss->next_seq = a->welcome->applied_seq + 1;
+			pthread_mutex_lock(&l->lock);
+			l->applied_seq = a->welcome->applied_seq;
+			l->acked_seq = a->welcome->durable_seq;
+			pthread_mutex_unlock(&l->lock);
+			log_info("ns=%s event=link_up archiver=%s resume_seq=%llu durable_seq=%llu "
+				 "last_seq=%llu",
+				 l->ns, l->addr, (unsigned long long)ss->next_seq,
+				 (unsigned long long)a->welcome->durable_seq,
+				 (unsigned long long)pos.seq);
+		}
+		understudy__v1__ack__free_unpacked(a, NULL);
+		return rc;
+	}
+}
+
+/* One connection, from open to failure (or stop). Returns the reason. */
+static int run_session(struct link *l, struct session *ss, struct us_err *err)
+{
+	bool is_sending = false;
+	int rc;
+
+	if ((rc = rpc_bidi_open(l->ch, PUSH_METHOD, 0, &ss->b, err)))
+		return rc;
+	pthread_mutex_lock(&l->lock);
+	l->bidi = ss->b;
+	pthread_mutex_unlock(&l->lock);
+	set_state(l, LINK_CONNECTING);
+	if ((rc = send_hello(l, ss->b, &ss->msg, err)) || (rc = await_welcome(l, ss, err)))
+		return rc;
+	set_state(l, LINK_STREAMING);
+	pthread_mutex_lock(&l->lock);
+	l->is_connected = true;
+	pthread_mutex_unlock(&l->lock);
+	ss->last_send_ms = mono_ms();
+	is_sending = rpc_bidi_is_sending(ss->b);
+
+	while (!is_stopping(l)) {
+		uint8_t *msg = NULL;
+		size_t len = 0;
+		int ev, timeout;
+
+		if (!is_sending) {
+			bool is_sent;
+
+			if ((rc = maybe_send_entries(l, ss, &is_sent, err))) {
+				if (rc == US_ENOTFOUND)
+					err_wrap(err, "archiver %s needs a full copy", l->addr);
+				return rc;
+			}
+			if (!is_sent && mono_ms() - ss->last_send_ms >= l->heartbeat_ms) {
+				if ((rc = send_heartbeat(l, ss->b, &ss->msg, err)))
+					return rc;
+				is_sent = true;
+			}
+			if (is_sent) {
+				is_sending = true;
+				ss->last_send_ms = mono_ms();
+			}
+		}
+		timeout = (int)l->heartbeat_ms;
+		ev = rpc_bidi_wait(ss->b, timeout, &msg, &len, err);
+		switch (ev) {
+		case RPC_BIDI_MESSAGE:
+			rc = on_ack(l, ss, msg, len, err);
+			free(msg);
+			if (rc)
+				return rc;
+			break;
+		case RPC_BIDI_SENT:
+			is_sending = false;
+			break;
+		case RPC_BIDI_END:
+			return err->code ? err->code
+					 : err_set(err, US_EUNAVAIL, "archiver %s ended the stream",
+						   l->addr);
+		case RPC_BIDI_TIMEOUT:
+		case RPC_BIDI_WOKEN:
+			break;
+		default:
+			return ev < 0 ? ev : err_set(err, US_EIO, "unexpected stream event %d", ev);
+		}
+	}
+	return err_set(err, US_ECANCELLED, "stopping");
+}
+
+static void end_session(struct link *l, struct session *ss)
+{
+	pthread_mutex_lock(&l->lock);
+	l->bidi = NULL;
+	l->is_connected = false;
+	/* freed under the lock: link_notify wakes it under the same lock */
+	rpc_bidi_free(ss->b);
+	pthread_mutex_unlock(&l->lock);
+	ss->b = NULL;
+	ss->win_head = ss->win_n = 0;
+	ss->win_bytes = 0;
+}
+
+static void *link_main(void *arg)
+{
+	struct link *l = arg;
+	struct session ss;
+	uint64_t backoff_ms = BACKOFF_MIN_MS;
+	char name[16];
+
+	snprintf(name, sizeof(name), "us-link-%d", l->index);
+	pthread_setname_np(pthread_self(), name);
+	memset(&ss, 0, sizeof(ss));
+	buf_init(&ss.scratch);
+	buf_init(&ss.block);
+	buf_init(&ss.msg);
+	while (!is_stopping(l)) {
+		struct us_err err;
+		uint64_t acked_before, acked_after;
+		struct timespec until;
+		int rc;
+
+		err_clear(&err);
+		pthread_mutex_lock(&l->lock);
+		acked_before = l->acked_seq;
+		pthread_mutex_unlock(&l->lock);
+		rc = run_session(l, &ss, &err);
+		end_session(l, &ss);
+		set_state(l, LINK_IDLE);
+		if (is_stopping(l))
+			break;
+		pthread_mutex_lock(&l->lock);
+		acked_after = l->acked_seq;
+		pthread_mutex_unlock(&l->lock);
+		if (acked_after > acked_before)
+			backoff_ms = BACKOFF_MIN_MS; /* it made progress: start over */
+		log_warn("ns=%s event=link_lost archiver=%s code=%d retry_ms=%llu reason=\"%s\"",
+			 l->ns, l->addr, rc, (unsigned long long)backoff_ms, err.msg);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)(backoff_ms / 1000);
+		until.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&l->lock);
+		while (!l->is_stopping &&
+		       pthread_cond_timedwait(&l->cond, &l->lock, &until) == 0)
+			;
+		pthread_mutex_unlock(&l->lock);
+		backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
+	}
+	buf_release(&ss.scratch);
+	buf_release(&ss.block);
+	buf_release(&ss.msg);
+	return NULL;
+}
+
+int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
+{
+	struct link *l = calloc(1, sizeof(*l));
+	int rc;
+
+	if (!l)
+		return err_set(err, US_ENOMEM, "out of memory");
+	snprintf(l->addr, sizeof(l->addr), "%s", o->addr);
+	snprintf(l->ns, sizeof(l->ns), "%s", o->ns);
+	l->store = o->store;
+	l->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
+	l->index = o->index;
+	l->state = LINK_IDLE;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	if ((rc = rpc_channel_new(&l->ch, l->addr, NULL, err)))
+		goto out_free;
+	rc = pthread_create(&l->thread, NULL, link_main, l);
+	if (rc) {
+		rc = err_set(err, US_EIO, "cannot start the link thread: error %d", rc);
+		goto out_free;
+	}
+	*out = l;
+	return 0;
+
+out_free:
+	rpc_channel_free(l->ch);
+	pthread_cond_destroy(&l->cond);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+	return rc;
+}
+
+void link_notify(struct link *l, uint64_t last_seq)
+{
+	(void)last_seq;
+	pthread_mutex_lock(&l->lock);
+	if (l->bidi)
+		rpc_bidi_wake(l->bidi);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void link_get_status(struct link *l, struct link_status *st)
+{
+	pthread_mutex_lock(&l->lock);
+	snprintf(st->addr, sizeof(st->addr), "%s", l->addr);
+	st->is_connected = l->is_connected;
+	st->acked_seq = l->acked_seq;
+	st->applied_seq = l->applied_seq;
+	pthread_mutex_unlock(&l->lock);
+}
+
+void link_free(struct link *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	l->is_stopping = true;
+	if (l->bidi)
+		rpc_bidi_wake(l->bidi);
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	pthread_join(l->thread, NULL);
+	set_state(l, LINK_STOPPED);
+	rpc_channel_free(l->ch);
+	pthread_cond_destroy(&l->cond);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}

@@ -80,6 +80,8 @@ size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t
 /* Replication.Push (archiver/push.c). */
 size_t archiver_replication_methods(struct archiver *a, struct rpc_bidi_method *out, size_t max);
 int archiver_syncer_start(struct archiver *a, struct us_err *err);
+/* Ends every attached Push (UNAVAILABLE: the sites reconnect later). */
+void archiver_end_pushes(struct archiver *a);
 void archiver_syncer_stop(struct archiver *a);
 
 #endif

@@ -205,6 +205,7 @@ int main(int argc, char **argv)
 	if (sigwait(&sigs, &sig) != 0)
 		sig = SIGTERM;
 	log_info("event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	archiver_end_pushes(a); /* streams never end by themselves */
 	rpc_server_stop(a->rpc, 5000);
 	rpc_global_shutdown();
 	archiver_syncer_stop(a); /* last sync of what the pushes applied */

@@ -203,7 +203,19 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	if (h->protocol != PROTOCOL_VERSION)
 		return err_set(err, US_EPRECOND, "protocol %u is not spoken here (want %d)",
 			       h->protocol, PROTOCOL_VERSION);
-	if ((rc = archiver_get_ns(p->a, h->namespace_, true, &ns, err)))
+	rc = archiver_get_ns(p->a, h->namespace_, false, &ns, err);
+	if (rc == US_ENOTFOUND) {
+		/* A new namespace starts at generation 1, seq 0: check the Hello
+		 * against that before anything is created, so a refusal leaves no
+		 * trace. */
+		if (h->generation != 1)
+			return err_set(err, US_EPRECOND,
+				       "namespace %s: the site is at generation %llu, this archiver "
+				       "has no copy of it yet (a new copy starts at generation 1)",
+				       h->namespace_, (unsigned long long)h->generation);
+		rc = archiver_get_ns(p->a, h->namespace_, true, &ns, err);
+	}
+	if (rc)
 		return rc;
 	pthread_mutex_lock(&ns->apply_lock);
 	store_get_position(ns->store, &pos);
@@ -375,6 +387,20 @@ static void push_end(struct rpc_call *call, void *ctx, bool is_cancelled)
 	buf_release(&p->out);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+void archiver_end_pushes(struct archiver *a)
+{
+	pthread_mutex_lock(&a->ns_lock);
+	for (size_t i = 0; i < a->n_ns; i++) {
+		struct ns *ns = a->ns[i];
+
+		pthread_mutex_lock(&ns->lock);
+		if (ns->push)
+			push_finish(ns->push, US_EUNAVAIL, "the archiver is stopping");
+		pthread_mutex_unlock(&ns->lock);
+	}
+	pthread_mutex_unlock(&a->ns_lock);
 }
 
 size_t archiver_replication_methods(struct archiver *a, struct rpc_bidi_method *out, size_t max)

@@ -29,7 +29,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	out.role = "primary";
 	out.generation = pos.generation;
 	out.last_seq = pos.seq;
-	out.commit_mode = n_links ? "async" : "local";
+	out.commit_mode = (char *)guard_mode_name(col->guard);
 	for (size_t i = 0; i < n_links; i++) {
 		link_get_status(col->links[i], &ls[i]);
 		understudy__v1__archiver_link__init(&links[i]);

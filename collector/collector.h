@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "committer.h"
+#include "guard.h"
 #include "link.h"
 #include "config.h"
 #include "us_limits.h"
@@ -29,6 +30,10 @@ struct collector_config {
 	int is_syslog;
 	struct config_list archivers;  /* archiver addresses: one link each */
 	uint64_t heartbeat_ms;
+	int commit_mode;               /* 0 async, 1 sync */
+	uint64_t max_lag_ms;
+	uint64_t sync_timeout_ms;
+	int sync_fallback;             /* enum guard_fallback */
 };
 
 struct collector {
@@ -36,6 +41,7 @@ struct collector {
 	struct store *store;          /* thread-safe reads; writes only via committer */
 	struct committer *committer;  /* the one writer of store */
 	struct rpc_server *rpc;
+	struct guard *guard;          /* the loss bound: admission and sync answers */
 	struct link **links;          /* one per archiver; set before the server starts */
 	size_t n_links;
 	struct store_service_ops store_ops; /* the Store service's view of this collector */

@@ -39,6 +39,8 @@ struct link {
 	struct store *store;
 	uint64_t heartbeat_ms;
 	int index;
+	void (*on_acked)(void *arg, uint64_t durable_seq);
+	void *on_acked_arg;
 	pthread_t thread;
 	struct rpc_channel *ch;      /* the link thread's */
 
@@ -153,6 +155,7 @@ struct session {
 	size_t win_head, win_n;      /* ring of frames sent, not yet durable */
 	size_t win_bytes;
 	uint64_t last_send_ms;       /* monotonic: for heartbeats */
+	bool was_up;                 /* this session got its welcome */
 	struct buf scratch, block, msg;
 };
 
@@ -174,6 +177,8 @@ static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t
 		if (a->progress->applied_seq > l->applied_seq)
 			l->applied_seq = a->progress->applied_seq;
 		pthread_mutex_unlock(&l->lock);
+		if (l->on_acked)
+			l->on_acked(l->on_acked_arg, durable);
 		while (ss->win_n && ss->win[ss->win_head].last_seq <= durable) {
 			ss->win_bytes -= ss->win[ss->win_head].bytes;
 			ss->win_head = (ss->win_head + 1) % US_STREAM_WINDOW_FRAMES;
@@ -280,6 +285,8 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 			l->applied_seq = a->welcome->applied_seq;
 			l->acked_seq = a->welcome->durable_seq;
 			pthread_mutex_unlock(&l->lock);
+			if (l->on_acked)
+				l->on_acked(l->on_acked_arg, a->welcome->durable_seq);
 			log_info("ns=%s event=link_up archiver=%s resume_seq=%llu durable_seq=%llu "
 				 "last_seq=%llu",
 				 l->ns, l->addr, (unsigned long long)ss->next_seq,
@@ -306,6 +313,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 	if ((rc = send_hello(l, ss->b, &ss->msg, err)) || (rc = await_welcome(l, ss, err)))
 		return rc;
 	set_state(l, LINK_STREAMING);
+	ss->was_up = true;
 	pthread_mutex_lock(&l->lock);
 	l->is_connected = true;
 	pthread_mutex_unlock(&l->lock);
@@ -379,6 +387,7 @@ static void *link_main(void *arg)
 	struct link *l = arg;
 	struct session ss;
 	uint64_t backoff_ms = BACKOFF_MIN_MS;
+	bool is_down_logged = false;  /* one WARN per outage, retries at DEBUG */
 	char name[16];
 
 	snprintf(name, sizeof(name), "us-link-%d", l->index);
@@ -405,10 +414,19 @@ static void *link_main(void *arg)
 		pthread_mutex_lock(&l->lock);
 		acked_after = l->acked_seq;
 		pthread_mutex_unlock(&l->lock);
-		if (acked_after > acked_before)
+		if (acked_after > acked_before || ss.was_up) {
 			backoff_ms = BACKOFF_MIN_MS; /* it made progress: start over */
-		log_warn("ns=%s event=link_lost archiver=%s code=%d retry_ms=%llu reason=\"%s\"",
-			 l->ns, l->addr, rc, (unsigned long long)backoff_ms, err.msg);
+			is_down_logged = false;
+		}
+		if (!is_down_logged)
+			log_warn("ns=%s event=link_lost archiver=%s code=%d retry_ms=%llu reason=\"%s\"",
+				 l->ns, l->addr, rc, (unsigned long long)backoff_ms, err.msg);
+		else
+			log_debug("ns=%s event=link_retry_failed archiver=%s code=%d retry_ms=%llu "
+				  "reason=\"%s\"",
+				  l->ns, l->addr, rc, (unsigned long long)backoff_ms, err.msg);
+		is_down_logged = true;
+		ss.was_up = false;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += (time_t)(backoff_ms / 1000);
 		until.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
@@ -441,6 +459,8 @@ int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
 	l->store = o->store;
 	l->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
 	l->index = o->index;
+	l->on_acked = o->on_acked;
+	l->on_acked_arg = o->on_acked_arg;
 	l->state = LINK_IDLE;
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->cond, NULL);

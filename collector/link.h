@@ -30,6 +30,9 @@ struct link_opts {
 	struct store *store;        /* borrowed: journal source */
 	uint64_t heartbeat_ms;      /* send a heartbeat when idle this long */
 	int index;                  /* for the thread name */
+	/* Called (on the link thread) when the archiver reports a new durable seq. */
+	void (*on_acked)(void *arg, uint64_t durable_seq);
+	void *on_acked_arg;
 };
 
 struct link_status {

@@ -36,6 +36,8 @@
 #include "names.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const commit_modes[] = {"async", "sync", NULL};
+static const char *const fallbacks[] = {"block", "async", NULL};
 
 static int check_ns_value(const char *v, struct us_err *err)
 {
@@ -62,6 +64,16 @@ static const struct config_key collector_keys[] = {
 	 "archiver HOST:PORT to stream the journal to (repeat, or comma-separate, for several)"},
 	{"heartbeat_interval", CFG_DURATION, F(heartbeat_ms), 0, "1s", 10, 3600000, NULL, NULL,
 	 "heartbeat to each archiver when idle this long"},
+	{"commit", CFG_ENUM, F(commit_mode), 0, "async", 0, 0, commit_modes, NULL,
+	 "async (answer once durable here) or sync (once durable on an archiver too)"},
+	{"max_lag", CFG_DURATION, F(max_lag_ms), 0, "5m", 0, 0, NULL, NULL,
+	 "async: commits wait, then fail UNAVAILABLE, rather than leave updates older than "
+	 "this unshipped (0: no bound)"},
+	{"sync_timeout", CFG_DURATION, F(sync_timeout_ms), 0, "5s", 1, 0, NULL, NULL,
+	 "how long a commit waits for the archivers: for an ack (sync), for the lag to fall "
+	 "under max_lag (async)"},
+	{"sync_fallback", CFG_ENUM, F(sync_fallback), 0, "block", 0, 0, fallbacks, NULL,
+	 "sync: after sync_timeout without an ack, keep waiting (block) or answer as async"},
 };
 #undef F
 
@@ -85,6 +97,32 @@ static int acquire_ns(void *arg, const char *ns, bool is_write, struct ns_handle
 	return 0;
 }
 
+/* Store service hooks: the loss bound (guard.h). */
+static void admit_commit(void *arg, struct ns_handle *h,
+			 void (*go)(void *ctx, int rc, const struct us_err *err), void *ctx)
+{
+	struct collector *col = arg;
+
+	(void)h;
+	guard_admit(col->guard, go, ctx);
+}
+
+static void await_ack(void *arg, struct ns_handle *h, uint64_t last_seq,
+		      void (*reply)(void *ctx, int rc, const struct us_err *err), void *ctx)
+{
+	struct collector *col = arg;
+
+	(void)h;
+	guard_await(col->guard, last_seq, reply, ctx);
+}
+
+static void on_acked(void *arg, uint64_t durable_seq)
+{
+	struct collector *col = arg;
+
+	guard_acked(col->guard, durable_seq);
+}
+
 /* Committer hook: new journal entries; wake every link. */
 static void on_written(void *arg, uint64_t last_seq)
 {
@@ -106,7 +144,7 @@ static int start_links(struct collector *col, struct us_err *err)
 	for (size_t i = 0; i < col->cfg.archivers.n; i++) {
 		struct link_opts o = {.addr = col->cfg.archivers.v[i], .ns = col->cfg.ns,
 				      .store = col->store, .heartbeat_ms = col->cfg.heartbeat_ms,
-				      .index = (int)i};
+				      .index = (int)i, .on_acked = on_acked, .on_acked_arg = col};
 
 		if ((rc = link_new(&col->links[i], &o, err)))
 			return err_wrap(err, "archiver %s", col->cfg.archivers.v[i]);
@@ -163,6 +201,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_init("collector", (enum log_level)col.cfg.log_level, col.cfg.is_syslog);
+	if (col.cfg.commit_mode == 1 && col.cfg.archivers.n == 0) {
+		fprintf(stderr, "understudy-collector: %s: commit = sync needs at least one "
+				"archiver (set archiver = HOST:PORT)\n",
+			config_path ? config_path : "embedded defaults");
+		config_release(&collector_schema, &col.cfg);
+		return 1;
+	}
 
 	/* Block the stop signals before any thread exists: all threads inherit it,
 	 * and only sigwait below receives them. */
@@ -179,11 +224,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		goto out_config;
 	}
-	if (committer_new(&col.committer, col.store, &err)) {
+	struct guard_opts gopts = {
+		.mode = col.cfg.archivers.n == 0 ? GUARD_LOCAL
+			: col.cfg.commit_mode == 1 ? GUARD_SYNC : GUARD_ASYNC,
+		.max_lag_ms = col.cfg.max_lag_ms,
+		.timeout_ms = col.cfg.sync_timeout_ms,
+		.fallback = (enum guard_fallback)col.cfg.sync_fallback,
+		.store = col.store,
+		.ns = col.cfg.ns,
+	};
+	if (guard_new(&col.guard, &gopts, &err)) {
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		goto out_store;
 	}
-	col.store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = &col};
+	if (committer_new(&col.committer, col.store, &err)) {
+		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		goto out_guard;
+	}
+	col.store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = &col,
+						   .admit = admit_commit, .await_ack = await_ack};
 	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
@@ -218,6 +277,9 @@ int main(int argc, char **argv)
 		sig = SIGTERM;
 	log_info("ns=%s event=stopping signal=%s", col.cfg.ns, sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rc = 0;
+	/* Sync answers still waiting for an archiver get 4 s, then UNAVAILABLE, so
+	 * that the server's 5 s grace can end every call. */
+	guard_stop_waiting_after(col.guard, 4000);
 	rpc_server_stop(col.rpc, 5000);
 	committer_free(col.committer);
 	col.committer = NULL;
@@ -225,6 +287,8 @@ int main(int argc, char **argv)
 out_committer:
 	committer_free(col.committer);
 	rpc_global_shutdown();
+out_guard:
+	guard_free(col.guard);
 out_store:
 	store_close(col.store);
 	if (rc == 0)

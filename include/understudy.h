@@ -162,7 +162,7 @@ typedef struct us_status {
 	/* collector */
 	char ns[64];
 	char role[16];
-	char commit_mode[16];     /* "local", "async" or "sync" */
+	char commit_mode[48];     /* "local", "async", "sync" or "sync (fallen back to async)" */
 	uint64_t generation;
 	uint64_t last_seq;
 	us_archiver_link_t *archivers;

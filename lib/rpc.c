@@ -76,9 +76,10 @@
  *   close   {SEND_CLOSE_FROM_CLIENT}: after the send in flight
  *   wake    {} (empty batch): rpc_bidi_wake, at most one posted at a time
  * Completions become events in a small FIFO (at most one each of MESSAGE,
- * SENT, WOKEN, END can be queued, see bidi_push_event) so that each wait
+ * SENT, WOKEN, END can be queued: BIDI_MAX_EVENTS) so that each wait
  * returns one, in order. END is queued once the status has arrived and no
- * batch but a wake is pending, so it is always the last event. b->mu
+ * batch but a wake is pending, so no MESSAGE or SENT can follow it (a WOKEN
+ * queued after END is never returned: waits return END from then on). b->mu
  * serializes every grpc_call_start_batch on the call, because a wake comes
  * from another thread (grpc documents empty batches as thread-compatible
  * only).
@@ -1167,7 +1168,7 @@ int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts
 			return err_set(err, US_EINVAL, "bad rpc method %zu: needs a /package.Service/Method path and a handler",
 				       i);
 	if (opts->n_bidi && !opts->bidi)
-		return err_set(err, US_EINVAL, "bad rpc bidi methods: none given for %zu",
+		return err_set(err, US_EINVAL, "bad rpc bidi methods: n_bidi is %zu but no array is given",
 			       opts->n_bidi);
 	for (size_t i = 0; i < opts->n_bidi; i++) {
 		const struct rpc_bidi_method *b = &opts->bidi[i];

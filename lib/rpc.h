@@ -56,12 +56,12 @@ struct rpc_method {
 /* A bidirectional streaming method (Replication.Push). The plumbing keeps at
  * most one receive in flight and starts it only when the handler asks
  * (rpc_call_recv_more), so a slow handler holds its client back (flow
- * control: with BDP probing off, grpc buffers at most about one HTTP/2
- * stream window, 64 KiB, of unread messages per call); sends are queued
- * (rpc_call_push) and go out one at a time. A bidi method takes precedence
- * over a unary rpc_method of the same path. The callbacks of one call never
- * run concurrently with each other (all on its worker), but may run
- * concurrently with the handler's own threads calling rpc_call_*. */
+ * control: with BDP probing off, the client's sends stop completing one or
+ * two HTTP/2 stream windows of 64 KiB ahead of the reads, measured); sends
+ * are queued (rpc_call_push) and go out one at a time. A bidi method takes
+ * precedence over a unary rpc_method of the same path. The callbacks of one
+ * call never run concurrently with each other (all on its worker), but may
+ * run concurrently with the handler's own threads calling rpc_call_*. */
 struct rpc_bidi_method {
 	const char *path;
 	/* A new call: returns the handler's context for it, or NULL after
@@ -71,7 +71,11 @@ struct rpc_bidi_method {
 	void *(*on_open)(struct rpc_call *call, void *arg);
 	/* One message (borrowed for this callback). Runs on the call's worker.
 	 * The next one is read only after rpc_call_recv_more (from here or any
-	 * thread). Not called after the call is finished. */
+	 * thread). Not called after the call is finished. Throughput: asking
+	 * for the next message here while the handler's own queue is under its
+	 * bound, rather than from the thread that processed this one, saves a
+	 * thread hand-off per message (measured: about twice the messages/s
+	 * for 1 KiB frames). */
 	void (*on_message)(struct rpc_call *call, void *ctx, const uint8_t *msg, size_t len);
 	/* Runs once, on the call's worker: no message will come any more.
 	 * is_cancelled false: the client half-closed and the handler had not
@@ -162,7 +166,7 @@ int rpc_call_recv_more(struct rpc_call *call);
 int rpc_call_push(struct rpc_call *call, const uint8_t *msg, size_t len);
 /* Bytes pushed whose send has not completed yet (the queue plus the send in
  * flight); 0 once the call died and the queue was dropped. Any thread,
- * until the call is freed. */
+ * until the call is finished. */
 size_t rpc_call_queued_bytes(struct rpc_call *call);
 
 /* The value of request metadata key (lower case) and its length in *len

@@ -63,6 +63,7 @@ struct commit_ctx {
 	struct entry *ops;
 	struct store_commit commit;
 	uint64_t generation;
+	size_t bytes;
 };
 
 static void commit_ctx_free(struct commit_ctx *ctx)
@@ -77,22 +78,52 @@ static void commit_ctx_free(struct commit_ctx *ctx)
 }
 
 /* Runs on the writer thread once the commit is durable or refused. */
-static void commit_done(struct store_commit *c, void *arg)
+/* The answer may go (the daemon's await_ack said so, or it has none). */
+static void commit_reply(void *arg, int rc, const struct us_err *err)
 {
 	struct commit_ctx *ctx = arg;
 	Understudy__V1__CommitResponse out;
+
+	if (rc) {
+		rpc_call_finish_err(ctx->call, err);
+		commit_ctx_free(ctx);
+		return;
+	}
+	understudy__v1__commit_response__init(&out);
+	out.first_seq = ctx->commit.first_seq;
+	out.last_seq = ctx->commit.last_seq;
+	out.generation = ctx->generation;
+	finish_packed(ctx->call, &out.base);
+	commit_ctx_free(ctx);
+}
+
+/* Runs on the writer thread once the commit is durable or refused. */
+static void commit_done(struct store_commit *c, void *arg)
+{
+	struct commit_ctx *ctx = arg;
 
 	if (c->rc) {
 		rpc_call_finish_err(ctx->call, &c->err);
 		commit_ctx_free(ctx);
 		return;
 	}
-	understudy__v1__commit_response__init(&out);
-	out.first_seq = c->first_seq;
-	out.last_seq = c->last_seq;
-	out.generation = ctx->generation;
-	finish_packed(ctx->call, &out.base);
-	commit_ctx_free(ctx);
+	if (ctx->svc->await_ack)
+		ctx->svc->await_ack(ctx->svc->arg, &ctx->h, c->last_seq, commit_reply, ctx);
+	else
+		commit_reply(ctx, 0, NULL);
+}
+
+/* The daemon admitted (or refused) the commit: write it. */
+static void commit_go(void *arg, int rc, const struct us_err *err)
+{
+	struct commit_ctx *ctx = arg;
+
+	if (rc) {
+		rpc_call_finish_err(ctx->call, err);
+		commit_ctx_free(ctx);
+		return;
+	}
+	committer_submit(ctx->h.committer, &ctx->commit, ctx->bytes, commit_done, ctx);
 }
 
 static int map_op(const Understudy__V1__Op *in, struct entry *e, size_t i, struct us_err *err)
@@ -175,7 +206,11 @@ static void on_commit(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	ctx->commit.n_ops = ctx->req->n_ops;
 	store_get_position(ctx->h.store, &pos);
 	ctx->generation = pos.generation;
-	committer_submit(ctx->h.committer, &ctx->commit, bytes, commit_done, ctx);
+	ctx->bytes = bytes;
+	if (ops->admit)
+		ops->admit(ops->arg, &ctx->h, commit_go, ctx);
+	else
+		commit_go(ctx, 0, NULL);
 	return;
 
 out_refuse:

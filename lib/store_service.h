@@ -29,6 +29,15 @@ struct store_service_ops {
 		       struct us_err *err);
 	/* Gives h back (may be NULL: nothing to give back). */
 	void (*release)(void *arg, struct ns_handle *h);
+	/* Optional: may the commit be written now? go(ctx, 0, NULL) writes it,
+	 * go(ctx, code, err) refuses it; at once or later, from any thread. */
+	void (*admit)(void *arg, struct ns_handle *h,
+		      void (*go)(void *ctx, int rc, const struct us_err *err), void *ctx);
+	/* Optional: the commit is durable here, journaled up to last_seq (0: not
+	 * journaled); reply(ctx, 0, NULL) sends the answer, reply(ctx, code, err)
+	 * an error instead; at once or later, from any thread. */
+	void (*await_ack)(void *arg, struct ns_handle *h, uint64_t last_seq,
+			  void (*reply)(void *ctx, int rc, const struct us_err *err), void *ctx);
 	void *arg;
 };
 

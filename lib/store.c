@@ -1353,6 +1353,285 @@ int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err)
 	return rc < 0 ? rc : 0;
 }
 
+int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
+{
+	uint8_t lo[9], hi[9];
+	char *errptr = NULL;
+
+	if (s->is_read_only)
+		return err_set(err, US_EPRECOND, "store is open read-only");
+	if (upto == 0)
+		return 0;
+	lo[0] = hi[0] = 'J';
+	buf_put_u64be(lo + 1, 0);
+	buf_put_u64be(hi + 1, upto + 1);
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
+	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	return take_rocks_err(&errptr, err, "cannot trim journal");
+}
+
+struct store_seed_iter {
+	struct store *s;
+	const rocksdb_snapshot_t *snap;
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	uint64_t time_ms;
+	bool is_started;
+	char phase;                /* 'F': files, then 'D': items */
+	/* the file the current 'D' keys belong to, and whether it ships */
+	struct buf file_prefix;
+	bool is_file_shipped;
+	struct catalog shipped;    /* files that ship, from the 'F' pass */
+	struct catalog accounts;   /* account flags, from the 'A' pass */
+};
+
+/* Loads 'A' and 'F' rows of the snapshot into it->accounts and it->shipped. */
+static int seed_load_catalog(struct store_seed_iter *it, struct us_err *err)
+{
+	static const char tags[2] = {'A', 'F'};
+	char *errptr = NULL;
+
+	for (int t = 0; t < 2; t++) {
+		rocksdb_iterator_t *i = rocksdb_create_iterator(it->s->db, it->ro);
+
+		for (rocksdb_iter_seek(i, &tags[t], 1); rocksdb_iter_valid(i); rocksdb_iter_next(i)) {
+			size_t klen, vlen;
+			const char *k = rocksdb_iter_key(i, &klen);
+			const char *v = rocksdb_iter_value(i, &vlen);
+			bool is_logged = vlen >= 1 && (v[0] & FLAG_LOGGED);
+			int rc = 0;
+
+			if (klen < 2 || k[0] != tags[t])
+				break;
+			if (t == 0) {
+				if (klen - 1 <= US_ACCOUNT_MAX_LEN)
+					rc = catalog_put(&it->accounts, k + 1, klen - 1, "", 0, is_logged);
+			} else {
+				const char *sep = memchr(k + 1, 0, klen - 1);
+				size_t alen = sep ? (size_t)(sep - k - 1) : 0;
+				struct cat_row *a;
+
+				if (!sep || alen > US_ACCOUNT_MAX_LEN || klen - 2 - alen > US_FILE_MAX_LEN)
+					continue;
+				a = catalog_get(&it->accounts, k + 1, alen, "", 0);
+				if (is_logged && (!a || a->is_logged))
+					rc = catalog_put(&it->shipped, k + 1, alen, sep + 1,
+							 klen - 2 - alen, true);
+			}
+			if (rc) {
+				rocksdb_iter_destroy(i);
+				return err_set(err, US_ENOMEM, "out of memory");
+			}
+		}
+		rocksdb_iter_get_error(i, &errptr);
+		rocksdb_iter_destroy(i);
+		if (errptr)
+			return take_rocks_err(&errptr, err, "cannot read the catalog for a full copy");
+	}
+	return 0;
+}
+
+int store_seed_iter_new(struct store *s, struct store_seed_iter **out,
+			struct store_position *pos, struct us_err *err)
+{
+	struct store_seed_iter *it = calloc(1, sizeof(*it));
+	char *errptr = NULL;
+	size_t len;
+	char *v;
+	int rc;
+
+	if (!it)
+		return err_set(err, US_ENOMEM, "out of memory");
+	it->s = s;
+	buf_init(&it->file_prefix);
+	it->snap = rocksdb_create_snapshot(s->db);
+	it->ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_snapshot(it->ro, it->snap);
+	/* The position as of the snapshot: written in the same batches as the data. */
+	v = rocksdb_get(s->db, it->ro, KEY_POS, strlen(KEY_POS), &len, &errptr);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read the position for a full copy")))
+		goto out_free;
+	if (!v || len != 24) {
+		rocksdb_free(v);
+		rc = err_set(err, US_ECORRUPT, "missing or bad position record");
+		goto out_free;
+	}
+	pos->generation = buf_get_u64le((uint8_t *)v);
+	pos->seq = buf_get_u64le((uint8_t *)v + 8);
+	pos->time_ms = buf_get_u64le((uint8_t *)v + 16);
+	rocksdb_free(v);
+	it->time_ms = pos->time_ms;
+	if ((rc = seed_load_catalog(it, err)))
+		goto out_free;
+	it->it = rocksdb_create_iterator(s->db, it->ro);
+	rocksdb_iter_seek(it->it, "F", 1);
+	it->is_started = true;
+	it->phase = 'F';
+	*out = it;
+	return 0;
+
+out_free:
+	store_seed_iter_free(it);
+	return rc;
+}
+
+int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_err *err)
+{
+	char *errptr = NULL;
+
+	for (;;) {
+		size_t klen = 0, vlen;
+		const char *k = NULL, *v, *sep;
+		size_t alen;
+
+		if (!it->is_started)
+			rocksdb_iter_next(it->it);
+		it->is_started = false;
+		if (rocksdb_iter_valid(it->it))
+			k = rocksdb_iter_key(it->it, &klen);
+		if (!rocksdb_iter_valid(it->it) || klen < 1 || k[0] != it->phase) {
+			rocksdb_iter_get_error(it->it, &errptr);
+			if (errptr)
+				return take_rocks_err(&errptr, err, "cannot read for a full copy");
+			if (it->phase == 'F') {
+				/* every file first, then every item */
+				it->phase = 'D';
+				rocksdb_iter_seek(it->it, "D", 1);
+				it->is_started = true;
+				continue;
+			}
+			return 0;
+		}
+		v = rocksdb_iter_value(it->it, &vlen);
+		sep = memchr(k + 1, 0, klen - 1);
+		if (!sep)
+			return err_set(err, US_ECORRUPT, "bad key of %zu bytes", klen);
+		alen = (size_t)(sep - k - 1);
+		memset(e, 0, sizeof(*e));
+		e->is_commit_end = true;
+		e->time_ms = it->time_ms;
+		e->account = k + 1;
+		e->account_len = alen;
+		if (k[0] == 'F') {
+			e->file = sep + 1;
+			e->file_len = klen - 2 - alen;
+			if (!catalog_get(&it->shipped, e->account, alen, e->file, e->file_len))
+				continue;
+			e->op = ENTRY_CREATE_FILE;
+			e->flag = true;
+			return 1;
+		}
+		/* 'D' account 0 file 0 section id */
+		const char *sep2 = memchr(sep + 1, 0, (size_t)(k + klen - sep - 1));
+		if (!sep2 || (size_t)(k + klen - sep2) < 3)
+			return err_set(err, US_ECORRUPT, "bad item key of %zu bytes", klen);
+		e->file = sep + 1;
+		e->file_len = (size_t)(sep2 - sep - 1);
+		if (it->file_prefix.len != (size_t)(sep2 - k) ||
+		    memcmp(it->file_prefix.p, k, it->file_prefix.len) != 0) {
+			buf_reset(&it->file_prefix);
+			if (buf_append(&it->file_prefix, k, (size_t)(sep2 - k)))
+				return err_set(err, US_ENOMEM, "out of memory");
+			it->is_file_shipped =
+				catalog_get(&it->shipped, e->account, alen, e->file, e->file_len) != NULL;
+		}
+		if (!it->is_file_shipped)
+			continue;
+		e->op = ENTRY_WRITE;
+		e->section = (uint8_t)sep2[1];
+		e->id = (const uint8_t *)sep2 + 2;
+		e->id_len = (size_t)(k + klen - sep2 - 2);
+		e->body = (const uint8_t *)v;
+		e->body_len = vlen;
+		return 1;
+	}
+}
+
+void store_seed_iter_free(struct store_seed_iter *it)
+{
+	if (!it)
+		return;
+	if (it->it)
+		rocksdb_iter_destroy(it->it);
+	if (it->ro)
+		rocksdb_readoptions_destroy(it->ro);
+	if (it->snap)
+		rocksdb_release_snapshot(it->s->db, it->snap);
+	buf_release(&it->file_prefix);
+	catalog_release(&it->shipped);
+	catalog_release(&it->accounts);
+	free(it);
+}
+
+int store_load_entries(struct store *s, struct entry *entries, size_t n, struct us_err *err)
+{
+	rocksdb_writebatch_t *b;
+	char *errptr = NULL;
+	int rc = 0;
+
+	if (s->is_read_only)
+		return err_set(err, US_EPRECOND, "store is open read-only");
+	if (catalog_copy(&s->cat_saved, &s->cat))
+		return err_set(err, US_ENOMEM, "out of memory");
+	b = rocksdb_writebatch_create();
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		bool is_journaled;
+
+		if (entries[i].op != ENTRY_CREATE_FILE && entries[i].op != ENTRY_WRITE) {
+			rc = err_set(err, US_EINVAL, "entry %zu of a full copy is a %s", i + 1,
+				     entry_op_name(entries[i].op));
+			break;
+		}
+		rc = apply_op(s, b, &entries[i], true, 0, &is_journaled, err);
+		if (rc == US_ENOMEM)
+			err_set(err, rc, "out of memory");
+	}
+	if (rc) {
+		rocksdb_writebatch_destroy(b);
+		catalog_copy(&s->cat, &s->cat_saved);
+		return rc;
+	}
+	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	if ((rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
+		struct us_err lerr;
+
+		if (catalog_load(s, &lerr))
+			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
+	}
+	return rc;
+}
+
+int store_set_position(struct store *s, const struct store_position *pos, struct us_err *err)
+{
+	rocksdb_writebatch_t *b;
+	uint8_t posv[24], first[8];
+	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+	char *errptr = NULL;
+	int rc;
+
+	if (s->is_read_only)
+		return err_set(err, US_EPRECOND, "store is open read-only");
+	encode_pos(posv, pos);
+	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
+	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, pos->generation);
+	buf_put_u64le(first, pos->seq + 1);
+	b = rocksdb_writebatch_create();
+	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
+	/* The copy begins a stretch of this generation at seq + 1 (history). */
+	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
+	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	if ((rc = take_rocks_err(&errptr, err, "cannot set position")))
+		return rc;
+	pthread_mutex_lock(&s->pos_lock);
+	s->pos = *pos;
+	pthread_mutex_unlock(&s->pos_lock);
+	return 0;
+}
+
 int store_check(struct store *s, struct store_check *out, struct us_err *err)
 {
 	rocksdb_iterator_t *it;

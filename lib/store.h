@@ -129,6 +129,29 @@ void store_journal_iter_free(struct store_journal_iter *it);
 /* The first journal seq still retained (0 when the journal is empty). */
 int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err);
 
+/* Deletes journal records up to and including seq upto (retention). The
+ * position is not changed. */
+int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err);
+
+/* A full copy for a receiver whose position is older than the retained
+ * journal: one consistent state (a RocksDB snapshot) as entries - CREATE_FILE
+ * for every shipped file (its flag and its account's both on), then WRITE for
+ * each of its items (DATA and DICT) - each entry marked as a whole commit.
+ * pos is the position that state is at. Entries borrow from the iterator
+ * until the next call. next: 1, 0 at the end, < 0 on error. */
+struct store_seed_iter;
+int store_seed_iter_new(struct store *s, struct store_seed_iter **out,
+			struct store_position *pos, struct us_err *err);
+int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_err *err);
+void store_seed_iter_free(struct store_seed_iter *it);
+
+/* The receiving end of a full copy, on a fresh store: applies entries as a
+ * replica would (no journal, no position change, no fsync), then
+ * store_set_position puts the copy at pos (with the generation history) and
+ * syncs. */
+int store_load_entries(struct store *s, struct entry *entries, size_t n, struct us_err *err);
+int store_set_position(struct store *s, const struct store_position *pos, struct us_err *err);
+
 /* The store's node id: 32 hex digits, made at creation, stable for its life. */
 const char *store_node_id(const struct store *s);
 

@@ -382,6 +382,70 @@ static void test_replica_apply(void **state)
 	store_close(s);
 }
 
+/* A full copy: what ships is exactly the logged files, and it loads into a
+ * fresh store at the source's position. */
+static void test_seed_copy_and_trim(void **state)
+{
+	char dir2[512];
+	struct store *s = open_store(*state, 0);
+	struct entry mk[3] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL),
+			      op(ENTRY_CREATE_FILE, "ACC", "U", NULL, NULL),
+			      op(ENTRY_CREATE_FILE, "OFF", "G", NULL, NULL)};
+	struct entry w[5] = {op(ENTRY_WRITE, "ACC", "F", "a", "1"),
+			     op(ENTRY_WRITE, "ACC", "F", "b", "2\xfe"),
+			     op(ENTRY_WRITE, "ACC", "F", "d", "dict"),
+			     op(ENTRY_WRITE, "ACC", "U", "secret", "x"),
+			     op(ENTRY_WRITE, "OFF", "G", "g", "x")};
+	struct entry off[1] = {op(ENTRY_SET_LOGGING, "OFF", "", NULL, NULL)};
+	struct store_seed_iter *it;
+	struct store_position pos, pos2;
+	struct entry e[16];
+	struct store *t;
+	struct us_err err;
+	uint64_t first;
+	size_t n = 0;
+	int rc;
+
+	mk[1].flag = false;
+	w[2].section = SECTION_DICT;
+	off[0].flag = false;
+	assert_int_equal(commit1(s, mk, 3, NULL, NULL), 0);
+	assert_int_equal(commit1(s, w, 5, NULL, NULL), 0);
+	assert_int_equal(commit1(s, off, 1, NULL, NULL), 0);
+	assert_int_equal(store_seed_iter_new(s, &it, &pos, &err), 0);
+	/* a commit after the snapshot is not in the copy */
+	struct entry late[1] = {op(ENTRY_WRITE, "ACC", "F", "late", "1")};
+	assert_int_equal(commit1(s, late, 1, NULL, NULL), 0);
+	snprintf(dir2, sizeof(dir2), "%s/copy", (char *)*state);
+	t = open_store(dir2, 0);
+	while ((rc = store_seed_iter_next(it, &e[n], &err)) == 1) {
+		assert_true(n < 16);
+		assert_true(e[n].is_commit_end);
+		/* entries borrow from the iterator: load each at once */
+		assert_int_equal(store_load_entries(t, &e[n], 1, &err), 0);
+		n++;
+	}
+	assert_int_equal(rc, 0);
+	store_seed_iter_free(it);
+	assert_int_equal(n, 4); /* CREATE ACC/F, then a, b (DATA), d (DICT) */
+	assert_int_equal(store_set_position(t, &pos, &err), 0);
+	store_get_position(t, &pos2);
+	assert_int_equal(pos2.seq, pos.seq);
+	assert_int_equal(pos2.generation, 1);
+	assert_body(t, "F", SECTION_DATA, "b", "2\xfe");
+	assert_body(t, "F", SECTION_DICT, "d", "dict");
+	assert_body(t, "F", SECTION_DATA, "late", NULL);
+	assert_body(t, "U", SECTION_DATA, "secret", NULL);
+	store_close(t);
+
+	/* trim: the journal starts after the cut, the position stays */
+	assert_int_equal(store_journal_trim(s, 3, &err), 0);
+	assert_int_equal(store_journal_first(s, &first, &err), 0);
+	assert_int_equal(first, 4);
+	assert_int_equal(pos_seq(s), pos.seq + 1);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +456,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clear_delete_and_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_and_foreign_db, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,13 +44,13 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		struct ns *ns = a->ns[i];
 		struct store_position pos;
 
+		pthread_mutex_lock(&ns->lock); /* ns->store changes only under it (a full copy) */
 		store_get_position(ns->store, &pos);
 		understudy__v1__namespace_status__init(&st[i]);
 		st[i].namespace_ = ns->name;
 		st[i].role = "standby";
 		st[i].generation = pos.generation;
 		st[i].applied_seq = pos.seq;
-		pthread_mutex_lock(&ns->lock);
 		st[i].durable_seq = ns->durable_seq;
 		st[i].master_seq = ns->master_seq > pos.seq ? ns->master_seq : pos.seq;
 		st[i].connected = ns->is_connected;

@@ -43,6 +43,9 @@ struct ns {
 	pthread_mutex_t apply_lock; /* one apply at a time into store (push.c) */
 	pthread_mutex_t lock;       /* guards the fields below */
 	struct push *push;          /* the attached Push stream, or NULL */
+	unsigned readers;           /* handlers using store outside apply_lock */
+	bool is_swapping;           /* a full copy replaces store: readers wait out */
+	pthread_cond_t readers_cond;/* signalled when readers drops to 0 */
 	bool is_dirty;              /* applied but not yet synced */
 	bool is_connected;          /* a Push stream is attached (written by its handler) */
 	uint64_t durable_seq;       /* synced here */
@@ -71,7 +74,21 @@ struct archiver {
  * config does not list. The ns lives until archiver_close_namespaces. */
 int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct ns **out,
 		    struct us_err *err);
-/* Opens every namespace found under data_dir (at start-up). */
+/* Takes a reference on ns->store for use outside apply_lock (a read, a sync);
+ * US_EUNAVAIL while a full copy is being swapped in. */
+int archiver_ns_acquire(struct ns *ns, struct us_err *err);
+void archiver_ns_release(struct ns *ns);
+/* Directory names of a namespace's store and of a full copy being received. */
+void archiver_ns_dir(const struct archiver *a, const char *name, const char *prefix, char *out,
+		     size_t size);
+/* Replaces ns's store with the complete copy in its ".ready-" directory.
+ * Caller holds ns->apply_lock; waits for readers to finish. */
+int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err);
+/* Removes a directory tree (a copy that was abandoned or replaced). */
+int archiver_rmtree(const char *dir);
+
+/* Opens every namespace found under data_dir (at start-up), first finishing a
+ * swap that a crash interrupted and removing abandoned copies. */
 int archiver_open_namespaces(struct archiver *a, struct us_err *err);
 void archiver_close_namespaces(struct archiver *a);
 

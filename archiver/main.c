@@ -114,8 +114,18 @@ static int acquire_ns(void *arg, const char *name, bool is_write, struct ns_hand
 			       "namespace %s is a standby on this archiver: commit at its site "
 			       "(or promote it here)",
 			       name);
+	if ((rc = archiver_ns_acquire(ns, err)))
+		return rc;
 	h->store = ns->store;
+	h->priv = ns;
 	return 0;
+}
+
+static void release_ns(void *arg, struct ns_handle *h)
+{
+	(void)arg;
+	if (h->priv)
+		archiver_ns_release(h->priv);
 }
 
 static void usage(FILE *f)
@@ -175,7 +185,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		goto out_ns;
 	}
-	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = a};
+	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .release = release_ns,
+						 .arg = a};
 	n_methods += store_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
 	n_bidi += archiver_replication_methods(a, bidi + n_bidi, 4 - n_bidi);

@@ -5,12 +5,15 @@
  * (refused when the config lists namespaces and this one is not among them)
  * and lives until the archiver stops.
  */
+#define _XOPEN_SOURCE 700
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "archiver.h"
 #include "names.h"
@@ -35,7 +38,7 @@ static int open_ns(struct archiver *a, const char *name, struct ns **out, struct
 	if (a->n_ns == ARCHIVER_MAX_NAMESPACES)
 		return err_set(err, US_ETOOBIG, "cannot add namespace %s: this archiver holds %d already",
 			       name, ARCHIVER_MAX_NAMESPACES);
-	snprintf(dir, sizeof(dir), "%s/ns/%s", a->cfg.data_dir, name);
+	archiver_ns_dir(a, name, "", dir, sizeof(dir));
 	ns = calloc(1, sizeof(*ns));
 	if (!ns)
 		return err_set(err, US_ENOMEM, "out of memory");
@@ -53,6 +56,7 @@ static int open_ns(struct archiver *a, const char *name, struct ns **out, struct
 	}
 	pthread_mutex_init(&ns->lock, NULL);
 	pthread_mutex_init(&ns->apply_lock, NULL);
+	pthread_cond_init(&ns->readers_cond, NULL);
 	a->ns[a->n_ns++] = ns;
 	*out = ns;
 	return 0;
@@ -83,6 +87,115 @@ int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct
 	return rc;
 }
 
+void archiver_ns_dir(const struct archiver *a, const char *name, const char *prefix, char *out,
+		     size_t size)
+{
+	snprintf(out, size, "%s/ns/%s%s", a->cfg.data_dir, prefix, name);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+int archiver_rmtree(const char *dir)
+{
+	int rc = nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	return rc && errno != ENOENT ? US_EIO : 0;
+}
+
+int archiver_ns_acquire(struct ns *ns, struct us_err *err)
+{
+	pthread_mutex_lock(&ns->lock);
+	if (ns->is_swapping) {
+		pthread_mutex_unlock(&ns->lock);
+		return err_set(err, US_EUNAVAIL,
+			       "namespace %s is taking a full copy from its site: retry shortly",
+			       ns->name);
+	}
+	ns->readers++;
+	pthread_mutex_unlock(&ns->lock);
+	return 0;
+}
+
+void archiver_ns_release(struct ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	if (--ns->readers == 0)
+		pthread_cond_broadcast(&ns->readers_cond);
+	pthread_mutex_unlock(&ns->lock);
+}
+
+int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
+{
+	struct store_opts o = {.max_body = a->cfg.max_body};
+	char dir[1200], ready[1200], old[1200];
+	struct store_position pos;
+	int rc = 0;
+
+	archiver_ns_dir(a, ns->name, "", dir, sizeof(dir));
+	archiver_ns_dir(a, ns->name, ".ready-", ready, sizeof(ready));
+	archiver_ns_dir(a, ns->name, ".old-", old, sizeof(old));
+	pthread_mutex_lock(&ns->lock);
+	ns->is_swapping = true;
+	while (ns->readers)
+		pthread_cond_wait(&ns->readers_cond, &ns->lock);
+	store_close(ns->store);
+	ns->store = NULL;
+	archiver_rmtree(old);
+	if (rename(dir, old) != 0 || rename(ready, dir) != 0) {
+		rc = err_set(err, US_EIO, "cannot swap in the full copy of %s: %s", ns->name,
+			     strerror(errno));
+		if (access(dir, F_OK) != 0)
+			rename(old, dir); /* put the old store back */
+	}
+	if (store_open(&ns->store, dir, &o, rc ? NULL : err) != 0 && rc == 0)
+		rc = err_wrap(err, "namespace %s after a full copy", ns->name);
+	if (ns->store) {
+		store_get_position(ns->store, &pos);
+		ns->durable_seq = pos.seq; /* the copy was synced before the swap */
+	}
+	ns->is_swapping = false;
+	pthread_cond_broadcast(&ns->readers_cond);
+	pthread_mutex_unlock(&ns->lock);
+	if (rc == 0)
+		archiver_rmtree(old);
+	return rc;
+}
+
+/* Finishes what a crash interrupted: a complete copy (".ready-") replaces its
+ * namespace; partial copies (".seed-") and replaced stores (".old-") go. */
+static void recover_copies(struct archiver *a, DIR *d)
+{
+	struct dirent *de;
+
+	while ((de = readdir(d)) != NULL) {
+		char path[1400], dir[1400], old[1400];
+		const char *name;
+
+		if (strncmp(de->d_name, ".seed-", 6) == 0 || strncmp(de->d_name, ".old-", 5) == 0) {
+			snprintf(path, sizeof(path), "%s/ns/%s", a->cfg.data_dir, de->d_name);
+			archiver_rmtree(path);
+			continue;
+		}
+		if (strncmp(de->d_name, ".ready-", 7) != 0)
+			continue;
+		name = de->d_name + 7;
+		snprintf(path, sizeof(path), "%s/ns/%s", a->cfg.data_dir, de->d_name);
+		archiver_ns_dir(a, name, "", dir, sizeof(dir));
+		archiver_ns_dir(a, name, ".old-", old, sizeof(old));
+		if (access(dir, F_OK) == 0 && rename(dir, old) != 0)
+			continue;
+		if (rename(path, dir) == 0)
+			archiver_rmtree(old);
+	}
+	rewinddir(d);
+}
+
 int archiver_open_namespaces(struct archiver *a, struct us_err *err)
 {
 	char dir[1100];
@@ -97,6 +210,7 @@ int archiver_open_namespaces(struct archiver *a, struct us_err *err)
 			return 0;
 		return err_set(err, US_EIO, "cannot read %s: %s", dir, strerror(errno));
 	}
+	recover_copies(a, d);
 	while ((de = readdir(d)) != NULL && rc == 0) {
 		struct ns *ns;
 
@@ -118,6 +232,7 @@ void archiver_close_namespaces(struct archiver *a)
 		store_close(a->ns[i]->store);
 		pthread_mutex_destroy(&a->ns[i]->lock);
 		pthread_mutex_destroy(&a->ns[i]->apply_lock);
+		pthread_cond_destroy(&a->ns[i]->readers_cond);
 		free(a->ns[i]);
 		a->ns[i] = NULL;
 	}

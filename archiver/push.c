@@ -17,6 +17,7 @@
  * takes ns.lock then push.lock. A push is freed by its on_end, after it has
  * detached, so a pointer read under ns.lock is valid while ns.lock is held.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,12 @@ struct push {
 	char node_id[64];
 	struct stream_frame frame;  /* decode scratch (worker thread only) */
 	struct buf out;             /* pack scratch for the worker's own sends */
+	/* A full copy being received, SeedBegin .. SeedEnd (worker thread only):
+	 * built aside in DATA_DIR/ns/.seed-NAME, swapped in whole at the end. */
+	struct store *seed;
+	struct store_position seed_pos;
+	uint64_t seed_entries;
+	uint64_t seed_next_chunk;
 };
 
 static int64_t now_ms(void)
@@ -133,13 +140,15 @@ static void *syncer_main(void *arg)
 			is_dirty = ns->is_dirty;
 			ns->is_dirty = false;
 			pthread_mutex_unlock(&ns->lock);
-			if (!is_dirty)
-				continue;
+			if (!is_dirty || archiver_ns_acquire(ns, &err))
+				continue; /* a full copy being swapped in is synced already */
 			if (store_sync(ns->store, &durable, &err)) {
 				log_error("ns=%s event=sync_failed reason=\"%s\"", ns->name, err.msg);
+				archiver_ns_release(ns);
 				continue; /* durable stays behind: the site keeps its journal */
 			}
 			store_get_position(ns->store, &pos);
+			archiver_ns_release(ns);
 			pthread_mutex_lock(&ns->lock);
 			if (durable > ns->durable_seq)
 				ns->durable_seq = durable;
@@ -293,14 +302,116 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 	return 0;
 }
 
+static void seed_abandon(struct push *p)
+{
+	char dir[1400];
+
+	if (!p->seed)
+		return;
+	store_close(p->seed);
+	p->seed = NULL;
+	archiver_ns_dir(p->a, p->ns->name, ".seed-", dir, sizeof(dir));
+	archiver_rmtree(dir);
+}
+
+static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, struct us_err *err)
+{
+	struct store_opts o = {.max_body = p->a->cfg.max_body};
+	struct ns *ns = p->ns;
+	struct store_position pos;
+	char dir[1400];
+	int rc;
+
+	if (p->seed)
+		return err_set(err, US_EINVAL, "a second SeedBegin before SeedEnd");
+	pthread_mutex_lock(&ns->apply_lock);
+	store_get_position(ns->store, &pos);
+	pthread_mutex_unlock(&ns->apply_lock);
+	if (b->generation != pos.generation)
+		return err_set(err, US_EPRECOND, "full copy of generation %llu, this archiver is at %llu",
+			       (unsigned long long)b->generation, (unsigned long long)pos.generation);
+	if (b->seq < pos.seq)
+		return err_set(err, US_EPRECOND,
+			       "full copy at seq %llu is older than this archiver's seq %llu",
+			       (unsigned long long)b->seq, (unsigned long long)pos.seq);
+	archiver_ns_dir(p->a, ns->name, ".seed-", dir, sizeof(dir));
+	archiver_rmtree(dir);
+	if ((rc = store_open(&p->seed, dir, &o, err)))
+		return err_wrap(err, "cannot start a full copy of %s", ns->name);
+	p->seed_pos = (struct store_position){.generation = b->generation, .seq = b->seq,
+					      .time_ms = b->time_ms};
+	p->seed_entries = 0;
+	p->seed_next_chunk = 1;
+	log_info("ns=%s event=seed_begin node=%s seq=%llu", ns->name, p->node_id,
+		 (unsigned long long)b->seq);
+	return 0;
+}
+
+static int on_seed_chunk(struct push *p, const Understudy__V1__Entries *e, struct us_err *err)
+{
+	int rc;
+
+	if (!p->seed)
+		return err_set(err, US_EPRECOND, "a full copy chunk without SeedBegin");
+	if (e->first_seq != p->seed_next_chunk)
+		return err_set(err, US_ERANGE, "full copy chunk %llu, expected chunk %llu",
+			       (unsigned long long)e->first_seq,
+			       (unsigned long long)p->seed_next_chunk);
+	if ((rc = stream_decode_entries(e->first_seq, e->count, e->raw_len, e->block.data,
+					e->block.len, &p->frame, err)) ||
+	    (rc = store_load_entries(p->seed, p->frame.entries, p->frame.n, err))) {
+		err_wrap(err, "full copy chunk %llu", (unsigned long long)e->first_seq);
+		return rc;
+	}
+	p->seed_entries += p->frame.n;
+	p->seed_next_chunk++;
+	return 0;
+}
+
+static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct us_err *err)
+{
+	struct ns *ns = p->ns;
+	char seed_dir[1400], ready_dir[1400];
+	int rc;
+
+	if (!p->seed)
+		return err_set(err, US_EPRECOND, "SeedEnd without SeedBegin");
+	if (e->seq != p->seed_pos.seq || e->entries != p->seed_entries)
+		return err_set(err, US_ECORRUPT,
+			       "full copy ends at seq %llu with %llu entries, but began at seq %llu "
+			       "and carried %llu",
+			       (unsigned long long)e->seq, (unsigned long long)e->entries,
+			       (unsigned long long)p->seed_pos.seq,
+			       (unsigned long long)p->seed_entries);
+	if ((rc = store_set_position(p->seed, &p->seed_pos, err)))
+		return rc;
+	store_close(p->seed);
+	p->seed = NULL;
+	archiver_ns_dir(p->a, ns->name, ".seed-", seed_dir, sizeof(seed_dir));
+	archiver_ns_dir(p->a, ns->name, ".ready-", ready_dir, sizeof(ready_dir));
+	archiver_rmtree(ready_dir);
+	if (rename(seed_dir, ready_dir) != 0)
+		return err_set(err, US_EIO, "cannot keep the full copy of %s: %s", ns->name,
+			       strerror(errno));
+	pthread_mutex_lock(&ns->apply_lock);
+	rc = archiver_swap_store(p->a, ns, err);
+	pthread_mutex_unlock(&ns->apply_lock);
+	if (rc)
+		return rc;
+	log_info("ns=%s event=seeded node=%s seq=%llu entries=%llu", ns->name, p->node_id,
+		 (unsigned long long)e->seq, (unsigned long long)e->entries);
+	send_progress(p, e->seq, e->seq, &p->out);
+	return 0;
+}
+
 static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h)
 {
 	struct ns *ns = p->ns;
 	struct store_position pos;
 	uint64_t durable;
 
-	store_get_position(ns->store, &pos);
 	pthread_mutex_lock(&ns->lock);
+	store_get_position(ns->store, &pos);
 	if (h->last_seq > ns->master_seq)
 		ns->master_seq = h->last_seq;
 	ns->heartbeat_ms = now_ms();
@@ -345,19 +456,23 @@ static void push_message(struct rpc_call *call, void *ctx, const uint8_t *msg, s
 	} else if (!p->ns) {
 		rc = err_set(&err, US_EPRECOND, "the first frame must be a Hello");
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_ENTRIES) {
-		rc = on_entries(p, f->entries, &err);
+		rc = p->seed ? err_set(&err, US_EPRECOND, "entries inside a full copy")
+			     : on_entries(p, f->entries, &err);
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT) {
 		rc = on_heartbeat(p, f->heartbeat);
-	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN ||
-		   f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_CHUNK ||
-		   f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_END) {
-		rc = err_set(&err, US_EUNIMPL, "a full copy (seed) is not taken by this archiver yet");
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN) {
+		rc = on_seed_begin(p, f->seed_begin, &err);
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_CHUNK) {
+		rc = on_seed_chunk(p, f->seed_chunk, &err);
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_END) {
+		rc = on_seed_end(p, f->seed_end, &err);
 	} else {
 		rc = err_set(&err, US_EINVAL, "frame with no known body (case %d)", (int)f->body_case);
 	}
 	if (f)
 		understudy__v1__frame__free_unpacked(f, NULL);
 	if (rc) {
+		seed_abandon(p);
 		refuse(p, &err);
 		return;
 	}
@@ -383,6 +498,7 @@ static void push_end(struct rpc_call *call, void *ctx, bool is_cancelled)
 		pthread_mutex_unlock(&p->ns->lock);
 	}
 	push_finish(p, is_cancelled ? US_ECANCELLED : 0, is_cancelled ? "stream ended" : NULL);
+	seed_abandon(p);
 	stream_frame_release(&p->frame);
 	buf_release(&p->out);
 	pthread_mutex_destroy(&p->lock);

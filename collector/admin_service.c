@@ -29,6 +29,12 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	out.role = "primary";
 	out.generation = pos.generation;
 	out.last_seq = pos.seq;
+	{
+		uint64_t first = 0;
+
+		if (store_journal_first(col->store, &first, NULL) == 0)
+			out.journal_first_seq = first;
+	}
 	out.commit_mode = (char *)guard_mode_name(col->guard);
 	for (size_t i = 0; i < n_links; i++) {
 		link_get_status(col->links[i], &ls[i]);

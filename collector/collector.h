@@ -13,6 +13,7 @@
 #include "committer.h"
 #include "guard.h"
 #include "link.h"
+#include "retention.h"
 #include "config.h"
 #include "us_limits.h"
 #include "rpc.h"
@@ -34,6 +35,8 @@ struct collector_config {
 	uint64_t max_lag_ms;
 	uint64_t sync_timeout_ms;
 	int sync_fallback;             /* enum guard_fallback */
+	uint64_t journal_retention_ms;
+	uint64_t journal_max;
 };
 
 struct collector {
@@ -42,6 +45,7 @@ struct collector {
 	struct committer *committer;  /* the one writer of store */
 	struct rpc_server *rpc;
 	struct guard *guard;          /* the loss bound: admission and sync answers */
+	struct retention *retention;  /* journal trimming */
 	struct link **links;          /* one per archiver; set before the server starts */
 	size_t n_links;
 	struct store_service_ops store_ops; /* the Store service's view of this collector */

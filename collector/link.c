@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <lz4.h>
+
 #include "log.h"
 #include "rpc.h"
 #include "stream.h"
@@ -232,6 +234,147 @@ static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
 	return 0;
 }
 
+/* Waits until the send in flight is done, handling acks meanwhile. */
+static int wait_sent(struct link *l, struct session *ss, struct us_err *err)
+{
+	while (rpc_bidi_is_sending(ss->b)) {
+		uint8_t *msg = NULL;
+		size_t len = 0;
+		int ev = rpc_bidi_wait(ss->b, 1000, &msg, &len, err);
+		int rc;
+
+		if (is_stopping(l))
+			return err_set(err, US_ECANCELLED, "stopping");
+		if (ev == RPC_BIDI_MESSAGE) {
+			rc = on_ack(l, ss, msg, len, err);
+			free(msg);
+			if (rc)
+				return rc;
+		} else if (ev == RPC_BIDI_END) {
+			return err->code ? err->code
+					 : err_set(err, US_EUNAVAIL, "archiver %s ended the stream",
+						   l->addr);
+		} else if (ev < 0) {
+			return ev;
+		}
+	}
+	return 0;
+}
+
+/* Sends the Entries-shaped frame of one seed chunk in scratch. */
+static int send_seed_chunk(struct link *l, struct session *ss, uint64_t chunk, uint32_t count,
+			   struct us_err *err)
+{
+	Understudy__V1__Frame f;
+	Understudy__V1__Entries e;
+	int bound, rc;
+
+	if (ss->scratch.len > INT32_MAX)
+		return err_set(err, US_ETOOBIG, "seed chunk too big");
+	bound = LZ4_compressBound((int)ss->scratch.len);
+	buf_reset(&ss->block);
+	if (buf_reserve(&ss->block, (size_t)bound))
+		return err_set(err, US_ENOMEM, "out of memory");
+	bound = LZ4_compress_default((const char *)ss->scratch.p, (char *)ss->block.p,
+				     (int)ss->scratch.len, bound);
+	if (bound <= 0)
+		return err_set(err, US_EIO, "cannot compress seed chunk %llu",
+			       (unsigned long long)chunk);
+	ss->block.len = (size_t)bound;
+	understudy__v1__entries__init(&e);
+	e.first_seq = chunk;
+	e.count = count;
+	e.raw_len = (uint32_t)ss->scratch.len;
+	e.block.data = ss->block.p;
+	e.block.len = ss->block.len;
+	understudy__v1__frame__init(&f);
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_CHUNK;
+	f.seed_chunk = &e;
+	if ((rc = wait_sent(l, ss, err)) || (rc = send_frame(ss->b, &f, &ss->msg, err)))
+		return rc;
+	return 0;
+}
+
+/* A full copy: SeedBegin, chunks of one consistent state, SeedEnd; the
+ * journal tail follows from the copy's seq + 1. The site keeps committing. */
+static int send_seed(struct link *l, struct session *ss, struct us_err *err)
+{
+	Understudy__V1__Frame f;
+	Understudy__V1__SeedBegin sb;
+	Understudy__V1__SeedEnd se;
+	struct store_seed_iter *it;
+	struct store_position pos;
+	struct entry_block_writer w;
+	uint64_t chunk = 1, entries = 0;
+	struct entry e;
+	int rc;
+
+	if ((rc = store_seed_iter_new(l->store, &it, &pos, err)))
+		return rc;
+	log_info("ns=%s event=seed_begin archiver=%s seq=%llu", l->ns, l->addr,
+		 (unsigned long long)pos.seq);
+	understudy__v1__seed_begin__init(&sb);
+	sb.seq = pos.seq;
+	sb.generation = pos.generation;
+	sb.time_ms = pos.time_ms;
+	understudy__v1__frame__init(&f);
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN;
+	f.seed_begin = &sb;
+	if ((rc = wait_sent(l, ss, err)) || (rc = send_frame(ss->b, &f, &ss->msg, err)))
+		goto out_it;
+	buf_reset(&ss->scratch);
+	if ((rc = entry_block_begin(&w, &ss->scratch, chunk))) {
+		err_set(err, rc, "out of memory");
+		goto out_it;
+	}
+	while ((rc = store_seed_iter_next(it, &e, err)) == 1) {
+		if ((rc = entry_block_add(&w, &e, err)))
+			goto out_it;
+		entries++;
+		if (ss->scratch.len >= US_FRAME_TARGET_BYTES) {
+			uint32_t count = w.count;
+
+			if ((rc = entry_block_finish(&w, err)) ||
+			    (rc = send_seed_chunk(l, ss, chunk, count, err)))
+				goto out_it;
+			chunk++;
+			buf_reset(&ss->scratch);
+			if ((rc = entry_block_begin(&w, &ss->scratch, chunk))) {
+				err_set(err, rc, "out of memory");
+				goto out_it;
+			}
+			if (is_stopping(l)) {
+				rc = err_set(err, US_ECANCELLED, "stopping");
+				goto out_it;
+			}
+		}
+	}
+	if (rc < 0)
+		goto out_it;
+	if (w.count > 0) {
+		uint32_t count = w.count;
+
+		if ((rc = entry_block_finish(&w, err)) ||
+		    (rc = send_seed_chunk(l, ss, chunk, count, err)))
+			goto out_it;
+	}
+	understudy__v1__seed_end__init(&se);
+	se.seq = pos.seq;
+	se.entries = entries;
+	understudy__v1__frame__init(&f);
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_END;
+	f.seed_end = &se;
+	if ((rc = wait_sent(l, ss, err)) || (rc = send_frame(ss->b, &f, &ss->msg, err)) ||
+	    (rc = wait_sent(l, ss, err)))
+		goto out_it;
+	ss->next_seq = pos.seq + 1;
+	log_info("ns=%s event=seed_sent archiver=%s seq=%llu entries=%llu", l->ns, l->addr,
+		 (unsigned long long)pos.seq, (unsigned long long)entries);
+out_it:
+	store_seed_iter_free(it);
+	return rc;
+}
+
 /* Waits for the Welcome; fills ss->next_seq. */
 static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 {
@@ -328,11 +471,16 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 		if (!is_sending) {
 			bool is_sent;
 
-			if ((rc = maybe_send_entries(l, ss, &is_sent, err))) {
-				if (rc == US_ENOTFOUND)
-					err_wrap(err, "archiver %s needs a full copy", l->addr);
-				return rc;
+			rc = maybe_send_entries(l, ss, &is_sent, err);
+			if (rc == US_ENOTFOUND) {
+				/* The archiver's position is older than the retained
+				 * journal: a full copy, then the tail. */
+				if ((rc = send_seed(l, ss, err)))
+					return rc;
+				continue;
 			}
+			if (rc)
+				return rc;
 			if (!is_sent && mono_ms() - ss->last_send_ms >= l->heartbeat_ms) {
 				if ((rc = send_heartbeat(l, ss->b, &ss->msg, err)))
 					return rc;

@@ -72,6 +72,10 @@ static const struct config_key collector_keys[] = {
 	{"sync_timeout", CFG_DURATION, F(sync_timeout_ms), 0, "5s", 1, 0, NULL, NULL,
 	 "how long a commit waits for the archivers: for an ack (sync), for the lag to fall "
 	 "under max_lag (async)"},
+	{"journal_retention", CFG_DURATION, F(journal_retention_ms), 0, "24h", 0, 0, NULL, NULL,
+	 "how long journal no archiver still needs is kept"},
+	{"journal_max", CFG_UINT, F(journal_max), 0, "10000000", 1000, 0, NULL, NULL,
+	 "most journal records kept for an archiver that lags; past it, it takes a full copy"},
 	{"sync_fallback", CFG_ENUM, F(sync_fallback), 0, "block", 0, 0, fallbacks, NULL,
 	 "sync: after sync_timeout without an ack, keep waiting (block) or answer as async"},
 };
@@ -152,6 +156,16 @@ static int start_links(struct collector *col, struct us_err *err)
 	}
 	committer_on_written(col->committer, on_written, col);
 	return 0;
+}
+
+static int start_retention(struct collector *col, struct us_err *err)
+{
+	struct retention_opts o = {.store = col->store, .links = col->links,
+				   .n_links = col->n_links,
+				   .retention_ms = col->cfg.journal_retention_ms,
+				   .journal_max = col->cfg.journal_max, .ns = col->cfg.ns};
+
+	return retention_new(&col->retention, &o, err);
 }
 
 static void stop_links(struct collector *col)
@@ -247,7 +261,7 @@ int main(int argc, char **argv)
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
 	rpc_global_init();
-	if (start_links(&col, &err)) {
+	if (start_links(&col, &err) || start_retention(&col, &err)) {
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		stop_links(&col);
 		goto out_committer;
@@ -261,6 +275,7 @@ int main(int argc, char **argv)
 		log_error("ns=%s event=listen_failed addr=%s reason=\"%s\"", col.cfg.ns,
 			  col.cfg.listen, err.msg);
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		retention_free(col.retention);
 		stop_links(&col);
 		goto out_committer;
 	}
@@ -283,6 +298,7 @@ int main(int argc, char **argv)
 	rpc_server_stop(col.rpc, 5000);
 	committer_free(col.committer);
 	col.committer = NULL;
+	retention_free(col.retention);
 	stop_links(&col);
 out_committer:
 	committer_free(col.committer);

@@ -165,6 +165,7 @@ typedef struct us_status {
 	char commit_mode[48];     /* "local", "async", "sync" or "sync (fallen back to async)" */
 	uint64_t generation;
 	uint64_t last_seq;
+	uint64_t journal_first_seq; /* first journal seq still retained; 0: none */
 	us_archiver_link_t *archivers;
 	size_t n_archivers;
 	/* archiver */

@@ -336,6 +336,7 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 	snprintf(s->commit_mode, sizeof(s->commit_mode), "%s", out->commit_mode);
 	s->generation = out->generation;
 	s->last_seq = out->last_seq;
+	s->journal_first_seq = out->journal_first_seq;
 	s->n_archivers = out->n_archivers;
 	for (size_t i = 0; i < out->n_archivers; i++) {
 		const Understudy__V1__ArchiverLink *a = out->archivers[i];

@@ -176,9 +176,10 @@ static int cmd_status(struct cli *cli)
 								   "lag_entries",
 								   (json_int_t)l->lag_entries));
 			}
-			o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:o}", "node", st->node, "namespace",
-				      st->ns, "role", st->role, "generation",
+			o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:o}", "node", st->node,
+				      "namespace", st->ns, "role", st->role, "generation",
 				      (json_int_t)st->generation, "last_seq", (json_int_t)st->last_seq,
+				      "journal_first_seq", (json_int_t)st->journal_first_seq,
 				      "commit_mode", st->commit_mode, "archivers", a);
 		}
 		us_status_free(st);
@@ -200,9 +201,10 @@ static int cmd_status(struct cli *cli)
 		}
 	} else {
 		printf("node: %s\nnamespace: %s\nrole: %s\ngeneration: %llu\nlast_seq: %llu\n"
-		       "commit_mode: %s\n",
+		       "journal_first_seq: %llu\ncommit_mode: %s\n",
 		       st->node, st->ns, st->role, (unsigned long long)st->generation,
-		       (unsigned long long)st->last_seq, st->commit_mode);
+		       (unsigned long long)st->last_seq,
+		       (unsigned long long)st->journal_first_seq, st->commit_mode);
 		for (size_t i = 0; i < st->n_archivers; i++)
 			printf("archiver %s connected=%s acked_seq=%llu lag_entries=%llu\n",
 			       st->archivers[i].addr, st->archivers[i].is_connected ? "yes" : "no",

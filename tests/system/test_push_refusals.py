@@ -593,12 +593,25 @@ class PushRefusalTest(SystemTest):
         huge = self.proto.Frame(entries=self.proto.Entries(
             first_seq=nxt(), count=1, raw_len=100, block=b"\0" * US_RPC_OVER_MAX_BYTES))
         self.refused([huge], P.RESOURCE_EXHAUSTED, ["max"], case="message over the gRPC max")
-        # A full copy is not taken by this archiver (yet): refused, never half-taken.
-        seed = [self.proto.Frame(seed_begin=self.proto.SeedBegin(seq=100, generation=1)),
-                self.proto.Frame(seed_chunk=self.proto.Entries(
-                    first_seq=1, count=1, raw_len=0, block=b"")),
-                self.proto.Frame(seed_end=self.proto.SeedEnd(seq=100, entries=1))]
-        self.refused(seed, P.UNIMPLEMENTED, ["seed"], case="seed frames")
+        # A broken full copy is refused and never half-taken: the namespace keeps
+        # its data (checked by refused() and below).
+        begin = self.proto.Frame(seed_begin=self.proto.SeedBegin(seq=100, generation=1))
+        bad_chunk = self.proto.Frame(seed_chunk=self.proto.Entries(
+            first_seq=1, count=1, raw_len=0, block=b""))
+        self.refused([begin, bad_chunk], P.RESOURCE_EXHAUSTED, ["full copy chunk 1"],
+                     case="seed chunk with a bad block")
+        self.refused([bad_chunk], P.FAILED_PRECONDITION, ["without SeedBegin"],
+                     case="seed chunk without SeedBegin")
+        self.refused([self.proto.Frame(seed_end=self.proto.SeedEnd(seq=100, entries=1))],
+                     P.FAILED_PRECONDITION, ["without SeedBegin"],
+                     case="SeedEnd without SeedBegin")
+        self.refused([begin, self.proto.Frame(seed_end=self.proto.SeedEnd(seq=100, entries=5))],
+                     P.DATA_LOSS, ["entries"], case="SeedEnd with a wrong count")
+        self.refused([self.proto.Frame(seed_begin=self.proto.SeedBegin(seq=1, generation=1))],
+                     P.FAILED_PRECONDITION, ["older"], case="full copy older than the archiver")
+        self.refused([begin, self.proto.Frame(seed_chunk=self.proto.Entries(
+            first_seq=2, count=1, raw_len=20, block=b"x"))], P.OUT_OF_RANGE, ["chunk 2"],
+            case="seed chunk out of order")
         # Still all there: the first data and every "after" item, nothing else.
         data = dump_namespace(self.stub, self.proto, NS)
         self.assertEqual(sorted(data), [("ACC", "CUST")])

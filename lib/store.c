@@ -713,6 +713,137 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 	}
 }
 
+/* Puts e's journal record at seq into b. */
+static int journal_put(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+		       uint64_t seq, struct us_err *err)
+{
+	int rc;
+
+	buf_reset(&s->val);
+	if ((rc = entry_record_encode(e, &s->val, err)))
+		return rc;
+	if (key_journal(&s->key, seq))
+		return err_set(err, US_ENOMEM, "out of memory");
+	rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)s->val.p, s->val.len);
+	return 0;
+}
+
+/* Turning logging on re-ships what was not shipped: for each file that starts
+ * shipping, CLEAR_FILE of both sections and a WRITE per item, journaled just
+ * before the SET_LOGGING marker itself (so the archiver's copy stays marked
+ * stale until the marker, which comes last, clears it). The re-shipped
+ * entries carry END every RESHIP_COMMIT_ENTRIES, so that a large file does
+ * not make one frame too large; the archiver may show the stale file partly
+ * re-filled meanwhile. The items are read as committed before this group. */
+#define RESHIP_COMMIT_ENTRIES 1000
+
+struct reship {
+	bool is_needed;
+	bool is_account;    /* every logged file of the account */
+};
+
+static void reship_before(struct store *s, const struct entry *e, struct reship *rs)
+{
+	rs->is_needed = false;
+	rs->is_account = false;
+	if (e->op != ENTRY_SET_LOGGING || !e->flag)
+		return;
+	if (e->file_len == 0) {
+		rs->is_account = true;
+		rs->is_needed = !account_is_logged(s, e);
+		return;
+	}
+	struct cat_row *f = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len);
+	rs->is_needed = f && !(f->is_logged && account_is_logged(s, e)) && account_is_logged(s, e);
+}
+
+static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct entry *marker,
+		       const char *file, size_t file_len, uint64_t *next, struct us_err *err)
+{
+	struct entry e = {.time_ms = marker->time_ms, .account = marker->account,
+			  .account_len = marker->account_len, .file = file, .file_len = file_len};
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	struct buf prefix, upper;
+	char *errptr = NULL;
+	uint64_t n = 0;
+	int rc = 0;
+
+	e.op = ENTRY_CLEAR_FILE;
+	for (uint8_t sec = SECTION_DATA; sec <= SECTION_DICT; sec++) {
+		e.section = sec;
+		if ((rc = journal_put(s, b, &e, ++*next, err)))
+			return rc;
+	}
+	buf_init(&prefix);
+	buf_init(&upper);
+	if (key_file(&prefix, 'D', e.account, e.account_len, file, file_len) ||
+	    buf_append_u8(&prefix, 0) || key_successor(&upper, prefix.p, prefix.len)) {
+		buf_release(&prefix);
+		buf_release(&upper);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)upper.p, upper.len);
+	it = rocksdb_create_iterator(s->db, ro);
+	e.op = ENTRY_WRITE;
+	for (rocksdb_iter_seek(it, (char *)prefix.p, prefix.len); rocksdb_iter_valid(it) && !rc;
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+
+		if (klen < prefix.len + 2)
+			continue;
+		e.section = (uint8_t)k[prefix.len];
+		e.id = (const uint8_t *)k + prefix.len + 1;
+		e.id_len = klen - prefix.len - 1;
+		e.body = (const uint8_t *)v;
+		e.body_len = vlen;
+		e.is_commit_end = ++n % RESHIP_COMMIT_ENTRIES == 0;
+		rc = journal_put(s, b, &e, ++*next, err);
+	}
+	if (!rc) {
+		rocksdb_iter_get_error(it, &errptr);
+		rc = take_rocks_err(&errptr, err, "cannot read items to re-ship");
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	buf_release(&prefix);
+	buf_release(&upper);
+	return rc;
+}
+
+static int reship_after(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+			const struct reship *rs, uint64_t *next, struct us_err *err)
+{
+	char key[US_ACCOUNT_MAX_LEN + 1];
+	long i;
+	int rc;
+
+	if (!rs->is_account)
+		return reship_file(s, b, e, e->file, e->file_len, next, err);
+	/* Every file of the account whose own flag is on. Rows sort by
+	 * "account\0file", right after the account's own row "account\0". */
+	memcpy(key, e->account, e->account_len);
+	key[e->account_len] = '\0';
+	i = catalog_find(&s->cat, key, e->account_len + 1);
+	i = i >= 0 ? i + 1 : -i - 1;
+	for (; (size_t)i < s->cat.n; i++) {
+		struct cat_row *r = &s->cat.rows[i];
+
+		if (r->key_len <= e->account_len + 1 ||
+		    memcmp(r->key, key, e->account_len + 1) != 0)
+			break;
+		if (!r->is_logged)
+			continue;
+		if ((rc = reship_file(s, b, e, r->key + e->account_len + 1,
+				      r->key_len - e->account_len - 1, next, err)))
+			return rc;
+	}
+	return 0;
+}
+
 static bool op_changes_catalog(uint8_t op)
 {
 	return op == ENTRY_CREATE_FILE || op == ENTRY_DELETE_FILE || op == ENTRY_SET_LOGGING;
@@ -746,41 +877,36 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 	}
 	rocksdb_writebatch_set_save_point(b);
 
-	/* Journal flags are decided per op against the catalog as it is when that op
-	 * applies, so the pass that applies also marks what to journal. */
-	bool *is_journaled = calloc(c->n_ops, sizeof(bool));
-	if (!is_journaled) {
-		rc = err_set(&c->err, US_ENOMEM, "out of memory");
-		goto out_rollback;
-	}
+	/* One pass: each op applies against the catalog as the ops before it left
+	 * it, and goes to the journal right away if its file ships. */
 	for (size_t i = 0; i < c->n_ops; i++) {
-		c->ops[i].time_ms = time_ms;
-		c->ops[i].is_commit_end = false;
-		rc = apply_op(s, b, &c->ops[i], false, 0, &is_journaled[i], &c->err);
+		struct entry *e = &c->ops[i];
+		bool is_journaled = false;
+		struct reship rs;
+
+		e->time_ms = time_ms;
+		e->is_commit_end = false;
+		reship_before(s, e, &rs);
+		rc = apply_op(s, b, e, false, 0, &is_journaled, &c->err);
+		if (rc == 0 && rs.is_needed)
+			rc = reship_after(s, b, e, &rs, &next, &c->err);
+		if (rc == 0 && is_journaled) {
+			rc = journal_put(s, b, e, ++next, &c->err);
+			last_journaled = (long)i;
+		}
 		if (rc) {
 			if (rc == US_ENOMEM && !c->err.msg[0])
 				err_set(&c->err, rc, "out of memory");
-			err_wrap(&c->err, "operation %zu (%s)", i + 1, entry_op_name(c->ops[i].op));
+			err_wrap(&c->err, "operation %zu (%s)", i + 1, entry_op_name(e->op));
 			goto out_rollback;
 		}
-		if (is_journaled[i])
-			last_journaled = (long)i;
 	}
-	for (long i = 0; i <= last_journaled; i++) {
-		if (!is_journaled[i])
-			continue;
-		c->ops[i].is_commit_end = i == last_journaled;
-		buf_reset(&s->val);
-		if ((rc = entry_record_encode(&c->ops[i], &s->val, &c->err)) ||
-		    (rc = key_journal(&s->key, ++next))) {
-			if (!c->err.msg[0])
-				err_set(&c->err, rc, "cannot encode journal entry");
+	/* The commit's last journal entry carries END: put it again, marked. */
+	if (last_journaled >= 0) {
+		c->ops[last_journaled].is_commit_end = true;
+		if ((rc = journal_put(s, b, &c->ops[last_journaled], next, &c->err)))
 			goto out_rollback;
-		}
-		rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)s->val.p,
-				       s->val.len);
 	}
-	free(is_journaled);
 	rocksdb_writebatch_pop_save_point(b, &errptr);
 	if (errptr) {
 		rocksdb_free(errptr); /* cannot happen: set above; a stale save point is harmless */
@@ -794,7 +920,6 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 	return c->rc = 0;
 
 out_rollback:
-	free(is_journaled);
 	rocksdb_writebatch_rollback_to_save_point(b, &errptr);
 	if (errptr) {
 		/* Cannot happen: the save point was set above. Say so loudly. */

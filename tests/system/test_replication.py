@@ -138,6 +138,22 @@ class ReplicationTest(SystemTest):
         self.assertEqual(archived[("ACC", "LOG")]["stale_since_seq"], seq_off)
         self.assertEqual(archived[("OFFACC", "F")]["data"], {b"a": b"1"})
         self.assertGreater(archived[("OFFACC", "F")]["stale_since_seq"], 0)
+        # Logging on again re-ships each file's whole contents: what changed
+        # while it was off (writes and deletes) shows, and it is no longer stale.
+        c("delete", NS, "ACC", "LOG", "k")
+        c("put", NS, "ACC", "LOG", "d", "dict while off", "--dict")
+        c("set-logging", NS, "ACC", "LOG", "on")
+        c("set-logging", NS, "OFFACC", "on")
+        c("set-logging", NS, "ACC", "LOCAL", "on")
+        self.wait_caught_up(arch, col)
+        archived = dump_namespace(self.stub(arch), self.proto, NS)
+        self.assertEqual(archived[("ACC", "LOG")]["data"], {b"after": b"not shipped"})
+        self.assertEqual(archived[("ACC", "LOG")]["dict"], {b"d": b"dict while off"})
+        self.assertEqual(archived[("ACC", "LOG")]["stale_since_seq"], 0)
+        self.assertEqual(archived[("OFFACC", "F")]["data"], {b"a": b"1", b"b": b"not shipped"})
+        self.assertEqual(archived[("OFFACC", "F")]["stale_since_seq"], 0)
+        self.assertEqual(archived[("ACC", "LOCAL")]["data"], {b"secret": b"s"})
+        self.assert_same(arch, col)
 
     def test_archiver_killed_mid_stream(self):
         arch, col = self.start_pair()

@@ -228,13 +228,31 @@ static void test_logging_and_files(void **state)
 	assert_int_equal(commit1(s, w, 1, &first, &last), 0);
 	assert_int_equal(last, 0); /* unlogged: no seq */
 	assert_int_equal(pos_seq(s), 1);
-	assert_int_equal(commit1(s, on, 1, &first, &last), 0); /* marker journaled */
-	assert_int_equal(last, 2);
+	/* logging on re-ships the file: CLEAR DATA, CLEAR DICT, WRITE k, then the marker */
+	assert_int_equal(commit1(s, on, 1, &first, &last), 0);
+	assert_int_equal(first, 2);
+	assert_int_equal(last, 5);
+	{
+		static const uint8_t ops[4] = {ENTRY_CLEAR_FILE, ENTRY_CLEAR_FILE, ENTRY_WRITE,
+					       ENTRY_SET_LOGGING};
+		struct buf rec;
+		struct entry e;
+
+		buf_init(&rec);
+		for (uint64_t q = 2; q <= 5; q++) {
+			assert_int_equal(store_journal_get(s, q, &rec, &err), 0);
+			assert_int_equal(entry_record_decode(rec.p, rec.len, &e, &err), 0);
+			assert_int_equal(e.op, ops[q - 2]);
+			assert_int_equal(e.is_commit_end, q == 5);
+		}
+		assert_int_equal(e.flag, true);
+		buf_release(&rec);
+	}
 	assert_int_equal(commit1(s, w, 1, &first, &last), 0);
-	assert_int_equal(last, 3);
+	assert_int_equal(last, 6);
 	acc_off[0].flag = false;
 	assert_int_equal(commit1(s, acc_off, 1, &first, &last), 0);
-	assert_int_equal(last, 4);
+	assert_int_equal(last, 7);
 	assert_int_equal(commit1(s, wl, 1, &first, &last), 0);
 	assert_int_equal(last, 0); /* the account is off */
 

@@ -67,6 +67,39 @@ class ConfigTest(SystemTest):
                 proc.kill()
                 proc.wait()
 
+    def test_example_configs_and_archiver_defaults(self):
+        """conf/collector.ini and conf/archiver.ini start as they are, and the
+        archiver runs with no config on its defaults (127.0.0.1:7440)."""
+        conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
+        cases = [("understudy-collector", ["--config", os.path.join(conf, "collector.ini")],
+                  7441, "collector"),
+                 ("understudy-archiver", ["--config", os.path.join(conf, "archiver.ini")],
+                  7440, "archiver"),
+                 ("understudy-archiver", [], 7440, "archiver")]
+        for program, args, port, node in cases:
+            if not port_is_free(port):
+                continue  # a demo may be running here; the other cases still run
+            cwd = os.path.join(self.tmp, "cwd-%s-%d" % (program, len(args)))
+            os.makedirs(cwd)
+            proc = subprocess.Popen([binary(program)] + args, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env=child_env())
+            try:
+                addr = "127.0.0.1:%d" % port
+
+                def answers():
+                    if proc.poll() is not None:
+                        raise AssertionError("%s %s exited %d" % (program, args, proc.returncode))
+                    return run_cli(addr, "status")[0] == 0
+                wait_until(answers, harness.READY_TIMEOUT_S, "%s on %s" % (program, addr))
+                self.assertEqual(self.cli_json("status", addr=addr)["node"], node)
+                proc.terminate()
+                self.assertEqual(proc.wait(timeout=harness.STOP_TIMEOUT_S), 0)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
     def test_every_key(self):
         c = self.start_collector(namespace="site-b.x_1", max_body="1KiB", rpc_threads="3",
                                  log_level="debug")

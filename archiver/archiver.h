@@ -28,6 +28,7 @@ struct archiver_config {
 	char data_dir[1024];
 	uint64_t rpc_threads;
 	uint64_t max_body;
+	uint64_t block_cache_bytes;
 	int log_level;
 	int is_syslog;
 	struct ns_config *namespaces;   /* the sections, owned */
@@ -60,6 +61,7 @@ struct archiver {
 	size_t n_ns;
 	struct rpc_server *rpc;
 	struct store_service_ops store_ops;
+	struct store_cache *cache;  /* one block cache for every namespace's store */
 
 	/* The syncer (push.c): fsyncs applied frames, acks them. */
 	pthread_t syncer;

@@ -53,6 +53,8 @@ static const struct config_key archiver_keys[] = {
 	{"max_body", CFG_SIZE, F(max_body), 0, "16MiB", 0, US_BODY_MAX_BYTES, NULL, NULL,
 	 "largest item body accepted"},
 	{"rpc_threads", CFG_UINT, F(rpc_threads), 0, "2", 1, 64, NULL, NULL, "gRPC worker threads"},
+	{"block_cache", CFG_SIZE, F(block_cache_bytes), 0, "256MiB", 1048576, 0, NULL, NULL,
+	 "one block cache shared by every namespace's store"},
 	{"log_level", CFG_ENUM, F(log_level), 0, "info", 0, 0, log_levels, NULL,
 	 "error, warn, info or debug"},
 	{"syslog", CFG_BOOL, F(is_syslog), 0, "off", 0, 0, NULL, NULL, "also log to syslog"},
@@ -180,6 +182,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	a->cache = store_cache_new(a->cfg.block_cache_bytes);
 	if (archiver_open_namespaces(a, &err)) {
 		log_error("event=open_failed reason=\"%s\"", err.msg);
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
@@ -223,6 +226,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out_ns:
 	archiver_close_namespaces(a);
+	store_cache_free(a->cache);
 	if (rc == 0)
 		log_info("event=stopped");
 out_config:

@@ -30,7 +30,7 @@ static bool is_listed(const struct archiver *a, const char *name)
 
 static int open_ns(struct archiver *a, const char *name, struct ns **out, struct us_err *err)
 {
-	struct store_opts o = {.max_body = a->cfg.max_body};
+	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache};
 	char dir[1200];
 	struct ns *ns;
 	int rc;
@@ -132,7 +132,7 @@ void archiver_ns_release(struct ns *ns)
 
 int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 {
-	struct store_opts o = {.max_body = a->cfg.max_body};
+	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache};
 	char dir[1200], ready[1200], old[1200];
 	struct store_position pos;
 	int rc = 0;

@@ -62,7 +62,7 @@ struct store {
 	rocksdb_t *db;
 	rocksdb_options_t *opts;
 	rocksdb_block_based_table_options_t *table_opts;
-	rocksdb_cache_t *cache;
+	rocksdb_cache_t *cache;               /* own, or NULL when shared */
 	rocksdb_readoptions_t *read_opts;
 	rocksdb_writeoptions_t *write_opts;   /* sync = 1 */
 	rocksdb_writeoptions_t *write_opts_nosync;
@@ -457,6 +457,18 @@ const char *store_node_id(const struct store *s)
 	return s->node_id;
 }
 
+/* struct store_cache is a rocksdb_cache_t under another name. */
+struct store_cache *store_cache_new(size_t bytes)
+{
+	return (struct store_cache *)rocksdb_cache_create_lru(bytes ? bytes : 64u << 20);
+}
+
+void store_cache_free(struct store_cache *c)
+{
+	if (c)
+		rocksdb_cache_destroy((rocksdb_cache_t *)c);
+}
+
 int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	       struct us_err *err)
 {
@@ -484,9 +496,12 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	rocksdb_options_set_max_background_jobs(s->opts, 2);
 	rocksdb_options_set_write_buffer_size(s->opts, 64u << 20);
 	rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
-	s->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes : 64u << 20);
+	if (!o->cache)
+		s->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes
+								  : 64u << 20);
 	s->table_opts = rocksdb_block_based_options_create();
-	rocksdb_block_based_options_set_block_cache(s->table_opts, s->cache);
+	rocksdb_block_based_options_set_block_cache(
+		s->table_opts, o->cache ? (rocksdb_cache_t *)o->cache : s->cache);
 	rocksdb_block_based_options_set_filter_policy(s->table_opts,
 						      rocksdb_filterpolicy_create_bloom(10));
 	rocksdb_options_set_block_based_table_factory(s->opts, s->table_opts);

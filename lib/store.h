@@ -23,10 +23,19 @@
 struct store;
 struct store_iter;
 
+/* A block cache several stores share (the archiver's namespaces): one memory
+ * budget however many namespaces. RocksDB's background threads are process-
+ * wide already (its default Env). */
+struct store_cache;
+struct store_cache *store_cache_new(size_t bytes);
+/* After every store using it is closed; NULL is a no-op. */
+void store_cache_free(struct store_cache *c);
+
 struct store_opts {
 	bool is_read_only;          /* open for reading; no lock taken, no writes */
 	size_t max_body;            /* 0: US_BODY_MAX_BYTES */
-	size_t block_cache_bytes;   /* 0: 64 MiB */
+	size_t block_cache_bytes;   /* own cache size when cache is NULL; 0: 64 MiB */
+	struct store_cache *cache;  /* shared cache (borrowed), or NULL for an own one */
 };
 
 /* Opens (creating when missing, unless read-only) the store in dir and returns

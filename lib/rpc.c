@@ -2079,7 +2079,7 @@ static void bidi_handle(struct rpc_bidi *b, void *tag, bool ok)
 		/* a failed send means the call is over: END tells why */
 		if (ok && !b->is_freeing) {
 			bidi_push_event(b, RPC_BIDI_SENT, NULL, 0);
-			if (b->is_close_wanted)
+			if (b->is_close_wanted && !b->is_status_done)
 				bidi_start_close(b);
 		}
 	} else if (tag == &b->tag_close) {
@@ -2244,7 +2244,8 @@ int rpc_bidi_send(struct rpc_bidi *b, const uint8_t *msg, size_t len, struct us_
 {
 	grpc_op op;
 
-	if (b->is_end_queued || b->local_rc)
+	/* the status in: the call is over even if END is not queued yet */
+	if (b->is_end_queued || b->is_status_done || b->local_rc)
 		return err_set(err, US_EUNAVAIL, "cannot send on %s to %s: the call is over",
 			       b->method, b->ch->addr);
 	if (b->is_sending)
@@ -2276,7 +2277,8 @@ bool rpc_bidi_is_sending(const struct rpc_bidi *b)
 
 int rpc_bidi_close_send(struct rpc_bidi *b, struct us_err *err)
 {
-	if (b->is_close_wanted || b->is_end_queued) {
+	/* after the status a batch could only fail, and hide the status */
+	if (b->is_close_wanted || b->is_end_queued || b->is_status_done) {
 		err_clear(err);
 		return 0;
 	}

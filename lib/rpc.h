@@ -243,8 +243,8 @@ int rpc_bidi_open(struct rpc_channel *ch, const char *method, int timeout_ms,
 		  struct rpc_bidi **out, struct us_err *err);
 /* Starts sending msg (copied). At most one send in flight: US_EINVAL while
  * one is (until its RPC_BIDI_SENT has been returned by rpc_bidi_wait) or
- * after rpc_bidi_close_send; US_EUNAVAIL once the call is over (END queued
- * or returned). A completed send means grpc took the message, not that the
+ * after rpc_bidi_close_send; US_EUNAVAIL once the call is over (its status
+ * has arrived, END is due). A completed send means grpc took the message, not that the
  * server read it. */
 int rpc_bidi_send(struct rpc_bidi *b, const uint8_t *msg, size_t len, struct us_err *err);
 /* True from rpc_bidi_send until its RPC_BIDI_SENT is returned (or for good

@@ -1,17 +1,9 @@
 /* admin_service.c - the archiver's Admin service: Status. */
 #include <stdlib.h>
-#include <time.h>
 
 #include "archiver.h"
+#include "clock.h"
 #include "understudy.pb-c.h"
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
@@ -21,7 +13,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	Understudy__V1__NamespaceStatus *st = NULL, **pst = NULL;
 	size_t n, len;
 	uint8_t *bytes;
-	int64_t now = now_ms();
+	int64_t now = (int64_t)clock_wall_ms();
 
 	in = understudy__v1__status_request__unpack(NULL, req_len, req);
 	if (!in) {

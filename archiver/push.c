@@ -21,9 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "archiver.h"
+#include "clock.h"
 #include "log.h"
 #include "stream.h"
 #include "understudy.pb-c.h"
@@ -46,14 +46,6 @@ struct push {
 	uint64_t seed_entries;
 	uint64_t seed_next_chunk;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Ends the call once; later calls do nothing. */
 static void push_finish(struct push *p, int code, const char *msg)
@@ -251,7 +243,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	ns->push = p;
 	ns->is_connected = true;
 	ns->master_seq = h->last_seq;
-	ns->heartbeat_ms = now_ms();
+	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	p->ns = ns;
 	understudy__v1__welcome__init(&w);
 	w.generation = pos.generation;
@@ -296,7 +288,7 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 	pthread_mutex_lock(&ns->lock);
 	if (e->first_seq + e->count - 1 > ns->master_seq)
 		ns->master_seq = e->first_seq + e->count - 1;
-	ns->heartbeat_ms = now_ms();
+	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	pthread_mutex_unlock(&ns->lock);
 	request_sync(p->a, ns);
 	return 0;
@@ -414,7 +406,7 @@ static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h)
 	store_get_position(ns->store, &pos);
 	if (h->last_seq > ns->master_seq)
 		ns->master_seq = h->last_seq;
-	ns->heartbeat_ms = now_ms();
+	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	durable = ns->durable_seq;
 	pthread_mutex_unlock(&ns->lock);
 	/* The answer is the heartbeat the other way. */

@@ -1,11 +1,11 @@
 /* guard.c - see guard.h. */
 #include "guard.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 
@@ -44,22 +44,6 @@ struct guard {
 	struct wlist gates;        /* admissions waiting, FIFO */
 	struct wlist acks;         /* answers waiting, FIFO in seq order */
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void wlist_push(struct wlist *l, struct waiter *w)
 {
@@ -108,7 +92,7 @@ static void run_all(struct waiter *w, int rc, const struct us_err *err)
 static uint64_t lag_ms(struct guard *g)
 {
 	struct store_position pos;
-	uint64_t now = wall_ms();
+	uint64_t now = clock_wall_ms();
 
 	store_get_position(g->store, &pos);
 	if (pos.seq <= g->acked_seq)
@@ -143,7 +127,7 @@ static void *guard_main(void *arg)
 		struct waiter *go = NULL, *done = NULL, *refused = NULL, *stopped = NULL;
 		/* refused is built newest-first; order does not matter for refusals */
 		struct waiter **go_tail = &go, **done_tail = &done;
-		uint64_t now = mono_ms(), next = UINT64_MAX;
+		uint64_t now = clock_mono_ms(), next = UINT64_MAX;
 		struct us_err refusal, stop_err;
 
 		/* Answers: acknowledged ones, or all while fallen back. */
@@ -248,17 +232,9 @@ static void *guard_main(void *arg)
 			continue;
 		if (next == UINT64_MAX) {
 			pthread_cond_wait(&g->cond, &g->lock);
-		} else if (next > mono_ms()) {
-			struct timespec ts;
-			uint64_t wait = next - mono_ms();
+		} else if (next > clock_mono_ms()) {
+			struct timespec ts = clock_deadline(next - clock_mono_ms());
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += (time_t)(wait / 1000);
-			ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
 			pthread_cond_timedwait(&g->cond, &g->lock, &ts);
 		}
 	}
@@ -298,7 +274,7 @@ static int queue(struct guard *g, struct wlist *l, uint64_t seq, guard_done_fn f
 
 	if (!w)
 		return US_ENOMEM;
-	*w = (struct waiter){.seq = seq, .deadline_ms = mono_ms() + g->timeout_ms, .fn = fn,
+	*w = (struct waiter){.seq = seq, .deadline_ms = clock_mono_ms() + g->timeout_ms, .fn = fn,
 			     .ctx = ctx};
 	wlist_push(l, w);
 	pthread_cond_signal(&g->cond);
@@ -372,7 +348,7 @@ const char *guard_mode_name(struct guard *g)
 void guard_stop_waiting_after(struct guard *g, uint64_t grace_ms)
 {
 	pthread_mutex_lock(&g->lock);
-	g->stop_at_ms = mono_ms() + grace_ms;
+	g->stop_at_ms = clock_mono_ms() + grace_ms;
 	pthread_cond_signal(&g->cond);
 	pthread_mutex_unlock(&g->lock);
 }

@@ -1,12 +1,12 @@
 /* link.c - see link.h. */
 #include "link.h"
+#include "clock.h"
 
 #include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <lz4.h>
 
@@ -55,22 +55,6 @@ struct link {
 	uint64_t acked_seq;
 	uint64_t applied_seq;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void set_state(struct link *l, enum link_state to)
 {
@@ -141,7 +125,7 @@ static int send_heartbeat(struct link *l, struct rpc_bidi *b, struct buf *tmp,
 
 	store_get_position(l->store, &pos);
 	understudy__v1__heartbeat__init(&h);
-	h.time_ms = now_ms();
+	h.time_ms = clock_wall_ms();
 	h.last_seq = pos.seq;
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT;
@@ -378,10 +362,10 @@ out_it:
 /* Waits for the Welcome; fills ss->next_seq. */
 static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 {
-	uint64_t deadline = mono_ms() + WELCOME_TIMEOUT_MS;
+	uint64_t deadline = clock_mono_ms() + WELCOME_TIMEOUT_MS;
 
 	for (;;) {
-		uint64_t now = mono_ms();
+		uint64_t now = clock_mono_ms();
 		uint8_t *msg = NULL;
 		size_t len = 0;
 		int ev;
@@ -460,7 +444,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 	pthread_mutex_lock(&l->lock);
 	l->is_connected = true;
 	pthread_mutex_unlock(&l->lock);
-	ss->last_send_ms = mono_ms();
+	ss->last_send_ms = clock_mono_ms();
 	is_sending = rpc_bidi_is_sending(ss->b);
 
 	while (!is_stopping(l)) {
@@ -481,14 +465,14 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 			}
 			if (rc)
 				return rc;
-			if (!is_sent && mono_ms() - ss->last_send_ms >= l->heartbeat_ms) {
+			if (!is_sent && clock_mono_ms() - ss->last_send_ms >= l->heartbeat_ms) {
 				if ((rc = send_heartbeat(l, ss->b, &ss->msg, err)))
 					return rc;
 				is_sent = true;
 			}
 			if (is_sent) {
 				is_sending = true;
-				ss->last_send_ms = mono_ms();
+				ss->last_send_ms = clock_mono_ms();
 			}
 		}
 		timeout = (int)l->heartbeat_ms;
@@ -575,13 +559,7 @@ static void *link_main(void *arg)
 				  l->ns, l->addr, rc, (unsigned long long)backoff_ms, err.msg);
 		is_down_logged = true;
 		ss.was_up = false;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)(backoff_ms / 1000);
-		until.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		until = clock_deadline(backoff_ms);
 		pthread_mutex_lock(&l->lock);
 		while (!l->is_stopping &&
 		       pthread_cond_timedwait(&l->cond, &l->lock, &until) == 0)

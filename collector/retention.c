@@ -1,10 +1,10 @@
 /* retention.c - see retention.h. */
 #include "retention.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "log.h"
 
@@ -19,20 +19,12 @@ struct retention {
 	bool is_stopping;
 };
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The last seq that may go now (0: none). */
 static int trim_point(struct retention *r, uint64_t *upto, struct us_err *err)
 {
 	struct store_journal_iter *it;
 	struct store_position pos;
-	uint64_t limit, cutoff = wall_ms(), seq, last_old = 0;
+	uint64_t limit, cutoff = clock_wall_ms(), seq, last_old = 0;
 	const uint8_t *rec;
 	size_t len;
 	int rc;
@@ -98,8 +90,7 @@ static void *retention_main(void *arg)
 					  (unsigned long long)upto);
 		}
 		pthread_mutex_lock(&r->lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += RETENTION_PERIOD_MS / 1000;
+		ts = clock_deadline(RETENTION_PERIOD_MS);
 		while (!r->is_stopping && pthread_cond_timedwait(&r->cond, &r->lock, &ts) == 0)
 			;
 	}

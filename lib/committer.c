@@ -5,10 +5,10 @@
  * store is called without it, so submitters never wait behind an fsync.
  */
 #include "committer.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "us_limits.h"
 
@@ -30,14 +30,6 @@ struct committer {
 	committer_written_fn on_written; /* set before the first submit, then read-only */
 	void *on_written_arg;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void *writer_main(void *arg)
 {
@@ -82,7 +74,7 @@ static void *writer_main(void *arg)
 
 			/* Each commit's rc tells its outcome, also when the batch failed. */
 			store_get_position(cm->s, &before);
-			store_commit_group(cm->s, group, n, now_ms(), &err);
+			store_commit_group(cm->s, group, n, clock_wall_ms(), &err);
 			store_get_position(cm->s, &after);
 			if (cm->on_written && after.seq != before.seq)
 				cm->on_written(cm->on_written_arg, after.seq);

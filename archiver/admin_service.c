@@ -35,6 +35,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	for (size_t i = 0; i < n; i++) {
 		struct ns *ns = a->ns[i];
 		struct store_position pos;
+		int64_t behind_since;
 
 		pthread_mutex_lock(&ns->lock); /* ns->store changes only under it (a full copy) */
 		store_get_position(ns->store, &pos);
@@ -47,11 +48,13 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		st[i].master_seq = ns->master_seq > pos.seq ? ns->master_seq : pos.seq;
 		st[i].connected = ns->is_connected;
 		st[i].heartbeat_age_ms = ns->heartbeat_ms ? now - ns->heartbeat_ms : -1;
+		behind_since = ns->behind_since_ms;
 		pthread_mutex_unlock(&ns->lock);
 		st[i].lag_entries = st[i].master_seq - pos.seq;
-		/* Lag in time: how old the newest applied commit is, while behind. */
-		st[i].lag_ms = st[i].lag_entries && pos.time_ms && now > (int64_t)pos.time_ms
-				       ? (uint64_t)(now - (int64_t)pos.time_ms)
+		/* Lag in time: how long the site has been ahead of this copy, which
+		 * bounds the age of the oldest update not applied here. */
+		st[i].lag_ms = st[i].lag_entries && behind_since && now > behind_since
+				       ? (uint64_t)(now - behind_since)
 				       : 0;
 		pst[i] = &st[i];
 	}

@@ -51,6 +51,7 @@ struct ns {
 	bool is_connected;          /* a Push stream is attached (written by its handler) */
 	uint64_t durable_seq;       /* synced here */
 	uint64_t master_seq;        /* last seq the site reported (Hello, Heartbeat) */
+	int64_t behind_since_ms;    /* since when master_seq has been ahead of applied; 0 */
 	int64_t heartbeat_ms;       /* when the site last spoke, ms since the epoch; 0 never */
 };
 

@@ -98,6 +98,16 @@ static void refuse(struct push *p, const struct us_err *err)
 	push_finish(p, err->code, err->msg);
 }
 
+/* Keeps behind_since_ms: set when the site is first seen ahead of what is
+ * applied here, cleared once caught up. ns->lock held. */
+static void note_lag(struct ns *ns, uint64_t applied)
+{
+	if (ns->master_seq <= applied)
+		ns->behind_since_ms = 0;
+	else if (ns->behind_since_ms == 0)
+		ns->behind_since_ms = (int64_t)clock_wall_ms();
+}
+
 /* ---- the syncer ---- */
 
 static void *syncer_main(void *arg)
@@ -243,6 +253,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	ns->push = p;
 	ns->is_connected = true;
 	ns->master_seq = h->last_seq;
+	note_lag(ns, pos.seq);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	p->ns = ns;
 	understudy__v1__welcome__init(&w);
@@ -288,6 +299,7 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 	pthread_mutex_lock(&ns->lock);
 	if (e->first_seq + e->count - 1 > ns->master_seq)
 		ns->master_seq = e->first_seq + e->count - 1;
+	note_lag(ns, e->first_seq + e->count - 1);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	pthread_mutex_unlock(&ns->lock);
 	request_sync(p->a, ns);
@@ -406,6 +418,8 @@ static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h)
 	store_get_position(ns->store, &pos);
 	if (h->last_seq > ns->master_seq)
 		ns->master_seq = h->last_seq;
+	note_lag(ns, pos.seq);
+	note_lag(ns, pos.seq);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	durable = ns->durable_seq;
 	pthread_mutex_unlock(&ns->lock);

@@ -1,12 +1,18 @@
-"""test_bench.py - understudy-bench against a real collector.
+"""test_bench.py - understudy-bench against a real collector and archiver.
 
-A short run must report numbers that agree with what the store holds (every
-measured write is there: data_items >= commits x ops), refuse bad flags with
-exit 2, and exit 1 with one line when the collector is unreachable or a commit
-fails.
+A short run must report numbers that agree with what the stores hold:
+  - commit: every measured write is there (data_items >= commits x ops);
+  - replicate: every write of the run is one seq at its site and durable on
+    the archiver afterwards, the replicated items counted in the window are
+    the durable seqs advanced, every measured commit has a lag sample;
+  - apply: replays exactly the collector's journal (entry count, last seq).
+Bad flags exit 2; an unreachable server or unreadable store exits 1 with one
+line.
 """
 
+import glob
 import json
+import os
 import subprocess
 
 import harness
@@ -71,6 +77,151 @@ class BenchTest(SystemTest):
         self.assertEqual(rc, 1, err)
         self.assert_one_line(err, "failing commits")
         self.assertIn(b"failed", err)
+
+    # ---- replicate and apply
+
+    def archived_ns(self, arch, ns):
+        mine = [n for n in self.status(collector=arch)["namespaces"] if n["namespace"] == ns]
+        self.assertEqual(len(mine), 1, "archiver namespaces: %r" % (mine,))
+        return mine[0]
+
+    def check_site(self, j, site, arch, ops):
+        """A site's figures agree with its store and the archiver's."""
+        s = [x for x in j["sites"] if x["addr"] == site.addr]
+        self.assertEqual(len(s), 1)
+        s = s[0]
+        # nothing else writes: the run's writes are exactly the seqs advanced
+        self.assertEqual(s["total_items"], s["total_commits"] * ops)
+        self.assertEqual(s["seq_after"] - s["seq_before"], s["total_items"])
+        self.assertEqual(self.last_seq(collector=site), s["seq_after"])
+        # the bench waited until all of it was durable on the archiver
+        self.assertEqual(s["durable_seq_after"], s["seq_after"])
+        a = self.archived_ns(arch, s["namespace"])
+        self.assertEqual((a["applied_seq"], a["durable_seq"]), (s["seq_after"], s["seq_after"]))
+        # items counted durable in the window are the durable seqs advanced
+        self.assertGreater(s["replicated_items"], 0)
+        self.assertEqual(s["replicated_items"], s["durable_seq_last"] - s["durable_seq_first"])
+        self.assertGreaterEqual(s["durable_seq_first"], s["seq_before"])
+        self.assertLessEqual(s["durable_seq_last"], s["seq_after"])
+        self.assertAlmostEqual(s["replicated_items_per_s"] * j["sample_s"], s["replicated_items"],
+                               delta=1)
+        # ids are distinct within one run: the archive holds every write
+        info = self.files(s["namespace"], collector=arch)[("BENCH", "BENCH")]
+        self.assertEqual(info["data_items"], s["total_items"])
+        return s
+
+    def test_replicate_and_apply(self):
+        arch = self.start_archiver()
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        rc, out, err = self.bench("replicate", "--archiver", arch.addr, "--sites", col.addr,
+                                  "--clients", "3", "--ops", "5", "--body", "200",
+                                  "--duration", "1s", "--warmup", "200ms", "--json")
+        self.assertEqual(rc, 0, err)
+        j = json.loads(out)
+        for key in ("n_sites", "clients_per_site", "ops_per_commit", "body_bytes", "commits",
+                    "items", "commits_per_s", "items_per_s", "replicated_items",
+                    "replicated_items_per_s", "sample_s", "lag_samples", "lag_p50_ms",
+                    "lag_p99_ms", "lag_max_ms", "lag_poll_ms", "lag_unmatched", "errors",
+                    "sites"):
+            self.assertIn(key, j)
+        self.assertEqual((j["n_sites"], j["clients_per_site"], j["ops_per_commit"],
+                          j["body_bytes"], j["errors"], j["lag_unmatched"]),
+                         (1, 3, 5, 200, 0, 0))
+        self.assertGreater(j["commits"], 0)
+        self.assertEqual(j["items"], j["commits"] * 5)
+        self.assertGreaterEqual(j["total_items"], j["items"])
+        s = self.check_site(j, col, arch, 5)
+        self.assertEqual(s["namespace"], "site-a")
+        self.assertEqual(j["replicated_items"], s["replicated_items"])
+        # every measured commit got its lag, and the lag is ordered and positive
+        self.assertEqual(j["lag_samples"], j["commits"])
+        self.assertGreater(j["lag_p50_ms"], 0)
+        self.assertLessEqual(j["lag_p50_ms"], j["lag_p99_ms"])
+        self.assertLessEqual(j["lag_p99_ms"], j["lag_max_ms"])
+        self.assertGreater(j["sample_s"], 0.5)
+
+        # apply replays the collector's journal exactly (its store opened
+        # read-only while it runs), and the archiver's copy the same way
+        last = self.last_seq(collector=col)
+        for data_dir in (col.data_dir, os.path.join(arch.data_dir, "ns", NS)):
+            rc, out, err = self.bench("apply", "--from", data_dir, "--tmp-dir", self.tmp,
+                                      "--json")
+            self.assertEqual(rc, 0, err)
+            a = json.loads(out)
+            self.assertEqual((a["first_seq"], a["last_seq"], a["entries"]), (1, last, last))
+            self.assertGreaterEqual(a["frames"], 1)
+            self.assertGreater(a["raw_bytes"], a["entries"] * 200)
+            for mode in ("sync_once", "sync_each_frame"):
+                self.assertGreater(a[mode]["entries_per_s"], 0)
+                self.assertGreater(a[mode]["mb_per_s"], 0)
+            self.assertEqual(a["sync_once"]["syncs"], 1)
+            self.assertEqual(a["sync_each_frame"]["syncs"], a["frames"] + 1)
+        self.assertEqual(glob.glob(os.path.join(self.tmp, "understudy-bench-apply-*")), [])
+        # --frames 1: one frame of whole commits
+        rc, out, err = self.bench("apply", "--from", col.data_dir, "--frames", "1",
+                                  "--tmp-dir", self.tmp, "--json")
+        self.assertEqual(rc, 0, err)
+        a = json.loads(out)
+        self.assertEqual((a["frames"], a["entries"]), (1, a["last_seq"]))
+        self.assertLessEqual(a["last_seq"], last)
+
+    def test_replicate_two_sites_paced(self):
+        arch = self.start_archiver()
+        cols = [self.start_collector(namespace=ns, archiver=arch.addr,
+                                     heartbeat_interval="100ms")
+                for ns in ("site-a", "site-b")]
+        rc, out, err = self.bench("replicate", "--archiver", arch.addr,
+                                  "--sites", ",".join(c.addr for c in cols), "--clients", "2",
+                                  "--ops", "1", "--rate", "100", "--duration", "1s",
+                                  "--warmup", "200ms", "--json")
+        self.assertEqual(rc, 0, err)
+        j = json.loads(out)
+        self.assertEqual((j["n_sites"], j["rate"], j["errors"], j["lag_unmatched"]),
+                         (2, 100, 0, 0))
+        # paced: never more than offered (a schedule catches up, never runs ahead)
+        self.assertGreater(j["commits"], 0)
+        self.assertLessEqual(j["commits"], 100 * 1.0 + 4)
+        self.assertEqual(j["lag_samples"], j["commits"])
+        sites = [self.check_site(j, c, arch, 1) for c in cols]
+        self.assertEqual(sorted(s["namespace"] for s in sites), ["site-a", "site-b"])
+        self.assertEqual(j["replicated_items"], sum(s["replicated_items"] for s in sites))
+        self.assertEqual(j["total_items"], sum(s["total_items"] for s in sites))
+
+    def test_replicate_apply_failures(self):
+        for args in (("replicate",), ("replicate", "--sites", "127.0.0.1:1"),
+                     ("replicate", "--archiver", "127.0.0.1:1"),
+                     ("replicate", "--archiver", "a:1", "--sites", "b:1,,c:1"),
+                     ("replicate", "--archiver", "a:1", "--sites", "b:1,b:1"),
+                     ("replicate", "--archiver", "a:1", "--sites", "b:1", "--rate", "-5"),
+                     ("replicate", "--archiver", "a:1", "--sites", "b:1", "--from", "x"),
+                     ("replicate", "--archiver", "a:1", "--sites", "b:1", "--clients", "0"),
+                     ("apply",), ("apply", "--from", "x", "--frames", "many"),
+                     ("apply", "--from", "x", "--clients", "2"),
+                     ("commit", "--archiver", "a:1")):
+            rc, _, err = self.bench(*args)
+            self.assertEqual(rc, 2, "%r: %r" % (args, err))
+        arch = self.start_archiver()
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        lone = self.start_collector(namespace="site-c")  # streams nowhere
+        dead = "127.0.0.1:%d" % free_port()
+        cases = (("archiver unreachable", dead, col.addr),
+                 ("site unreachable", arch.addr, col.addr + "," + dead),
+                 ("archiver is a collector", col.addr, col.addr),
+                 ("site is the archiver", arch.addr, arch.addr),
+                 ("site streams nowhere", arch.addr, lone.addr))
+        for what, archiver, sites in cases:
+            rc, _, err = self.bench("replicate", "--archiver", archiver, "--sites", sites,
+                                    "--duration", "300ms", "--warmup", "0")
+            self.assertEqual(rc, 1, "%s: %r" % (what, err))
+            self.assert_one_line(err, what)
+        rc, _, err = self.bench("replicate", "--archiver", arch.addr, "--sites", col.addr,
+                                "--ns-prefix", "other", "--duration", "300ms")
+        self.assertEqual(rc, 1, err)
+        self.assert_one_line(err, "namespace prefix")
+        rc, _, err = self.bench("apply", "--from", os.path.join(self.tmp, "no-such-store"))
+        self.assertEqual(rc, 1, err)
+        self.assert_one_line(err, "missing store")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "no-such-store")))
 
 
 if __name__ == "__main__":

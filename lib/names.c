@@ -42,20 +42,22 @@ int names_check_namespace(const char *s, size_t len, struct us_err *err)
 	if (len == 0)
 		return err_set(err, US_EINVAL, "bad namespace '': empty (want %s)",
 			       "[a-z0-9][a-z0-9_.-]{0,62}");
-	names_escape(p, len, shown, sizeof(shown));
+	/* shown is formatted only on the way to an error: the checks run per op */
 	if (len > US_NAMESPACE_MAX_LEN)
 		return err_set(err, US_EINVAL,
-			       "bad namespace '%s': %zu bytes, longer than %d", shown, len,
-			       US_NAMESPACE_MAX_LEN);
+			       "bad namespace '%s': %zu bytes, longer than %d",
+			       names_escape(p, len, shown, sizeof(shown)), len, US_NAMESPACE_MAX_LEN);
 	if (!is_namespace_first(p[0]))
 		return err_set(err, US_EINVAL,
 			       "bad namespace '%s': first character '%s' not in [a-z0-9]",
-			       shown, show_byte(p[0], c, sizeof(c)));
+			       names_escape(p, len, shown, sizeof(shown)),
+			       show_byte(p[0], c, sizeof(c)));
 	for (size_t i = 1; i < len; i++) {
 		if (!is_namespace_char(p[i]))
 			return err_set(err, US_EINVAL,
 				       "bad namespace '%s': character '%s' at %zu not in [a-z0-9_.-]",
-				       shown, show_byte(p[i], c, sizeof(c)), i + 1);
+				       names_escape(p, len, shown, sizeof(shown)),
+				       show_byte(p[i], c, sizeof(c)), i + 1);
 	}
 	return 0;
 }
@@ -70,15 +72,15 @@ static int check_name(const char *what, const char *s, size_t len, size_t max_le
 
 	if (len == 0)
 		return err_set(err, US_EINVAL, "bad %s name '': empty", what);
-	names_escape(p, len, shown, sizeof(shown));
 	if (len > max_len)
 		return err_set(err, US_EINVAL, "bad %s name '%s': %zu bytes, longer than %zu",
-			       what, shown, len, max_len);
+			       what, names_escape(p, len, shown, sizeof(shown)), len, max_len);
 	for (size_t i = 0; i < len; i++) {
 		if (!is_name_char(p[i]))
 			return err_set(err, US_EINVAL,
 				       "bad %s name '%s': character '%s' at %zu not in [A-Za-z0-9_.-]",
-				       what, shown, show_byte(p[i], c, sizeof(c)), i + 1);
+				       what, names_escape(p, len, shown, sizeof(shown)),
+				       show_byte(p[i], c, sizeof(c)), i + 1);
 	}
 	return 0;
 }
@@ -99,17 +101,17 @@ int names_check_id(const uint8_t *id, size_t len, struct us_err *err)
 
 	if (len == 0)
 		return err_set(err, US_EINVAL, "bad item id '': empty");
-	names_escape(id, len, shown, sizeof(shown));
 	if (len > US_ID_MAX_LEN)
 		return err_set(err, US_EINVAL, "bad item id '%s': %zu bytes, longer than %d",
-			       shown, len, US_ID_MAX_LEN);
+			       names_escape(id, len, shown, sizeof(shown)), len, US_ID_MAX_LEN);
 	for (size_t i = 0; i < len; i++) {
 		if (id[i] == 0)
 			return err_set(err, US_EINVAL, "bad item id '%s': NUL byte at %zu",
-				       shown, i + 1);
+				       names_escape(id, len, shown, sizeof(shown)), i + 1);
 		if (id[i] >= US_MARK_LOWEST)
 			return err_set(err, US_EINVAL,
-				       "bad item id '%s': mark byte \\x%02X at %zu", shown,
+				       "bad item id '%s': mark byte \\x%02X at %zu",
+				       names_escape(id, len, shown, sizeof(shown)),
 				       id[i], i + 1);
 	}
 	return 0;

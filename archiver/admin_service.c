@@ -1,5 +1,6 @@
 /* admin_service.c - the archiver's Admin service: Status. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "archiver.h"
 #include "clock.h"
@@ -38,10 +39,13 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		int64_t behind_since;
 
 		pthread_mutex_lock(&ns->lock); /* ns->store changes only under it (a full copy) */
-		store_get_position(ns->store, &pos);
+		if (ns->store)
+			store_get_position(ns->store, &pos);
+		else
+			memset(&pos, 0, sizeof(pos)); /* unavailable after a failed swap */
 		understudy__v1__namespace_status__init(&st[i]);
 		st[i].namespace_ = ns->name;
-		st[i].role = "standby";
+		st[i].role = ns->store ? "standby" : "unavailable";
 		st[i].generation = pos.generation;
 		st[i].applied_seq = pos.seq;
 		st[i].durable_seq = ns->durable_seq;

@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 #include "archiver.h"
 #include "names.h"
@@ -47,12 +50,12 @@ static int open_ns(struct archiver *a, const char *name, struct ns **out, struct
 		free(ns);
 		return err_wrap(err, "namespace %s", name);
 	}
-	/* Everything on disk at open is as durable as it gets. */
-	{
-		struct store_position pos;
-
-		store_get_position(ns->store, &pos);
-		ns->durable_seq = pos.seq;
+	/* What a killed process wrote without fsync may still be in the page
+	 * cache: sync it before telling a site it is durable. */
+	if ((rc = store_sync(ns->store, &ns->durable_seq, err))) {
+		store_close(ns->store);
+		free(ns);
+		return err_wrap(err, "namespace %s", name);
 	}
 	pthread_mutex_init(&ns->lock, NULL);
 	pthread_mutex_init(&ns->apply_lock, NULL);
@@ -130,6 +133,22 @@ void archiver_ns_release(struct ns *ns)
 	pthread_mutex_unlock(&ns->lock);
 }
 
+#define SWAP_READERS_WAIT_MS 5000
+
+/* fsync of DATA_DIR/ns, so that renames in it survive a power loss. */
+static void fsync_dir(const struct archiver *a)
+{
+	char dir[1100];
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/ns", a->cfg.data_dir);
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
 int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 {
 	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache};
@@ -142,8 +161,26 @@ int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 	archiver_ns_dir(a, ns->name, ".old-", old, sizeof(old));
 	pthread_mutex_lock(&ns->lock);
 	ns->is_swapping = true;
-	while (ns->readers)
-		pthread_cond_wait(&ns->readers_cond, &ns->lock);
+	/* Readers (a Scan streaming to a slow client, say) get a bounded wait: a
+	 * swap that cannot get the store to itself fails, the site's link
+	 * reconnects and sends its copy again. This runs on a gRPC worker, which
+	 * may be the very one a Scan needs to move on: hence the bound. */
+	{
+		struct timespec until = clock_deadline(SWAP_READERS_WAIT_MS);
+
+		while (ns->readers &&
+		       pthread_cond_timedwait(&ns->readers_cond, &ns->lock, &until) == 0)
+			;
+	}
+	if (ns->readers) {
+		ns->is_swapping = false;
+		pthread_mutex_unlock(&ns->lock);
+		archiver_rmtree(ready);
+		return err_set(err, US_EUNAVAIL,
+			       "namespace %s: reads still open after %d ms; the full copy will be "
+			       "sent again",
+			       ns->name, SWAP_READERS_WAIT_MS);
+	}
 	store_close(ns->store);
 	ns->store = NULL;
 	archiver_rmtree(old);
@@ -152,14 +189,18 @@ int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 			     strerror(errno));
 		if (access(dir, F_OK) != 0)
 			rename(old, dir); /* put the old store back */
+		archiver_rmtree(ready); /* never swapped in later by recover_copies */
 	}
+	fsync_dir(a); /* the renames are part of what the site is told is durable */
 	if (store_open(&ns->store, dir, &o, rc ? NULL : err) != 0 && rc == 0)
 		rc = err_wrap(err, "namespace %s after a full copy", ns->name);
 	if (ns->store) {
 		store_get_position(ns->store, &pos);
 		ns->durable_seq = pos.seq; /* the copy was synced before the swap */
+		ns->is_swapping = false;
 	}
-	ns->is_swapping = false;
+	/* With no store the namespace stays unavailable (is_swapping kept): reads
+	 * and pushes are refused UNAVAILABLE until the archiver is restarted. */
 	pthread_cond_broadcast(&ns->readers_cond);
 	pthread_mutex_unlock(&ns->lock);
 	if (rc == 0)

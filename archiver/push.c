@@ -126,6 +126,8 @@ static void *syncer_main(void *arg)
 		a->is_sync_needed = false;
 		pthread_mutex_unlock(&a->sync_lock);
 
+		bool is_retry_needed = false;
+
 		for (size_t i = 0;; i++) {
 			struct store_position pos;
 			struct us_err err;
@@ -147,7 +149,13 @@ static void *syncer_main(void *arg)
 			if (store_sync(ns->store, &durable, &err)) {
 				log_error("ns=%s event=sync_failed reason=\"%s\"", ns->name, err.msg);
 				archiver_ns_release(ns);
-				continue; /* durable stays behind: the site keeps its journal */
+				/* durable stays behind (the site keeps its journal); try
+				 * again on the next round rather than wait for a frame */
+				pthread_mutex_lock(&ns->lock);
+				ns->is_dirty = true;
+				pthread_mutex_unlock(&ns->lock);
+				is_retry_needed = true;
+				continue;
 			}
 			store_get_position(ns->store, &pos);
 			archiver_ns_release(ns);
@@ -159,6 +167,12 @@ static void *syncer_main(void *arg)
 			pthread_mutex_unlock(&ns->lock);
 		}
 		pthread_mutex_lock(&a->sync_lock);
+		if (is_retry_needed && !a->is_stopping) {
+			struct timespec ts = clock_deadline(1000);
+
+			a->is_sync_needed = true;
+			pthread_cond_timedwait(&a->sync_cond, &a->sync_lock, &ts);
+		}
 	}
 	pthread_mutex_unlock(&a->sync_lock);
 	buf_release(&tmp);
@@ -229,6 +243,13 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ns->apply_lock);
+	if (!ns->store) {
+		pthread_mutex_unlock(&ns->apply_lock);
+		return err_set(err, US_EUNAVAIL,
+			       "namespace %s is unavailable: its store could not be reopened after a "
+			       "full copy (see the archiver's log)",
+			       ns->name);
+	}
 	store_get_position(ns->store, &pos);
 	if (h->generation != pos.generation)
 		rc = err_set(err, US_EPRECOND,
@@ -306,6 +327,16 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 	return 0;
 }
 
+/* Each push builds its copy in a directory of its own, ".seed-NAME.<push>",
+ * so that a replaced push abandoning its copy never touches its successor's. */
+static void seed_dir(const struct push *p, char *out, size_t size)
+{
+	char prefix[64];
+
+	snprintf(prefix, sizeof(prefix), ".seed-%p.", (const void *)p);
+	archiver_ns_dir(p->a, p->ns->name, prefix, out, size);
+}
+
 static void seed_abandon(struct push *p)
 {
 	char dir[1400];
@@ -314,7 +345,7 @@ static void seed_abandon(struct push *p)
 		return;
 	store_close(p->seed);
 	p->seed = NULL;
-	archiver_ns_dir(p->a, p->ns->name, ".seed-", dir, sizeof(dir));
+	seed_dir(p, dir, sizeof(dir));
 	archiver_rmtree(dir);
 }
 
@@ -329,8 +360,11 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 	if (p->seed)
 		return err_set(err, US_EINVAL, "a second SeedBegin before SeedEnd");
 	pthread_mutex_lock(&ns->apply_lock);
-	store_get_position(ns->store, &pos);
+	if (ns->store)
+		store_get_position(ns->store, &pos);
 	pthread_mutex_unlock(&ns->apply_lock);
+	if (!ns->store)
+		return err_set(err, US_EUNAVAIL, "namespace %s is unavailable", ns->name);
 	if (b->generation != pos.generation)
 		return err_set(err, US_EPRECOND, "full copy of generation %llu, this archiver is at %llu",
 			       (unsigned long long)b->generation, (unsigned long long)pos.generation);
@@ -338,7 +372,7 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 		return err_set(err, US_EPRECOND,
 			       "full copy at seq %llu is older than this archiver's seq %llu",
 			       (unsigned long long)b->seq, (unsigned long long)pos.seq);
-	archiver_ns_dir(p->a, ns->name, ".seed-", dir, sizeof(dir));
+	seed_dir(p, dir, sizeof(dir));
 	archiver_rmtree(dir);
 	if ((rc = store_open(&p->seed, dir, &o, err)))
 		return err_wrap(err, "cannot start a full copy of %s", ns->name);
@@ -375,7 +409,7 @@ static int on_seed_chunk(struct push *p, const Understudy__V1__Entries *e, struc
 static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct us_err *err)
 {
 	struct ns *ns = p->ns;
-	char seed_dir[1400], ready_dir[1400];
+	char sdir[1400], ready_dir[1400];
 	int rc;
 
 	if (!p->seed)
@@ -391,15 +425,36 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 		return rc;
 	store_close(p->seed);
 	p->seed = NULL;
-	archiver_ns_dir(p->a, ns->name, ".seed-", seed_dir, sizeof(seed_dir));
+	seed_dir(p, sdir, sizeof(sdir));
 	archiver_ns_dir(p->a, ns->name, ".ready-", ready_dir, sizeof(ready_dir));
-	archiver_rmtree(ready_dir);
-	if (rename(seed_dir, ready_dir) != 0)
-		return err_set(err, US_EIO, "cannot keep the full copy of %s: %s", ns->name,
-			       strerror(errno));
 	pthread_mutex_lock(&ns->apply_lock);
-	rc = archiver_swap_store(p->a, ns, err);
+	/* Only the attached push may swap, and never backwards: a push replaced
+	 * while it was sending its copy gives it up. */
+	pthread_mutex_lock(&ns->lock);
+	rc = ns->push != p ? err_set(err, US_EUNAVAIL,
+				     "replaced by a newer connection of the same site")
+	     : !ns->store ? err_set(err, US_EUNAVAIL, "namespace %s is unavailable", ns->name)
+			  : 0;
+	if (rc == 0) {
+		struct store_position pos;
+
+		store_get_position(ns->store, &pos);
+		if (pos.seq > p->seed_pos.seq)
+			rc = err_set(err, US_EPRECOND, "full copy at seq %llu is older than seq %llu here",
+				     (unsigned long long)p->seed_pos.seq,
+				     (unsigned long long)pos.seq);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	if (rc == 0) {
+		archiver_rmtree(ready_dir);
+		if (rename(sdir, ready_dir) != 0)
+			rc = err_set(err, US_EIO, "cannot keep the full copy of %s: %s", ns->name,
+				     strerror(errno));
+	}
+	if (rc == 0)
+		rc = archiver_swap_store(p->a, ns, err);
 	pthread_mutex_unlock(&ns->apply_lock);
+	archiver_rmtree(sdir);
 	if (rc)
 		return rc;
 	log_info("ns=%s event=seeded node=%s seq=%llu entries=%llu", ns->name, p->node_id,

@@ -106,7 +106,7 @@ static uint64_t lag_ms(struct guard *g)
 		    entry_record_decode(rec.p, rec.len, &e, NULL) == 0)
 			g->oldest_unacked_ms = e.time_ms;
 		else
-			g->oldest_unacked_ms = pos.time_ms; /* not retained: the newest bounds it */
+			g->oldest_unacked_ms = 1; /* trimmed unacknowledged (journal_max): as old as can be */
 		buf_release(&rec);
 	}
 	return now > g->oldest_unacked_ms ? now - g->oldest_unacked_ms : 0;
@@ -224,8 +224,8 @@ static void *guard_main(void *arg)
 			if (t < next)
 				next = t;
 		}
-		if (g->stop_at_ms && g->stop_at_ms < next)
-			next = g->stop_at_ms;
+		if (g->stop_at_ms && g->stop_at_ms > now && g->stop_at_ms < next)
+			next = g->stop_at_ms; /* once past, nothing waits: no deadline to keep */
 		if (g->is_stopping)
 			break;
 		if ((g->acks.head && (g->is_fallen_back || g->acks.head->seq <= g->acked_seq)))

@@ -196,8 +196,14 @@ static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
 				  &ss->block, &first, &count, &raw_len, err);
 	if (rc)
 		return rc;
-	if (count == 0)
+	if (count == 0) {
+		/* The position is past next_seq but the journal holds nothing from
+		 * there: trimmed away, so this archiver needs a full copy. */
+		if (ss->next_seq <= pos.seq)
+			return err_set(err, US_ENOTFOUND, "journal entry %llu is not retained",
+				       (unsigned long long)ss->next_seq);
 		return 0;
+	}
 	understudy__v1__entries__init(&e);
 	e.first_seq = first;
 	e.count = count;
@@ -227,8 +233,10 @@ static int wait_sent(struct link *l, struct session *ss, struct us_err *err)
 		int ev = rpc_bidi_wait(ss->b, 1000, &msg, &len, err);
 		int rc;
 
-		if (is_stopping(l))
+		if (is_stopping(l)) {
+			free(msg);
 			return err_set(err, US_ECANCELLED, "stopping");
+		}
 		if (ev == RPC_BIDI_MESSAGE) {
 			rc = on_ack(l, ss, msg, len, err);
 			free(msg);
@@ -380,8 +388,10 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 							       l->addr);
 		if (ev < 0)
 			return ev;
-		if (is_stopping(l))
+		if (is_stopping(l)) {
+			free(msg);
 			return err_set(err, US_ECANCELLED, "stopping");
+		}
 		if (ev != RPC_BIDI_MESSAGE)
 			continue;
 		Understudy__V1__Ack *a = understudy__v1__ack__unpack(NULL, len, msg);
@@ -435,7 +445,10 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 		return rc;
 	pthread_mutex_lock(&l->lock);
 	l->bidi = ss->b;
+	rc = l->is_stopping; /* a stop that came before l->bidi was set woke nothing */
 	pthread_mutex_unlock(&l->lock);
+	if (rc)
+		return err_set(err, US_ECANCELLED, "stopping");
 	set_state(l, LINK_CONNECTING);
 	if ((rc = send_hello(l, ss->b, &ss->msg, err)) || (rc = await_welcome(l, ss, err)))
 		return rc;

@@ -959,8 +959,19 @@ out_rollback:
 	return c->rc = rc;
 }
 
-int store_commit_group(struct store *s, struct store_commit **commits, size_t n, uint64_t time_ms,
-		       struct us_err *err)
+/* Does commit c turn logging on? Its re-ship reads the committed state, so
+ * the commits before it in a group must be written first. */
+static bool turns_logging_on(const struct store_commit *c)
+{
+	for (size_t i = 0; i < c->n_ops; i++)
+		if (c->ops[i].op == ENTRY_SET_LOGGING && c->ops[i].flag)
+			return true;
+	return false;
+}
+
+/* Writes (synced) the commits [from, to) of a group as one batch. */
+static int write_part(struct store *s, struct store_commit **commits, size_t from, size_t to,
+		      uint64_t time_ms, struct us_err *err)
 {
 	struct store_position pos;
 	rocksdb_writebatch_t *b;
@@ -969,21 +980,18 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	char *errptr = NULL;
 	int rc;
 
-	perf_off();
-	if (s->is_read_only)
-		return err_set(err, US_EPRECOND, "store is open read-only");
 	store_get_position(s, &pos);
 	seq = pos.seq;
 	b = rocksdb_writebatch_create();
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = from; i < to; i++)
 		add_commit(s, b, commits[i], time_ms, &seq);
 	if (rocksdb_writebatch_count(b) == 0) {
 		rocksdb_writebatch_destroy(b);
 		return 0; /* every commit refused */
 	}
-	pos.seq = seq;
-	if (seq > 0 && seq != s->pos.seq)
+	if (seq != pos.seq)
 		pos.time_ms = time_ms;
+	pos.seq = seq;
 	encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
@@ -991,10 +999,10 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	if ((rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
-		/* Nothing of the group happened; the catalog may have run ahead. */
+		/* Nothing of this part happened; the catalog may have run ahead. */
 		if (catalog_load(s, &lerr))
 			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = from; i < to; i++) {
 			commits[i]->rc = rc;
 			commits[i]->err = *err;
 			commits[i]->first_seq = commits[i]->last_seq = 0;
@@ -1005,6 +1013,28 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	s->pos = pos;
 	pthread_mutex_unlock(&s->pos_lock);
 	return 0;
+}
+
+int store_commit_group(struct store *s, struct store_commit **commits, size_t n, uint64_t time_ms,
+		       struct us_err *err)
+{
+	size_t from = 0;
+	int rc = 0;
+
+	perf_off();
+	if (s->is_read_only)
+		return err_set(err, US_EPRECOND, "store is open read-only");
+	/* Usually one batch; a commit that turns logging on starts a new one. */
+	for (size_t i = 1; i <= n; i++) {
+		if (i < n && !turns_logging_on(commits[i]))
+			continue;
+		int part_rc = write_part(s, commits, from, i, time_ms, err);
+
+		if (part_rc && !rc)
+			rc = part_rc;
+		from = i;
+	}
+	return rc;
 }
 
 int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entries, size_t n,

@@ -61,7 +61,9 @@ struct store_commit {
 /* Validates each commit in order against the store and the commits before it
  * in the group (a file created by commit 1 can be written by commit 2), then
  * writes every valid one, their journal entries and the new position in one
- * batch and syncs it. A refused commit changes nothing and does not hold the
+ * batch and syncs it. (A commit that turns logging on starts a second batch:
+ * its re-ship reads the committed state, which must include the commits
+ * before it.) A refused commit changes nothing and does not hold the
  * others back. Returns 0 (look at each rc) or a negative code when the batch
  * could not be written: then no commit in the group happened. */
 int store_commit_group(struct store *s, struct store_commit **commits, size_t n,

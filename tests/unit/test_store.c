@@ -464,6 +464,39 @@ static void test_seed_copy_and_trim(void **state)
 	store_close(s);
 }
 
+/* A write to an unlogged file, then logging on for it, in one group: the
+ * re-ship must carry the write (it is journaled nowhere else). */
+static void test_logging_on_after_write_in_group(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "U", NULL, NULL)};
+	struct entry w[1] = {op(ENTRY_WRITE, "ACC", "U", "x", "written before")};
+	struct entry on[1] = {op(ENTRY_SET_LOGGING, "ACC", "U", NULL, NULL)};
+	struct store_commit cs[2] = {{.ops = w, .n_ops = 1}, {.ops = on, .n_ops = 1}};
+	struct store_commit *pcs[2] = {&cs[0], &cs[1]};
+	struct us_err err;
+	struct buf rec;
+	struct entry e;
+	bool is_shipped = false;
+
+	mk[0].flag = false;
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	assert_int_equal(store_commit_group(s, pcs, 2, 9, &err), 0);
+	assert_int_equal(cs[0].rc, 0);
+	assert_int_equal(cs[0].last_seq, 0); /* unlogged at the time */
+	assert_int_equal(cs[1].rc, 0);
+	buf_init(&rec);
+	for (uint64_t q = cs[1].first_seq; q <= cs[1].last_seq; q++) {
+		assert_int_equal(store_journal_get(s, q, &rec, &err), 0);
+		assert_int_equal(entry_record_decode(rec.p, rec.len, &e, &err), 0);
+		if (e.op == ENTRY_WRITE && e.id_len == 1 && e.id[0] == 'x')
+			is_shipped = true;
+	}
+	buf_release(&rec);
+	assert_true(is_shipped);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +508,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lock_and_foreign_db, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

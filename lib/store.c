@@ -283,15 +283,16 @@ static int catalog_copy(struct catalog *dst, const struct catalog *src)
 	return 0;
 }
 
-/* Rebuilds the catalog from the 'A' and 'F' keys. */
-static int catalog_load(struct store *s, struct us_err *err)
+/* Reads every 'A' and 'F' row visible through ro into cat (emptied first). */
+static int catalog_read(struct store *s, rocksdb_readoptions_t *ro, struct catalog *cat,
+			struct us_err *err)
 {
 	static const char tags[2] = {'A', 'F'};
 	int rc = 0;
 
-	s->cat.n = 0;
+	cat->n = 0;
 	for (int t = 0; t < 2 && rc == 0; t++) {
-		rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->read_opts);
+		rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, ro);
 		char *errptr = NULL;
 
 		for (rocksdb_iter_seek(it, &tags[t], 1); rocksdb_iter_valid(it);
@@ -311,7 +312,7 @@ static int catalog_load(struct store *s, struct us_err *err)
 				rc = err_set(err, US_ECORRUPT, "bad catalog key of %zu bytes", klen);
 				break;
 			}
-			rc = catalog_put(&s->cat, k + 1, alen, sep ? sep + 1 : "",
+			rc = catalog_put(cat, k + 1, alen, sep ? sep + 1 : "",
 					 sep ? klen - 2 - alen : 0, (v[0] & FLAG_LOGGED) != 0);
 			if (rc) {
 				err_set(err, rc, "cannot load catalog: out of memory");
@@ -325,6 +326,23 @@ static int catalog_load(struct store *s, struct us_err *err)
 		rocksdb_iter_destroy(it);
 	}
 	return rc;
+}
+
+/* Rebuilds the writer's catalog from the 'A' and 'F' keys. */
+static int catalog_load(struct store *s, struct us_err *err)
+{
+	return catalog_read(s, s->read_opts, &s->cat, err);
+}
+
+/* Does account/file ship? Its own flag and its account's (no account row:
+ * logged) are both on. */
+static bool catalog_is_shipped(struct catalog *c, const char *account, size_t account_len,
+			       const char *file, size_t file_len)
+{
+	struct cat_row *f = catalog_get(c, account, account_len, file, file_len);
+	struct cat_row *a = catalog_get(c, account, account_len, "", 0);
+
+	return f && f->is_logged && (!a || a->is_logged);
 }
 
 /* ---- open / close ---- */
@@ -667,7 +685,8 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 		fmt_file(name, sizeof(name), e); /* only on the way to an error: this runs per op */
 		return err_set(err, US_ENOTFOUND, "file %s does not exist", name);
 	}
-	*is_journaled = is_replica || (f && f->is_logged && account_is_logged(s, e));
+	*is_journaled = is_replica || (f && catalog_is_shipped(&s->cat, e->account, e->account_len,
+							      e->file, e->file_len));
 
 	switch (e->op) {
 	case ENTRY_WRITE:
@@ -780,8 +799,11 @@ static void reship_before(struct store *s, const struct entry *e, struct reship 
 		rs->is_needed = !account_is_logged(s, e);
 		return;
 	}
-	struct cat_row *f = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len);
-	rs->is_needed = f && !(f->is_logged && account_is_logged(s, e)) && account_is_logged(s, e);
+	/* the file exists, does not ship now, and will once its own flag is on */
+	rs->is_needed = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len) &&
+			!catalog_is_shipped(&s->cat, e->account, e->account_len, e->file,
+					    e->file_len) &&
+			account_is_logged(s, e);
 }
 
 static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct entry *marker,
@@ -1568,55 +1590,9 @@ struct store_seed_iter {
 	/* the file the current 'D' keys belong to, and whether it ships */
 	struct buf file_prefix;
 	bool is_file_shipped;
-	struct catalog shipped;    /* files that ship, from the 'F' pass */
-	struct catalog accounts;   /* account flags, from the 'A' pass */
+	struct catalog cat;        /* accounts and files as of the snapshot */
 };
 
-/* Loads 'A' and 'F' rows of the snapshot into it->accounts and it->shipped. */
-static int seed_load_catalog(struct store_seed_iter *it, struct us_err *err)
-{
-	static const char tags[2] = {'A', 'F'};
-	char *errptr = NULL;
-
-	for (int t = 0; t < 2; t++) {
-		rocksdb_iterator_t *i = rocksdb_create_iterator(it->s->db, it->ro);
-
-		for (rocksdb_iter_seek(i, &tags[t], 1); rocksdb_iter_valid(i); rocksdb_iter_next(i)) {
-			size_t klen, vlen;
-			const char *k = rocksdb_iter_key(i, &klen);
-			const char *v = rocksdb_iter_value(i, &vlen);
-			bool is_logged = vlen >= 1 && (v[0] & FLAG_LOGGED);
-			int rc = 0;
-
-			if (klen < 2 || k[0] != tags[t])
-				break;
-			if (t == 0) {
-				if (klen - 1 <= US_ACCOUNT_MAX_LEN)
-					rc = catalog_put(&it->accounts, k + 1, klen - 1, "", 0, is_logged);
-			} else {
-				const char *sep = memchr(k + 1, 0, klen - 1);
-				size_t alen = sep ? (size_t)(sep - k - 1) : 0;
-				struct cat_row *a;
-
-				if (!sep || alen > US_ACCOUNT_MAX_LEN || klen - 2 - alen > US_FILE_MAX_LEN)
-					continue;
-				a = catalog_get(&it->accounts, k + 1, alen, "", 0);
-				if (is_logged && (!a || a->is_logged))
-					rc = catalog_put(&it->shipped, k + 1, alen, sep + 1,
-							 klen - 2 - alen, true);
-			}
-			if (rc) {
-				rocksdb_iter_destroy(i);
-				return err_set(err, US_ENOMEM, "out of memory");
-			}
-		}
-		rocksdb_iter_get_error(i, &errptr);
-		rocksdb_iter_destroy(i);
-		if (errptr)
-			return take_rocks_err(&errptr, err, "cannot read the catalog for a full copy");
-	}
-	return 0;
-}
 
 int store_seed_iter_new(struct store *s, struct store_seed_iter **out,
 			struct store_position *pos, struct us_err *err)
@@ -1648,7 +1624,7 @@ int store_seed_iter_new(struct store *s, struct store_seed_iter **out,
 	pos->time_ms = buf_get_u64le((uint8_t *)v + 16);
 	rocksdb_free(v);
 	it->time_ms = pos->time_ms;
-	if ((rc = seed_load_catalog(it, err)))
+	if ((rc = catalog_read(s, it->ro, &it->cat, err)))
 		goto out_free;
 	it->it = rocksdb_create_iterator(s->db, it->ro);
 	rocksdb_iter_seek(it->it, "F", 1);
@@ -1702,7 +1678,7 @@ int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_
 		if (k[0] == 'F') {
 			e->file = sep + 1;
 			e->file_len = klen - 2 - alen;
-			if (!catalog_get(&it->shipped, e->account, alen, e->file, e->file_len))
+			if (!catalog_is_shipped(&it->cat, e->account, alen, e->file, e->file_len))
 				continue;
 			e->op = ENTRY_CREATE_FILE;
 			e->flag = true;
@@ -1720,7 +1696,7 @@ int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_
 			if (buf_append(&it->file_prefix, k, (size_t)(sep2 - k)))
 				return err_set(err, US_ENOMEM, "out of memory");
 			it->is_file_shipped =
-				catalog_get(&it->shipped, e->account, alen, e->file, e->file_len) != NULL;
+				catalog_is_shipped(&it->cat, e->account, alen, e->file, e->file_len);
 		}
 		if (!it->is_file_shipped)
 			continue;
@@ -1745,8 +1721,7 @@ void store_seed_iter_free(struct store_seed_iter *it)
 	if (it->snap)
 		rocksdb_release_snapshot(it->s->db, it->snap);
 	buf_release(&it->file_prefix);
-	catalog_release(&it->shipped);
-	catalog_release(&it->accounts);
+	catalog_release(&it->cat);
 	free(it);
 }
 

@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lz4.h>
-
 #include "log.h"
 #include "rpc.h"
 #include "stream.h"
@@ -259,20 +257,12 @@ static int send_seed_chunk(struct link *l, struct session *ss, uint64_t chunk, u
 {
 	Understudy__V1__Frame f;
 	Understudy__V1__Entries e;
-	int bound, rc;
+	int rc;
 
-	if (ss->scratch.len > INT32_MAX)
-		return err_set(err, US_ETOOBIG, "seed chunk too big");
-	bound = LZ4_compressBound((int)ss->scratch.len);
-	buf_reset(&ss->block);
-	if (buf_reserve(&ss->block, (size_t)bound))
-		return err_set(err, US_ENOMEM, "out of memory");
-	bound = LZ4_compress_default((const char *)ss->scratch.p, (char *)ss->block.p,
-				     (int)ss->scratch.len, bound);
-	if (bound <= 0)
-		return err_set(err, US_EIO, "cannot compress seed chunk %llu",
-			       (unsigned long long)chunk);
-	ss->block.len = (size_t)bound;
+	if ((rc = stream_compress(&ss->scratch, &ss->block, err))) {
+		err_wrap(err, "seed chunk %llu", (unsigned long long)chunk);
+		return rc;
+	}
 	understudy__v1__entries__init(&e);
 	e.first_seq = chunk;
 	e.count = count;

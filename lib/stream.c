@@ -23,6 +23,23 @@ void stream_frame_release(struct stream_frame *f)
 	stream_frame_init(f);
 }
 
+int stream_compress(const struct buf *raw, struct buf *out, struct us_err *err)
+{
+	int bound;
+
+	buf_reset(out);
+	if (raw->len > INT32_MAX)
+		return err_set(err, US_ETOOBIG, "block of %zu bytes is too big to compress", raw->len);
+	bound = LZ4_compressBound((int)raw->len);
+	if (buf_reserve(out, (size_t)bound))
+		return err_set(err, US_ENOMEM, "out of memory");
+	bound = LZ4_compress_default((const char *)raw->p, (char *)out->p, (int)raw->len, bound);
+	if (bound <= 0)
+		return err_set(err, US_EIO, "cannot compress a block of %zu bytes", raw->len);
+	out->len = (size_t)bound;
+	return 0;
+}
+
 int stream_build_entries(struct store *s, uint64_t from, size_t target_bytes, struct buf *scratch,
 			 struct buf *block, uint64_t *first_seq, uint32_t *count,
 			 uint32_t *raw_len, struct us_err *err)
@@ -33,7 +50,7 @@ int stream_build_entries(struct store *s, uint64_t from, size_t target_bytes, st
 	uint64_t seq, want = from;
 	const uint8_t *rec;
 	size_t len;
-	int rc, bound;
+	int rc;
 
 	*count = 0;
 	buf_reset(scratch);
@@ -77,24 +94,10 @@ int stream_build_entries(struct store *s, uint64_t from, size_t target_bytes, st
 	*count = w.count;
 	if ((rc = entry_block_finish(&w, err)))
 		goto out_it;
-	if (scratch->len > INT32_MAX) {
-		rc = err_set(err, US_ETOOBIG, "frame at seq %llu of %zu bytes is too big",
-			     (unsigned long long)from, scratch->len);
+	if ((rc = stream_compress(scratch, block, err))) {
+		err_wrap(err, "frame at seq %llu", (unsigned long long)from);
 		goto out_it;
 	}
-	bound = LZ4_compressBound((int)scratch->len);
-	if ((rc = buf_reserve(block, (size_t)bound))) {
-		err_set(err, rc, "out of memory");
-		goto out_it;
-	}
-	bound = LZ4_compress_default((const char *)scratch->p, (char *)block->p, (int)scratch->len,
-				     bound);
-	if (bound <= 0) {
-		rc = err_set(err, US_EIO, "cannot compress frame at seq %llu",
-			     (unsigned long long)from);
-		goto out_it;
-	}
-	block->len = (size_t)bound;
 	*first_seq = from;
 	*raw_len = (uint32_t)scratch->len;
 out_it:

@@ -42,6 +42,10 @@ int stream_build_entries(struct store *s, uint64_t from, size_t target_bytes, st
 			 struct buf *block, uint64_t *first_seq, uint32_t *count,
 			 uint32_t *raw_len, struct us_err *err);
 
+/* LZ4-compresses raw into out (reset first), the frame body's format. 0,
+ * US_ETOOBIG (raw over 2 GiB), US_ENOMEM or US_EIO. */
+int stream_compress(const struct buf *raw, struct buf *out, struct us_err *err);
+
 /* Checks and decodes one frame's fields into f (reused between calls).
  * Every failure is US_ECORRUPT or US_ETOOBIG with a message naming the
  * frame's seq; nothing in f is valid then. */

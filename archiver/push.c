@@ -311,7 +311,7 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 		rc = err_set(err, US_EUNAVAIL, "replaced by a newer connection of the same site");
 	else
 		rc = store_apply_entries(ns->store, p->frame.first_seq, p->frame.entries,
-					 p->frame.n, false, err);
+					 p->frame.n, p->frame.raw.p, p->frame.raw.len, false, err);
 	pthread_mutex_unlock(&ns->apply_lock);
 	if (rc) {
 		err_wrap(err, "namespace %s", ns->name);

@@ -102,8 +102,7 @@ static uint64_t lag_ms(struct guard *g)
 		struct entry e;
 
 		buf_init(&rec);
-		if (store_journal_get(g->store, g->acked_seq + 1, &rec, NULL) == 0 &&
-		    entry_record_decode(rec.p, rec.len, &e, NULL) == 0)
+		if (store_journal_get(g->store, g->acked_seq + 1, &rec, &e, NULL) == 0)
 			g->oldest_unacked_ms = e.time_ms;
 		else
 			g->oldest_unacked_ms = 1; /* trimmed unacknowledged (journal_max): as old as can be */

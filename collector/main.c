@@ -75,7 +75,7 @@ static const struct config_key collector_keys[] = {
 	{"journal_retention", CFG_DURATION, F(journal_retention_ms), 0, "24h", 0, 0, NULL, NULL,
 	 "how long journal no archiver still needs is kept"},
 	{"journal_max", CFG_UINT, F(journal_max), 0, "10000000", 1000, 0, NULL, NULL,
-	 "most journal records kept for an archiver that lags; past it, it takes a full copy"},
+	 "most journal entries kept for an archiver that lags; past it, it takes a full copy"},
 	{"sync_fallback", CFG_ENUM, F(sync_fallback), 0, "block", 0, 0, fallbacks, NULL,
 	 "sync: after sync_timeout without an ack, keep waiting (block) or answer as async"},
 };

@@ -25,8 +25,7 @@ static int trim_point(struct retention *r, uint64_t *upto, struct us_err *err)
 	struct store_journal_iter *it;
 	struct store_position pos;
 	uint64_t limit, cutoff = clock_wall_ms(), seq, last_old = 0;
-	const uint8_t *rec;
-	size_t len;
+	struct entry e;
 	int rc;
 
 	*upto = 0;
@@ -47,15 +46,9 @@ static int trim_point(struct retention *r, uint64_t *upto, struct us_err *err)
 	if ((rc = store_journal_iter_new(r->o.store, 0, &it, err)))
 		return rc;
 	/* Records are in time order: stop at the first one too young or too new. */
-	while ((rc = store_journal_iter_next(it, &seq, &rec, &len, err)) == 1) {
-		struct entry e;
-
+	while ((rc = store_journal_iter_next(it, &seq, &e, NULL, NULL, err)) == 1) {
 		if (seq > limit)
 			break;
-		if (entry_record_decode(rec, len, &e, err)) {
-			rc = err_wrap(err, "journal entry %llu", (unsigned long long)seq);
-			break;
-		}
 		if (e.time_ms > cutoff)
 			break;
 		/* Cut only at the end of a commit: the journal never starts mid-commit. */

@@ -1,8 +1,8 @@
 /*
  * retention.h - the collector's journal retention ("us-retention" thread).
  *
- * A journal record may go once every configured archiver has it durably (or,
- * past journal_max records behind the last seq, even if one has not: that
+ * A journal entry may go once every configured archiver has it durably (or,
+ * past journal_max entries behind the last seq, even if one has not: that
  * archiver then takes a full copy) AND it is older than journal_retention.
  * With no archiver configured, only the age counts. Checked every second.
  */
@@ -20,7 +20,7 @@ struct retention_opts {
 	struct link **links;       /* borrowed: the archivers' acked seqs */
 	size_t n_links;
 	uint64_t retention_ms;     /* journal_retention */
-	uint64_t journal_max;      /* records */
+	uint64_t journal_max;      /* entries */
 	const char *ns;            /* for log lines */
 };
 

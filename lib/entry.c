@@ -16,7 +16,6 @@
 #include "us_limits.h"
 
 #define CHECKSUM_BYTES 4
-#define RECORD_MIN_BYTES (1 + CHECKSUM_BYTES)
 #define BLOCK_MIN_BYTES (ENTRY_BLOCK_HEADER_BYTES + CHECKSUM_BYTES)
 #define BLOCK_COUNT_OFFSET 13
 /* The smallest entry in a block: a one-byte length, op, one-byte time. */
@@ -332,59 +331,6 @@ int entry_decode(const uint8_t *p, size_t len, struct entry *out, struct us_err 
 	return 0;
 }
 
-int entry_record_encode(const struct entry *e, struct buf *out, struct us_err *err)
-{
-	size_t start = out->len;
-	size_t n;
-	int rc;
-
-	rc = buf_append_u8(out, ENTRY_RECORD_VERSION);
-	if (rc) {
-		err_set(err, rc, "cannot encode journal record: out of memory");
-		goto out_undo;
-	}
-	rc = append_entry(e, out, &n, err);
-	if (rc)
-		goto out_undo;
-	rc = buf_append_u32le(out, XXH32(out->p + start, out->len - start, 0));
-	if (rc) {
-		err_set(err, rc, "cannot encode journal record: out of memory");
-		goto out_undo;
-	}
-	return 0;
-
-out_undo:
-	out->len = start;
-	return rc;
-}
-
-int entry_record_decode(const uint8_t *p, size_t len, struct entry *e, struct us_err *err)
-{
-	uint32_t want, got;
-	int rc;
-
-	if (len < RECORD_MIN_BYTES)
-		return err_set(err, US_ECORRUPT,
-			       "journal record of %zu bytes: truncated (want at least %d)", len,
-			       RECORD_MIN_BYTES);
-	if (p[0] != ENTRY_RECORD_VERSION)
-		return err_set(err, US_ECORRUPT,
-			       "journal record: unsupported version %u (want %d)", p[0],
-			       ENTRY_RECORD_VERSION);
-	want = buf_get_u32le(p + len - CHECKSUM_BYTES);
-	got = XXH32(p, len - CHECKSUM_BYTES, 0);
-	if (want != got)
-		return err_set(err, US_ECORRUPT,
-			       "journal record of %zu bytes: checksum mismatch (stored %08x, computed %08x)",
-			       len, want, got);
-	rc = entry_decode(p + 1, len - RECORD_MIN_BYTES, e, err);
-	if (rc) {
-		err_wrap(err, "journal record");
-		return rc;
-	}
-	return 0;
-}
-
 int entry_block_begin(struct entry_block_writer *w, struct buf *out, uint64_t first_seq)
 {
 	size_t start = out->len;
@@ -406,6 +352,7 @@ int entry_block_begin(struct entry_block_writer *w, struct buf *out, uint64_t fi
 	}
 	w->out = out;
 	w->start = start;
+	w->last = 0;
 	w->count = 0;
 	return 0;
 }
@@ -415,6 +362,18 @@ static uint64_t block_first_seq(const struct entry_block_writer *w)
 	return buf_get_u64le(w->out->p + w->start + 5);
 }
 
+/* One more entry fits: the count and the seq. */
+static int check_room(const struct entry_block_writer *w, struct us_err *err)
+{
+	if (w->count >= US_BLOCK_MAX_ENTRIES)
+		return err_set(err, US_ETOOBIG, "block at seq %" PRIu64 " is full (%u entries)",
+			       block_first_seq(w), US_BLOCK_MAX_ENTRIES);
+	if (block_first_seq(w) + w->count < block_first_seq(w))
+		return err_set(err, US_ERANGE, "block at seq %" PRIu64 ": seq overflows",
+			       block_first_seq(w));
+	return 0;
+}
+
 int entry_block_add(struct entry_block_writer *w, const struct entry *e, struct us_err *err)
 {
 	struct buf *out = w->out;
@@ -422,12 +381,8 @@ int entry_block_add(struct entry_block_writer *w, const struct entry *e, struct 
 	size_t n;
 	int rc;
 
-	if (w->count >= US_BLOCK_MAX_ENTRIES)
-		return err_set(err, US_ETOOBIG, "block at seq %" PRIu64 " is full (%u entries)",
-			       block_first_seq(w), US_BLOCK_MAX_ENTRIES);
-	if (block_first_seq(w) + w->count < block_first_seq(w))
-		return err_set(err, US_ERANGE, "block at seq %" PRIu64 ": seq overflows",
-			       block_first_seq(w));
+	if ((rc = check_room(w, err)))
+		return rc;
 	rc = check_and_size(e, &n, err);
 	if (rc)
 		return rc;
@@ -436,10 +391,39 @@ int entry_block_add(struct entry_block_writer *w, const struct entry *e, struct 
 		return err_set(err, rc, "cannot add a %s entry of %zu bytes to a block: out of memory",
 			       entry_op_name(e->op), n);
 	out->len = (size_t)(put_varint(out->p + start, n) - out->p);
+	w->last = out->len;
 	write_entry(e, out->p + out->len);
 	out->len += n;
 	w->count++;
 	return 0;
+}
+
+int entry_block_add_raw(struct entry_block_writer *w, const uint8_t *p, size_t len,
+			struct us_err *err)
+{
+	struct buf *out = w->out;
+	int rc;
+
+	if ((rc = check_room(w, err)))
+		return rc;
+	if (len == 0)
+		return err_set(err, US_EINVAL, "empty entry");
+	rc = buf_reserve(out, varint_size(len) + len);
+	if (rc)
+		return err_set(err, rc, "cannot add an entry of %zu bytes to a block: out of memory",
+			       len);
+	out->len = (size_t)(put_varint(out->p + out->len, len) - out->p);
+	w->last = out->len;
+	memcpy(out->p + out->len, p, len);
+	out->len += len;
+	w->count++;
+	return 0;
+}
+
+void entry_block_mark_end(struct entry_block_writer *w)
+{
+	if (w->count)
+		w->out->p[w->last] |= ENTRY_FLAG_END;
 }
 
 int entry_block_finish(struct entry_block_writer *w, struct us_err *err)
@@ -547,6 +531,8 @@ int entry_block_next(struct entry_block_reader *r, struct entry *e, uint64_t *se
 		return rc;
 	}
 	*seq = r->first_seq + r->index;
+	r->raw = c.p;
+	r->raw_len = (size_t)n;
 	r->p = c.p + n;
 	r->index++;
 	return 1;

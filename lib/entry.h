@@ -18,10 +18,8 @@
  *   (str and bytes are varint length + bytes; section 0 DATA, 1 DICT)
  * A decoder consumes exactly its input: trailing bytes are an error.
  *
- * Journal record (a journal value in the store):
- *   u8 version (1) | entry | u32le xxh32(version..entry, seed 0)
- *
- * Block (several entries, seq first_seq .. first_seq+count-1):
+ * Block (several entries, seq first_seq .. first_seq+count-1; a frame of the
+ * stream, and a journal value in the store):
  *   4  magic "USJB"
  *   1  version (1)
  *   8  first_seq, u64le (>= 1: seqs count from 1; the last seq fits in a u64)
@@ -94,15 +92,12 @@ int entry_encode(const struct entry *e, struct buf *out, struct us_err *err);
  * US_ECORRUPT; p is not modified. */
 int entry_decode(const uint8_t *p, size_t len, struct entry *e, struct us_err *err);
 
-/* Journal records: see the table above. */
-int entry_record_encode(const struct entry *e, struct buf *out, struct us_err *err);
-int entry_record_decode(const uint8_t *p, size_t len, struct entry *e, struct us_err *err);
-
 /* Block writer: begin, add entries, finish. out is appended to; the block
  * starts at the out->len seen by begin. */
 struct entry_block_writer {
 	struct buf *out;
 	size_t start;     /* offset of the magic in out */
+	size_t last;      /* offset of the last entry's first byte (its op) */
 	uint32_t count;
 };
 
@@ -111,6 +106,13 @@ int entry_block_begin(struct entry_block_writer *w, struct buf *out, uint64_t fi
 /* Appends one entry; on failure (bad entry US_EINVAL, a full block US_ETOOBIG,
  * US_ENOMEM) out is as before the call and the block can still be finished. */
 int entry_block_add(struct entry_block_writer *w, const struct entry *e, struct us_err *err);
+/* Appends one entry already encoded (entry_encode's bytes, or a reader's
+ * raw/raw_len), which the caller has checked: the journal's own entries.
+ * Failures as entry_block_add. */
+int entry_block_add_raw(struct entry_block_writer *w, const uint8_t *p, size_t len,
+			struct us_err *err);
+/* Marks the last entry added the END of its commit. No entry yet: a no-op. */
+void entry_block_mark_end(struct entry_block_writer *w);
 /* Writes count and the checksum. An empty block is US_EINVAL. On failure the
  * partial block is taken back out of out (out->len = w->start). */
 int entry_block_finish(struct entry_block_writer *w, struct us_err *err);
@@ -123,6 +125,8 @@ struct entry_block_reader {
 	uint64_t first_seq;
 	uint32_t count;
 	uint32_t index;        /* entries returned so far */
+	const uint8_t *raw;    /* the last entry returned, encoded (borrowed) */
+	size_t raw_len;
 };
 
 int entry_block_open(struct entry_block_reader *r, const uint8_t *p, size_t len,

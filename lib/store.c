@@ -9,12 +9,16 @@
  *   'A' account                                u8 flags (bit 0: is_logged)
  *   'F' account 0x00 file                      u8 flags (bit 0: is_logged)
  *   'D' account 0x00 file 0x00 u8 section id   item body (opaque bytes)
- *   'J' u64be seq                              journal record (entry.h)
+ *   'J' u64be first seq                        journal block (entry.h): the
+ *                                              entries first seq .. first seq
+ *                                              + count - 1
  *
  * Invariants kept here:
- * - seq is contiguous: every batch appends J records seq+1..seq+k and writes
- *   'M' "pos" = seq+k in the same atomic, synced RocksDB write batch, so the
- *   journal and the data it describes can never disagree after a crash.
+ * - seq is contiguous: every batch appends J blocks holding seq+1..seq+k and
+ *   writes 'M' "pos" = seq+k in the same atomic, synced RocksDB write batch,
+ *   so the journal and the data it describes can never disagree after a
+ *   crash. The next block's key is the seq after the last entry of the one
+ *   before it.
  * - A refused commit leaves nothing in the batch (write-batch save points) and
  *   nothing in the catalog (it is restored from a copy).
  * - The catalog (accounts and files with their flags) mirrors the 'A' and 'F'
@@ -36,7 +40,7 @@
 #include "names.h"
 
 #define STORE_MAGIC "USST"
-#define STORE_VERSION 1
+#define STORE_VERSION 2
 #define FLAG_LOGGED 0x01
 
 #define KEY_FORMAT "Mformat"
@@ -58,6 +62,21 @@ struct catalog {
 	size_t n, cap;
 };
 
+/* The journal block the writer is filling (see jb_add). */
+struct journal_builder {
+	struct buf buf;
+	struct entry_block_writer w;
+	bool is_open;
+	uint64_t first_seq;
+	size_t target;             /* put the block once it is this large */
+	/* jb_mark's snapshot, to take a refused commit's entries back out */
+	size_t mark_len;           /* 0: no block was open */
+	uint32_t mark_count;
+	uint64_t mark_first_seq;
+	bool is_flushed_since_mark;
+	struct buf saved;          /* buf[0 .. mark_len), once a flush happened */
+};
+
 struct store {
 	rocksdb_t *db;
 	rocksdb_options_t *opts;
@@ -77,7 +96,7 @@ struct store {
 	struct catalog cat;
 	struct catalog cat_saved;
 	struct buf key;
-	struct buf val;
+	struct journal_builder jb;
 };
 
 struct store_iter {
@@ -513,7 +532,9 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	s->max_body = o->max_body ? o->max_body : US_BODY_MAX_BYTES;
 	pthread_mutex_init(&s->pos_lock, NULL);
 	buf_init(&s->key);
-	buf_init(&s->val);
+	buf_init(&s->jb.buf);
+	buf_init(&s->jb.saved);
+	s->jb.target = o->journal_block_bytes ? o->journal_block_bytes : US_JOURNAL_BLOCK_BYTES;
 	if (!s->is_read_only && (rc = mkdir_p(dir, err)))
 		goto out_free;
 
@@ -584,7 +605,8 @@ void store_close(struct store *s)
 	catalog_release(&s->cat);
 	catalog_release(&s->cat_saved);
 	buf_release(&s->key);
-	buf_release(&s->val);
+	buf_release(&s->jb.buf);
+	buf_release(&s->jb.saved);
 	pthread_mutex_destroy(&s->pos_lock);
 	free(s);
 }
@@ -759,19 +781,90 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 	}
 }
 
-/* Puts e's journal record at seq into b. */
+/* ---- the journal, as the writer builds it ----
+ *
+ * Journaled entries go into an open block (s->jb), put into the batch as one
+ * 'J' value once it reaches jb.target, and at the end of the batch: one
+ * RocksDB key for many entries. A refused commit takes its entries back out:
+ * jb_mark at its start, jb_rollback on refusal. A block put into the batch in
+ * between left the batch with the commit's save point; the entries of the
+ * commits before the mark that it held are put back from a copy taken just
+ * before that put. */
+
+/* Puts the open block into b and closes it. */
+static int jb_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err)
+{
+	struct journal_builder *jb = &s->jb;
+	int rc;
+
+	if (!jb->is_open)
+		return 0;
+	if ((rc = entry_block_finish(&jb->w, err)))
+		return rc;
+	if (key_journal(&s->key, jb->first_seq))
+		return err_set(err, US_ENOMEM, "out of memory");
+	rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)jb->buf.p, jb->buf.len);
+	buf_reset(&jb->buf);
+	jb->is_open = false;
+	return 0;
+}
+
+static void jb_mark(struct store *s)
+{
+	struct journal_builder *jb = &s->jb;
+
+	jb->mark_len = jb->is_open ? jb->buf.len : 0;
+	jb->mark_count = jb->is_open ? jb->w.count : 0;
+	jb->mark_first_seq = jb->first_seq;
+	jb->is_flushed_since_mark = false;
+}
+
+static void jb_rollback(struct store *s)
+{
+	struct journal_builder *jb = &s->jb;
+
+	if (jb->mark_len == 0) {
+		buf_reset(&jb->buf);
+		jb->is_open = false;
+		return;
+	}
+	if (jb->is_flushed_since_mark) {
+		struct buf t = jb->buf;
+
+		jb->buf = jb->saved;
+		jb->saved = t;
+	}
+	jb->buf.len = jb->mark_len;
+	jb->w = (struct entry_block_writer){.out = &jb->buf, .start = 0, .count = jb->mark_count};
+	jb->first_seq = jb->mark_first_seq;
+	jb->is_open = true;
+}
+
+/* Adds e, journaled at seq (the seq after the last one added), to the block. */
 static int journal_put(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
 		       uint64_t seq, struct us_err *err)
 {
+	struct journal_builder *jb = &s->jb;
 	int rc;
 
-	buf_reset(&s->val);
-	if ((rc = entry_record_encode(e, &s->val, err)))
-		return rc;
-	if (key_journal(&s->key, seq))
-		return err_set(err, US_ENOMEM, "out of memory");
-	rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)s->val.p, s->val.len);
-	return 0;
+	if (jb->is_open && (jb->buf.len >= jb->target || jb->w.count >= US_BLOCK_MAX_ENTRIES)) {
+		if (!jb->is_flushed_since_mark && jb->mark_len > 0) {
+			buf_reset(&jb->saved);
+			if (buf_append(&jb->saved, jb->buf.p, jb->mark_len))
+				return err_set(err, US_ENOMEM, "out of memory");
+		}
+		jb->is_flushed_since_mark = true;
+		if ((rc = jb_flush(s, b, err)))
+			return rc;
+	}
+	if (!jb->is_open) {
+		if ((rc = entry_block_begin(&jb->w, &jb->buf, seq)))
+			return err_set(err, rc, "cannot start a journal block at seq %llu",
+				       (unsigned long long)seq);
+		jb->first_seq = seq;
+		jb->is_open = true;
+	}
+	return entry_block_add(&jb->w, e, err);
 }
 
 /* Turning logging on re-ships what was not shipped: for each file that starts
@@ -898,7 +991,7 @@ static bool op_changes_catalog(uint8_t op)
 	return op == ENTRY_CREATE_FILE || op == ENTRY_DELETE_FILE || op == ENTRY_SET_LOGGING;
 }
 
-/* Adds one commit to b: its ops and its journal records from *seq + 1.
+/* Adds one commit to b: its ops and its journal entries from *seq + 1.
  * On refusal b and the catalog are as before and *seq is unchanged. */
 static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_commit *c,
 		      uint64_t time_ms, uint64_t *seq)
@@ -925,6 +1018,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		}
 	}
 	rocksdb_writebatch_set_save_point(b);
+	jb_mark(s);
 
 	/* One pass: each op applies against the catalog as the ops before it left
 	 * it, and goes to the journal right away if its file ships. */
@@ -950,11 +1044,11 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 			goto out_rollback;
 		}
 	}
-	/* The commit's last journal entry carries END: put it again, marked. */
+	/* The commit's last journal entry carries END (it is in the open block:
+	 * a block is put only before an entry is added). */
 	if (last_journaled >= 0) {
 		c->ops[last_journaled].is_commit_end = true;
-		if ((rc = journal_put(s, b, &c->ops[last_journaled], next, &c->err)))
-			goto out_rollback;
+		entry_block_mark_end(&s->jb.w);
 	}
 	rocksdb_writebatch_pop_save_point(b, &errptr);
 	if (errptr) {
@@ -970,6 +1064,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 
 out_rollback:
 	rocksdb_writebatch_rollback_to_save_point(b, &errptr);
+	jb_rollback(s);
 	if (errptr) {
 		/* Cannot happen: the save point was set above. Say so loudly. */
 		rocksdb_free(errptr);
@@ -1005,6 +1100,8 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	store_get_position(s, &pos);
 	seq = pos.seq;
 	b = rocksdb_writebatch_create();
+	buf_reset(&s->jb.buf);
+	s->jb.is_open = false;
 	for (size_t i = from; i < to; i++)
 		add_commit(s, b, commits[i], time_ms, &seq);
 	if (rocksdb_writebatch_count(b) == 0) {
@@ -1016,9 +1113,13 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	pos.seq = seq;
 	encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
-	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rc = jb_flush(s, b, err);
+	if (rc == 0)
+		rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
+	buf_reset(&s->jb.buf);
+	s->jb.is_open = false;
+	if (rc || (rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		/* Nothing of this part happened; the catalog may have run ahead. */
@@ -1060,7 +1161,7 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 }
 
 int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entries, size_t n,
-			bool is_sync, struct us_err *err)
+			const uint8_t *block, size_t block_len, bool is_sync, struct us_err *err)
 {
 	struct store_position pos;
 	rocksdb_writebatch_t *b;
@@ -1083,6 +1184,17 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 		return err_set(err, US_EINVAL, "entries %llu..%llu end inside a commit",
 			       (unsigned long long)first_seq,
 			       (unsigned long long)(first_seq + n - 1));
+	if (block && (block_len < ENTRY_BLOCK_HEADER_BYTES || buf_get_u64le(block + 5) != first_seq ||
+		      buf_get_u32le(block + 13) != n))
+		return err_set(err, US_EINVAL, "the block given is not the one of entries %llu..%llu",
+			       (unsigned long long)first_seq,
+			       (unsigned long long)(first_seq + n - 1));
+	if (!block) {
+		buf_reset(&s->jb.buf);
+		if ((rc = entry_block_begin(&s->jb.w, &s->jb.buf, first_seq)))
+			return err_set(err, rc, "cannot start a journal block at seq %llu",
+				       (unsigned long long)first_seq);
+	}
 	/* The catalog may change; keep a copy to restore if an entry is refused. */
 	if (catalog_copy(&s->cat_saved, &s->cat))
 		return err_set(err, US_ENOMEM, "out of memory");
@@ -1103,13 +1215,20 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 				break;
 			}
 		}
-		buf_reset(&s->val);
-		if ((rc = entry_record_encode(e, &s->val, err)) || (rc = key_journal(&s->key, seq))) {
-			if (rc == US_ENOMEM)
-				err_set(err, rc, "out of memory");
+		if (!block && (rc = entry_block_add(&s->jb.w, e, err)))
 			break;
-		}
-		rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)s->val.p, s->val.len);
+	}
+	if (rc == 0 && !block) {
+		rc = entry_block_finish(&s->jb.w, err);
+		block = s->jb.buf.p;
+		block_len = s->jb.buf.len;
+	}
+	if (rc == 0) {
+		if (key_journal(&s->key, first_seq))
+			rc = err_set(err, US_ENOMEM, "out of memory");
+		else
+			rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (const char *)block,
+					       block_len);
 	}
 	if (rc) {
 		rocksdb_writebatch_destroy(b);
@@ -1460,79 +1579,106 @@ int store_list_files(struct store *s, const char *account, struct store_file_inf
 	return 0;
 }
 
-int store_journal_get(struct store *s, uint64_t seq, struct buf *rec, struct us_err *err)
-{
-	struct buf k;
-	char *errptr = NULL;
-	size_t len;
-	char *v;
-	int rc;
-
-	buf_init(&k);
-	if (key_journal(&k, seq)) {
-		buf_release(&k);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
-	v = rocksdb_get(s->db, s->read_opts, (char *)k.p, k.len, &len, &errptr);
-	buf_release(&k);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read journal")))
-		return rc;
-	if (!v)
-		return err_set(err, US_ENOTFOUND, "journal entry %llu is not retained",
-			       (unsigned long long)seq);
-	buf_reset(rec);
-	rc = buf_append(rec, v, len);
-	rocksdb_free(v);
-	return rc ? err_set(err, rc, "out of memory") : 0;
-}
-
 struct store_journal_iter {
 	rocksdb_iterator_t *it;
 	rocksdb_readoptions_t *ro;
-	bool is_started;
+	uint64_t from;
+	struct entry_block_reader r;
+	bool is_block_open;
 };
+
+static const char journal_lower[1] = {'J'};
+static const char journal_upper[1] = {'J' + 1};
+
+/* A read options with the journal's bounds (both ends: seek_for_prev). */
+static rocksdb_readoptions_t *journal_readoptions(void)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+
+	rocksdb_readoptions_set_iterate_lower_bound(ro, journal_lower, 1);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, journal_upper, 1);
+	return ro;
+}
 
 int store_journal_iter_new(struct store *s, uint64_t from, struct store_journal_iter **out,
 			   struct us_err *err)
 {
 	struct store_journal_iter *it = calloc(1, sizeof(*it));
-	static const char upper[1] = {'J' + 1};
 	uint8_t k[9];
 
 	if (!it)
 		return err_set(err, US_ENOMEM, "out of memory");
 	perf_off();
-	it->ro = rocksdb_readoptions_create();
-	rocksdb_readoptions_set_iterate_upper_bound(it->ro, upper, 1);
+	it->ro = journal_readoptions();
 	it->it = rocksdb_create_iterator(s->db, it->ro);
+	it->from = from;
 	k[0] = 'J';
 	buf_put_u64be(k + 1, from);
-	rocksdb_iter_seek(it->it, (char *)k, sizeof(k));
-	it->is_started = true;
+	/* The block holding from starts at or before it; none: from is older
+	 * than the journal, which then starts at its first block. */
+	rocksdb_iter_seek_for_prev(it->it, (char *)k, sizeof(k));
+	if (!rocksdb_iter_valid(it->it))
+		rocksdb_iter_seek(it->it, (char *)k, sizeof(k));
 	*out = it;
 	return 0;
 }
 
-int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, const uint8_t **rec,
-			    size_t *len, struct us_err *err)
+/* Opens the block under the iterator, which must be valid. */
+static int journal_open_block(struct store_journal_iter *it, struct us_err *err)
 {
-	char *errptr = NULL;
-	const char *k;
-	size_t klen;
+	size_t klen, vlen;
+	const char *k = rocksdb_iter_key(it->it, &klen);
+	const char *v;
+	uint64_t key_seq;
+	int rc;
 
-	if (!it->is_started)
-		rocksdb_iter_next(it->it);
-	it->is_started = false;
-	if (!rocksdb_iter_valid(it->it)) {
-		rocksdb_iter_get_error(it->it, &errptr);
-		return take_rocks_err(&errptr, err, "cannot read journal");
-	}
-	k = rocksdb_iter_key(it->it, &klen);
 	if (klen != 9 || k[0] != 'J')
 		return err_set(err, US_ECORRUPT, "bad journal key of %zu bytes", klen);
-	*seq = buf_get_u64be((const uint8_t *)k + 1);
-	*rec = (const uint8_t *)rocksdb_iter_value(it->it, len);
-	return 1;
+	key_seq = buf_get_u64be((const uint8_t *)k + 1);
+	v = rocksdb_iter_value(it->it, &vlen);
+	if ((rc = entry_block_open(&it->r, (const uint8_t *)v, vlen, err))) {
+		err_wrap(err, "journal block at seq %llu", (unsigned long long)key_seq);
+		return rc;
+	}
+	if (it->r.first_seq != key_seq)
+		return err_set(err, US_ECORRUPT, "journal block at seq %llu says it starts at %llu",
+			       (unsigned long long)key_seq, (unsigned long long)it->r.first_seq);
+	it->is_block_open = true;
+	return 0;
+}
+
+int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, struct entry *e,
+			    const uint8_t **raw, size_t *raw_len, struct us_err *err)
+{
+	char *errptr = NULL;
+	int rc;
+
+	for (;;) {
+		if (it->is_block_open) {
+			rc = entry_block_next(&it->r, e, seq, err);
+			if (rc < 0) {
+				err_wrap(err, "journal");
+				return rc;
+			}
+			if (rc == 1) {
+				if (*seq < it->from)
+					continue;
+				if (raw) {
+					*raw = it->r.raw;
+					*raw_len = it->r.raw_len;
+				}
+				return 1;
+			}
+			it->is_block_open = false;
+			rocksdb_iter_next(it->it);
+		}
+		if (!rocksdb_iter_valid(it->it)) {
+			rocksdb_iter_get_error(it->it, &errptr);
+			return take_rocks_err(&errptr, err, "cannot read journal");
+		}
+		if ((rc = journal_open_block(it, err)))
+			return rc;
+	}
 }
 
 void store_journal_iter_free(struct store_journal_iter *it)
@@ -1544,34 +1690,92 @@ void store_journal_iter_free(struct store_journal_iter *it)
 	free(it);
 }
 
-int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err)
+int store_journal_get(struct store *s, uint64_t seq, struct buf *raw, struct entry *e,
+		      struct us_err *err)
 {
 	struct store_journal_iter *it;
-	const uint8_t *rec;
+	const uint8_t *p;
+	uint64_t got;
 	size_t len;
 	int rc;
 
-	if ((rc = store_journal_iter_new(s, 0, &it, err)))
+	if ((rc = store_journal_iter_new(s, seq, &it, err)))
 		return rc;
-	rc = store_journal_iter_next(it, seq, &rec, &len, err);
-	store_journal_iter_free(it);
+	rc = store_journal_iter_next(it, &got, e, &p, &len, err);
+	if (rc == 1 && got != seq)
+		rc = 0;
 	if (rc == 0)
-		*seq = 0;
-	return rc < 0 ? rc : 0;
+		rc = err_set(err, US_ENOTFOUND, "journal entry %llu is not retained",
+			     (unsigned long long)seq);
+	if (rc == 1) {
+		buf_reset(raw);
+		rc = buf_append(raw, p, len) ? err_set(err, US_ENOMEM, "out of memory")
+					      : entry_decode(raw->p, raw->len, e, err);
+	}
+	store_journal_iter_free(it);
+	return rc;
+}
+
+int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err)
+{
+	rocksdb_readoptions_t *ro = journal_readoptions();
+	rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, ro);
+	char *errptr = NULL;
+	int rc = 0;
+
+	*seq = 0;
+	rocksdb_iter_seek_to_first(it);
+	if (rocksdb_iter_valid(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (klen != 9)
+			rc = err_set(err, US_ECORRUPT, "bad journal key of %zu bytes", klen);
+		else
+			*seq = buf_get_u64be((const uint8_t *)k + 1);
+	} else {
+		rocksdb_iter_get_error(it, &errptr);
+		rc = take_rocks_err(&errptr, err, "cannot read journal");
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	return rc;
 }
 
 int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 {
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
 	uint8_t lo[9], hi[9];
 	char *errptr = NULL;
+	bool is_found = false;
+	int rc;
 
 	if (s->is_read_only)
 		return err_set(err, US_EPRECOND, "store is open read-only");
-	if (upto == 0)
+	if (upto == 0 || upto == UINT64_MAX)
 		return 0;
+	/* Everything before the block that holds upto + 1 goes. */
 	lo[0] = hi[0] = 'J';
 	buf_put_u64be(lo + 1, 0);
 	buf_put_u64be(hi + 1, upto + 1);
+	ro = journal_readoptions();
+	it = rocksdb_create_iterator(s->db, ro);
+	rocksdb_iter_seek_for_prev(it, (char *)hi, sizeof(hi));
+	if (rocksdb_iter_valid(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (klen == 9) {
+			memcpy(hi, k, 9);
+			is_found = true;
+		}
+	}
+	rocksdb_iter_get_error(it, &errptr);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read journal")) || !is_found)
+		return rc;
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
 	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
@@ -1811,27 +2015,30 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(it, &klen);
 		const char *v = rocksdb_iter_value(it, &vlen);
+		struct entry_block_reader r;
 		struct entry e;
-		uint64_t seq;
+		uint64_t seq, key_seq;
 
 		if (klen < 1 || k[0] != 'J')
 			break;
-		if (klen != 9) {
+		if (klen != 9 || entry_block_open(&r, (const uint8_t *)v, vlen, NULL)) {
 			out->bad_records++;
 			continue;
 		}
-		seq = buf_get_u64be((const uint8_t *)k + 1);
-		if (out->entries == 0)
-			out->first_seq = seq;
-		else if (seq != prev + 1)
-			out->gaps++;
-		prev = seq;
-		out->last_seq = seq;
-		out->entries++;
-		if (entry_record_decode((const uint8_t *)v, vlen, &e, NULL))
+		key_seq = buf_get_u64be((const uint8_t *)k + 1);
+		if (r.first_seq != key_seq)
 			out->bad_records++;
-		else
+		if (out->entries == 0)
+			out->first_seq = key_seq;
+		else if (key_seq != prev + 1)
+			out->gaps++;
+		while ((rc = entry_block_next(&r, &e, &seq, NULL)) == 1) {
+			out->entries++;
 			is_last_end = e.is_commit_end;
+		}
+		if (rc < 0)
+			out->bad_records++;
+		prev = out->last_seq = key_seq + r.count - 1;
 	}
 	rocksdb_iter_get_error(it, &errptr);
 	rocksdb_iter_destroy(it);

@@ -36,6 +36,7 @@ struct store_opts {
 	size_t max_body;            /* 0: US_BODY_MAX_BYTES */
 	size_t block_cache_bytes;   /* own cache size when cache is NULL; 0: 64 MiB */
 	struct store_cache *cache;  /* shared cache (borrowed), or NULL for an own one */
+	size_t journal_block_bytes; /* 0: US_JOURNAL_BLOCK_BYTES (tests set it small) */
 };
 
 /* Opens (creating when missing, unless read-only) the store in dir and returns
@@ -70,14 +71,18 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 		       uint64_t time_ms, struct us_err *err);
 
 /* Replica apply (the archiver): entries first_seq .. first_seq + n - 1, as a
- * site journaled them, applied in one batch with their journal records and the
- * new position. Refused, changing nothing: first_seq other than position + 1
- * (US_ERANGE, the message says gap or overlap and both seqs), a last entry
- * without END (US_EINVAL: a half commit is never applied), an entry that
- * breaks a name or size rule (US_EINVAL). With is_sync the batch is fsynced
- * before the call returns; without, store_sync makes it durable later. */
+ * site journaled them, applied in one batch with their journal block and the
+ * new position. block (block_len bytes) is the entry block the entries were
+ * decoded from, checked (a stream frame's): it is stored as the journal
+ * as it is; NULL builds one from the entries. Refused, changing nothing:
+ * first_seq other than position + 1 (US_ERANGE, the message says gap or
+ * overlap and both seqs), a last entry without END (US_EINVAL: a half commit
+ * is never applied), an entry that breaks a name or size rule (US_EINVAL), a
+ * block whose first seq or count is not the entries' (US_EINVAL). With
+ * is_sync the batch is fsynced before the call returns; without, store_sync
+ * makes it durable later. */
 int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entries, size_t n,
-			bool is_sync, struct us_err *err);
+			const uint8_t *block, size_t block_len, bool is_sync, struct us_err *err);
 
 /* Makes every batch written so far durable (one fsync of the WAL) and returns
  * the seq that is now durable. */
@@ -123,25 +128,30 @@ struct store_file_info {
 int store_list_files(struct store *s, const char *account, struct store_file_info **files,
 		     size_t *n, struct us_err *err);
 
-/* Reads journal record seq into rec (reset first): US_ENOTFOUND if not retained. */
-int store_journal_get(struct store *s, uint64_t seq, struct buf *rec, struct us_err *err);
+/* Reads journal entry seq: its encoded bytes into raw (reset first) and e
+ * decoded from them (borrowing from raw). US_ENOTFOUND if not retained. */
+int store_journal_get(struct store *s, uint64_t seq, struct buf *raw, struct entry *e,
+		      struct us_err *err);
 
-/* Iterates journal records from seq from (the first retained one when from
- * is older). Each record is borrowed until the next call. 1 with *seq, *rec,
- * *len; 0 at the end; < 0 on a read error. The iterator reads one consistent
- * state (an implicit snapshot at creation): make a new one to see newer seqs. */
+/* Iterates journal entries from seq from (the first retained one when from
+ * is older). 1 with *seq, *e decoded and, when raw is not NULL, *raw and
+ * *raw_len its encoded bytes (entry_block_add_raw takes them), all borrowed
+ * until the next call; 0 at the end; < 0 on a read error or a journal block
+ * that does not decode (US_ECORRUPT). The iterator reads one consistent state
+ * (an implicit snapshot at creation): make a new one to see newer seqs. */
 struct store_journal_iter;
 int store_journal_iter_new(struct store *s, uint64_t from, struct store_journal_iter **out,
 			   struct us_err *err);
-int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, const uint8_t **rec,
-			    size_t *len, struct us_err *err);
+int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, struct entry *e,
+			    const uint8_t **raw, size_t *raw_len, struct us_err *err);
 void store_journal_iter_free(struct store_journal_iter *it);
 
 /* The first journal seq still retained (0 when the journal is empty). */
 int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err);
 
-/* Deletes journal records up to and including seq upto (retention). The
- * position is not changed. */
+/* Drops journal entries up to seq upto (retention), whole blocks at a time:
+ * the block holding upto + 1 stays, with whatever entries before it it
+ * holds. The position is not changed. */
 int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err);
 
 /* A full copy for a receiver whose position is older than the retained
@@ -174,7 +184,7 @@ struct store_check {
 	uint64_t last_seq;
 	uint64_t entries;
 	uint64_t gaps;          /* places where seq jumps */
-	uint64_t bad_records;   /* records that do not decode */
+	uint64_t bad_records;   /* journal blocks that do not decode, or a half commit at the end */
 	uint64_t position_seq;  /* what the position says */
 	uint64_t generation;
 	uint64_t items;         /* items in all files */

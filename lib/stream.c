@@ -46,10 +46,11 @@ int stream_build_entries(struct store *s, uint64_t from, size_t target_bytes, st
 {
 	struct store_journal_iter *it;
 	struct entry_block_writer w;
+	struct entry e;
 	bool is_at_end = true;
 	uint64_t seq, want = from;
-	const uint8_t *rec;
-	size_t len;
+	const uint8_t *ent;
+	size_t ent_len;
 	int rc;
 
 	*count = 0;
@@ -59,8 +60,7 @@ int stream_build_entries(struct store *s, uint64_t from, size_t target_bytes, st
 		return rc;
 	if ((rc = entry_block_begin(&w, scratch, from)))
 		goto out_it;
-	while ((rc = store_journal_iter_next(it, &seq, &rec, &len, err)) == 1) {
-		struct entry e;
+	while ((rc = store_journal_iter_next(it, &seq, &e, &ent, &ent_len, err)) == 1) {
 
 		if (seq != want) {
 			rc = err_set(err, want == from ? US_ENOTFOUND : US_ECORRUPT,
@@ -69,11 +69,7 @@ int stream_build_entries(struct store *s, uint64_t from, size_t target_bytes, st
 				     (unsigned long long)seq);
 			goto out_it;
 		}
-		if ((rc = entry_record_decode(rec, len, &e, err))) {
-			err_wrap(err, "journal entry %llu", (unsigned long long)seq);
-			goto out_it;
-		}
-		if ((rc = entry_block_add(&w, &e, err)))
+		if ((rc = entry_block_add_raw(&w, ent, ent_len, err)))
 			goto out_it;
 		want++;
 		is_at_end = e.is_commit_end;

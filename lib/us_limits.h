@@ -39,6 +39,8 @@
 
 /* Entry blocks (docs/entry-format.md): bound on entries per block before allocation. */
 #define US_BLOCK_MAX_ENTRIES 1000000u
+/* The journal is stored as blocks: the writer starts a new one once this large. */
+#define US_JOURNAL_BLOCK_BYTES (256u * 1024u)
 
 /* Replication frames: the sender fills a frame with whole commits up to this
  * many raw bytes; a receiver refuses a raw block over the max (one commit at

@@ -1853,7 +1853,8 @@ static int apply_pass(const struct bench_opts *o, const struct built_frame *fram
 		}
 		tb = now_ns();
 		p->decode_s += (double)(tb - ta) / 1e9;
-		if (store_apply_entries(s, f.first_seq, f.entries, f.n, false, &err) != 0) {
+		if (store_apply_entries(s, f.first_seq, f.entries, f.n, f.raw.p, f.raw.len, false,
+					&err) != 0) {
 			fprintf(stderr, "understudy-bench: cannot apply the frame at seq %" PRIu64
 				": %s\n", b->first_seq, err.msg);
 			goto out;

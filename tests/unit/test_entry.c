@@ -152,6 +152,21 @@ static int setup(void **state)
 	return 0;
 }
 
+static void make_block(struct buf *b, uint64_t first_seq, const struct entry *e, size_t n);
+
+/* Decodes the one entry of a one-entry block. */
+static int block1_decode(const uint8_t *p, size_t len, struct entry *e, struct us_err *err)
+{
+	struct entry_block_reader r;
+	uint64_t seq;
+	int rc;
+
+	if ((rc = entry_block_open(&r, p, len, err)))
+		return rc;
+	rc = entry_block_next(&r, e, &seq, err);
+	return rc == 1 ? 0 : rc ? rc : US_ECORRUPT;
+}
+
 static void test_round_trip(void **state)
 {
 	struct entry s[N_SAMPLES_MAX], d;
@@ -169,16 +184,15 @@ static void test_round_trip(void **state)
 		assert_entry_equal(&s[i], &d);
 
 		buf_reset(&b);
-		assert_int_equal(entry_record_encode(&s[i], &b, &err), 0);
-		assert_int_equal(b.p[0], ENTRY_RECORD_VERSION);
-		assert_int_equal(entry_record_decode(b.p, b.len, &d, &err), 0);
+		make_block(&b, 1, &s[i], 1);
+		assert_int_equal(block1_decode(b.p, b.len, &d, &err), 0);
 		assert_entry_equal(&s[i], &d);
 	}
 	/* appending: the encoders add to what is in out */
 	buf_reset(&b);
 	assert_int_equal(buf_append(&b, "xyz", 3), 0);
-	assert_int_equal(entry_record_encode(&s[0], &b, &err), 0);
-	assert_int_equal(entry_record_decode(b.p + 3, b.len - 3, &d, &err), 0);
+	assert_int_equal(entry_encode(&s[0], &b, &err), 0);
+	assert_int_equal(entry_decode(b.p + 3, b.len - 3, &d, &err), 0);
 	assert_entry_equal(&s[0], &d);
 	buf_release(&b);
 }
@@ -201,8 +215,8 @@ static void test_big_body(void **state)
 	assert_int_equal(entry_decode(b.p, b.len, &d, &err), 0);
 	assert_entry_equal(&e, &d);
 	buf_reset(&b);
-	assert_int_equal(entry_record_encode(&e, &b, &err), 0);
-	assert_int_equal(entry_record_decode(b.p, b.len, &d, &err), 0);
+	make_block(&b, 1, &e, 1);
+	assert_int_equal(block1_decode(b.p, b.len, &d, &err), 0);
 	assert_entry_equal(&e, &d);
 	buf_release(&b);
 	free(body);
@@ -226,7 +240,6 @@ static void test_encode_refusals(void **state)
 	e = s[0];
 	e.section = 2;
 	assert_int_equal(entry_encode(&e, &b, &err), US_EINVAL);
-	assert_int_equal(entry_record_encode(&e, &b, &err), US_EINVAL);
 	e = s[0];
 	e.id_len = US_ID_MAX_LEN + 1;
 	e.id = long_id; /* never read: refused on its length */
@@ -237,7 +250,6 @@ static void test_encode_refusals(void **state)
 	e = s[0];
 	e.body_len = (size_t)US_BODY_MAX_BYTES + 1;
 	assert_int_equal(entry_encode(&e, &b, &err), US_EINVAL);
-	assert_int_equal(entry_record_encode(&e, &b, &err), US_EINVAL);
 	assert_int_equal(b.len, 4); /* nothing appended by a refusal */
 	buf_release(&b);
 }
@@ -348,6 +360,53 @@ static void test_block_writer_refusals(void **state)
 	buf_release(&b);
 }
 
+/* The journal's way of building a block: entries already encoded, END set
+ * on the last one afterwards. */
+static void test_block_raw_and_end(void **state)
+{
+	struct entry s[N_SAMPLES_MAX], d;
+	struct entry_block_writer w;
+	struct entry_block_reader r;
+	size_t n = samples(s);
+	struct us_err err;
+	struct buf one, b;
+	uint64_t seq;
+
+	(void)state;
+	buf_init(&one);
+	buf_init(&b);
+	assert_int_equal(entry_block_begin(&w, &b, 50), 0);
+	entry_block_mark_end(&w); /* no entry yet: nothing to mark */
+	assert_int_equal(b.len, ENTRY_BLOCK_HEADER_BYTES);
+	assert_int_equal(entry_block_add_raw(&w, (const uint8_t *)"", 0, &err), US_EINVAL);
+	for (size_t i = 0; i < n; i++) {
+		struct entry e = s[i];
+
+		e.is_commit_end = false;
+		buf_reset(&one);
+		assert_int_equal(entry_encode(&e, &one, &err), 0);
+		assert_int_equal(entry_block_add_raw(&w, one.p, one.len, &err), 0);
+		if (i % 2 == 1)
+			entry_block_mark_end(&w);
+	}
+	assert_int_equal(entry_block_finish(&w, &err), 0);
+	assert_int_equal(entry_block_open(&r, b.p, b.len, &err), 0);
+	for (size_t i = 0; i < n; i++) {
+		struct entry want = s[i];
+
+		want.is_commit_end = i % 2 == 1;
+		assert_int_equal(entry_block_next(&r, &d, &seq, &err), 1);
+		assert_true(seq == 50 + i);
+		assert_entry_equal(&want, &d);
+		/* the reader hands out the encoded bytes too */
+		assert_int_equal(entry_decode(r.raw, r.raw_len, &d, &err), 0);
+		assert_entry_equal(&want, &d);
+	}
+	assert_int_equal(entry_block_next(&r, &d, &seq, &err), 0);
+	buf_release(&one);
+	buf_release(&b);
+}
+
 static void test_truncations(void **state)
 {
 	struct entry s[N_SAMPLES_MAX], d;
@@ -364,10 +423,6 @@ static void test_truncations(void **state)
 			assert_int_equal(entry_decode(b.p, len, &d, &err), US_ECORRUPT);
 			assert_int_equal(err.code, US_ECORRUPT);
 		}
-		buf_reset(&b);
-		assert_int_equal(entry_record_encode(&s[i], &b, &err), 0);
-		for (size_t len = 0; len < b.len; len++)
-			assert_int_equal(entry_record_decode(b.p, len, &d, &err), US_ECORRUPT);
 	}
 	buf_reset(&b);
 	make_block(&b, 1, s, n);
@@ -402,13 +457,13 @@ static void test_bit_flips(void **state)
 		if (s[i].id_len == US_ID_MAX_LEN)
 			continue; /* keep the loops small: the long sample is 1.2 KiB */
 		buf_reset(&b);
-		assert_int_equal(entry_record_encode(&s[i], &b, &err), 0);
+		make_block(&b, 1, &s[i], 1);
 		for (size_t bit = 0; bit < b.len * 8; bit++) {
 			b.p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-			assert_int_equal(entry_record_decode(b.p, b.len, &d, &err), US_ECORRUPT);
+			assert_int_equal(block1_decode(b.p, b.len, &d, &err), US_ECORRUPT);
 			b.p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 		}
-		assert_int_equal(entry_record_decode(b.p, b.len, &d, &err), 0);
+		assert_int_equal(block1_decode(b.p, b.len, &d, &err), 0);
 	}
 	buf_reset(&b);
 	make_block(&b, 1042, s, 2);
@@ -574,7 +629,7 @@ static void test_bad_fields(void **state)
 		q[6] = 1;
 		assert_int_equal(decode_raw(q, sizeof(q), &err), 0);
 	}
-	/* a trailing byte, in an entry and in a resealed record */
+	/* a trailing byte in an entry */
 	buf_init(&b);
 	for (size_t i = 0; i < 3; i++) {
 		struct entry d;
@@ -585,25 +640,6 @@ static void test_bad_fields(void **state)
 		assert_int_equal(entry_decode(b.p, b.len, &d, &err), US_ECORRUPT);
 		assert_non_null(strstr(err.msg, "trailing"));
 
-		buf_reset(&b);
-		assert_int_equal(entry_record_encode(&s[i], &b, &err), 0);
-		assert_int_equal(buf_append_u32le(&b, 0), 0);
-		b.p[b.len - 8] = 0; /* the extra byte goes where the checksum was */
-		b.len -= 3;
-		reseal(b.p, b.len);
-		assert_int_equal(entry_record_decode(b.p, b.len, &d, &err), US_ECORRUPT);
-		assert_non_null(strstr(err.msg, "trailing"));
-	}
-	/* a record of another version, resealed */
-	buf_reset(&b);
-	assert_int_equal(entry_record_encode(&s[0], &b, &err), 0);
-	b.p[0] = 2;
-	reseal(b.p, b.len);
-	{
-		struct entry d;
-
-		assert_int_equal(entry_record_decode(b.p, b.len, &d, &err), US_ECORRUPT);
-		assert_non_null(strstr(err.msg, "version 2"));
 	}
 	buf_release(&b);
 }
@@ -733,6 +769,7 @@ int main(void)
 		cmocka_unit_test(test_encode_refusals),
 		cmocka_unit_test(test_block_round_trip),
 		cmocka_unit_test(test_block_writer_refusals),
+		cmocka_unit_test(test_block_raw_and_end),
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_bit_flips),
 		cmocka_unit_test(test_oversized),

@@ -240,8 +240,7 @@ static void test_logging_and_files(void **state)
 
 		buf_init(&rec);
 		for (uint64_t q = 2; q <= 5; q++) {
-			assert_int_equal(store_journal_get(s, q, &rec, &err), 0);
-			assert_int_equal(entry_record_decode(rec.p, rec.len, &e, &err), 0);
+			assert_int_equal(store_journal_get(s, q, &rec, &e, &err), 0);
 			assert_int_equal(e.op, ops[q - 2]);
 			assert_int_equal(e.is_commit_end, q == 5);
 		}
@@ -363,14 +362,14 @@ static void test_replica_apply(void **state)
 	e[0].time_ms = e[1].time_ms = 77;
 	e[1].is_commit_end = true;
 	/* a gap, an overlap and a half commit are refused and change nothing */
-	assert_int_equal(store_apply_entries(s, 2, e, 2, false, &err), US_ERANGE);
+	assert_int_equal(store_apply_entries(s, 2, e, 2, NULL, 0, false, &err), US_ERANGE);
 	assert_non_null(strstr(err.msg, "gap"));
-	assert_int_equal(store_apply_entries(s, 1, e, 1, false, &err), US_EINVAL);
+	assert_int_equal(store_apply_entries(s, 1, e, 1, NULL, 0, false, &err), US_EINVAL);
 	assert_non_null(strstr(err.msg, "inside a commit"));
 	assert_int_equal(pos_seq(s), 0);
 	/* a write to a file the replica never saw created: created on the spot */
-	assert_int_equal(store_apply_entries(s, 1, e, 2, false, &err), 0);
-	assert_int_equal(store_apply_entries(s, 1, e, 2, false, &err), US_ERANGE);
+	assert_int_equal(store_apply_entries(s, 1, e, 2, NULL, 0, false, &err), 0);
+	assert_int_equal(store_apply_entries(s, 1, e, 2, NULL, 0, false, &err), US_ERANGE);
 	assert_non_null(strstr(err.msg, "overlap"));
 	assert_body(s, "F", SECTION_DATA, "k2", "v2");
 	assert_int_equal(store_sync(s, &durable, &err), 0);
@@ -379,7 +378,7 @@ static void test_replica_apply(void **state)
 	e[2].flag = false;
 	e[2].is_commit_end = true;
 	e[3].is_commit_end = true;
-	assert_int_equal(store_apply_entries(s, 3, &e[2], 2, true, &err), 0);
+	assert_int_equal(store_apply_entries(s, 3, &e[2], 2, NULL, 0, true, &err), 0);
 	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(fi[0].stale_since_seq, 3);
@@ -389,7 +388,7 @@ static void test_replica_apply(void **state)
 	struct entry bad[2] = {op(ENTRY_WRITE, "ACC", "G", "x", "1"),
 			       op(ENTRY_WRITE, "ACC", "G", "a\xfe", "1")};
 	bad[1].is_commit_end = true;
-	assert_int_equal(store_apply_entries(s, 5, bad, 2, true, &err), US_EINVAL);
+	assert_int_equal(store_apply_entries(s, 5, bad, 2, NULL, 0, true, &err), US_EINVAL);
 	assert_int_equal(pos_seq(s), 4);
 	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1); /* G was not created */
@@ -456,10 +455,22 @@ static void test_seed_copy_and_trim(void **state)
 	assert_body(t, "U", SECTION_DATA, "secret", NULL);
 	store_close(t);
 
-	/* trim: the journal starts after the cut, the position stays */
+	/* trim: the journal starts at the block holding the seq after the cut
+	 * (each commit here wrote one block), whole blocks before it go, the
+	 * position stays */
 	assert_int_equal(store_journal_trim(s, 3, &err), 0);
 	assert_int_equal(store_journal_first(s, &first, &err), 0);
-	assert_int_equal(first, 4);
+	assert_true(first > 1 && first <= 4);
+	{
+		struct buf raw;
+		struct entry e;
+
+		buf_init(&raw);
+		assert_int_equal(store_journal_get(s, 4, &raw, &e, &err), 0);
+		assert_int_equal(store_journal_get(s, first, &raw, &e, &err), 0);
+		assert_int_equal(store_journal_get(s, first - 1, &raw, &e, &err), US_ENOTFOUND);
+		buf_release(&raw);
+	}
 	assert_int_equal(pos_seq(s), pos.seq + 1);
 	store_close(s);
 }
@@ -487,13 +498,123 @@ static void test_logging_on_after_write_in_group(void **state)
 	assert_int_equal(cs[1].rc, 0);
 	buf_init(&rec);
 	for (uint64_t q = cs[1].first_seq; q <= cs[1].last_seq; q++) {
-		assert_int_equal(store_journal_get(s, q, &rec, &err), 0);
-		assert_int_equal(entry_record_decode(rec.p, rec.len, &e, &err), 0);
+		assert_int_equal(store_journal_get(s, q, &rec, &e, &err), 0);
 		if (e.op == ENTRY_WRITE && e.id_len == 1 && e.id[0] == 'x')
 			is_shipped = true;
 	}
 	buf_release(&rec);
 	assert_true(is_shipped);
+	store_close(s);
+}
+
+/* The journal in small blocks (journal_block_bytes 64: a block is put every
+ * few entries, also inside a commit): a commit refused after some of its
+ * entries went into the batch in blocks of their own takes exactly its own
+ * entries back out, and the journal reads back contiguous from any seq. */
+static void test_journal_blocks(void **state)
+{
+	struct store_opts o = {.journal_block_bytes = 64};
+	struct store *s = NULL, *r = NULL;
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct entry a[3], b[21], c[2];
+	struct store_commit cs[3] = {{.ops = a, .n_ops = 3}, {.ops = b, .n_ops = 21},
+				     {.ops = c, .n_ops = 2}};
+	struct store_commit *pcs[3] = {&cs[0], &cs[1], &cs[2]};
+	struct store_journal_iter *it;
+	struct store_check chk;
+	struct us_err err;
+	char ids[21][8];
+	uint64_t seq, want, first;
+	struct entry e;
+	struct buf raw;
+	int rc;
+
+	assert_int_equal(store_open(&s, *state, &o, &err), 0);
+	mk[0].flag = true;
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	for (int i = 0; i < 21; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "b%02d", i);
+		b[i] = op(ENTRY_WRITE, "ACC", "F", ids[i], "a body of some length");
+	}
+	b[20] = op(ENTRY_WRITE, "ACC", "NOPE", "x", "1"); /* no such file: refused */
+	a[0] = op(ENTRY_WRITE, "ACC", "F", "a0", "first commit");
+	a[1] = op(ENTRY_WRITE, "ACC", "F", "a1", "first commit");
+	a[2] = op(ENTRY_DELETE, "ACC", "F", "a0", NULL);
+	c[0] = op(ENTRY_WRITE, "ACC", "F", "c0", "third commit");
+	c[1] = op(ENTRY_WRITE, "ACC", "F", "c1", "third commit");
+	assert_int_equal(store_commit_group(s, pcs, 3, 5, &err), 0);
+	assert_int_equal(cs[0].rc, 0);
+	assert_int_equal(cs[0].first_seq, 2);
+	assert_int_equal(cs[0].last_seq, 4);
+	assert_int_not_equal(cs[1].rc, 0);
+	assert_int_equal(cs[2].rc, 0);
+	assert_int_equal(cs[2].first_seq, 5);
+	assert_int_equal(cs[2].last_seq, 6);
+	assert_body(s, "F", SECTION_DATA, "b00", NULL);
+	assert_body(s, "F", SECTION_DATA, "c1", "third commit");
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_int_equal(chk.gaps + chk.bad_records, 0);
+	assert_int_equal(chk.entries, 6);
+	assert_int_equal(chk.last_seq, 6);
+
+	/* from every seq: contiguous to the end, END on 1, 4 and 6 */
+	for (uint64_t from = 1; from <= 7; from++) {
+		assert_int_equal(store_journal_iter_new(s, from, &it, &err), 0);
+		want = from;
+		while ((rc = store_journal_iter_next(it, &seq, &e, NULL, NULL, &err)) == 1) {
+			assert_true(seq == want);
+			assert_int_equal(e.is_commit_end, seq == 1 || seq == 4 || seq == 6);
+			assert_int_equal(e.op, seq == 1 ? ENTRY_CREATE_FILE
+					       : seq == 4 ? ENTRY_DELETE : ENTRY_WRITE);
+			want++;
+		}
+		assert_int_equal(rc, 0);
+		assert_true(want == 7);
+		store_journal_iter_free(it);
+	}
+	buf_init(&raw);
+	assert_int_equal(store_journal_get(s, 5, &raw, &e, &err), 0);
+	assert_int_equal(e.id_len, 2);
+	assert_memory_equal(e.id, "c0", 2);
+	assert_int_equal(store_journal_get(s, 7, &raw, &e, &err), US_ENOTFOUND);
+
+	/* a replica stores a frame's block as it is; a block of other entries is refused */
+	{
+		struct entry_block_writer w;
+		struct entry fe[2] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL),
+				      op(ENTRY_WRITE, "ACC", "F", "k", "v")};
+		struct buf blk;
+		char rdir[512];
+
+		fe[0].flag = true;
+		fe[1].is_commit_end = true;
+		snprintf(rdir, sizeof(rdir), "%s/replica", (const char *)*state);
+		r = open_store(rdir, 0);
+		buf_init(&blk);
+		assert_int_equal(entry_block_begin(&w, &blk, 2), 0);
+		assert_int_equal(entry_block_add(&w, &fe[0], &err), 0);
+		assert_int_equal(entry_block_add(&w, &fe[1], &err), 0);
+		assert_int_equal(entry_block_finish(&w, &err), 0);
+		assert_int_equal(store_apply_entries(r, 1, fe, 2, blk.p, blk.len, false, &err),
+				 US_EINVAL);
+		assert_int_equal(store_apply_entries(r, 1, fe, 1, blk.p, blk.len, false, &err),
+				 US_EINVAL);
+		assert_int_equal(pos_seq(r), 0);
+		buf_put_u64le(blk.p + 5, 1); /* what the first seq says is checked, not the checksum */
+		assert_int_equal(store_apply_entries(r, 1, fe, 2, blk.p, blk.len, false, &err), 0);
+		assert_int_equal(store_check(r, &chk, &err), 0);
+		assert_int_equal(chk.bad_records, 1); /* the resealing was skipped on purpose */
+		buf_release(&blk);
+		store_close(r);
+	}
+
+	/* trim to 3: the block holding 4 stays; 4 and after read back */
+	assert_int_equal(store_journal_trim(s, 3, &err), 0);
+	assert_int_equal(store_journal_first(s, &first, &err), 0);
+	assert_true(first >= 2 && first <= 4);
+	assert_int_equal(store_journal_get(s, 4, &raw, &e, &err), 0);
+	assert_int_equal(store_journal_get(s, 1, &raw, &e, &err), US_ENOTFOUND);
+	buf_release(&raw);
 	store_close(s);
 }
 
@@ -509,6 +630,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_blocks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,12 @@
 #define WELCOME_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* An archiver that sends nothing (no Progress, no answer to a heartbeat) for
+ * this many heartbeat intervals, and at least SILENCE_MIN_MS, is taken for
+ * dead although its TCP connection stands (a hung process, a black-holed
+ * route): the link drops the connection and dials a new one. */
+#define SILENCE_HEARTBEATS 5
+#define SILENCE_MIN_MS 1000
 
 enum link_state {
 	LINK_IDLE,       /* not connected; waiting out the backoff */
@@ -42,7 +48,8 @@ struct link {
 	void (*on_acked)(void *arg, uint64_t durable_seq);
 	void *on_acked_arg;
 	pthread_t thread;
-	struct rpc_channel *ch;      /* the link thread's */
+	struct rpc_channel *ch;      /* the link thread's; NULL until (re)dialled */
+	uint64_t silence_ms;         /* see SILENCE_HEARTBEATS */
 
 	pthread_mutex_t lock;        /* guards the fields below */
 	pthread_cond_t cond;         /* backoff wait; signalled by link_free */
@@ -139,7 +146,9 @@ struct session {
 	size_t win_head, win_n;      /* ring of frames sent, not yet durable */
 	size_t win_bytes;
 	uint64_t last_send_ms;       /* monotonic: for heartbeats */
+	uint64_t last_recv_ms;       /* monotonic: the archiver's last message */
 	bool was_up;                 /* this session got its welcome */
+	bool is_silent;              /* it ended because the archiver went silent */
 	struct buf scratch, block, msg;
 };
 
@@ -431,6 +440,8 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 	bool is_sending = false;
 	int rc;
 
+	if (!l->ch && (rc = rpc_channel_new(&l->ch, l->addr, NULL, err)))
+		return rc;
 	if ((rc = rpc_bidi_open(l->ch, PUSH_METHOD, 0, &ss->b, err)))
 		return rc;
 	pthread_mutex_lock(&l->lock);
@@ -447,7 +458,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 	pthread_mutex_lock(&l->lock);
 	l->is_connected = true;
 	pthread_mutex_unlock(&l->lock);
-	ss->last_send_ms = clock_mono_ms();
+	ss->last_send_ms = ss->last_recv_ms = clock_mono_ms();
 	is_sending = rpc_bidi_is_sending(ss->b);
 
 	while (!is_stopping(l)) {
@@ -464,6 +475,8 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 				 * journal: a full copy, then the tail. */
 				if ((rc = send_seed(l, ss, err)))
 					return rc;
+				/* no acks come during a copy: silence counts from here */
+				ss->last_recv_ms = clock_mono_ms();
 				continue;
 			}
 			if (rc)
@@ -482,6 +495,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 		ev = rpc_bidi_wait(ss->b, timeout, &msg, &len, err);
 		switch (ev) {
 		case RPC_BIDI_MESSAGE:
+			ss->last_recv_ms = clock_mono_ms();
 			rc = on_ack(l, ss, msg, len, err);
 			free(msg);
 			if (rc)
@@ -499,6 +513,11 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 			break;
 		default:
 			return ev < 0 ? ev : err_set(err, US_EIO, "unexpected stream event %d", ev);
+		}
+		if (clock_mono_ms() - ss->last_recv_ms > l->silence_ms) {
+			ss->is_silent = true;
+			return err_set(err, US_ETIMEOUT, "archiver %s sent nothing for %llu ms",
+				       l->addr, (unsigned long long)l->silence_ms);
 		}
 	}
 	return err_set(err, US_ECANCELLED, "stopping");
@@ -544,6 +563,12 @@ static void *link_main(void *arg)
 		rc = run_session(l, &ss, &err);
 		end_session(l, &ss);
 		set_state(l, LINK_IDLE);
+		if (ss.is_silent) {
+			/* A new call would share the hung connection: dial afresh. */
+			rpc_channel_free(l->ch);
+			l->ch = NULL;
+			ss.is_silent = false;
+		}
 		if (is_stopping(l))
 			break;
 		pthread_mutex_lock(&l->lock);
@@ -587,6 +612,9 @@ int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
 	snprintf(l->ns, sizeof(l->ns), "%s", o->ns);
 	l->store = o->store;
 	l->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
+	l->silence_ms = l->heartbeat_ms * SILENCE_HEARTBEATS;
+	if (l->silence_ms < SILENCE_MIN_MS)
+		l->silence_ms = SILENCE_MIN_MS;
 	l->index = o->index;
 	l->on_acked = o->on_acked;
 	l->on_acked_arg = o->on_acked_arg;

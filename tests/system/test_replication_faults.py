@@ -598,6 +598,54 @@ class ReplicationFaultsTest(SystemTest):
         self.check_data(arch, loads_must_all_pass=False)
         self.check_journals(arch)
 
+    def test_hung_connection_is_dialled_again(self):
+        """A connection that stays open but carries nothing (the proxy holds
+        every byte, as a hung archiver or a black-holed route would): the
+        site notices the silence after five heartbeat intervals (at least
+        1 s), drops it and dials a new connection, long before TCP
+        keepalive (10 s + 10 s) would. Commits made meanwhile reach the
+        archiver through the new connection."""
+        ns = SITES[0]
+        arch = self.start_archiver(name="archiver")
+        proxy = FaultProxy(self.tmp, "faultproxy-hung", arch.addr, "--mode", "pass")
+        self.proxies.append(proxy)
+        col = self.start_collector(name=ns, namespace=ns, archiver=proxy.addr,
+                                   heartbeat_interval="100ms")
+        self.cli_ok("create-file", ns, ACC, "CNT", collector=col)
+        for i in range(20):
+            self.cli_ok("put", ns, ACC, "CNT", "before-%d" % i, "b%d" % i, collector=col)
+
+        def acked():
+            site = self.cli_json("status", collector=col)
+            return site["archivers"][0]["acked_seq"] == site["last_seq"]
+        wait_until(acked, CATCH_UP_S, "the archiver to have the first commits", interval_s=0.05)
+        accepted = proxy.stats()["accepted"]
+        proxy.ok("stall all 600000")
+        for i in range(20):
+            self.cli_ok("put", ns, ACC, "CNT", "during-%d" % i, "d%d" % i, collector=col)
+        last_seq = self.last_seq(collector=col)
+        started = time.monotonic()
+
+        def caught_up():
+            n = self.archiver_namespaces(arch).get(ns)
+            return n is not None and n["durable_seq"] == last_seq and acked()
+        wait_until(caught_up, 8, "the site to dial again past the hung connection",
+                   interval_s=0.05)
+        sys.stderr.write("[%s] caught up %.2f s after the stall began\n"
+                         % (self._testMethodName, time.monotonic() - started))
+        self.assertGreater(proxy.stats()["accepted"], accepted, "no new connection was made")
+        self.assertTrue(self.archiver_namespaces(arch)[ns]["connected"])
+        want = sorted([b"before-%d" % i for i in range(20)] + [b"during-%d" % i for i in range(20)])
+        self.assertEqual(self.list_ids(ns, ACC, "CNT", collector=arch), want)
+        for ident, body in (("before-3", b"b3"), ("during-17", b"d17")):
+            rc, out, _ = self.cli("get", ns, ACC, "CNT", ident, collector=arch)
+            self.assertEqual((rc, out), (0, body))
+        self.assertEqual(col.terminate(), 0, "collector exit status")
+        self.assertEqual(arch.terminate(), 0, "archiver exit status")
+        info = run_inspect(os.path.join(arch.data_dir, "ns", ns))
+        self.assertEqual((info["gaps"], info["bad_records"], info["last_seq"]),
+                         (0, 0, last_seq), info)
+
     def test_fault_proxy_chaos(self):
         arch = self.start_archiver(name="archiver")
         seeds = [1001, 1002, 1003]

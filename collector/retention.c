@@ -51,7 +51,9 @@ static int trim_point(struct retention *r, uint64_t *upto, struct us_err *err)
 			break;
 		if (e.time_ms > cutoff)
 			break;
-		/* Cut only at the end of a commit: the journal never starts mid-commit. */
+		/* Cut only at the end of a commit. Trim keeps whole blocks, so the
+		 * journal may still begin inside a commit; what reads it resumes at
+		 * an archiver's position, always after an END. */
 		if (e.is_commit_end)
 			last_old = seq;
 	}

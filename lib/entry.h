@@ -60,7 +60,6 @@ enum entry_section {
 	SECTION_DICT = 1,
 };
 
-#define ENTRY_RECORD_VERSION 1
 #define ENTRY_BLOCK_VERSION 1
 #define ENTRY_BLOCK_MAGIC "USJB"
 #define ENTRY_BLOCK_HEADER_BYTES 17 /* magic 4, version 1, first_seq 8, count 4 */

@@ -3,7 +3,7 @@
  * and docs/store-format.md for the key layout, repeated here:
  *
  *   key                                        value
- *   'M' "format"                               "USST" u8 version (1)
+ *   'M' "format"                               "USST" u8 version (2)
  *   'M' "pos"                                  u64le generation, u64le seq, u64le time_ms
  *   'M' "gen" u64be generation                 u64le first seq of that generation
  *   'A' account                                u8 flags (bit 0: is_logged)
@@ -1785,9 +1785,15 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 		size_t klen;
 		const char *k = rocksdb_iter_key(it, &klen);
 
-		if (klen == 9) {
+		if (klen == 9 && k[0] == 'J') {
 			memcpy(hi, k, 9);
-			is_found = true;
+			/* Only when a block lies before it: an idle store, trimmed
+			 * already, must not get a range tombstone every period. */
+			rocksdb_iter_prev(it);
+			if (rocksdb_iter_valid(it)) {
+				k = rocksdb_iter_key(it, &klen);
+				is_found = klen == 9 && k[0] == 'J';
+			}
 		}
 	}
 	rocksdb_iter_get_error(it, &errptr);
@@ -2023,6 +2029,8 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 	char *errptr = NULL;
 	uint64_t prev = 0;
 	bool is_last_end = true;
+	bool is_first = true;      /* no block seen yet */
+	bool is_prev_known = false; /* prev is the last seq of the block before */
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -2041,16 +2049,23 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 		if (klen < 1 || k[0] != 'J')
 			break;
 		if (klen != 9 || entry_block_open(&r, (const uint8_t *)v, vlen, NULL)) {
+			/* counted once: where it ends is unknown, so the next
+			 * block is not also taken for a gap */
 			out->bad_records++;
+			if (is_first && klen == 9)
+				out->first_seq = buf_get_u64be((const uint8_t *)k + 1);
+			is_first = is_prev_known = false;
 			continue;
 		}
 		key_seq = buf_get_u64be((const uint8_t *)k + 1);
 		if (r.first_seq != key_seq)
 			out->bad_records++;
-		if (out->entries == 0)
+		if (is_first)
 			out->first_seq = key_seq;
-		else if (key_seq != prev + 1)
+		else if (is_prev_known && key_seq != prev + 1)
 			out->gaps++;
+		is_first = false;
+		is_prev_known = true;
 		while ((rc = entry_block_next(&r, &e, &seq, NULL)) == 1) {
 			out->entries++;
 			is_last_end = e.is_commit_end;

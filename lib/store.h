@@ -150,8 +150,10 @@ void store_journal_iter_free(struct store_journal_iter *it);
 int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err);
 
 /* Drops journal entries up to seq upto (retention), whole blocks at a time:
- * the block holding upto + 1 stays, with whatever entries before it it
- * holds. The position is not changed. */
+ * the block holding upto + 1 stays (the last block, when upto is at or past
+ * the last seq), with whatever entries before it it holds, so the retained
+ * journal may begin inside a commit. Writes nothing when no block lies before
+ * that one. The position is not changed. */
 int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err);
 
 /* A full copy for a receiver whose position is older than the retained

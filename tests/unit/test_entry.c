@@ -1,4 +1,4 @@
-/* test_entry.c - the entry codec, journal records and blocks (lib/entry.h). */
+/* test_entry.c - the entry codec and journal blocks (lib/entry.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>

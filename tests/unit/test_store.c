@@ -100,6 +100,23 @@ static void assert_body(struct store *s, const char *file, uint8_t section, cons
 	buf_release(&b);
 }
 
+/* RocksDB's own last sequence number of the (closed) store in dir: grows by
+ * one for every key written, range deletes included. */
+static uint64_t rocks_latest_seq(const char *dir)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+	char *errptr = NULL;
+	rocksdb_t *db = rocksdb_open_for_read_only(o, dir, 0, &errptr);
+	uint64_t seq;
+
+	if (errptr)
+		fail_msg("open %s: %s", dir, errptr);
+	seq = rocksdb_get_latest_sequence_number(db);
+	rocksdb_close(db);
+	rocksdb_options_destroy(o);
+	return seq;
+}
+
 static uint64_t pos_seq(struct store *s)
 {
 	struct store_position p;
@@ -587,6 +604,7 @@ static void test_journal_blocks(void **state)
 		char rdir[512];
 
 		fe[0].flag = true;
+		fe[0].is_commit_end = true; /* two whole commits: n = 1 fails on the count alone */
 		fe[1].is_commit_end = true;
 		snprintf(rdir, sizeof(rdir), "%s/replica", (const char *)*state);
 		r = open_store(rdir, 0);
@@ -615,6 +633,95 @@ static void test_journal_blocks(void **state)
 	assert_int_equal(store_journal_get(s, 4, &raw, &e, &err), 0);
 	assert_int_equal(store_journal_get(s, 1, &raw, &e, &err), US_ENOTFOUND);
 	buf_release(&raw);
+
+	/* past the last seq the last block stays; trimming again writes nothing
+	 * (retention trims an idle site every period) */
+	assert_int_equal(store_journal_trim(s, 6, &err), 0);
+	assert_int_equal(store_journal_get(s, 6, &raw, &e, &err), 0);
+	store_close(s);
+	s = open_store(*state, 0);
+	store_close(s);
+	want = rocks_latest_seq(*state);
+	s = open_store(*state, 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_journal_trim(s, 6, &err), 0);
+		assert_int_equal(store_journal_trim(s, 1000, &err), 0);
+	}
+	assert_int_equal(store_journal_get(s, 6, &raw, &e, &err), 0);
+	store_close(s);
+	assert_true(rocks_latest_seq(*state) == want);
+	buf_release(&raw);
+}
+
+/* A block that does not decode in the middle of the journal is one bad
+ * record: not also a gap before the next block. */
+static void test_check_bad_block(void **state)
+{
+	struct store_opts o = {.journal_block_bytes = 64};
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct store *s = NULL;
+	struct store_check chk;
+	struct us_err err;
+	rocksdb_options_t *ro;
+	rocksdb_readoptions_t *rdo;
+	rocksdb_writeoptions_t *wo;
+	rocksdb_iterator_t *it;
+	rocksdb_t *db;
+	char *errptr = NULL;
+	int n_blocks = 0;
+
+	assert_int_equal(store_open(&s, *state, &o, &err), 0);
+	mk[0].flag = true;
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	for (int i = 0; i < 12; i++) {
+		char id[8];
+		struct entry w[1];
+
+		snprintf(id, sizeof(id), "i%02d", i);
+		w[0] = op(ENTRY_WRITE, "ACC", "F", id, "a body long enough to fill a block");
+		assert_int_equal(commit1(s, w, 1, NULL, NULL), 0);
+	}
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_int_equal(chk.bad_records + chk.gaps, 0);
+	store_close(s);
+
+	/* flip one byte in the body of the third block */
+	ro = rocksdb_options_create();
+	db = rocksdb_open(ro, *state, &errptr);
+	assert_null(errptr);
+	rdo = rocksdb_readoptions_create();
+	wo = rocksdb_writeoptions_create();
+	it = rocksdb_create_iterator(db, rdo);
+	for (rocksdb_iter_seek(it, "J", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+
+		if (k[0] != 'J')
+			break;
+		if (++n_blocks == 3) {
+			char *bad = malloc(vlen);
+
+			memcpy(bad, v, vlen);
+			bad[vlen - 1] ^= 0x01;
+			rocksdb_put(db, wo, k, klen, bad, vlen, &errptr);
+			assert_null(errptr);
+			free(bad);
+		}
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(rdo);
+	rocksdb_writeoptions_destroy(wo);
+	rocksdb_close(db);
+	rocksdb_options_destroy(ro);
+	assert_true(n_blocks >= 5);
+
+	s = open_store(*state, 0);
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_int_equal(chk.bad_records, 1);
+	assert_int_equal(chk.gaps, 0);
+	assert_int_equal(chk.first_seq, 1);
+	assert_int_equal(chk.last_seq, 13);
 	store_close(s);
 }
 
@@ -631,6 +738,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_bad_block, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,8 +50,12 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		st[i].applied_seq = pos.seq;
 		st[i].durable_seq = ns->durable_seq;
 		st[i].master_seq = ns->master_seq > pos.seq ? ns->master_seq : pos.seq;
-		st[i].connected = ns->is_connected;
 		st[i].heartbeat_age_ms = ns->heartbeat_ms ? now - ns->heartbeat_ms : -1;
+		/* attached, and heard from lately: a hung site's stream can stay
+		 * open long after it stopped speaking */
+		st[i].connected = ns->is_connected &&
+				  (ns->silence_ms == 0 ||
+				   st[i].heartbeat_age_ms <= (int64_t)ns->silence_ms);
 		behind_since = ns->behind_since_ms;
 		pthread_mutex_unlock(&ns->lock);
 		st[i].lag_entries = st[i].master_seq - pos.seq;

@@ -53,6 +53,7 @@ struct ns {
 	uint64_t master_seq;        /* last seq the site reported (Hello, Heartbeat) */
 	int64_t behind_since_ms;    /* since when master_seq has been ahead of applied; 0 */
 	int64_t heartbeat_ms;       /* when the site last spoke, ms since the epoch; 0 never */
+	uint64_t silence_ms;        /* connected no more when silent this long; 0: never */
 };
 
 struct archiver {

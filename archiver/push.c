@@ -108,6 +108,14 @@ static void note_lag(struct ns *ns, uint64_t applied)
 		ns->behind_since_ms = (int64_t)clock_wall_ms();
 }
 
+/* The site spoke (a frame that carries no position news: a full copy's). */
+static void note_heard(struct ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	ns->heartbeat_ms = (int64_t)clock_wall_ms();
+	pthread_mutex_unlock(&ns->lock);
+}
+
 /* ---- the syncer ---- */
 
 static void *syncer_main(void *arg)
@@ -273,6 +281,9 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	}
 	ns->push = p;
 	ns->is_connected = true;
+	ns->silence_ms = (uint64_t)h->heartbeat_ms * US_SILENCE_HEARTBEATS;
+	if (h->heartbeat_ms && ns->silence_ms < US_SILENCE_MIN_MS)
+		ns->silence_ms = US_SILENCE_MIN_MS;
 	ns->master_seq = h->last_seq;
 	note_lag(ns, pos.seq);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
@@ -382,6 +393,7 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 	p->seed_next_chunk = 1;
 	log_info("ns=%s event=seed_begin node=%s seq=%llu", ns->name, p->node_id,
 		 (unsigned long long)b->seq);
+	note_heard(ns);
 	return 0;
 }
 
@@ -403,6 +415,7 @@ static int on_seed_chunk(struct push *p, const Understudy__V1__Entries *e, struc
 	}
 	p->seed_entries += p->frame.n;
 	p->seed_next_chunk++;
+	note_heard(p->ns);
 	return 0;
 }
 
@@ -473,7 +486,6 @@ static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h)
 	store_get_position(ns->store, &pos);
 	if (h->last_seq > ns->master_seq)
 		ns->master_seq = h->last_seq;
-	note_lag(ns, pos.seq);
 	note_lag(ns, pos.seq);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	durable = ns->durable_seq;

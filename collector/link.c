@@ -19,12 +19,6 @@
 #define WELCOME_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-/* An archiver that sends nothing (no Progress, no answer to a heartbeat) for
- * this many heartbeat intervals, and at least SILENCE_MIN_MS, is taken for
- * dead although its TCP connection stands (a hung process, a black-holed
- * route): the link drops the connection and dials a new one. */
-#define SILENCE_HEARTBEATS 5
-#define SILENCE_MIN_MS 1000
 
 enum link_state {
 	LINK_IDLE,       /* not connected; waiting out the backoff */
@@ -49,7 +43,11 @@ struct link {
 	void *on_acked_arg;
 	pthread_t thread;
 	struct rpc_channel *ch;      /* the link thread's; NULL until (re)dialled */
-	uint64_t silence_ms;         /* see SILENCE_HEARTBEATS */
+	/* An archiver that sends nothing (no Progress, no answer to a heartbeat)
+	 * this long is taken for hung although its TCP connection stands (a hung
+	 * process, a black-holed route): the link drops the connection and dials
+	 * a new one. See US_SILENCE_HEARTBEATS. */
+	uint64_t silence_ms;
 
 	pthread_mutex_t lock;        /* guards the fields below */
 	pthread_cond_t cond;         /* backoff wait; signalled by link_free */
@@ -115,6 +113,7 @@ static int send_hello(struct link *l, struct rpc_bidi *b, struct buf *tmp, struc
 	h.last_seq = pos.seq;
 	h.first_seq = first;
 	h.protocol = PROTOCOL_VERSION;
+	h.heartbeat_ms = (uint32_t)l->heartbeat_ms;
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_HELLO;
 	f.hello = &h;
@@ -612,9 +611,9 @@ int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
 	snprintf(l->ns, sizeof(l->ns), "%s", o->ns);
 	l->store = o->store;
 	l->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
-	l->silence_ms = l->heartbeat_ms * SILENCE_HEARTBEATS;
-	if (l->silence_ms < SILENCE_MIN_MS)
-		l->silence_ms = SILENCE_MIN_MS;
+	l->silence_ms = l->heartbeat_ms * US_SILENCE_HEARTBEATS;
+	if (l->silence_ms < US_SILENCE_MIN_MS)
+		l->silence_ms = US_SILENCE_MIN_MS;
 	l->index = o->index;
 	l->on_acked = o->on_acked;
 	l->on_acked_arg = o->on_acked_arg;

@@ -51,6 +51,11 @@
  * durable on the archiver (bounds both ends' memory). */
 #define US_STREAM_WINDOW_BYTES (8u * 1024u * 1024u)
 #define US_STREAM_WINDOW_FRAMES 64u
+/* A stream's peer that sends nothing for this many of the site's heartbeat
+ * intervals, and at least US_SILENCE_MIN_MS, is taken for hung: the site
+ * dials a new connection, the archiver reports the site not connected. */
+#define US_SILENCE_HEARTBEATS 5u
+#define US_SILENCE_MIN_MS 1000u
 
 /* Group commit: at most this many queued commits are written in one synced batch. */
 #define US_GROUP_MAX_COMMITS 4096u

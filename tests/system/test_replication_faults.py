@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -645,6 +646,49 @@ class ReplicationFaultsTest(SystemTest):
         info = run_inspect(os.path.join(arch.data_dir, "ns", ns))
         self.assertEqual((info["gaps"], info["bad_records"], info["last_seq"]),
                          (0, 0, last_seq), info)
+
+    def test_hung_site_shows_not_connected(self):
+        """A site that stops speaking (its process stopped, its connection
+        still open) shows as not connected on the archiver once silent for
+        five of its heartbeat intervals (at least 1 s), and connected again
+        when it speaks; an idle site's heartbeats keep it connected."""
+        ns = SITES[0]
+        arch = self.start_archiver(name="archiver")
+        col = self.start_collector(name=ns, namespace=ns, archiver=arch.addr,
+                                   heartbeat_interval="100ms")
+        self.cli_ok("create-file", ns, ACC, "CNT", collector=col)
+        self.cli_ok("put", ns, ACC, "CNT", "one", "1", collector=col)
+        last_seq = self.last_seq(collector=col)
+
+        def state():
+            return self.archiver_namespaces(arch).get(ns)
+        wait_until(lambda: state() and state()["connected"] and state()["durable_seq"] == last_seq,
+                   CATCH_UP_S, "the archiver to have the site's commits", interval_s=0.05)
+        # idle for longer than the silence limit: heartbeats keep it connected
+        deadline = time.monotonic() + 1.6
+        while time.monotonic() < deadline:
+            n = state()
+            self.assertTrue(n["connected"], n)
+            self.assertLess(n["heartbeat_age_ms"], 1000, n)
+            time.sleep(0.1)
+        col.signal(signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            wait_until(lambda: not state()["connected"], 10,
+                       "the archiver to report the stopped site not connected", interval_s=0.05)
+            waited = time.monotonic() - stopped
+            n = state()
+            self.assertGreaterEqual(n["heartbeat_age_ms"], 1000, n)
+            self.assertGreaterEqual(waited, 0.8, "reported not connected too early")
+        finally:
+            col.signal(signal.SIGCONT)
+        wait_until(lambda: state()["connected"], 10,
+                   "the archiver to report the site connected again", interval_s=0.05)
+        self.cli_ok("put", ns, ACC, "CNT", "two", "2", collector=col)
+        last_seq = self.last_seq(collector=col)
+        wait_until(lambda: state()["durable_seq"] == last_seq, CATCH_UP_S,
+                   "the archiver to have the commit made after the stop", interval_s=0.05)
+        self.assertEqual(self.list_ids(ns, ACC, "CNT", collector=arch), [b"one", b"two"])
 
     def test_fault_proxy_chaos(self):
         arch = self.start_archiver(name="archiver")

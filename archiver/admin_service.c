@@ -14,7 +14,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	Understudy__V1__NamespaceStatus *st = NULL, **pst = NULL;
 	size_t n, len;
 	uint8_t *bytes;
-	int64_t now = (int64_t)clock_wall_ms();
+	int64_t now;
 
 	in = understudy__v1__status_request__unpack(NULL, req_len, req);
 	if (!in) {
@@ -39,6 +39,9 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		int64_t behind_since;
 
 		pthread_mutex_lock(&ns->lock); /* ns->store changes only under it (a full copy) */
+		/* read under the lock: a heartbeat noted while this waited for it
+		 * must not look younger than now */
+		now = (int64_t)clock_wall_ms();
 		if (ns->store)
 			store_get_position(ns->store, &pos);
 		else

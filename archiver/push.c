@@ -472,6 +472,8 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 		return rc;
 	log_info("ns=%s event=seeded node=%s seq=%llu entries=%llu", ns->name, p->node_id,
 		 (unsigned long long)e->seq, (unsigned long long)e->entries);
+	/* the site may have spoken while the swap kept this worker busy */
+	note_heard(ns);
 	send_progress(p, e->seq, e->seq, &p->out);
 	return 0;
 }

@@ -146,6 +146,10 @@ struct session {
 	size_t win_bytes;
 	uint64_t last_send_ms;       /* monotonic: for heartbeats */
 	uint64_t last_recv_ms;       /* monotonic: the archiver's last message */
+	/* A full copy was sent and the archiver has not answered yet: it is
+	 * swapping the copy in (syncs, closes, reopens), which may take long, so
+	 * silence is not counted until it answers (TCP keepalive still is). */
+	bool is_seed_unanswered;
 	bool was_up;                 /* this session got its welcome */
 	bool is_silent;              /* it ended because the archiver went silent */
 	struct buf scratch, block, msg;
@@ -376,9 +380,11 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 		size_t len = 0;
 		int ev;
 
-		if (now >= deadline)
+		if (now >= deadline) {
+			ss->is_silent = true; /* the connection may be hung: dial afresh */
 			return err_set(err, US_ETIMEOUT, "archiver %s sent no welcome within %d ms",
 				       l->addr, WELCOME_TIMEOUT_MS);
+		}
 		ev = rpc_bidi_wait(ss->b, (int)(deadline - now), &msg, &len, err);
 		if (ev == RPC_BIDI_END)
 			return err->code ? err->code : err_set(err, US_EUNAVAIL,
@@ -474,8 +480,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 				 * journal: a full copy, then the tail. */
 				if ((rc = send_seed(l, ss, err)))
 					return rc;
-				/* no acks come during a copy: silence counts from here */
-				ss->last_recv_ms = clock_mono_ms();
+				ss->is_seed_unanswered = true;
 				continue;
 			}
 			if (rc)
@@ -495,6 +500,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 		switch (ev) {
 		case RPC_BIDI_MESSAGE:
 			ss->last_recv_ms = clock_mono_ms();
+			ss->is_seed_unanswered = false;
 			rc = on_ack(l, ss, msg, len, err);
 			free(msg);
 			if (rc)
@@ -513,7 +519,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 		default:
 			return ev < 0 ? ev : err_set(err, US_EIO, "unexpected stream event %d", ev);
 		}
-		if (clock_mono_ms() - ss->last_recv_ms > l->silence_ms) {
+		if (!ss->is_seed_unanswered && clock_mono_ms() - ss->last_recv_ms > l->silence_ms) {
 			ss->is_silent = true;
 			return err_set(err, US_ETIMEOUT, "archiver %s sent nothing for %llu ms",
 				       l->addr, (unsigned long long)l->silence_ms);
@@ -533,6 +539,7 @@ static void end_session(struct link *l, struct session *ss)
 	ss->b = NULL;
 	ss->win_head = ss->win_n = 0;
 	ss->win_bytes = 0;
+	ss->is_seed_unanswered = false;
 }
 
 static void *link_main(void *arg)

@@ -116,24 +116,6 @@ static void perf_off(void)
 	rocksdb_set_perf_level(rocksdb_disable);
 }
 
-/* RocksDB's flushes and compactions run at the lowest CPU priority (nice 19,
- * process-wide: its default Env's thread pools). Many stores flush together
- * when their memtables fill at the same rate (a site and its namespace on the
- * archiver, several sites); at normal priority those flushes took the CPU
- * from the commit and apply paths: p99 replication lag of 8 sites at 220k
- * items/s was 72 and 51 ms at normal priority, 13 and 31 ms at nice 19
- * (docs/performance.md, session I). */
-static pthread_once_t bg_priority_once = PTHREAD_ONCE_INIT;
-
-static void lower_bg_priority(void)
-{
-	rocksdb_env_t *env = rocksdb_create_default_env();
-
-	rocksdb_env_lower_thread_pool_cpu_priority(env);
-	rocksdb_env_lower_high_priority_thread_pool_cpu_priority(env);
-	rocksdb_env_destroy(env); /* the wrapper only: the default Env stays */
-}
-
 /* ---- helpers: RocksDB errors ---- */
 
 /* Only this module touches errptr: turns it into err and frees it. */
@@ -561,7 +543,11 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	rocksdb_options_increase_parallelism(s->opts, 2);
 	rocksdb_options_set_max_background_jobs(s->opts, 2);
 	rocksdb_options_set_write_buffer_size(s->opts, 64u << 20);
-	pthread_once(&bg_priority_once, lower_bg_priority);
+	/* RocksDB's flushes and compactions keep the normal CPU priority: at
+	 * nice 19 (tried, session I of docs/performance.md) they cut the p99
+	 * replication lag at half load, but starved on a saturated machine they
+	 * let memtables wait, RocksDB stopped writes, and an archiver's workers
+	 * blocked in them for seconds. */
 	rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
 	if (!o->cache)
 		s->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes
@@ -2052,9 +2038,12 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 			/* counted once: where it ends is unknown, so the next
 			 * block is not also taken for a gap */
 			out->bad_records++;
-			if (is_first && klen == 9)
-				out->first_seq = buf_get_u64be((const uint8_t *)k + 1);
-			is_first = is_prev_known = false;
+			if (klen == 9) { /* a key without a seq leaves first_seq to the next */
+				if (is_first)
+					out->first_seq = buf_get_u64be((const uint8_t *)k + 1);
+				is_first = false;
+			}
+			is_prev_known = false;
 			continue;
 		}
 		key_seq = buf_get_u64be((const uint8_t *)k + 1);

@@ -622,10 +622,10 @@ class ReplicationFaultsTest(SystemTest):
         wait_until(acked, CATCH_UP_S, "the archiver to have the first commits", interval_s=0.05)
         accepted = proxy.stats()["accepted"]
         proxy.ok("stall all 600000")
+        started = time.monotonic()
         for i in range(20):
             self.cli_ok("put", ns, ACC, "CNT", "during-%d" % i, "d%d" % i, collector=col)
         last_seq = self.last_seq(collector=col)
-        started = time.monotonic()
 
         def caught_up():
             n = self.archiver_namespaces(arch).get(ns)

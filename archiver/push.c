@@ -281,9 +281,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	}
 	ns->push = p;
 	ns->is_connected = true;
-	ns->silence_ms = (uint64_t)h->heartbeat_ms * US_SILENCE_HEARTBEATS;
-	if (h->heartbeat_ms && ns->silence_ms < US_SILENCE_MIN_MS)
-		ns->silence_ms = US_SILENCE_MIN_MS;
+	ns->silence_ms = us_silence_ms(h->heartbeat_ms);
 	ns->master_seq = h->last_seq;
 	note_lag(ns, pos.seq);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();

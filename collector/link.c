@@ -618,9 +618,7 @@ int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
 	snprintf(l->ns, sizeof(l->ns), "%s", o->ns);
 	l->store = o->store;
 	l->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
-	l->silence_ms = l->heartbeat_ms * US_SILENCE_HEARTBEATS;
-	if (l->silence_ms < US_SILENCE_MIN_MS)
-		l->silence_ms = US_SILENCE_MIN_MS;
+	l->silence_ms = us_silence_ms(l->heartbeat_ms);
 	l->index = o->index;
 	l->on_acked = o->on_acked;
 	l->on_acked_arg = o->on_acked_arg;

@@ -9,6 +9,8 @@
 #ifndef US_US_LIMITS_H
 #define US_US_LIMITS_H
 
+#include <stdint.h>
+
 /* Names: namespace [a-z0-9][a-z0-9_.-]{0,62}; account and file [A-Za-z0-9_.-]{1,64}. */
 #define US_NAMESPACE_MAX_LEN 63
 #define US_ACCOUNT_MAX_LEN 64
@@ -56,6 +58,14 @@
  * dials a new connection, the archiver reports the site not connected. */
 #define US_SILENCE_HEARTBEATS 5u
 #define US_SILENCE_MIN_MS 1000u
+
+/* That limit for a heartbeat interval of heartbeat_ms; 0 (not told): none. */
+static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
+{
+	uint64_t ms = heartbeat_ms * US_SILENCE_HEARTBEATS;
+
+	return heartbeat_ms == 0 ? 0 : ms < US_SILENCE_MIN_MS ? US_SILENCE_MIN_MS : ms;
+}
 
 /* Group commit: at most this many queued commits are written in one synced batch. */
 #define US_GROUP_MAX_COMMITS 4096u

@@ -25,8 +25,10 @@
 #include "archiver.h"
 #include "clock.h"
 #include "log.h"
+#include "names.h"
 #include "stream.h"
 #include "understudy.pb-c.h"
+#include "wire.h"
 
 #define PROTOCOL_VERSION 1
 
@@ -223,6 +225,33 @@ void archiver_syncer_stop(struct archiver *a)
 
 /* ---- frames ---- */
 
+/* Every name and bound of a Hello, before anything of it is used or shown
+ * (wire_unpack has already refused a NUL inside a string). */
+static int check_hello(const Understudy__V1__Hello *h, struct us_err *err)
+{
+	int rc;
+
+	if (h->protocol != PROTOCOL_VERSION)
+		return err_set(err, US_EPRECOND, "protocol %u is not spoken here (want %d)",
+			       h->protocol, PROTOCOL_VERSION);
+	if ((rc = names_check_namespace(h->namespace_, strlen(h->namespace_), err)) ||
+	    (rc = names_check_node_id(h->node_id, strlen(h->node_id), err)))
+		return err_wrap(err, "hello");
+	if (h->generation == 0 || h->generation > US_SEQ_MAX)
+		return err_set(err, US_EINVAL, "hello: generation %llu out of range 1..%llu",
+			       (unsigned long long)h->generation, (unsigned long long)US_SEQ_MAX);
+	if (h->last_seq > US_SEQ_MAX)
+		return err_set(err, US_EINVAL, "hello: last seq %llu over the limit of %llu",
+			       (unsigned long long)h->last_seq, (unsigned long long)US_SEQ_MAX);
+	if (h->first_seq > h->last_seq + 1)
+		return err_set(err, US_EINVAL, "hello: first retained seq %llu is past last seq %llu",
+			       (unsigned long long)h->first_seq, (unsigned long long)h->last_seq);
+	if (h->heartbeat_ms > US_HEARTBEAT_MAX_MS)
+		return err_set(err, US_EINVAL, "hello: heartbeat interval %u ms over the limit of %u",
+			       h->heartbeat_ms, US_HEARTBEAT_MAX_MS);
+	return 0;
+}
+
 static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_err *err)
 {
 	Understudy__V1__Ack ack;
@@ -232,10 +261,9 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	struct ns *ns;
 	int rc;
 
+	if ((rc = check_hello(h, err)))
+		return rc;
 	snprintf(p->node_id, sizeof(p->node_id), "%s", h->node_id);
-	if (h->protocol != PROTOCOL_VERSION)
-		return err_set(err, US_EPRECOND, "protocol %u is not spoken here (want %d)",
-			       h->protocol, PROTOCOL_VERSION);
 	rc = archiver_get_ns(p->a, h->namespace_, false, &ns, err);
 	if (rc == US_ENOTFOUND) {
 		/* A new namespace starts at generation 1, seq 0: check the Hello
@@ -476,12 +504,15 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 	return 0;
 }
 
-static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h)
+static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h, struct us_err *err)
 {
 	struct ns *ns = p->ns;
 	struct store_position pos;
 	uint64_t durable;
 
+	if (h->last_seq > US_SEQ_MAX)
+		return err_set(err, US_EINVAL, "heartbeat: last seq %llu over the limit of %llu",
+			       (unsigned long long)h->last_seq, (unsigned long long)US_SEQ_MAX);
 	pthread_mutex_lock(&ns->lock);
 	store_get_position(ns->store, &pos);
 	if (h->last_seq > ns->master_seq)
@@ -516,13 +547,13 @@ static void *push_open(struct rpc_call *call, void *arg)
 static void push_message(struct rpc_call *call, void *ctx, const uint8_t *msg, size_t len)
 {
 	struct push *p = ctx;
-	Understudy__V1__Frame *f = understudy__v1__frame__unpack(NULL, len, msg);
 	struct us_err err;
+	Understudy__V1__Frame *f = (Understudy__V1__Frame *)wire_unpack(
+		&understudy__v1__frame__descriptor, msg, len, &err);
 	int rc = 0;
 
-	err_clear(&err);
 	if (!f) {
-		rc = err_set(&err, US_EINVAL, "frame of %zu bytes does not decode", len);
+		rc = err.code;
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_HELLO) {
 		rc = p->ns ? err_set(&err, US_EINVAL, "a second Hello on one stream")
 			   : on_hello(p, f->hello, &err);
@@ -532,7 +563,7 @@ static void push_message(struct rpc_call *call, void *ctx, const uint8_t *msg, s
 		rc = p->seed ? err_set(&err, US_EPRECOND, "entries inside a full copy")
 			     : on_entries(p, f->entries, &err);
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT) {
-		rc = on_heartbeat(p, f->heartbeat);
+		rc = on_heartbeat(p, f->heartbeat, &err);
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN) {
 		rc = on_seed_begin(p, f->seed_begin, &err);
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_CHUNK) {

@@ -12,6 +12,7 @@
 #include "rpc.h"
 #include "stream.h"
 #include "understudy.pb-c.h"
+#include "wire.h"
 #include "us_limits.h"
 
 #define PUSH_METHOD "/understudy.v1.Replication/Push"
@@ -159,11 +160,11 @@ struct session {
 static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t len,
 		  struct us_err *err)
 {
-	Understudy__V1__Ack *a = understudy__v1__ack__unpack(NULL, len, msg);
+	Understudy__V1__Ack *a =
+		(Understudy__V1__Ack *)wire_unpack(&understudy__v1__ack__descriptor, msg, len, err);
 
 	if (!a)
-		return err_set(err, US_ECORRUPT, "archiver %s sent an ack that does not decode",
-			       l->addr);
+		return err_wrap(err, "archiver %s sent a bad ack", l->addr);
 	if (a->body_case == UNDERSTUDY__V1__ACK__BODY_PROGRESS) {
 		uint64_t durable = a->progress->durable_seq;
 
@@ -398,7 +399,8 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 		}
 		if (ev != RPC_BIDI_MESSAGE)
 			continue;
-		Understudy__V1__Ack *a = understudy__v1__ack__unpack(NULL, len, msg);
+		Understudy__V1__Ack *a = (Understudy__V1__Ack *)wire_unpack(
+			&understudy__v1__ack__descriptor, msg, len, NULL);
 		free(msg);
 		if (!a || a->body_case != UNDERSTUDY__V1__ACK__BODY_WELCOME) {
 			if (a)

@@ -95,6 +95,11 @@ int names_check_file(const char *s, size_t len, struct us_err *err)
 	return check_name("file", s, len, US_FILE_MAX_LEN, err);
 }
 
+int names_check_node_id(const char *s, size_t len, struct us_err *err)
+{
+	return check_name("node id", s, len, US_NODE_ID_MAX_LEN, err);
+}
+
 int names_check_id(const uint8_t *id, size_t len, struct us_err *err)
 {
 	char shown[NAMES_SHOWN_MAX];

@@ -4,6 +4,7 @@
  * namespace  [a-z0-9][a-z0-9_.-]{0,62}
  * account    [A-Za-z0-9_.-]{1,64}, case-sensitive
  * file       same charset as account, 1-64
+ * node id    same charset as account, 1-63 (a store's is 32 hex digits)
  * item id    1-1024 bytes, no NUL, no mark byte 0xFC-0xFF
  * item body  0..max_body bytes (max_body <= US_BODY_MAX_BYTES), any bytes;
  *            names_check_body reads a max_body of 0 or over the SPEC's bound as
@@ -24,6 +25,7 @@
 int names_check_namespace(const char *s, size_t len, struct us_err *err);
 int names_check_account(const char *s, size_t len, struct us_err *err);
 int names_check_file(const char *s, size_t len, struct us_err *err);
+int names_check_node_id(const char *s, size_t len, struct us_err *err);
 int names_check_id(const uint8_t *id, size_t len, struct us_err *err);
 int names_check_body(size_t len, size_t max_body, struct us_err *err);
 

@@ -18,6 +18,7 @@
 #include "names.h"
 #include "us_limits.h"
 #include "understudy.pb-c.h"
+#include "wire.h"
 
 /* Finds ns's store (and committer, for a write) through the daemon's ops. */
 static int acquire(const struct store_service_ops *ops, const char *ns, bool is_write,
@@ -171,11 +172,10 @@ static void on_commit(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	}
 	ctx->svc = ops;
 	ctx->call = call;
-	ctx->req = understudy__v1__commit_request__unpack(NULL, req_len, req);
-	if (!ctx->req) {
-		err_set(&err, US_EINVAL, "cannot decode CommitRequest");
+	ctx->req = (Understudy__V1__CommitRequest *)wire_unpack(
+		&understudy__v1__commit_request__descriptor, req, req_len, &err);
+	if (!ctx->req)
 		goto out_refuse;
-	}
 	if (acquire(ops, ctx->req->namespace_, true, &ctx->h, &err))
 		goto out_refuse;
 	if (ctx->req->n_ops == 0) {
@@ -230,9 +230,10 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	struct buf body;
 
 	buf_init(&body);
-	in = understudy__v1__read_request__unpack(NULL, req_len, req);
+	in = (Understudy__V1__ReadRequest *)wire_unpack(&understudy__v1__read_request__descriptor, req,
+							 req_len, &err);
 	if (!in) {
-		rpc_call_finish(call, US_EINVAL, "cannot decode ReadRequest", NULL, 0);
+		rpc_call_finish_err(call, &err);
 		return;
 	}
 	if (in->snapshot != 0) {
@@ -378,9 +379,10 @@ static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	struct scan_ctx *ctx = NULL;
 	struct us_err err;
 
-	in = understudy__v1__scan_request__unpack(NULL, req_len, req);
+	in = (Understudy__V1__ScanRequest *)wire_unpack(&understudy__v1__scan_request__descriptor, req,
+							 req_len, &err);
 	if (!in) {
-		rpc_call_finish(call, US_EINVAL, "cannot decode ScanRequest", NULL, 0);
+		rpc_call_finish_err(call, &err);
 		return;
 	}
 	if (in->snapshot != 0) {
@@ -424,9 +426,10 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 	size_t n = 0;
 	struct us_err err;
 
-	in = understudy__v1__list_files_request__unpack(NULL, req_len, req);
+	in = (Understudy__V1__ListFilesRequest *)wire_unpack(
+		&understudy__v1__list_files_request__descriptor, req, req_len, &err);
 	if (!in) {
-		rpc_call_finish(call, US_EINVAL, "cannot decode ListFilesRequest", NULL, 0);
+		rpc_call_finish_err(call, &err);
 		return;
 	}
 	if (acquire(ops, in->namespace_, false, &h, &err))

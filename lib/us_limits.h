@@ -16,6 +16,16 @@
 #define US_ACCOUNT_MAX_LEN 64
 #define US_FILE_MAX_LEN 64
 
+/* Node ids (a store's identity, sent in a Hello): 1-63 of [A-Za-z0-9_.-]. */
+#define US_NODE_ID_MAX_LEN 63
+
+/* Positions: a seq or a generation told by a peer above this cannot be real
+ * (a site committing a million entries a second takes 290,000 years to reach
+ * it) and is refused before it is stored or shown. */
+#define US_SEQ_MAX (UINT64_MAX >> 1)
+/* A heartbeat interval a site tells the archiver: at most one hour. */
+#define US_HEARTBEAT_MAX_MS 3600000u
+
 /* Item ids: 1-1024 bytes, no NUL, no mark bytes 0xFC-0xFF. */
 #define US_ID_MAX_LEN 1024
 

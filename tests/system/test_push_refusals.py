@@ -406,8 +406,26 @@ class PushRefusalTest(SystemTest):
                      hello=False, case="protocol 0 (unset)")
         self.refused([self.hello(generation=2)], P.FAILED_PRECONDITION, ["generation 2"],
                      hello=False, case="generation ahead")
-        self.refused([self.hello(generation=0)], P.FAILED_PRECONDITION, ["generation 0"],
+        self.refused([self.hello(generation=0)], P.INVALID_ARGUMENT, ["generation 0"],
                      hello=False, case="generation 0")
+        # Names are bytes with a length: a NUL inside one is refused, never cut
+        # at the NUL (then "site-a\0evil" would be taken for the live site-a).
+        for bad in ("site-a\0evil", "probe\0ns", "\0"):
+            self.refused([self.hello(ns=bad, last_seq=0)], P.INVALID_ARGUMENT,
+                         ["namespace", "NUL"], hello=False, case="namespace %r" % bad)
+        self.assertIsNone(self.ns_status("probe"))
+        for bad in ("node\0x", "", "node id", "n" * 64):
+            self.refused([self.hello(node_id=bad)], P.INVALID_ARGUMENT, ["node"],
+                         hello=False, case="node id %r" % bad)
+        # Bounds told by the peer are checked before they are stored or shown.
+        big = 2 ** 64 - 1
+        self.refused([self.hello(last_seq=big)], P.INVALID_ARGUMENT, ["last seq", str(big)],
+                     hello=False, case="last_seq 2^64-1")
+        self.refused([self.hello(generation=big)], P.INVALID_ARGUMENT, ["generation"],
+                     hello=False, case="generation 2^64-1")
+        self.refused([self.proto.Frame(heartbeat=self.proto.Heartbeat(time_ms=1, last_seq=big))],
+                     P.INVALID_ARGUMENT, ["heartbeat", "last seq"], case="heartbeat 2^64-1")
+        self.assertLess(self.ns_status().master_seq, 2 ** 32)
         behind = self.applied() - 1
         self.refused([self.hello(last_seq=behind)], P.FAILED_PRECONDITION,
                      ["behind", str(behind)], hello=False,

@@ -156,7 +156,7 @@ static uint8_t *write_entry(const struct entry *e, uint8_t *p)
 	if (fields & HAS_BODY)
 		p = put_bytes(p, e->body, e->body_len);
 	if (fields & HAS_FLAG)
-		*p++ = e->flag ? 1 : 0;
+		*p++ = e->op == ENTRY_CREATE_FILE && e->is_reset ? 2 : e->flag ? 1 : 0;
 	if (fields & HAS_VALUE)
 		p = put_varint(p, e->value);
 	return p;
@@ -314,10 +314,20 @@ int entry_decode(const uint8_t *p, size_t len, struct entry *out, struct us_err 
 			return rc;
 	}
 	if (fields & HAS_FLAG) {
-		rc = read_bool(&c, e.op == ENTRY_CREATE_FILE ? "is_logged" : "is_on", &e.flag,
-			       err);
-		if (rc)
+		if (e.op == ENTRY_CREATE_FILE) {
+			/* 0 or 1: is_logged; 2: a re-ship's reset (entry.h) */
+			uint8_t b = 0;
+
+			if ((rc = read_u8(&c, "is_logged", &b, err)))
+				return rc;
+			if (b > 2)
+				return err_set(err, US_ECORRUPT,
+					       "bad is_logged byte 0x%02x (want 0, 1 or 2)", b);
+			e.flag = b == 1;
+			e.is_reset = b == 2;
+		} else if ((rc = read_bool(&c, "is_on", &e.flag, err))) {
 			return rc;
+		}
 	}
 	if (fields & HAS_VALUE) {
 		rc = read_varint(&c, "value", &e.value, err);

@@ -10,7 +10,7 @@
  *   then, by op:
  *   WRITE        str account, str file, u8 section, bytes id, bytes body
  *   DELETE       str account, str file, u8 section, bytes id
- *   CREATE_FILE  str account, str file, u8 is_logged
+ *   CREATE_FILE  str account, str file, u8 is_logged (2: reset, below)
  *   CLEAR_FILE   str account, str file, u8 section
  *   DELETE_FILE  str account, str file
  *   SET_LOGGING  str account, str file (length 0: the account), u8 is_on
@@ -78,6 +78,12 @@ struct entry {
 	const uint8_t *body;
 	size_t body_len;
 	bool flag;            /* CREATE_FILE: is_logged; SET_LOGGING: is_on */
+	/* CREATE_FILE only, encoded as is_logged 2, journaled by a site only when
+	 * logging turns on: the file exists and is empty afterwards, whether or
+	 * not the receiver had it (its copy may be stale, or it never saw the
+	 * file, created unlogged), and stays stale until the SET_LOGGING marker
+	 * that ends the re-ship. */
+	bool is_reset;
 	uint64_t value;       /* HEARTBEAT, CANARY, VERIFY_MARK */
 };
 

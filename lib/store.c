@@ -677,14 +677,34 @@ static int put_flags(rocksdb_writebatch_t *b, struct buf *k, char tag, const str
 	return 0;
 }
 
+/* Deletes every item of e's file, both sections, in b. */
+static int delete_file_items(struct store *s, rocksdb_writebatch_t *b, const struct entry *e)
+{
+	struct buf *k = &s->key;
+	struct buf upper;
+
+	buf_init(&upper);
+	if (key_file(k, 'D', e->account, e->account_len, e->file, e->file_len) ||
+	    buf_append_u8(k, 0) || key_successor(&upper, k->p, k->len)) {
+		buf_release(&upper);
+		return US_ENOMEM;
+	}
+	rocksdb_writebatch_delete_range(b, (char *)k->p, k->len, (char *)upper.p, upper.len);
+	buf_release(&upper);
+	return 0;
+}
+
 /* Adds op e's data changes to b and updates the catalog; *is_journaled says
  * whether e goes to the journal.
  *
- * A site (is_replica false) refuses what the data model refuses: a write to a
- * file that does not exist, a file created twice. A replica (the archiver)
- * applies what a site already accepted, so it never refuses on the catalog:
- * a file it has not seen yet (created unlogged at the site, logged later) is
- * created on the spot, and SET_LOGGING off marks the file stale since seq. */
+ * A replica (the archiver) refuses what a site refuses: a write, delete or
+ * clear of a file it does not hold (US_ENOTFOUND), a file created twice
+ * (US_EEXIST), so that a stream can never create what its site did not. The
+ * exceptions are the site's own ways of keeping a copy right (entry.h): a
+ * CREATE_FILE reset (the re-ship when logging turns on) makes the file exist,
+ * empty and stale since seq, whether it did or not; DELETE_FILE and
+ * SET_LOGGING of a file the replica does not hold change nothing (a site ships
+ * both for any file); SET_LOGGING off marks the file stale since seq. */
 static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
 		    bool is_replica, uint64_t seq, bool *is_journaled, struct us_err *err)
 {
@@ -699,21 +719,22 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 			       entry_op_name(e->op));
 	if ((rc = check_op(s, e, err)))
 		return rc;
+	if (e->op == ENTRY_CREATE_FILE && e->is_reset && !is_replica)
+		return err_set(err, US_EINVAL, "a file reset is not allowed in a commit");
 	if (!is_account_op)
 		f = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len);
-	if (!f && is_replica && !is_account_op && e->op != ENTRY_CREATE_FILE &&
-	    e->op != ENTRY_DELETE_FILE) {
-		if (catalog_put(&s->cat, e->account, e->account_len, e->file, e->file_len, true) ||
-		    put_flags(b, k, 'F', e, e->file_len, true, 0))
-			return US_ENOMEM;
-		f = catalog_get(&s->cat, e->account, e->account_len, e->file, e->file_len);
-	}
-	if (!f && !is_account_op && e->op != ENTRY_CREATE_FILE && !is_replica) {
+	*is_journaled = true;
+	if (!f && !is_account_op && e->op != ENTRY_CREATE_FILE) {
+		if (is_replica && (e->op == ENTRY_DELETE_FILE || e->op == ENTRY_SET_LOGGING))
+			return 0; /* nothing held here to delete or mark */
 		fmt_file(name, sizeof(name), e); /* only on the way to an error: this runs per op */
 		return err_set(err, US_ENOTFOUND, "file %s does not exist", name);
 	}
-	*is_journaled = is_replica || (f && catalog_is_shipped(&s->cat, e->account, e->account_len,
-							      e->file, e->file_len));
+	/* A site journals what ships, and always a file's deletion and the
+	 * logging markers (a replica may hold a stale copy of either). */
+	if (!is_replica && e->op != ENTRY_DELETE_FILE && e->op != ENTRY_SET_LOGGING)
+		*is_journaled = f && catalog_is_shipped(&s->cat, e->account, e->account_len,
+							e->file, e->file_len);
 
 	switch (e->op) {
 	case ENTRY_WRITE:
@@ -727,18 +748,21 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 		rocksdb_writebatch_delete(b, (char *)k->p, k->len);
 		return 0;
 	case ENTRY_CREATE_FILE:
-		if (f && !is_replica) {
+		if (f && !e->is_reset) {
 			fmt_file(name, sizeof(name), e);
 			return err_set(err, US_EEXIST, "file %s already exists", name);
 		}
+		if (f) /* reset of a file held here: empty it, keep its flags */
+			return delete_file_items(s, b, e);
 		if (!catalog_get(&s->cat, e->account, e->account_len, "", 0)) {
 			if (catalog_put(&s->cat, e->account, e->account_len, "", 0, true) ||
 			    put_flags(b, k, 'A', e, 0, true, 0))
 				return US_ENOMEM;
 		}
+		/* a reset creates the file stale until the re-ship's marker */
 		if (catalog_put(&s->cat, e->account, e->account_len, e->file, e->file_len,
 				e->flag) ||
-		    put_flags(b, k, 'F', e, e->file_len, e->flag, 0))
+		    put_flags(b, k, 'F', e, e->file_len, e->flag, e->is_reset ? seq : 0))
 			return US_ENOMEM;
 		if (!is_replica)
 			*is_journaled = e->flag && account_is_logged(s, e);
@@ -748,8 +772,6 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 		struct buf upper;
 		uint8_t sec = e->section;
 
-		if (!f)
-			return 0; /* replica: deleting what it never had */
 		buf_init(&upper);
 		if (e->op == ENTRY_CLEAR_FILE)
 			rc = key_section(k, e->account, e->account_len, e->file, e->file_len, sec);
@@ -873,7 +895,7 @@ static int journal_put(struct store *s, rocksdb_writebatch_t *b, const struct en
 }
 
 /* Turning logging on re-ships what was not shipped: for each file that starts
- * shipping, CLEAR_FILE of both sections and a WRITE per item, journaled just
+ * shipping, a CREATE_FILE reset (entry.h) and a WRITE per item, journaled just
  * before the SET_LOGGING marker itself (so the archiver's copy stays marked
  * stale until the marker, which comes last, clears it). The re-shipped
  * entries carry END every RESHIP_COMMIT_ENTRIES, so that a large file does
@@ -916,12 +938,11 @@ static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct en
 	uint64_t n = 0;
 	int rc = 0;
 
-	e.op = ENTRY_CLEAR_FILE;
-	for (uint8_t sec = SECTION_DATA; sec <= SECTION_DICT; sec++) {
-		e.section = sec;
-		if ((rc = journal_put(s, b, &e, ++*next, err)))
-			return rc;
-	}
+	e.op = ENTRY_CREATE_FILE;
+	e.is_reset = true;
+	if ((rc = journal_put(s, b, &e, ++*next, err)))
+		return rc;
+	e.is_reset = false;
 	buf_init(&prefix);
 	buf_init(&upper);
 	if (key_file(&prefix, 'D', e.account, e.account_len, file, file_len) ||

@@ -600,6 +600,23 @@ class PushRefusalTest(SystemTest):
             self.refused([self.entries(nxt(), ents)], P.INVALID_ARGUMENT, ["bad"],
                          case="entry with %s" % what)
 
+        # Entries the archiver refuses as a site would (files exist, none
+        # created twice): refused whole, naming the seq; nothing is created.
+        for what, bad_op, code, word in (
+                ("write to a file never created", write("ACC", "NOFILE", b"x", b"y"),
+                 P.NOT_FOUND, "ACC/NOFILE does not exist"),
+                ("delete in a file never created", delete("ACC", "NOFILE", b"x"),
+                 P.NOT_FOUND, "ACC/NOFILE does not exist"),
+                ("clear of a file never created", clear_file("ACC", "NOFILE"),
+                 P.NOT_FOUND, "ACC/NOFILE does not exist"),
+                ("a file created twice", create_file("ACC", "CUST"),
+                 P.ALREADY_EXISTS, "ACC/CUST already exists")):
+            s = nxt()
+            ents = commit(create_file("ACC", "HALF"), write("ACC", "CUST", b"k", b"changed"),
+                          bad_op, time_ms=self.new_time())
+            self.refused([self.entries(s, ents)], code, [word, "seq %d" % (s + 2)],
+                         case=what)
+
         # Frames that are not frames.
         self.refused([b"\x0a\x05ab"], P.INVALID_ARGUMENT, ["does not decode"],
                      case="truncated protobuf")

@@ -621,13 +621,22 @@ static void test_bad_fields(void **state)
 		p[6] = 1;
 		assert_int_equal(decode_raw(p, n, &err), 0);
 	}
-	/* a flag byte other than 0 and 1 */
+	/* a flag byte other than 0 and 1 (CREATE_FILE: 2 is a reset) */
 	{
-		uint8_t q[] = { ENTRY_CREATE_FILE, 0, 1, 'a', 1, 'f', 2 };
+		uint8_t q[] = { ENTRY_CREATE_FILE, 0, 1, 'a', 1, 'f', 3 };
+		uint8_t r[] = { ENTRY_SET_LOGGING, 0, 1, 'a', 1, 'f', 2 };
+		struct entry d;
 
 		assert_int_equal(decode_raw(q, sizeof(q), &err), US_ECORRUPT);
+		assert_non_null(strstr(err.msg, "is_logged"));
+		assert_int_equal(decode_raw(r, sizeof(r), &err), US_ECORRUPT);
+		assert_non_null(strstr(err.msg, "is_on"));
 		q[6] = 1;
 		assert_int_equal(decode_raw(q, sizeof(q), &err), 0);
+		q[6] = 2;
+		assert_int_equal(entry_decode(q, sizeof(q), &d, &err), 0);
+		assert_true(d.is_reset);
+		assert_false(d.flag);
 	}
 	/* a trailing byte in an entry */
 	buf_init(&b);

@@ -245,30 +245,30 @@ static void test_logging_and_files(void **state)
 	assert_int_equal(commit1(s, w, 1, &first, &last), 0);
 	assert_int_equal(last, 0); /* unlogged: no seq */
 	assert_int_equal(pos_seq(s), 1);
-	/* logging on re-ships the file: CLEAR DATA, CLEAR DICT, WRITE k, then the marker */
+	/* logging on re-ships the file: a CREATE_FILE reset, WRITE k, then the marker */
 	assert_int_equal(commit1(s, on, 1, &first, &last), 0);
 	assert_int_equal(first, 2);
-	assert_int_equal(last, 5);
+	assert_int_equal(last, 4);
 	{
-		static const uint8_t ops[4] = {ENTRY_CLEAR_FILE, ENTRY_CLEAR_FILE, ENTRY_WRITE,
-					       ENTRY_SET_LOGGING};
+		static const uint8_t ops[3] = {ENTRY_CREATE_FILE, ENTRY_WRITE, ENTRY_SET_LOGGING};
 		struct buf rec;
 		struct entry e;
 
 		buf_init(&rec);
-		for (uint64_t q = 2; q <= 5; q++) {
+		for (uint64_t q = 2; q <= 4; q++) {
 			assert_int_equal(store_journal_get(s, q, &rec, &e, &err), 0);
 			assert_int_equal(e.op, ops[q - 2]);
-			assert_int_equal(e.is_commit_end, q == 5);
+			assert_int_equal(e.is_commit_end, q == 4);
+			assert_int_equal(e.is_reset, q == 2);
 		}
 		assert_int_equal(e.flag, true);
 		buf_release(&rec);
 	}
 	assert_int_equal(commit1(s, w, 1, &first, &last), 0);
-	assert_int_equal(last, 6);
+	assert_int_equal(last, 5);
 	acc_off[0].flag = false;
 	assert_int_equal(commit1(s, acc_off, 1, &first, &last), 0);
-	assert_int_equal(last, 7);
+	assert_int_equal(last, 6);
 	assert_int_equal(commit1(s, wl, 1, &first, &last), 0);
 	assert_int_equal(last, 0); /* the account is off */
 
@@ -384,35 +384,71 @@ static void test_replica_apply(void **state)
 	assert_int_equal(store_apply_entries(s, 1, e, 1, NULL, 0, false, &err), US_EINVAL);
 	assert_non_null(strstr(err.msg, "inside a commit"));
 	assert_int_equal(pos_seq(s), 0);
-	/* a write to a file the replica never saw created: created on the spot */
-	assert_int_equal(store_apply_entries(s, 1, e, 2, NULL, 0, false, &err), 0);
-	assert_int_equal(store_apply_entries(s, 1, e, 2, NULL, 0, false, &err), US_ERANGE);
+	/* a write to a file the replica does not hold is refused, as a site
+	 * refuses it, and creates nothing */
+	assert_int_equal(store_apply_entries(s, 1, e, 2, NULL, 0, false, &err), US_ENOTFOUND);
+	assert_non_null(strstr(err.msg, "seq 1"));
+	assert_non_null(strstr(err.msg, "ACC/F does not exist"));
+	assert_int_equal(pos_seq(s), 0);
+	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(fi);
+	/* a CREATE_FILE reset (a site's re-ship) makes it, then writes apply */
+	struct entry reset[3] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL), e[0], e[1]};
+	reset[0].is_reset = true;
+	reset[0].flag = false;
+	assert_int_equal(store_apply_entries(s, 1, reset, 3, NULL, 0, false, &err), 0);
+	assert_int_equal(store_apply_entries(s, 1, reset, 3, NULL, 0, false, &err), US_ERANGE);
 	assert_non_null(strstr(err.msg, "overlap"));
 	assert_body(s, "F", SECTION_DATA, "k2", "v2");
 	assert_int_equal(store_sync(s, &durable, &err), 0);
-	assert_int_equal(durable, 2);
+	assert_int_equal(durable, 3);
+	/* reset until the marker: stale since the reset's seq, and the marker
+	 * (logging on) clears it */
+	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(fi[0].stale_since_seq, 1);
+	free(fi);
 	/* logging off: the file is stale since that seq; heartbeats are journaled */
 	e[2].flag = false;
 	e[2].is_commit_end = true;
 	e[3].is_commit_end = true;
-	assert_int_equal(store_apply_entries(s, 3, &e[2], 2, NULL, 0, true, &err), 0);
+	assert_int_equal(store_apply_entries(s, 4, &e[2], 2, NULL, 0, true, &err), 0);
 	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(fi[0].stale_since_seq, 3);
+	assert_int_equal(fi[0].stale_since_seq, 4);
 	assert_int_equal(fi[0].data_items, 2);
 	free(fi);
 	/* a bad entry refuses the whole frame */
-	struct entry bad[2] = {op(ENTRY_WRITE, "ACC", "G", "x", "1"),
+	struct entry bad[2] = {op(ENTRY_CREATE_FILE, "ACC", "G", NULL, NULL),
 			       op(ENTRY_WRITE, "ACC", "G", "a\xfe", "1")};
 	bad[1].is_commit_end = true;
-	assert_int_equal(store_apply_entries(s, 5, bad, 2, NULL, 0, true, &err), US_EINVAL);
-	assert_int_equal(pos_seq(s), 4);
+	assert_int_equal(store_apply_entries(s, 6, bad, 2, NULL, 0, true, &err), US_EINVAL);
+	assert_int_equal(pos_seq(s), 5);
+	/* so do a file created twice, a delete or a clear in a file not held */
+	struct entry twice[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct entry del[1] = {op(ENTRY_DELETE, "ACC", "NONE", "k1", NULL)};
+	struct entry clr[1] = {op(ENTRY_CLEAR_FILE, "ACC", "NONE", NULL, NULL)};
+	twice[0].is_commit_end = del[0].is_commit_end = clr[0].is_commit_end = true;
+	assert_int_equal(store_apply_entries(s, 6, twice, 1, NULL, 0, true, &err), US_EEXIST);
+	assert_int_equal(store_apply_entries(s, 6, del, 1, NULL, 0, true, &err), US_ENOTFOUND);
+	assert_int_equal(store_apply_entries(s, 6, clr, 1, NULL, 0, true, &err), US_ENOTFOUND);
+	assert_int_equal(pos_seq(s), 5);
 	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1); /* G was not created */
 	free(fi);
+	/* DELETE_FILE and SET_LOGGING of a file not held: journaled, nothing made */
+	struct entry gone[2] = {op(ENTRY_DELETE_FILE, "ACC", "NONE", NULL, NULL),
+				op(ENTRY_SET_LOGGING, "ACC", "NONE2", NULL, NULL)};
+	gone[1].is_commit_end = true;
+	assert_int_equal(store_apply_entries(s, 6, gone, 2, NULL, 0, true, &err), 0);
+	assert_int_equal(pos_seq(s), 7);
+	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 1);
+	free(fi);
 	assert_int_equal(store_check(s, &chk, &err), 0);
 	assert_int_equal(chk.gaps + chk.bad_records, 0);
-	assert_int_equal(chk.last_seq, 4);
+	assert_int_equal(chk.last_seq, 7);
 	store_close(s);
 }
 

@@ -12,6 +12,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	Understudy__V1__StatusRequest *in;
 	Understudy__V1__StatusResponse out;
 	Understudy__V1__NamespaceStatus *st = NULL, **pst = NULL;
+	char (*refusals)[sizeof(((struct ns *)0)->refusal)] = NULL;
 	size_t n, len;
 	uint8_t *bytes;
 	int64_t now;
@@ -26,10 +27,12 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	n = a->n_ns;
 	st = calloc(n ? n : 1, sizeof(*st));
 	pst = calloc(n ? n : 1, sizeof(*pst));
-	if (!st || !pst) {
+	refusals = calloc(n ? n : 1, sizeof(*refusals)); /* copies: packed after ns->lock */
+	if (!st || !pst || !refusals) {
 		pthread_mutex_unlock(&a->ns_lock);
 		free(st);
 		free(pst);
+		free(refusals);
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
 		return;
 	}
@@ -60,6 +63,9 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 				  (ns->silence_ms == 0 ||
 				   st[i].heartbeat_age_ms <= (int64_t)ns->silence_ms);
 		behind_since = ns->behind_since_ms;
+		st[i].refusals = ns->refusals;
+		memcpy(refusals[i], ns->refusal, sizeof(refusals[i]));
+		st[i].refusal = refusals[i];
 		pthread_mutex_unlock(&ns->lock);
 		st[i].lag_entries = st[i].master_seq - pos.seq;
 		/* Lag in time: how long the site has been ahead of this copy, which
@@ -85,6 +91,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	free(bytes);
 	free(st);
 	free(pst);
+	free(refusals);
 }
 
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max)

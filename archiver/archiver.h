@@ -31,6 +31,8 @@ struct archiver_config {
 	uint64_t block_cache_bytes;
 	int log_level;
 	int is_syslog;
+	char disk_reserve_text[64];     /* disk_reserve as written */
+	struct disk_reserve reserve;    /* parsed from it at start */
 	struct ns_config *namespaces;   /* the sections, owned */
 	size_t n_namespaces;
 };
@@ -54,6 +56,13 @@ struct ns {
 	int64_t behind_since_ms;    /* since when master_seq has been ahead of applied; 0 */
 	int64_t heartbeat_ms;       /* when the site last spoke, ms since the epoch; 0 never */
 	uint64_t silence_ms;        /* connected no more when silent this long; 0: never */
+	/* Refusals of this site's pushes since its last applied frame (push
+	 * handlers): the first of an outage, or one of another code, is a WARN,
+	 * the repeats are DEBUG, and the next applied frame logs one INFO. */
+	uint64_t refusals;
+	int refusal_code;
+	char refusal[256];          /* the last refusal's message */
+	int64_t refused_since_ms;
 };
 
 struct archiver {
@@ -78,6 +87,9 @@ struct archiver {
  * config does not list. The ns lives until archiver_close_namespaces. */
 int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct ns **out,
 		    struct us_err *err);
+/* Opens the store of ns, unavailable since a store that did not open at
+ * start or after a full copy. Caller holds ns->apply_lock; ns->store is NULL. */
+int archiver_ns_reopen(struct archiver *a, struct ns *ns, struct us_err *err);
 /* Takes a reference on ns->store for use outside apply_lock (a read, a sync);
  * US_EUNAVAIL while a full copy is being swapped in. */
 int archiver_ns_acquire(struct ns *ns, struct us_err *err);

@@ -38,10 +38,18 @@
 
 #include "archiver.h"
 #include "config.h"
+#include "disk.h"
 #include "log.h"
 #include "names.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static int check_disk_reserve(const char *v, struct us_err *err)
+{
+	struct disk_reserve r;
+
+	return disk_parse_reserve(v, &r, err);
+}
 
 #define F(x) offsetof(struct archiver_config, x)
 #define SZ(x) sizeof(((struct archiver_config *)0)->x)
@@ -58,6 +66,11 @@ static const struct config_key archiver_keys[] = {
 	{"log_level", CFG_ENUM, F(log_level), 0, "info", 0, 0, log_levels, NULL,
 	 "error, warn, info or debug"},
 	{"syslog", CFG_BOOL, F(is_syslog), 0, "off", 0, 0, NULL, NULL, "also log to syslog"},
+	{"disk_reserve", CFG_STRING, F(disk_reserve_text), SZ(disk_reserve_text),
+	 DISK_RESERVE_DEFAULT, 0, 0, NULL, check_disk_reserve,
+	 "free space kept on the data dir's disk: a size and/or a percentage, the smaller "
+	 "applies (0: none); below it, sites' frames are refused (RESOURCE_EXHAUSTED) and "
+	 "they keep their journal until space returns"},
 };
 #undef F
 #undef SZ
@@ -175,6 +188,7 @@ int main(int argc, char **argv)
 		goto out_config;
 	}
 	log_init("archiver", (enum log_level)a->cfg.log_level, a->cfg.is_syslog);
+	disk_parse_reserve(a->cfg.disk_reserve_text, &a->cfg.reserve, NULL); /* checked */
 
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -182,6 +196,17 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* A data dir that cannot take a file is refused now, not at the first
+	 * site's first frame. */
+	if (disk_mkdir_p(a->cfg.data_dir, &err) || disk_probe_writable(a->cfg.data_dir, &err)) {
+		if (err.code != US_ENOSPC) {
+			log_error("event=open_failed reason=\"%s\"", err.msg);
+			fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+			goto out_config;
+		}
+		/* full: start anyway, serve reads; frames wait for space */
+		log_warn("event=disk_full reason=\"%s\"", err.msg);
+	}
 	a->cache = store_cache_new(a->cfg.block_cache_bytes);
 	if (archiver_open_namespaces(a, &err)) {
 		log_error("event=open_failed reason=\"%s\"", err.msg);

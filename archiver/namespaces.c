@@ -19,6 +19,7 @@
 #include "clock.h"
 
 #include "archiver.h"
+#include "log.h"
 #include "names.h"
 
 static bool is_listed(const struct archiver *a, const char *name)
@@ -31,31 +32,52 @@ static bool is_listed(const struct archiver *a, const char *name)
 	return false;
 }
 
-static int open_ns(struct archiver *a, const char *name, struct ns **out, struct us_err *err)
+/* Opens ns's store in dir and syncs what a killed process left unsynced. */
+static int open_store(struct archiver *a, const char *name, struct store **out,
+		      uint64_t *durable_seq, struct us_err *err)
 {
-	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache};
+	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache,
+				.reserve = &a->cfg.reserve};
 	char dir[1200];
+	int rc;
+
+	archiver_ns_dir(a, name, "", dir, sizeof(dir));
+	if ((rc = store_open(out, dir, &o, err)))
+		return err_wrap(err, "namespace %s", name);
+	/* What a killed process wrote without fsync may still be in the page
+	 * cache: sync it before telling a site it is durable. */
+	if ((rc = store_sync(*out, durable_seq, err))) {
+		store_close(*out);
+		*out = NULL;
+		return err_wrap(err, "namespace %s", name);
+	}
+	return 0;
+}
+
+/* Adds namespace name with its store. With is_kept_unavailable (at start),
+ * a store that does not open (a full disk, say) still adds the namespace,
+ * unavailable: the others are served meanwhile, and the site's next Hello
+ * tries again (archiver_ns_reopen). */
+static int open_ns(struct archiver *a, const char *name, bool is_kept_unavailable,
+		   struct ns **out, struct us_err *err)
+{
 	struct ns *ns;
 	int rc;
 
 	if (a->n_ns == ARCHIVER_MAX_NAMESPACES)
 		return err_set(err, US_ETOOBIG, "cannot add namespace %s: this archiver holds %d already",
 			       name, ARCHIVER_MAX_NAMESPACES);
-	archiver_ns_dir(a, name, "", dir, sizeof(dir));
 	ns = calloc(1, sizeof(*ns));
 	if (!ns)
 		return err_set(err, US_ENOMEM, "out of memory");
 	snprintf(ns->name, sizeof(ns->name), "%s", name);
-	if ((rc = store_open(&ns->store, dir, &o, err))) {
-		free(ns);
-		return err_wrap(err, "namespace %s", name);
-	}
-	/* What a killed process wrote without fsync may still be in the page
-	 * cache: sync it before telling a site it is durable. */
-	if ((rc = store_sync(ns->store, &ns->durable_seq, err))) {
-		store_close(ns->store);
-		free(ns);
-		return err_wrap(err, "namespace %s", name);
+	if ((rc = open_store(a, name, &ns->store, &ns->durable_seq, err))) {
+		if (!is_kept_unavailable) {
+			free(ns);
+			return rc;
+		}
+		log_error("ns=%s event=store_unavailable reason=\"%s\"", name, err->msg);
+		ns->is_swapping = true; /* refuses readers while store is NULL */
 	}
 	pthread_mutex_init(&ns->lock, NULL);
 	pthread_mutex_init(&ns->apply_lock, NULL);
@@ -85,9 +107,26 @@ int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct
 	else if (!is_create)
 		rc = err_set(err, US_ENOTFOUND, "namespace %s does not exist on this archiver", name);
 	else
-		rc = open_ns(a, name, out, err);
+		rc = open_ns(a, name, false, out, err);
 	pthread_mutex_unlock(&a->ns_lock);
 	return rc;
+}
+
+int archiver_ns_reopen(struct archiver *a, struct ns *ns, struct us_err *err)
+{
+	struct store *st;
+	uint64_t durable;
+	int rc;
+
+	if ((rc = open_store(a, ns->name, &st, &durable, err)))
+		return rc;
+	pthread_mutex_lock(&ns->lock);
+	ns->store = st;
+	ns->durable_seq = durable;
+	ns->is_swapping = false;
+	pthread_mutex_unlock(&ns->lock);
+	log_info("ns=%s event=store_reopened", ns->name);
+	return 0;
 }
 
 void archiver_ns_dir(const struct archiver *a, const char *name, const char *prefix, char *out,
@@ -115,9 +154,15 @@ int archiver_ns_acquire(struct ns *ns, struct us_err *err)
 {
 	pthread_mutex_lock(&ns->lock);
 	if (ns->is_swapping) {
+		bool is_unavailable = !ns->store;
+
 		pthread_mutex_unlock(&ns->lock);
 		return err_set(err, US_EUNAVAIL,
-			       "namespace %s is taking a full copy from its site: retry shortly",
+			       is_unavailable
+				       ? "namespace %s is unavailable: its store could not be opened "
+					 "(see the archiver's log); it is tried again when its site "
+					 "connects"
+				       : "namespace %s is taking a full copy from its site: retry shortly",
 			       ns->name);
 	}
 	ns->readers++;
@@ -151,7 +196,8 @@ static void fsync_dir(const struct archiver *a)
 
 int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 {
-	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache};
+	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache,
+				.reserve = &a->cfg.reserve};
 	char dir[1200], ready[1200], old[1200];
 	struct store_position pos;
 	int rc = 0;
@@ -260,7 +306,7 @@ int archiver_open_namespaces(struct archiver *a, struct us_err *err)
 		if (names_check_namespace(de->d_name, strlen(de->d_name), NULL))
 			continue; /* not ours: leave it alone */
 		pthread_mutex_lock(&a->ns_lock);
-		rc = open_ns(a, de->d_name, &ns, err);
+		rc = open_ns(a, de->d_name, true, &ns, err);
 		pthread_mutex_unlock(&a->ns_lock);
 	}
 	closedir(d);

@@ -91,13 +91,42 @@ static void send_progress(struct push *p, uint64_t applied, uint64_t durable, st
 	push_send_ack(p, &ack, tmp);
 }
 
-/* Refuses: logs, ends the call with code and the message. */
+/* Refuses: logs, ends the call with code and the message. A site that is
+ * refused retries (backing off up to US_LINK_BACKOFF_MAX_MS): the same
+ * refusal again is logged at DEBUG, not once per retry. */
 static void refuse(struct push *p, const struct us_err *err)
 {
-	log_warn("ns=%s event=push_refused node=%s peer=%s code=%d reason=\"%s\"",
-		 p->ns ? p->ns->name : "-", p->node_id[0] ? p->node_id : "-",
-		 rpc_call_peer(p->call), err->code, err->msg);
+	bool is_repeat = false;
+	uint64_t n = 1;
+
+	if (p->ns) {
+		pthread_mutex_lock(&p->ns->lock);
+		is_repeat = p->ns->refusals > 0 && p->ns->refusal_code == err->code;
+		if (p->ns->refusals++ == 0)
+			p->ns->refused_since_ms = (int64_t)clock_wall_ms();
+		p->ns->refusal_code = err->code;
+		snprintf(p->ns->refusal, sizeof(p->ns->refusal), "%.*s",
+			 (int)sizeof(p->ns->refusal) - 1, err->msg);
+		n = p->ns->refusals;
+		pthread_mutex_unlock(&p->ns->lock);
+	}
+	log_event(is_repeat ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+		  "ns=%s event=push_refused node=%s peer=%s code=%d refusals=%llu reason=\"%s\"",
+		  p->ns ? p->ns->name : "-", p->node_id[0] ? p->node_id : "-",
+		  rpc_call_peer(p->call), err->code, (unsigned long long)n, err->msg);
 	push_finish(p, err->code, err->msg);
+}
+
+/* A frame applied: an outage of refusals is over. ns->lock held. */
+static void note_applied(struct ns *ns)
+{
+	if (ns->refusals == 0)
+		return;
+	log_info("ns=%s event=push_recovered refusals=%llu refused_ms=%lld", ns->name,
+		 (unsigned long long)ns->refusals,
+		 (long long)((int64_t)clock_wall_ms() - ns->refused_since_ms));
+	ns->refusals = 0;
+	ns->refusal[0] = '\0';
 }
 
 /* Keeps behind_since_ms: set when the site is first seen ahead of what is
@@ -279,12 +308,11 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ns->apply_lock);
-	if (!ns->store) {
+	/* A store that did not open (at start, after a full copy) is tried
+	 * again at each of its site's connections: space may be back. */
+	if (!ns->store && (rc = archiver_ns_reopen(p->a, ns, err))) {
 		pthread_mutex_unlock(&ns->apply_lock);
-		return err_set(err, US_EUNAVAIL,
-			       "namespace %s is unavailable: its store could not be reopened after a "
-			       "full copy (see the archiver's log)",
-			       ns->name);
+		return err_wrap(err, "namespace %s is unavailable", ns->name);
 	}
 	store_get_position(ns->store, &pos);
 	if (h->generation != pos.generation)
@@ -359,6 +387,7 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 		ns->master_seq = e->first_seq + e->count - 1;
 	note_lag(ns, e->first_seq + e->count - 1);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
+	note_applied(ns);
 	pthread_mutex_unlock(&ns->lock);
 	request_sync(p->a, ns);
 	return 0;
@@ -388,7 +417,8 @@ static void seed_abandon(struct push *p)
 
 static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, struct us_err *err)
 {
-	struct store_opts o = {.max_body = p->a->cfg.max_body, .cache = p->a->cache};
+	struct store_opts o = {.max_body = p->a->cfg.max_body, .cache = p->a->cache,
+				.reserve = &p->a->cfg.reserve};
 	struct ns *ns = p->ns;
 	struct store_position pos;
 	char dir[1400];

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "us_limits.h"
 #include "rpc.h"
+#include "disk.h"
 #include "store.h"
 #include "store_service.h"
 
@@ -37,6 +38,8 @@ struct collector_config {
 	int sync_fallback;             /* enum guard_fallback */
 	uint64_t journal_retention_ms;
 	uint64_t journal_max;
+	char disk_reserve_text[64];    /* disk_reserve as written */
+	struct disk_reserve reserve;   /* parsed from it at start */
 };
 
 struct collector {

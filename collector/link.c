@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,9 +18,6 @@
 
 #define PUSH_METHOD "/understudy.v1.Replication/Push"
 #define PROTOCOL_VERSION 1
-#define WELCOME_TIMEOUT_MS 10000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 
 enum link_state {
 	LINK_IDLE,       /* not connected; waiting out the backoff */
@@ -49,6 +47,16 @@ struct link {
 	 * process, a black-holed route): the link drops the connection and dials
 	 * a new one. See US_SILENCE_HEARTBEATS. */
 	uint64_t silence_ms;
+	/* The retry backoff (link thread only): US_LINK_BACKOFF_MIN_MS doubling
+	 * to _MAX_MS after each failed session, started over only by real
+	 * progress (note_progress), never by a Welcome alone: an archiver that
+	 * welcomes, then refuses every frame, is retried at the slow pace.
+	 * failures counts failed sessions since the last progress: one WARN at
+	 * the first (the outage begins), DEBUG for the others, one INFO when
+	 * progress ends the outage. */
+	uint64_t backoff_ms;
+	uint64_t failures;
+	uint64_t down_since_ms;      /* monotonic: the outage's first failure */
 
 	pthread_mutex_t lock;        /* guards the fields below */
 	pthread_cond_t cond;         /* backoff wait; signalled by link_free */
@@ -152,9 +160,21 @@ struct session {
 	 * silence is not counted until it answers (TCP keepalive still is). */
 	bool is_seed_unanswered;
 	bool was_up;                 /* this session got its welcome */
+	uint64_t up_since_ms;        /* monotonic: when it did */
 	bool is_silent;              /* it ended because the archiver went silent */
 	struct buf scratch, block, msg;
 };
+
+/* Real progress (link thread): the backoff starts over; an outage ends. */
+static void note_progress(struct link *l)
+{
+	if (l->failures > 0)
+		log_info("ns=%s event=link_restored archiver=%s failures=%llu down_ms=%llu", l->ns,
+			 l->addr, (unsigned long long)l->failures,
+			 (unsigned long long)(clock_mono_ms() - l->down_since_ms));
+	l->failures = 0;
+	l->backoff_ms = US_LINK_BACKOFF_MIN_MS;
+}
 
 /* Handles one Ack; 0 or an error that ends the session. */
 static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t len,
@@ -168,12 +188,17 @@ static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t
 	if (a->body_case == UNDERSTUDY__V1__ACK__BODY_PROGRESS) {
 		uint64_t durable = a->progress->durable_seq;
 
+		bool is_progress;
+
 		pthread_mutex_lock(&l->lock);
+		is_progress = durable > l->acked_seq;
 		if (durable > l->acked_seq)
 			l->acked_seq = durable;
 		if (a->progress->applied_seq > l->applied_seq)
 			l->applied_seq = a->progress->applied_seq;
 		pthread_mutex_unlock(&l->lock);
+		if (is_progress)
+			note_progress(l);
 		if (l->on_acked)
 			l->on_acked(l->on_acked_arg, durable);
 		while (ss->win_n && ss->win[ss->win_head].last_seq <= durable) {
@@ -373,7 +398,7 @@ out_it:
 /* Waits for the Welcome; fills ss->next_seq. */
 static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 {
-	uint64_t deadline = clock_mono_ms() + WELCOME_TIMEOUT_MS;
+	uint64_t deadline = clock_mono_ms() + US_LINK_WELCOME_TIMEOUT_MS;
 
 	for (;;) {
 		uint64_t now = clock_mono_ms();
@@ -384,7 +409,7 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 		if (now >= deadline) {
 			ss->is_silent = true; /* the connection may be hung: dial afresh */
 			return err_set(err, US_ETIMEOUT, "archiver %s sent no welcome within %d ms",
-				       l->addr, WELCOME_TIMEOUT_MS);
+				       l->addr, US_LINK_WELCOME_TIMEOUT_MS);
 		}
 		ev = rpc_bidi_wait(ss->b, (int)(deadline - now), &msg, &len, err);
 		if (ev == RPC_BIDI_END)
@@ -430,9 +455,11 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 			pthread_mutex_unlock(&l->lock);
 			if (l->on_acked)
 				l->on_acked(l->on_acked_arg, a->welcome->durable_seq);
-			log_info("ns=%s event=link_up archiver=%s resume_seq=%llu durable_seq=%llu "
-				 "last_seq=%llu",
-				 l->ns, l->addr, (unsigned long long)ss->next_seq,
+			/* during an outage, a Welcome is no news: link_restored is */
+			log_event(l->failures ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+				"ns=%s event=link_up archiver=%s resume_seq=%llu durable_seq=%llu "
+				"last_seq=%llu",
+				l->ns, l->addr, (unsigned long long)ss->next_seq,
 				 (unsigned long long)a->welcome->durable_seq,
 				 (unsigned long long)pos.seq);
 		}
@@ -462,6 +489,7 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 		return rc;
 	set_state(l, LINK_STREAMING);
 	ss->was_up = true;
+	ss->up_since_ms = clock_mono_ms();
 	pthread_mutex_lock(&l->lock);
 	l->is_connected = true;
 	pthread_mutex_unlock(&l->lock);
@@ -521,6 +549,8 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 		default:
 			return ev < 0 ? ev : err_set(err, US_EIO, "unexpected stream event %d", ev);
 		}
+		if (l->failures && clock_mono_ms() - ss->up_since_ms >= US_LINK_BACKOFF_MAX_MS)
+			note_progress(l); /* up and answered a whole backoff period */
 		if (!ss->is_seed_unanswered && clock_mono_ms() - ss->last_recv_ms > l->silence_ms) {
 			ss->is_silent = true;
 			return err_set(err, US_ETIMEOUT, "archiver %s sent nothing for %llu ms",
@@ -544,12 +574,19 @@ static void end_session(struct link *l, struct session *ss)
 	ss->is_seed_unanswered = false;
 }
 
+/* A backoff of ms, +-20 %: links that failed together do not retry in step. */
+static uint64_t jitter_ms(uint64_t ms, unsigned *state)
+{
+	uint64_t span = ms * 2 / 5;
+
+	return ms - ms / 5 + (span ? (uint64_t)rand_r(state) % (span + 1) : 0);
+}
+
 static void *link_main(void *arg)
 {
 	struct link *l = arg;
 	struct session ss;
-	uint64_t backoff_ms = BACKOFF_MIN_MS;
-	bool is_down_logged = false;  /* one WARN per outage, retries at DEBUG */
+	unsigned rand_state = (unsigned)clock_mono_ms() ^ (unsigned)(uintptr_t)l;
 	char name[16];
 
 	snprintf(name, sizeof(name), "us-link-%d", l->index);
@@ -560,14 +597,10 @@ static void *link_main(void *arg)
 	buf_init(&ss.msg);
 	while (!is_stopping(l)) {
 		struct us_err err;
-		uint64_t acked_before, acked_after;
 		struct timespec until;
 		int rc;
 
 		err_clear(&err);
-		pthread_mutex_lock(&l->lock);
-		acked_before = l->acked_seq;
-		pthread_mutex_unlock(&l->lock);
 		rc = run_session(l, &ss, &err);
 		end_session(l, &ss);
 		set_state(l, LINK_IDLE);
@@ -579,29 +612,29 @@ static void *link_main(void *arg)
 		}
 		if (is_stopping(l))
 			break;
-		pthread_mutex_lock(&l->lock);
-		acked_after = l->acked_seq;
-		pthread_mutex_unlock(&l->lock);
-		if (acked_after > acked_before || ss.was_up) {
-			backoff_ms = BACKOFF_MIN_MS; /* it made progress: start over */
-			is_down_logged = false;
-		}
-		if (!is_down_logged)
+		/* A session that stayed up a whole backoff period was real
+		 * progress too (an idle site gets no new durable acks). */
+		if (ss.was_up && clock_mono_ms() - ss.up_since_ms >= US_LINK_BACKOFF_MAX_MS)
+			note_progress(l);
+		if (l->failures++ == 0) {
+			l->down_since_ms = clock_mono_ms();
 			log_warn("ns=%s event=link_lost archiver=%s code=%d retry_ms=%llu reason=\"%s\"",
-				 l->ns, l->addr, rc, (unsigned long long)backoff_ms, err.msg);
-		else
-			log_debug("ns=%s event=link_retry_failed archiver=%s code=%d retry_ms=%llu "
-				  "reason=\"%s\"",
-				  l->ns, l->addr, rc, (unsigned long long)backoff_ms, err.msg);
-		is_down_logged = true;
+				 l->ns, l->addr, rc, (unsigned long long)l->backoff_ms, err.msg);
+		} else {
+			log_debug("ns=%s event=link_retry_failed archiver=%s failures=%llu code=%d "
+				  "retry_ms=%llu reason=\"%s\"",
+				  l->ns, l->addr, (unsigned long long)l->failures, rc,
+				  (unsigned long long)l->backoff_ms, err.msg);
+		}
 		ss.was_up = false;
-		until = clock_deadline(backoff_ms);
+		until = clock_deadline(jitter_ms(l->backoff_ms, &rand_state));
 		pthread_mutex_lock(&l->lock);
 		while (!l->is_stopping &&
 		       pthread_cond_timedwait(&l->cond, &l->lock, &until) == 0)
 			;
 		pthread_mutex_unlock(&l->lock);
-		backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
+		l->backoff_ms = l->backoff_ms * 2 > US_LINK_BACKOFF_MAX_MS ? US_LINK_BACKOFF_MAX_MS
+									  : l->backoff_ms * 2;
 	}
 	buf_release(&ss.scratch);
 	buf_release(&ss.block);
@@ -625,6 +658,7 @@ int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
 	l->on_acked = o->on_acked;
 	l->on_acked_arg = o->on_acked_arg;
 	l->state = LINK_IDLE;
+	l->backoff_ms = US_LINK_BACKOFF_MIN_MS;
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->cond, NULL);
 	if ((rc = rpc_channel_new(&l->ch, l->addr, NULL, err)))

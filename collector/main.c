@@ -44,6 +44,13 @@ static int check_ns_value(const char *v, struct us_err *err)
 	return names_check_namespace(v, strlen(v), err);
 }
 
+static int check_disk_reserve(const char *v, struct us_err *err)
+{
+	struct disk_reserve r;
+
+	return disk_parse_reserve(v, &r, err);
+}
+
 #define F(x) offsetof(struct collector_config, x)
 static const struct config_key collector_keys[] = {
 	{"namespace", CFG_STRING, F(ns), sizeof(((struct collector_config *)0)->ns),
@@ -78,6 +85,11 @@ static const struct config_key collector_keys[] = {
 	 "most journal entries kept for an archiver that lags; past it, it takes a full copy"},
 	{"sync_fallback", CFG_ENUM, F(sync_fallback), 0, "block", 0, 0, fallbacks, NULL,
 	 "sync: after sync_timeout without an ack, keep waiting (block) or answer as async"},
+	{"disk_reserve", CFG_STRING, F(disk_reserve_text),
+	 sizeof(((struct collector_config *)0)->disk_reserve_text), DISK_RESERVE_DEFAULT, 0, 0,
+	 NULL, check_disk_reserve,
+	 "free space kept on the data dir's disk: a size and/or a percentage, the smaller "
+	 "applies (0: none); below it, commits are refused with RESOURCE_EXHAUSTED"},
 };
 #undef F
 
@@ -231,7 +243,8 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct store_opts sopts = {.max_body = col.cfg.max_body};
+	disk_parse_reserve(col.cfg.disk_reserve_text, &col.cfg.reserve, NULL); /* checked */
+	struct store_opts sopts = {.max_body = col.cfg.max_body, .reserve = &col.cfg.reserve};
 	if (store_open(&col.store, col.cfg.data_dir, &sopts, &err)) {
 		log_error("ns=%s event=store_open_failed dir=%s reason=\"%s\"", col.cfg.ns,
 			  col.cfg.data_dir, err.msg);

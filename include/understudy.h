@@ -45,6 +45,7 @@ enum {
 	US_EUNIMPL = -14,    /* UNIMPLEMENTED */
 	US_ERANGE = -15,     /* OUT_OF_RANGE */
 	US_ECONFIG = -16,    /* a bad configuration file or value */
+	US_ENOSPC = -17,     /* RESOURCE_EXHAUSTED: the disk is under its reserve */
 };
 
 #define US_ERR_MSG_MAX 512
@@ -155,6 +156,8 @@ typedef struct us_ns_status {
 	uint64_t lag_ms;
 	int is_connected;
 	int64_t heartbeat_age_ms; /* -1: never */
+	uint64_t refusals;        /* pushes refused since the last applied frame */
+	char refusal[256];        /* the last refusal's message; "" when none */
 } us_ns_status_t;
 
 typedef struct us_status {

@@ -361,6 +361,8 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 		y->lag_ms = x->lag_ms;
 		y->is_connected = x->connected;
 		y->heartbeat_age_ms = x->heartbeat_age_ms;
+		y->refusals = x->refusals;
+		snprintf(y->refusal, sizeof(y->refusal), "%s", x->refusal);
 	}
 	understudy__v1__status_response__free_unpacked(out, NULL);
 	*st = s;

@@ -146,6 +146,10 @@ static int parse_with_unit(const char *s, const struct unit *units, uint64_t *v)
 	digits[n] = '\0';
 	if (n == 0 || parse_uint(digits, &r))
 		return US_EINVAL;
+	if (r == 0 && s[n] == '\0') {
+		*v = 0; /* zero needs no unit: "max_lag = 0" */
+		return 0;
+	}
 	for (const struct unit *u = units; u->name; u++) {
 		if (strcmp(s + n, u->name) != 0)
 			continue;

@@ -68,6 +68,7 @@ const char *us_strerror(int code)
 	case US_EUNIMPL: return "unimplemented";
 	case US_ERANGE: return "out of range";
 	case US_ECONFIG: return "bad configuration";
+	case US_ENOSPC: return "disk full";
 	default: return "unknown error";
 	}
 }
@@ -95,6 +96,7 @@ int err_to_grpc_status(int code)
 	case US_EPRECOND: return GS_FAILED_PRECONDITION;
 	case US_ETOOBIG: return GS_RESOURCE_EXHAUSTED;
 	case US_ENOMEM: return GS_RESOURCE_EXHAUSTED;
+	case US_ENOSPC: return GS_RESOURCE_EXHAUSTED;
 	case US_EUNAVAIL: return GS_UNAVAILABLE;
 	case US_ETIMEOUT: return GS_DEADLINE_EXCEEDED;
 	case US_EPERM: return GS_PERMISSION_DENIED;

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -87,6 +88,13 @@ struct store {
 	rocksdb_writeoptions_t *write_opts_nosync;
 	bool is_read_only;
 	size_t max_body;
+	char *dir;                            /* as opened (owned) */
+	struct disk_dir dir_id;               /* to notice it gone or replaced */
+	const struct disk_reserve *reserve;   /* borrowed; NULL: no space check */
+	/* A RocksDB write or sync failed (take_write_err): the instance is not
+	 * written to again, nor closed (store_close). Set by any writer. */
+	atomic_bool is_failed;
+	struct store *next_failed;            /* on failed_stores, once closed */
 	char node_id[33];                     /* 'M' "node", read at open */
 
 	pthread_mutex_t pos_lock;             /* guards pos: written by the writer, read by all */
@@ -127,12 +135,45 @@ static int take_rocks_err(char **errptr, struct us_err *err, const char *what)
 		return 0;
 	if (strstr(*errptr, "lock") || strstr(*errptr, "Resource temporarily unavailable"))
 		code = US_EUNAVAIL;
+	else if (strstr(*errptr, "No space left"))
+		code = US_ENOSPC;
 	else if (strstr(*errptr, "Corruption"))
 		code = US_ECORRUPT;
 	err_set(err, code, "%s: %s", what, *errptr);
 	rocksdb_free(*errptr);
 	*errptr = NULL;
 	return code;
+}
+
+/* A RocksDB write or sync that failed leaves the store failed for good: once
+ * space returns, Debian's RocksDB 7.8 clears its background error by itself
+ * and the next write appends to the WAL writer that saw the failure, which
+ * trips an assertion and aborts the process (seen: WritableFileWriter::
+ * AssertFalseAndGetStatusForPrevError from log::Writer::AddRecord); closing
+ * that instance flushes the same writer. So it is never written to nor
+ * closed again: reads go on, and writes resume with the next process, which
+ * recovers the store as after a kill -9. The disk reserve (disk.h) keeps a
+ * daemon's own writes from ever getting here. */
+static int take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
+{
+	int rc = take_rocks_err(errptr, err, what);
+
+	if (rc)
+		atomic_store(&s->is_failed, true);
+	return rc;
+}
+
+/* Whether the store takes writes at all. */
+static int check_writable(struct store *s, struct us_err *err)
+{
+	if (s->is_read_only)
+		return err_set(err, US_EPRECOND, "store is open read-only");
+	if (atomic_load(&s->is_failed))
+		return err_set(err, US_EIO,
+			       "store %s takes no writes since one failed (a full disk?): reads go "
+			       "on; restart the daemon once the cause is gone",
+			       s->dir);
+	return 0;
 }
 
 /* ---- keys ---- */
@@ -366,27 +407,6 @@ static bool catalog_is_shipped(struct catalog *c, const char *account, size_t ac
 
 /* ---- open / close ---- */
 
-static int mkdir_p(const char *dir, struct us_err *err)
-{
-	char path[4096];
-	size_t len = strlen(dir);
-
-	if (len == 0 || len >= sizeof(path))
-		return err_set(err, US_EINVAL, "bad data directory '%s'", dir);
-	memcpy(path, dir, len + 1);
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0755) && errno != EEXIST)
-			return err_set(err, US_EIO, "cannot create %s: %s", path, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(path, 0755) && errno != EEXIST)
-		return err_set(err, US_EIO, "cannot create %s: %s", path, strerror(errno));
-	return 0;
-}
-
 static void encode_pos(uint8_t out[24], const struct store_position *p)
 {
 	buf_put_u64le(out, p->generation);
@@ -434,7 +454,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 				       sizeof(first));
 		rocksdb_write(s->db, s->write_opts, b, &errptr);
 		rocksdb_writebatch_destroy(b);
-		return take_rocks_err(&errptr, err, "cannot initialize store");
+		return take_write_err(s, &errptr, err, "cannot initialize store");
 	}
 	if (len != 5 || memcmp(v, STORE_MAGIC, 4) != 0) {
 		rocksdb_free(v);
@@ -495,7 +515,7 @@ static int load_node_id(struct store *s, struct us_err *err)
 	for (int i = 0; i < 16; i++)
 		snprintf(s->node_id + 2 * i, 3, "%02x", raw[i]);
 	rocksdb_put(s->db, s->write_opts, KEY_NODE, strlen(KEY_NODE), s->node_id, 32, &errptr);
-	return take_rocks_err(&errptr, err, "cannot write node id");
+	return take_write_err(s, &errptr, err, "cannot write node id");
 }
 
 const char *store_node_id(const struct store *s)
@@ -535,7 +555,15 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	buf_init(&s->jb.buf);
 	buf_init(&s->jb.saved);
 	s->jb.target = o->journal_block_bytes ? o->journal_block_bytes : US_JOURNAL_BLOCK_BYTES;
-	if (!s->is_read_only && (rc = mkdir_p(dir, err)))
+	s->reserve = o->reserve;
+	s->dir = strdup(dir);
+	if (!s->dir) {
+		rc = err_set(err, US_ENOMEM, "cannot open store %s: out of memory", dir);
+		goto out_free;
+	}
+	if (!s->is_read_only && (rc = disk_mkdir_p(dir, err)))
+		goto out_free;
+	if ((rc = disk_dir_remember(dir, &s->dir_id, err)))
 		goto out_free;
 
 	s->opts = rocksdb_options_create();
@@ -549,6 +577,15 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	 * let memtables wait, RocksDB stopped writes, and an archiver's workers
 	 * blocked in them for seconds. */
 	rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
+	/* Nothing in RocksDB's info LOG (it stays an empty file): once a write
+	 * to it fails (a full disk), the next line trips an assertion in
+	 * Debian's RocksDB 7.8 and aborts the process, at run time and again at
+	 * every open until space returns (seen: WritableFileWriter::
+	 * AssertFalseAndGetStatusForPrevError from EnvLogger::Logv). A level
+	 * above HEADER (5) turns every line off, headers included; the daemons
+	 * log what matters themselves. */
+	rocksdb_options_set_info_log_level(s->opts, US_ROCKSDB_LOG_LEVEL_NONE);
+	rocksdb_options_set_keep_log_file_num(s->opts, 1);
 	if (!o->cache)
 		s->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes
 								  : 64u << 20);
@@ -589,10 +626,23 @@ out_free:
 	return rc;
 }
 
+/* Stores that failed (take_write_err), kept reachable until the process
+ * ends: never closed, and not reported as leaks. */
+static pthread_mutex_t failed_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store *failed_stores;
+
 void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	if (atomic_load(&s->is_failed)) {
+		pthread_mutex_lock(&failed_lock);
+		s->next_failed = failed_stores;
+		failed_stores = s;
+		pthread_mutex_unlock(&failed_lock);
+		return;
+	}
+	free(s->dir);
 	if (s->db)
 		rocksdb_close(s->db);
 	if (s->write_opts)
@@ -621,6 +671,13 @@ void store_get_position(struct store *s, struct store_position *pos)
 	pthread_mutex_lock(&s->pos_lock);
 	*pos = s->pos;
 	pthread_mutex_unlock(&s->pos_lock);
+}
+
+/* Before a write that will be acknowledged (disk.h): the directory is still
+ * there and writable and, when is_space, the reserve is free. */
+static int check_disk(struct store *s, bool is_space, struct us_err *err)
+{
+	return disk_check(s->dir, &s->dir_id, is_space ? s->reserve : NULL, err);
 }
 
 /* ---- commit ---- */
@@ -1145,7 +1202,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	rocksdb_writebatch_destroy(b);
 	buf_reset(&s->jb.buf);
 	s->jb.is_open = false;
-	if (rc || (rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
+	if (rc || (rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		/* Nothing of this part happened; the catalog may have run ahead. */
@@ -1171,8 +1228,14 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	int rc = 0;
 
 	perf_off();
-	if (s->is_read_only)
-		return err_set(err, US_EPRECOND, "store is open read-only");
+	if ((rc = check_writable(s, err)) || (rc = check_disk(s, true, err))) {
+		for (size_t i = 0; i < n; i++) {
+			commits[i]->rc = rc;
+			commits[i]->err = *err;
+			commits[i]->first_seq = commits[i]->last_seq = 0;
+		}
+		return rc;
+	}
 	/* Usually one batch; a commit that turns logging on starts a new one. */
 	for (size_t i = 1; i <= n; i++) {
 		if (i < n && !turns_logging_on(commits[i]))
@@ -1197,10 +1260,12 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	int rc = 0;
 
 	perf_off();
-	if (s->is_read_only)
-		return err_set(err, US_EPRECOND, "store is open read-only");
+	if ((rc = check_writable(s, err)))
+		return rc;
 	if (n == 0)
 		return err_set(err, US_EINVAL, "no entries to apply");
+	if ((rc = check_disk(s, true, err)))
+		return rc;
 	store_get_position(s, &pos);
 	if (first_seq != pos.seq + 1)
 		return err_set(err, US_ERANGE, "entries start at seq %llu but the store is at seq %llu: %s",
@@ -1267,7 +1332,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_write(s->db, is_sync ? s->write_opts : s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
+	if ((rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		if (catalog_load(s, &lerr))
@@ -1286,10 +1351,16 @@ int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err)
 	char *errptr = NULL;
 	int rc;
 
+	if ((rc = check_writable(s, err)))
+		return rc;
 	/* Read first: what was written before the flush is durable after it. */
 	store_get_position(s, &pos);
 	rocksdb_flush_wal(s->db, 1, &errptr);
-	if ((rc = take_rocks_err(&errptr, err, "cannot sync store")))
+	if ((rc = take_write_err(s, &errptr, err, "cannot sync store")))
+		return rc;
+	/* an fsync into a directory deleted meanwhile succeeds, and is not
+	 * durable: checked after it, so that nothing of it is acknowledged */
+	if ((rc = check_disk(s, false, err)))
 		return rc;
 	*durable_seq = pos.seq;
 	return 0;
@@ -1777,8 +1848,8 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 	bool is_found = false;
 	int rc;
 
-	if (s->is_read_only)
-		return err_set(err, US_EPRECOND, "store is open read-only");
+	if ((rc = check_writable(s, err)))
+		return rc;
 	if (upto == 0 || upto == UINT64_MAX)
 		return 0;
 	/* Everything before the block that holds upto + 1 goes. */
@@ -1812,7 +1883,7 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
 	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	return take_rocks_err(&errptr, err, "cannot trim journal");
+	return take_write_err(s, &errptr, err, "cannot trim journal");
 }
 
 struct store_seed_iter {
@@ -1968,8 +2039,10 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	int rc = 0;
 
 	perf_off();
-	if (s->is_read_only)
-		return err_set(err, US_EPRECOND, "store is open read-only");
+	if ((rc = check_writable(s, err)))
+		return rc;
+	if ((rc = check_disk(s, true, err)))
+		return rc;
 	if (catalog_copy(&s->cat_saved, &s->cat))
 		return err_set(err, US_ENOMEM, "out of memory");
 	b = rocksdb_writebatch_create();
@@ -1992,7 +2065,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	}
 	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_rocks_err(&errptr, err, "cannot write to store"))) {
+	if ((rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		if (catalog_load(s, &lerr))
@@ -2009,8 +2082,8 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 	char *errptr = NULL;
 	int rc;
 
-	if (s->is_read_only)
-		return err_set(err, US_EPRECOND, "store is open read-only");
+	if ((rc = check_writable(s, err)))
+		return rc;
 	encode_pos(posv, pos);
 	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
 	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, pos->generation);
@@ -2021,7 +2094,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_rocks_err(&errptr, err, "cannot set position")))
+	if ((rc = take_write_err(s, &errptr, err, "cannot set position")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);
 	s->pos = *pos;

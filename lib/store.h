@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "entry.h"
+#include "disk.h"
 #include "err.h"
 
 struct store;
@@ -37,6 +38,11 @@ struct store_opts {
 	size_t block_cache_bytes;   /* own cache size when cache is NULL; 0: 64 MiB */
 	struct store_cache *cache;  /* shared cache (borrowed), or NULL for an own one */
 	size_t journal_block_bytes; /* 0: US_JOURNAL_BLOCK_BYTES (tests set it small) */
+	/* Free space every write keeps (disk.h), borrowed for the store's life;
+	 * NULL: none. Whatever it is, a write or a sync is refused (US_EIO) once
+	 * the store's directory is gone, replaced or read-only: nothing is
+	 * acknowledged that may not be durable. */
+	const struct disk_reserve *reserve;
 };
 
 /* Opens (creating when missing, unless read-only) the store in dir and returns

@@ -77,6 +77,17 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 	return heartbeat_ms == 0 ? 0 : ms < US_SILENCE_MIN_MS ? US_SILENCE_MIN_MS : ms;
 }
 
+/* A site's link to an archiver: the Welcome must come within this; after a
+ * failed session the link waits (+-20 % jitter) from _MIN doubling to _MAX,
+ * started over only by real progress (collector/link.c). */
+#define US_LINK_WELCOME_TIMEOUT_MS 10000
+#define US_LINK_BACKOFF_MIN_MS 100
+#define US_LINK_BACKOFF_MAX_MS 5000
+
+/* RocksDB's info log level that writes nothing: one above its HEADER_LEVEL
+ * (5) (lib/store.c says why). */
+#define US_ROCKSDB_LOG_LEVEL_NONE 6
+
 /* Group commit: at most this many queued commits are written in one synced batch. */
 #define US_GROUP_MAX_COMMITS 4096u
 #define US_GROUP_MAX_BYTES (64u * 1024u * 1024u)

@@ -155,13 +155,14 @@ static int cmd_status(struct cli *cli)
 				const us_ns_status_t *n = &st->namespaces[i];
 
 				json_array_append_new(a, json_pack(
-					"{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I}", "namespace", n->ns,
+					"{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:s}", "namespace", n->ns,
 					"role", n->role, "generation", (json_int_t)n->generation,
 					"applied_seq", (json_int_t)n->applied_seq, "durable_seq",
 					(json_int_t)n->durable_seq, "master_seq", (json_int_t)n->master_seq,
 					"lag_entries", (json_int_t)n->lag_entries, "lag_ms",
 					(json_int_t)n->lag_ms, "connected", n->is_connected,
-					"heartbeat_age_ms", (json_int_t)n->heartbeat_age_ms));
+					"heartbeat_age_ms", (json_int_t)n->heartbeat_age_ms,
+					"refusals", (json_int_t)n->refusals, "refusal", n->refusal));
 			}
 			o = json_pack("{s:s,s:o}", "node", "archiver", "namespaces", a);
 		} else {
@@ -192,12 +193,14 @@ static int cmd_status(struct cli *cli)
 
 			printf("%s role=%s generation=%llu applied_seq=%llu durable_seq=%llu "
 			       "master_seq=%llu lag_entries=%llu lag_ms=%llu connected=%s "
-			       "heartbeat_age_ms=%lld\n",
+			       "heartbeat_age_ms=%lld refusals=%llu%s%s%s\n",
 			       n->ns, n->role, (unsigned long long)n->generation,
 			       (unsigned long long)n->applied_seq, (unsigned long long)n->durable_seq,
 			       (unsigned long long)n->master_seq, (unsigned long long)n->lag_entries,
 			       (unsigned long long)n->lag_ms, n->is_connected ? "yes" : "no",
-			       (long long)n->heartbeat_age_ms);
+			       (long long)n->heartbeat_age_ms, (unsigned long long)n->refusals,
+			       n->refusal[0] ? " refusal=\"" : "", n->refusal,
+			       n->refusal[0] ? "\"" : "");
 		}
 	} else {
 		printf("node: %s\nnamespace: %s\nrole: %s\ngeneration: %llu\nlast_seq: %llu\n"

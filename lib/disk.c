@@ -71,17 +71,11 @@ int disk_parse_reserve(const char *s, struct disk_reserve *r, struct us_err *err
 
 uint64_t disk_reserve_bytes(const struct disk_reserve *r, uint64_t total_bytes)
 {
-	uint64_t v = UINT64_MAX;
+	uint64_t pct = total_bytes / 100 * r->pct + total_bytes % 100 * r->pct / 100;
 
-	if (r->has_bytes)
-		v = r->bytes;
-	if (r->has_pct) {
-		uint64_t p = total_bytes / 100 * r->pct + total_bytes % 100 * r->pct / 100;
-
-		if (p < v)
-			v = p;
-	}
-	return v == UINT64_MAX ? 0 : v;
+	if (r->has_bytes && r->has_pct)
+		return r->bytes < pct ? r->bytes : pct;
+	return r->has_bytes ? r->bytes : r->has_pct ? pct : 0;
 }
 
 int disk_dir_remember(const char *dir, struct disk_dir *id, struct us_err *err)

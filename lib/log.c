@@ -134,3 +134,16 @@ void log_event(enum log_level level, const char *fmt, ...)
 out_restore:
 	errno = saved_errno;
 }
+
+void log_grpc_line(int is_error, const char *file, int line, const char *msg)
+{
+	char flat[1024];
+	size_t n = 0;
+
+	/* one line, and no quote that would end the value early */
+	for (const char *p = msg; *p && n + 1 < sizeof(flat); p++)
+		flat[n++] = *p == '\n' || *p == '\r' ? ' ' : *p == '"' ? '\'' : *p;
+	flat[n] = '\0';
+	log_event(LOG_LVL_DEBUG, "event=grpc_log severity=%s file=%s:%d msg=\"%s\"",
+		  is_error ? "error" : "info", file, line, flat);
+}

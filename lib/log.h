@@ -17,6 +17,11 @@ int log_level_parse(const char *s);
 /* fmt is the key=value part of the line, without a newline. */
 void log_event(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A line of gRPC core's own log (rpc_set_log_hook's signature), as one DEBUG
+ * event: its internal error dumps are no reason a user acts on, the
+ * daemon's own line after it is. */
+void log_grpc_line(int is_error, const char *file, int line, const char *msg);
+
 #define log_error(...) log_event(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_event(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_event(LOG_LVL_INFO, __VA_ARGS__)

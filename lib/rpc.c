@@ -2395,11 +2395,27 @@ static void absl_warm_up(void)
 	}
 }
 
+static rpc_log_hook log_hook;
+
+void rpc_set_log_hook(rpc_log_hook hook)
+{
+	log_hook = hook;
+}
+
+static void forward_log(gpr_log_func_args *args)
+{
+	if (log_hook)
+		log_hook(args->severity == GPR_LOG_SEVERITY_ERROR, args->file, args->line,
+			 args->message);
+}
+
 void rpc_global_init(void)
 {
 	/* before grpc_init, so that its own start-up lines obey it too */
-	if (!getenv("GRPC_VERBOSITY"))
+	if (!getenv("GRPC_VERBOSITY")) {
 		gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+		gpr_set_log_function(forward_log);
+	}
 	absl_warm_up();
 	grpc_init();
 }

@@ -271,11 +271,19 @@ void rpc_bidi_wake(struct rpc_bidi *b);
 void rpc_bidi_free(struct rpc_bidi *b);
 
 /* grpc_init/grpc_shutdown, ref-counted by gRPC itself; call once per program
- * around all use. rpc_global_init also routes gRPC's own log lines to stderr
- * only at ERROR unless GRPC_VERBOSITY says otherwise, and does abseil's
- * one-time CPU frequency probe (about 3 ms) up front: done lazily on a gRPC
- * thread, it can make a connection fail spuriously (see rpc.c). */
+ * around all use. rpc_global_init also takes gRPC's own log lines (ERROR and
+ * up, or what GRPC_VERBOSITY says) away from stderr, where they came as long
+ * internal dumps before a program's own one-line reason (a port in use):
+ * they go to the hook set with rpc_set_log_hook (a daemon's DEBUG lines), or
+ * nowhere; with GRPC_VERBOSITY set they stay gRPC's, on stderr, for
+ * debugging. It also does abseil's one-time CPU frequency probe (about 3 ms)
+ * up front: done lazily on a gRPC thread, it can make a connection fail
+ * spuriously (see rpc.c). */
 void rpc_global_init(void);
+/* hook(is_error, file, line, message) gets gRPC's log lines; set before
+ * rpc_global_init; called on any thread; must not block. */
+typedef void (*rpc_log_hook)(int is_error, const char *file, int line, const char *msg);
+void rpc_set_log_hook(rpc_log_hook hook);
 void rpc_global_shutdown(void);
 
 #endif

@@ -102,7 +102,7 @@ class ConfigTest(SystemTest):
 
     def test_every_key(self):
         c = self.start_collector(namespace="site-b.x_1", max_body="1KiB", rpc_threads="3",
-                                 log_level="debug")
+                                 log_level="debug", max_lag="0", disk_reserve="64MiB, 3%")
         st = self.status()
         self.assertEqual(st["namespace"], "site-b.x_1")
         self.cli_ok("create-file", "site-b.x_1", "A", "F")
@@ -136,6 +136,10 @@ class ConfigTest(SystemTest):
             ("bad thread count", "rpc_threads = many"),
             ("bad listen address", "listen = nohostport"),
             ("line without =", "just some words"),
+            ("bad disk reserve", "disk_reserve = 5 parsecs"),
+            ("disk reserve over 100 %", "disk_reserve = 101%"),
+            ("two sizes as disk reserve", "disk_reserve = 1GiB, 2GiB"),
+            ("three disk reserve terms", "disk_reserve = 1GiB, 5%, 6%"),
         ]
         for i, (what, line) in enumerate(cases):
             with self.subTest(what):
@@ -155,6 +159,35 @@ class ConfigTest(SystemTest):
             self.assertEqual(rc, 1, "missing config: exit %d %r" % (rc, err))
             self.assert_one_line(err, "missing config")
             self.assertIn(path, err.decode("utf-8", "replace"))
+
+
+    def test_port_in_use_is_one_reason(self):
+        """A port in use: exit 1 and our own reason naming it, with no gRPC
+        core dump (its multi-line internal error) on stderr."""
+        import re
+        import socket
+        ours = re.compile(r"^(\d{4}-\d\d-\d\dT\S+Z (ERROR|WARN|INFO|DEBUG) "
+                          r"(archiver|collector) |understudy-(archiver|collector): )")
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            for program in ("understudy-archiver", "understudy-collector"):
+                with self.subTest(program):
+                    path = os.path.join(self.tmp, program + ".ini")
+                    with open(path, "w") as f:
+                        f.write("listen = 127.0.0.1:%d\ndata_dir = %s\n"
+                                % (port, os.path.join(self.tmp, program)))
+                    r = subprocess.run([binary(program), "--config", path],
+                                       stdin=subprocess.DEVNULL, capture_output=True,
+                                       timeout=EXIT_TIMEOUT_S, env=child_env())
+                    self.assertEqual(r.returncode, 1, r.stderr)
+                    lines = r.stderr.decode("utf-8", "replace").strip().splitlines()
+                    for line in lines:
+                        self.assertRegex(line, ours, "a line not of ours on stderr")
+                    self.assertIn("%d" % port, lines[-1])
+                    self.assertIn("in use", lines[-1])
 
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 		goto out_ns;
 	}
 
+	rpc_set_log_hook(log_grpc_line);
 	rpc_global_init();
 	struct rpc_server_opts ropts = {
 		.listen = a->cfg.listen,

@@ -273,6 +273,7 @@ int main(int argc, char **argv)
 	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
+	rpc_set_log_hook(log_grpc_line);
 	rpc_global_init();
 	if (start_links(&col, &err) || start_retention(&col, &err)) {
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);

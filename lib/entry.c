@@ -547,3 +547,40 @@ int entry_block_next(struct entry_block_reader *r, struct entry *e, uint64_t *se
 	r->index++;
 	return 1;
 }
+
+uint64_t entry_chain(uint64_t chain, const uint8_t *entry, size_t len)
+{
+	if (len == 0)
+		return chain;
+	return XXH64(entry + 1, len - 1, chain + (entry[0] & (uint8_t)~ENTRY_FLAG_END));
+}
+
+int entry_block_chain(const uint8_t *block, size_t len, uint64_t upto_seq, uint64_t *chain,
+		      struct us_err *err)
+{
+	struct cursor c;
+	uint64_t seq, c_out = *chain;
+	uint32_t count;
+
+	if (len < BLOCK_MIN_BYTES)
+		return err_set(err, US_ECORRUPT, "block of %zu bytes: truncated", len);
+	seq = buf_get_u64le(block + 5);
+	count = buf_get_u32le(block + BLOCK_COUNT_OFFSET);
+	c = (struct cursor){.p = block + ENTRY_BLOCK_HEADER_BYTES,
+			    .end = block + len - CHECKSUM_BYTES,
+			    .start = block + ENTRY_BLOCK_HEADER_BYTES};
+	for (uint32_t i = 0; i < count && seq <= upto_seq; i++, seq++) {
+		uint64_t n;
+		int rc;
+
+		if ((rc = read_varint(&c, "entry length", &n, err)))
+			return rc;
+		if (n > (uint64_t)(c.end - c.p))
+			return err_set(err, US_ECORRUPT, "entry at seq %" PRIu64 ": length %" PRIu64
+				       " but only %zu bytes left", seq, n, (size_t)(c.end - c.p));
+		c_out = entry_chain(c_out, c.p, (size_t)n);
+		c.p += n;
+	}
+	*chain = c_out;
+	return 0;
+}

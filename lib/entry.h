@@ -143,6 +143,20 @@ int entry_block_open(struct entry_block_reader *r, const uint8_t *p, size_t len,
 int entry_block_next(struct entry_block_reader *r, struct entry *e, uint64_t *seq,
 		     struct us_err *err);
 
+/* The history chain (docs/entry-format.md, "History chain"): a u64 that
+ * folds every journaled entry in seq order, so that two stores at one seq
+ * with the same chain hold the same history up to it. chain(0) = 0;
+ * chain(seq) = XXH64(entry bytes after the op byte, seed = chain(seq - 1) +
+ * (op byte & 0x7F)): the END flag is left out (the site sets it once its
+ * commit is complete), everything else of the entry is in. */
+uint64_t entry_chain(uint64_t chain, const uint8_t *entry, size_t len);
+
+/* Folds the entries of a block into *chain, those with seq <= upto_seq
+ * (UINT64_MAX: all). The block was checked (entry_block_open) or built
+ * here; a length that does not fit is still refused (US_ECORRUPT). */
+int entry_block_chain(const uint8_t *block, size_t len, uint64_t upto_seq, uint64_t *chain,
+		      struct us_err *err);
+
 /* A static lower-case name of an op ("write", "create-file"), "?" if unknown. */
 const char *entry_op_name(uint8_t op);
 

@@ -41,7 +41,7 @@
 #include "names.h"
 
 #define STORE_MAGIC "USST"
-#define STORE_VERSION 2
+#define STORE_VERSION 3
 #define FLAG_LOGGED 0x01
 
 #define KEY_FORMAT "Mformat"
@@ -70,6 +70,9 @@ struct journal_builder {
 	bool is_open;
 	uint64_t first_seq;
 	size_t target;             /* put the block once it is this large */
+	uint64_t chain;            /* the history chain after the last entry added */
+	uint64_t chain_start;      /* ... before the open block's first entry */
+	uint64_t mark_chain, mark_chain_start;
 	/* jb_mark's snapshot, to take a refused commit's entries back out */
 	size_t mark_len;           /* 0: no block was open */
 	uint32_t mark_count;
@@ -407,11 +410,27 @@ static bool catalog_is_shipped(struct catalog *c, const char *account, size_t ac
 
 /* ---- open / close ---- */
 
-static void encode_pos(uint8_t out[24], const struct store_position *p)
+/* The position record: generation, seq, time_ms, chain (u64le each). */
+#define POS_BYTES 32
+
+static void encode_pos(uint8_t out[POS_BYTES], const struct store_position *p)
 {
 	buf_put_u64le(out, p->generation);
 	buf_put_u64le(out + 8, p->seq);
 	buf_put_u64le(out + 16, p->time_ms);
+	buf_put_u64le(out + 24, p->chain);
+}
+
+/* 0, or US_ECORRUPT for a value that is not a position record. */
+static int decode_pos(const char *v, size_t len, struct store_position *p)
+{
+	if (!v || len != POS_BYTES)
+		return US_ECORRUPT;
+	p->generation = buf_get_u64le((const uint8_t *)v);
+	p->seq = buf_get_u64le((const uint8_t *)v + 8);
+	p->time_ms = buf_get_u64le((const uint8_t *)v + 16);
+	p->chain = buf_get_u64le((const uint8_t *)v + 24);
+	return 0;
 }
 
 /* Reads the format and position, initializing an empty database. */
@@ -429,7 +448,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 		rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->read_opts);
 		bool is_empty;
 		rocksdb_writebatch_t *b;
-		uint8_t fmt[5], pos[24], first[8];
+		uint8_t fmt[5], pos[POS_BYTES], first[8];
 		uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
 
 		rocksdb_iter_seek_to_first(it);
@@ -470,13 +489,10 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 	v = rocksdb_get(s->db, s->read_opts, KEY_POS, strlen(KEY_POS), &len, &errptr);
 	if ((rc = take_rocks_err(&errptr, err, "cannot read store position")))
 		return rc;
-	if (!v || len != 24) {
+	if (decode_pos(v, len, &s->pos)) {
 		rocksdb_free(v);
 		return err_set(err, US_ECORRUPT, "%s: missing or bad position record", dir);
 	}
-	s->pos.generation = buf_get_u64le((uint8_t *)v);
-	s->pos.seq = buf_get_u64le((uint8_t *)v + 8);
-	s->pos.time_ms = buf_get_u64le((uint8_t *)v + 16);
 	rocksdb_free(v);
 	return 0;
 }
@@ -876,6 +892,18 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
  * before that put. */
 
 /* Puts the open block into b and closes it. */
+/* 'H' + u64be first_seq -> u64le: the history chain before the journal block
+ * at first_seq (docs/store-format.md), written and trimmed with the block. */
+static void put_chain_start(rocksdb_writebatch_t *b, uint64_t first_seq, uint64_t chain)
+{
+	uint8_t k[9], v[8];
+
+	k[0] = 'H';
+	buf_put_u64be(k + 1, first_seq);
+	buf_put_u64le(v, chain);
+	rocksdb_writebatch_put(b, (char *)k, sizeof(k), (char *)v, sizeof(v));
+}
+
 static int jb_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err)
 {
 	struct journal_builder *jb = &s->jb;
@@ -888,6 +916,7 @@ static int jb_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err
 	if (key_journal(&s->key, jb->first_seq))
 		return err_set(err, US_ENOMEM, "out of memory");
 	rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)jb->buf.p, jb->buf.len);
+	put_chain_start(b, jb->first_seq, jb->chain_start);
 	buf_reset(&jb->buf);
 	jb->is_open = false;
 	return 0;
@@ -901,12 +930,16 @@ static void jb_mark(struct store *s)
 	jb->mark_count = jb->is_open ? jb->w.count : 0;
 	jb->mark_first_seq = jb->first_seq;
 	jb->is_flushed_since_mark = false;
+	jb->mark_chain = jb->chain;
+	jb->mark_chain_start = jb->chain_start;
 }
 
 static void jb_rollback(struct store *s)
 {
 	struct journal_builder *jb = &s->jb;
 
+	jb->chain = jb->mark_chain;
+	jb->chain_start = jb->mark_chain_start;
 	if (jb->mark_len == 0) {
 		buf_reset(&jb->buf);
 		jb->is_open = false;
@@ -947,8 +980,12 @@ static int journal_put(struct store *s, rocksdb_writebatch_t *b, const struct en
 				       (unsigned long long)seq);
 		jb->first_seq = seq;
 		jb->is_open = true;
+		jb->chain_start = jb->chain;
 	}
-	return entry_block_add(&jb->w, e, err);
+	if ((rc = entry_block_add(&jb->w, e, err)))
+		return rc;
+	jb->chain = entry_chain(jb->chain, jb->buf.p + jb->w.last, jb->buf.len - jb->w.last);
+	return 0;
 }
 
 /* Turning logging on re-ships what was not shipped: for each file that starts
@@ -1176,7 +1213,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	struct store_position pos;
 	rocksdb_writebatch_t *b;
 	uint64_t seq;
-	uint8_t posv[24];
+	uint8_t posv[POS_BYTES];
 	char *errptr = NULL;
 	int rc;
 
@@ -1185,6 +1222,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	b = rocksdb_writebatch_create();
 	buf_reset(&s->jb.buf);
 	s->jb.is_open = false;
+	s->jb.chain = pos.chain;
 	for (size_t i = from; i < to; i++)
 		add_commit(s, b, commits[i], time_ms, &seq);
 	if (rocksdb_writebatch_count(b) == 0) {
@@ -1194,6 +1232,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	if (seq != pos.seq)
 		pos.time_ms = time_ms;
 	pos.seq = seq;
+	pos.chain = s->jb.chain;
 	encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rc = jb_flush(s, b, err);
@@ -1254,8 +1293,8 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 {
 	struct store_position pos;
 	rocksdb_writebatch_t *b;
-	uint64_t seq;
-	uint8_t posv[24];
+	uint64_t seq, chain;
+	uint8_t posv[POS_BYTES];
 	char *errptr = NULL;
 	int rc = 0;
 
@@ -1314,12 +1353,16 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 		block = s->jb.buf.p;
 		block_len = s->jb.buf.len;
 	}
+	chain = pos.chain;
+	if (rc == 0)
+		rc = entry_block_chain(block, block_len, UINT64_MAX, &chain, err);
 	if (rc == 0) {
 		if (key_journal(&s->key, first_seq))
 			rc = err_set(err, US_ENOMEM, "out of memory");
 		else
 			rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (const char *)block,
 					       block_len);
+		put_chain_start(b, first_seq, pos.chain);
 	}
 	if (rc) {
 		rocksdb_writebatch_destroy(b);
@@ -1328,6 +1371,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	}
 	pos.seq = seq;
 	pos.time_ms = entries[n - 1].time_ms;
+	pos.chain = chain;
 	encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_write(s->db, is_sync ? s->write_opts : s->write_opts_nosync, b, &errptr);
@@ -1813,6 +1857,68 @@ int store_journal_get(struct store *s, uint64_t seq, struct buf *raw, struct ent
 	return rc;
 }
 
+int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, struct us_err *err)
+{
+	struct store_position pos;
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	char *errptr = NULL, *hv;
+	uint8_t k[9];
+	uint64_t first = 0;
+	size_t len;
+	int rc = 0;
+
+	store_get_position(s, &pos);
+	if (next_seq == pos.seq + 1) {
+		*chain = pos.chain;
+		return 0;
+	}
+	if (next_seq <= 1) {
+		*chain = 0;
+		return 0;
+	}
+	if (next_seq > pos.seq + 1)
+		return err_set(err, US_ERANGE, "seq %llu is past the last seq %llu",
+			       (unsigned long long)next_seq - 1, (unsigned long long)pos.seq);
+	/* The block that holds next_seq begins at or before it; the chain before
+	 * it is kept beside it; fold its entries up to next_seq - 1. */
+	ro = journal_readoptions();
+	it = rocksdb_create_iterator(s->db, ro);
+	k[0] = 'J';
+	buf_put_u64be(k + 1, next_seq);
+	rocksdb_iter_seek_for_prev(it, (char *)k, sizeof(k));
+	if (rocksdb_iter_valid(it)) {
+		size_t klen, vlen;
+		const char *key = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+
+		if (klen == 9 && key[0] == 'J') {
+			first = buf_get_u64be((const uint8_t *)key + 1);
+			k[0] = 'H';
+			buf_put_u64be(k + 1, first);
+			hv = rocksdb_get(s->db, s->read_opts, (char *)k, sizeof(k), &len, &errptr);
+			if (!errptr && hv && len == 8) {
+				*chain = buf_get_u64le((uint8_t *)hv);
+				rc = entry_block_chain((const uint8_t *)v, vlen, next_seq - 1, chain,
+						       err);
+			} else if (!errptr) {
+				first = 0; /* no chain kept for it */
+			}
+			rocksdb_free(hv);
+		}
+	}
+	if (!errptr)
+		rocksdb_iter_get_error(it, &errptr);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if ((rc = rc ? rc : take_rocks_err(&errptr, err, "cannot read the history chain")))
+		return rc;
+	if (first == 0)
+		return err_set(err, US_ENOTFOUND, "the history before seq %llu is not retained",
+			       (unsigned long long)next_seq);
+	return 0;
+}
+
 int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err)
 {
 	rocksdb_readoptions_t *ro = journal_readoptions();
@@ -1881,6 +1987,8 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 		return rc;
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
+	lo[0] = hi[0] = 'H'; /* the blocks' chains go with them */
+	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
 	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
 	return take_write_err(s, &errptr, err, "cannot trim journal");
@@ -1921,14 +2029,11 @@ int store_seed_iter_new(struct store *s, struct store_seed_iter **out,
 	v = rocksdb_get(s->db, it->ro, KEY_POS, strlen(KEY_POS), &len, &errptr);
 	if ((rc = take_rocks_err(&errptr, err, "cannot read the position for a full copy")))
 		goto out_free;
-	if (!v || len != 24) {
+	if (decode_pos(v, len, pos)) {
 		rocksdb_free(v);
 		rc = err_set(err, US_ECORRUPT, "missing or bad position record");
 		goto out_free;
 	}
-	pos->generation = buf_get_u64le((uint8_t *)v);
-	pos->seq = buf_get_u64le((uint8_t *)v + 8);
-	pos->time_ms = buf_get_u64le((uint8_t *)v + 16);
 	rocksdb_free(v);
 	it->time_ms = pos->time_ms;
 	if ((rc = catalog_read(s, it->ro, &it->cat, err)))
@@ -2077,7 +2182,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 int store_set_position(struct store *s, const struct store_position *pos, struct us_err *err)
 {
 	rocksdb_writebatch_t *b;
-	uint8_t posv[24], first[8];
+	uint8_t posv[POS_BYTES], first[8];
 	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
 	char *errptr = NULL;
 	int rc;
@@ -2111,6 +2216,8 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 	bool is_last_end = true;
 	bool is_first = true;      /* no block seen yet */
 	bool is_prev_known = false; /* prev is the last seq of the block before */
+	bool is_chain_known = false; /* chain is the history chain after prev */
+	uint64_t chain = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -2149,9 +2256,33 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 			out->gaps++;
 		is_first = false;
 		is_prev_known = true;
+		/* the chain kept before the block is the one its predecessors fold to */
+		{
+			uint8_t hk[9];
+			size_t hlen;
+			char *hv;
+
+			hk[0] = 'H';
+			buf_put_u64be(hk + 1, key_seq);
+			hv = rocksdb_get(s->db, s->read_opts, (char *)hk, sizeof(hk), &hlen, &errptr);
+			if (errptr) {
+				rocksdb_free(errptr);
+				errptr = NULL;
+				hv = NULL;
+			}
+			if (!hv || hlen != 8)
+				out->chain_mismatches++;
+			else if (is_chain_known && buf_get_u64le((uint8_t *)hv) != chain)
+				out->chain_mismatches++;
+			else
+				chain = buf_get_u64le((uint8_t *)hv);
+			is_chain_known = hv && hlen == 8;
+			rocksdb_free(hv);
+		}
 		while ((rc = entry_block_next(&r, &e, &seq, NULL)) == 1) {
 			out->entries++;
 			is_last_end = e.is_commit_end;
+			chain = entry_chain(chain, r.raw, r.raw_len);
 		}
 		if (rc < 0)
 			out->bad_records++;
@@ -2163,6 +2294,8 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 		return rc;
 	if (!is_last_end)
 		out->bad_records++; /* the last commit has no END: a half commit */
+	if (is_chain_known && out->last_seq == pos.seq && chain != pos.chain)
+		out->chain_mismatches++; /* the journal does not fold to the position's */
 	it = rocksdb_create_iterator(s->db, s->read_opts);
 	for (rocksdb_iter_seek(it, "D", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t klen;

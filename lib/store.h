@@ -100,6 +100,7 @@ struct store_position {
 	uint64_t generation;
 	uint64_t seq;
 	uint64_t time_ms;
+	uint64_t chain;       /* the history chain after seq (entry.h, entry_chain) */
 };
 void store_get_position(struct store *s, struct store_position *pos);
 
@@ -152,6 +153,12 @@ int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, struct
 			    const uint8_t **raw, size_t *raw_len, struct us_err *err);
 void store_journal_iter_free(struct store_journal_iter *it);
 
+/* The history chain after seq next_seq - 1 (0 for next_seq 1), from the
+ * retained journal; the position's own chain for next_seq = position + 1.
+ * US_ENOTFOUND when next_seq - 1 is neither retained nor the seq just
+ * before the first retained block. */
+int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, struct us_err *err);
+
 /* The first journal seq still retained (0 when the journal is empty). */
 int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err);
 
@@ -193,6 +200,9 @@ struct store_check {
 	uint64_t entries;
 	uint64_t gaps;          /* places where seq jumps */
 	uint64_t bad_records;   /* journal blocks that do not decode, or a half commit at the end */
+	uint64_t chain_mismatches; /* blocks whose kept history chain is missing or is not what
+				    * the journal before them folds to; 1 more when the journal
+				    * does not fold to the position's chain */
 	uint64_t position_seq;  /* what the position says */
 	uint64_t generation;
 	uint64_t items;         /* items in all files */

@@ -48,23 +48,25 @@ int main(int argc, char **argv)
 	}
 	store_close(s);
 	/* An empty journal is healthy (a full copy leaves none behind it). */
-	is_healthy = c.gaps == 0 && c.bad_records == 0 &&
+	is_healthy = c.gaps == 0 && c.bad_records == 0 && c.chain_mismatches == 0 &&
 		     (c.entries == 0 || c.last_seq == c.position_seq);
 	if (is_json)
 		printf("{\"first_seq\":%llu,\"last_seq\":%llu,\"entries\":%llu,\"gaps\":%llu,"
-		       "\"bad_records\":%llu,\"position_seq\":%llu,\"generation\":%llu,"
-		       "\"items\":%llu,\"files\":%llu,\"healthy\":%s}\n",
+		       "\"bad_records\":%llu,\"chain_mismatches\":%llu,\"position_seq\":%llu,"
+		       "\"generation\":%llu,\"items\":%llu,\"files\":%llu,\"healthy\":%s}\n",
 		       (unsigned long long)c.first_seq, (unsigned long long)c.last_seq,
 		       (unsigned long long)c.entries, (unsigned long long)c.gaps,
-		       (unsigned long long)c.bad_records, (unsigned long long)c.position_seq,
+		       (unsigned long long)c.bad_records, (unsigned long long)c.chain_mismatches,
+		       (unsigned long long)c.position_seq,
 		       (unsigned long long)c.generation, (unsigned long long)c.items,
 		       (unsigned long long)c.files, is_healthy ? "true" : "false");
 	else
-		printf("journal %llu..%llu (%llu entries, %llu gaps, %llu bad records), position "
-		       "gen %llu seq %llu, %llu items in %llu files: %s\n",
+		printf("journal %llu..%llu (%llu entries, %llu gaps, %llu bad records, %llu history "
+		       "chain mismatches), position gen %llu seq %llu, %llu items in %llu files: %s\n",
 		       (unsigned long long)c.first_seq, (unsigned long long)c.last_seq,
 		       (unsigned long long)c.entries, (unsigned long long)c.gaps,
-		       (unsigned long long)c.bad_records, (unsigned long long)c.generation,
+		       (unsigned long long)c.bad_records, (unsigned long long)c.chain_mismatches,
+		       (unsigned long long)c.generation,
 		       (unsigned long long)c.position_seq, (unsigned long long)c.items,
 		       (unsigned long long)c.files, is_healthy ? "healthy" : "NOT HEALTHY");
 	return is_healthy ? 0 : 1;

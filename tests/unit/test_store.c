@@ -761,6 +761,127 @@ static void test_check_bad_block(void **state)
 	store_close(s);
 }
 
+
+/* The history chain: a replica that applies a site's journal block by block
+ * folds to the site's chain at every seq; a store with one entry different
+ * does not; store_check finds the kept chains consistent, and a flipped one. */
+static void test_history_chain(void **state)
+{
+	struct store_opts o = {.journal_block_bytes = 64};
+	struct store *s = NULL, *r = NULL, *x = NULL;
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct entry w[3] = {op(ENTRY_WRITE, "ACC", "F", "a", "1"),
+			     op(ENTRY_WRITE, "ACC", "F", "b", "2"),
+			     op(ENTRY_WRITE, "ACC", "F", "c", "3")};
+	struct entry w2[1] = {op(ENTRY_WRITE, "ACC", "F", "a", "other")};
+	struct store_position ps, pr, px;
+	struct store_check chk;
+	struct us_err err;
+	char rdir[512], xdir[512];
+	uint64_t cs, cr, prev = 0;
+
+	snprintf(rdir, sizeof(rdir), "%s/replica", (const char *)*state);
+	snprintf(xdir, sizeof(xdir), "%s/other", (const char *)*state);
+	assert_int_equal(store_open(&s, *state, &o, &err), 0);
+	assert_int_equal(store_open(&x, xdir, &o, &err), 0);
+	r = open_store(rdir, 0);
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	assert_int_equal(commit1(x, mk, 1, NULL, NULL), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(commit1(s, w, 3, NULL, NULL), 0);
+	assert_int_equal(commit1(x, w2, 1, NULL, NULL), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(commit1(x, w, 3, NULL, NULL), 0);
+	store_get_position(s, &ps);
+	assert_int_equal(ps.seq, 13);
+	/* replicate seq by seq, one commit a frame, through blocks built anew */
+	for (uint64_t seq = 1; seq <= ps.seq;) {
+		struct store_journal_iter *it;
+		struct entry es[4];
+		struct buf raws[4];
+		size_t n = 0;
+		uint64_t got;
+		int rc;
+
+		assert_int_equal(store_journal_iter_new(s, seq, &it, &err), 0);
+		while ((rc = store_journal_iter_next(it, &got, &es[n], NULL, NULL, &err)) == 1) {
+			buf_init(&raws[n]);
+			assert_int_equal(store_journal_get(s, got, &raws[n], &es[n], &err), 0);
+			if (es[n++].is_commit_end)
+				break;
+		}
+		store_journal_iter_free(it);
+		assert_int_equal(store_apply_entries(r, seq, es, n, NULL, 0, false, &err), 0);
+		seq += n;
+		for (size_t i = 0; i < n; i++)
+			buf_release(&raws[i]);
+	}
+	store_get_position(r, &pr);
+	assert_true(ps.chain == pr.chain);
+	assert_true(ps.chain != 0);
+	/* the same at every seq, and a different chain at every one */
+	for (uint64_t next = 1; next <= ps.seq + 1; next++) {
+		assert_int_equal(store_chain_before(s, next, &cs, &err), 0);
+		assert_int_equal(store_chain_before(r, next, &cr, &err), 0);
+		assert_true(cs == cr);
+		assert_true(next == 1 ? cs == 0 : cs != prev);
+		prev = cs;
+	}
+	assert_int_equal(store_chain_before(s, ps.seq + 2, &cs, &err), US_ERANGE);
+	/* another history of the same length and seqs: its chain differs from 2 on */
+	store_get_position(x, &px);
+	assert_int_equal(px.seq, ps.seq + 1);
+	assert_int_equal(store_chain_before(x, 2, &cr, &err), 0);
+	assert_int_equal(store_chain_before(s, 2, &cs, &err), 0);
+	assert_true(cs == cr); /* seq 1 is the same CREATE_FILE at the same time */
+	assert_int_equal(store_chain_before(x, 3, &cr, &err), 0);
+	assert_int_equal(store_chain_before(s, 3, &cs, &err), 0);
+	assert_true(cs != cr);
+	/* the chains kept with the blocks are consistent; trimming keeps them so */
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_int_equal(chk.chain_mismatches, 0);
+	assert_int_equal(store_check(r, &chk, &err), 0);
+	assert_int_equal(chk.chain_mismatches, 0);
+	assert_int_equal(store_journal_trim(s, 6, &err), 0);
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_true(chk.first_seq > 1);
+	assert_int_equal(chk.chain_mismatches, 0);
+	assert_int_equal(store_chain_before(s, ps.seq + 1, &cs, &err), 0);
+	assert_true(cs == ps.chain);
+	assert_int_equal(store_chain_before(s, 1, &cs, &err), 0); /* seq 0: no history */
+	assert_int_equal(store_chain_before(s, 2, &cs, &err), US_ENOTFOUND);
+	store_close(s);
+	store_close(r);
+	store_close(x);
+	/* a position whose chain is not what the journal folds to is found */
+	{
+		char *errptr = NULL;
+		rocksdb_options_t *ro = rocksdb_options_create();
+		rocksdb_t *db = rocksdb_open(ro, rdir, &errptr);
+		rocksdb_readoptions_t *rdo = rocksdb_readoptions_create();
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		size_t len;
+		char *v;
+
+		assert_null(errptr);
+		v = rocksdb_get(db, rdo, "Mpos", 4, &len, &errptr);
+		assert_non_null(v);
+		assert_int_equal(len, 32);
+		v[24] ^= 1;
+		rocksdb_put(db, wo, "Mpos", 4, v, len, &errptr);
+		assert_null(errptr);
+		rocksdb_free(v);
+		rocksdb_writeoptions_destroy(wo);
+		rocksdb_readoptions_destroy(rdo);
+		rocksdb_close(db);
+		rocksdb_options_destroy(ro);
+	}
+	r = open_store(rdir, 0);
+	assert_int_equal(store_check(r, &chk, &err), 0);
+	assert_int_equal(chk.chain_mismatches, 1);
+	store_close(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -775,6 +896,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_bad_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_chain, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

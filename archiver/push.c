@@ -38,6 +38,8 @@ struct push {
 	pthread_mutex_t lock;       /* guards is_finished */
 	bool is_finished;           /* rpc_call_finish done: the call is not touched again */
 	struct ns *ns;              /* set by the Hello (worker thread only) */
+	struct ns *hello_ns;        /* the namespace a Hello named, also when refused:
+				     * where its refusals are counted */
 	char node_id[64];
 	struct stream_frame frame;  /* decode scratch (worker thread only) */
 	struct buf out;             /* pack scratch for the worker's own sends */
@@ -96,23 +98,24 @@ static void send_progress(struct push *p, uint64_t applied, uint64_t durable, st
  * refusal again is logged at DEBUG, not once per retry. */
 static void refuse(struct push *p, const struct us_err *err)
 {
+	struct ns *ns = p->ns ? p->ns : p->hello_ns;
 	bool is_repeat = false;
 	uint64_t n = 1;
 
-	if (p->ns) {
-		pthread_mutex_lock(&p->ns->lock);
-		is_repeat = p->ns->refusals > 0 && p->ns->refusal_code == err->code;
-		if (p->ns->refusals++ == 0)
-			p->ns->refused_since_ms = (int64_t)clock_wall_ms();
-		p->ns->refusal_code = err->code;
-		snprintf(p->ns->refusal, sizeof(p->ns->refusal), "%.*s",
-			 (int)sizeof(p->ns->refusal) - 1, err->msg);
-		n = p->ns->refusals;
-		pthread_mutex_unlock(&p->ns->lock);
+	if (ns) {
+		pthread_mutex_lock(&ns->lock);
+		is_repeat = ns->refusals > 0 && ns->refusal_code == err->code;
+		if (ns->refusals++ == 0)
+			ns->refused_since_ms = (int64_t)clock_wall_ms();
+		ns->refusal_code = err->code;
+		snprintf(ns->refusal, sizeof(ns->refusal), "%.*s", (int)sizeof(ns->refusal) - 1,
+			 err->msg);
+		n = ns->refusals;
+		pthread_mutex_unlock(&ns->lock);
 	}
 	log_event(is_repeat ? LOG_LVL_DEBUG : LOG_LVL_WARN,
 		  "ns=%s event=push_refused node=%s peer=%s code=%d refusals=%llu reason=\"%s\"",
-		  p->ns ? p->ns->name : "-", p->node_id[0] ? p->node_id : "-",
+		  ns ? ns->name : "-", p->node_id[0] ? p->node_id : "-",
 		  rpc_call_peer(p->call), err->code, (unsigned long long)n, err->msg);
 	push_finish(p, err->code, err->msg);
 }
@@ -281,6 +284,17 @@ static int check_hello(const Understudy__V1__Hello *h, struct us_err *err)
 	return 0;
 }
 
+/* The refusal of a site whose history differs from this copy's at seq. */
+static int history_differs(const struct ns *ns, uint64_t seq, struct us_err *err)
+{
+	return err_set(err, US_EPRECOND,
+		       "namespace %s: the site's history differs from this copy's at seq %llu "
+		       "(a site restored from an older copy or rebuilt from another save, or "
+		       "another site): nothing applied; to replace this copy with the site's, "
+		       "run `understudy adopt %s` on the archiver",
+		       ns->name, (unsigned long long)seq, ns->name);
+}
+
 static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_err *err)
 {
 	Understudy__V1__Ack ack;
@@ -307,6 +321,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	}
 	if (rc)
 		return rc;
+	p->hello_ns = ns;
 	pthread_mutex_lock(&ns->apply_lock);
 	/* A store that did not open (at start, after a full copy) is tried
 	 * again at each of its site's connections: space may be back. */
@@ -320,11 +335,24 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 			     "namespace %s: the site is at generation %llu, this archiver at %llu",
 			     ns->name, (unsigned long long)h->generation,
 			     (unsigned long long)pos.generation);
+	else if (store_site_id(ns->store)[0] && strcmp(store_site_id(ns->store), h->node_id) != 0)
+		/* One history a namespace: another site (or this one rebuilt
+		 * with a new data dir) is never merged into this copy. */
+		rc = err_set(err, US_EPRECOND,
+			     "namespace %s holds the history of site node %s; this is node %s "
+			     "(another site with the same namespace, or a site rebuilt from "
+			     "elsewhere): nothing applied; to replace this copy with the new "
+			     "site's, run `understudy adopt %s` on the archiver",
+			     ns->name, store_site_id(ns->store), h->node_id, ns->name);
 	else if (h->last_seq < pos.seq)
 		rc = err_set(err, US_EPRECOND,
 			     "namespace %s: the site's last seq %llu is behind this archiver's %llu "
 			     "(the site lost journal: restore it or rejoin)",
 			     ns->name, (unsigned long long)h->last_seq, (unsigned long long)pos.seq);
+	else if (h->last_seq == pos.seq && h->chain != pos.chain)
+		rc = history_differs(ns, pos.seq, err);
+	else if (!store_site_id(ns->store)[0])
+		rc = store_bind_site(ns->store, h->node_id, err);
 	if (rc) {
 		pthread_mutex_unlock(&ns->apply_lock);
 		return rc;
@@ -347,6 +375,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	w.applied_seq = pos.seq;
 	w.durable_seq = ns->durable_seq;
 	w.node_id = "archiver";
+	w.chain = pos.chain;
 	understudy__v1__ack__init(&ack);
 	ack.body_case = UNDERSTUDY__V1__ACK__BODY_WELCOME;
 	ack.welcome = &w;
@@ -372,6 +401,15 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 	pthread_mutex_lock(&ns->lock);
 	is_attached = ns->push == p;
 	pthread_mutex_unlock(&ns->lock);
+	if (is_attached) {
+		struct store_position pos;
+
+		store_get_position(ns->store, &pos);
+		if (e->first_seq == pos.seq + 1 && e->prev_chain != pos.chain) {
+			pthread_mutex_unlock(&ns->apply_lock);
+			return history_differs(ns, pos.seq, err);
+		}
+	}
 	if (!is_attached)
 		rc = err_set(err, US_EUNAVAIL, "replaced by a newer connection of the same site");
 	else
@@ -444,7 +482,7 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 	if ((rc = store_open(&p->seed, dir, &o, err)))
 		return err_wrap(err, "cannot start a full copy of %s", ns->name);
 	p->seed_pos = (struct store_position){.generation = b->generation, .seq = b->seq,
-					      .time_ms = b->time_ms};
+					      .time_ms = b->time_ms, .chain = b->chain};
 	p->seed_entries = 0;
 	p->seed_next_chunk = 1;
 	log_info("ns=%s event=seed_begin node=%s seq=%llu", ns->name, p->node_id,

@@ -123,6 +123,7 @@ static int send_hello(struct link *l, struct rpc_bidi *b, struct buf *tmp, struc
 	h.first_seq = first;
 	h.protocol = PROTOCOL_VERSION;
 	h.heartbeat_ms = (uint32_t)l->heartbeat_ms;
+	h.chain = pos.chain;
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_HELLO;
 	f.hello = &h;
@@ -150,6 +151,7 @@ static int send_heartbeat(struct link *l, struct rpc_bidi *b, struct buf *tmp,
 struct session {
 	struct rpc_bidi *b;
 	uint64_t next_seq;           /* first seq not yet sent */
+	uint64_t chain;              /* the history chain before next_seq */
 	struct inflight win[US_STREAM_WINDOW_FRAMES];
 	size_t win_head, win_n;      /* ring of frames sent, not yet durable */
 	size_t win_bytes;
@@ -240,12 +242,17 @@ static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
 				       (unsigned long long)ss->next_seq);
 		return 0;
 	}
+	uint64_t chain = ss->chain;
+
+	if ((rc = entry_block_chain(ss->scratch.p, ss->scratch.len, UINT64_MAX, &chain, err)))
+		return rc;
 	understudy__v1__entries__init(&e);
 	e.first_seq = first;
 	e.count = count;
 	e.raw_len = raw_len;
 	e.block.data = ss->block.p;
 	e.block.len = ss->block.len;
+	e.prev_chain = ss->chain;
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_ENTRIES;
 	f.entries = &e;
@@ -256,6 +263,7 @@ static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
 	ss->win_n++;
 	ss->win_bytes += ss->msg.len;
 	ss->next_seq = first + count;
+	ss->chain = chain;
 	*is_sent = true;
 	return 0;
 }
@@ -337,6 +345,7 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 	sb.seq = pos.seq;
 	sb.generation = pos.generation;
 	sb.time_ms = pos.time_ms;
+	sb.chain = pos.chain;
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN;
 	f.seed_begin = &sb;
@@ -388,11 +397,40 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 	    (rc = wait_sent(l, ss, err)))
 		goto out_it;
 	ss->next_seq = pos.seq + 1;
+	ss->chain = pos.chain;
 	log_info("ns=%s event=seed_sent archiver=%s seq=%llu entries=%llu", l->ns, l->addr,
 		 (unsigned long long)pos.seq, (unsigned long long)entries);
 out_it:
 	store_seed_iter_free(it);
 	return rc;
+}
+
+/* The archiver's copy must hold this site's history up to where it stands:
+ * compares the Welcome's chain with this store's at that seq, and keeps it
+ * as the chain before the first frame. A seq no longer retained here cannot
+ * be compared: a full copy follows then, which replaces that copy. */
+static int check_history(struct link *l, struct session *ss, const Understudy__V1__Welcome *w,
+			 struct us_err *err)
+{
+	uint64_t mine;
+	int rc = store_chain_before(l->store, w->applied_seq + 1, &mine, err);
+
+	if (rc == US_ENOTFOUND) {
+		ss->chain = 0;
+		err_clear(err);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (mine != w->chain)
+		return err_set(err, US_EPRECOND,
+			       "archiver %s holds another history of namespace %s at seq %llu "
+			       "(this data dir restored from elsewhere, or the archiver's copy is "
+			       "another site's): not streaming to it; `understudy adopt %s` on the "
+			       "archiver replaces its copy with this site's",
+			       l->addr, l->ns, (unsigned long long)w->applied_seq, l->ns);
+	ss->chain = mine;
+	return 0;
 }
 
 /* Waits for the Welcome; fills ss->next_seq. */
@@ -447,6 +485,8 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 				     "archiver %s has applied up to seq %llu, beyond this site's %llu",
 				     l->addr, (unsigned long long)a->welcome->applied_seq,
 				     (unsigned long long)pos.seq);
+		if (rc == 0)
+			rc = check_history(l, ss, a->welcome, err);
 		if (rc == 0) {
 			ss->next_seq = a->welcome->applied_seq + 1;
 			pthread_mutex_lock(&l->lock);

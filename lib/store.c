@@ -48,6 +48,7 @@
 #define KEY_POS "Mpos"
 #define KEY_GEN "Mgen"
 #define KEY_NODE "Mnode"
+#define KEY_SITE "Msite"
 
 /* One catalog row: an account (file_len 0) or a file. */
 struct cat_row {
@@ -99,6 +100,10 @@ struct store {
 	atomic_bool is_failed;
 	struct store *next_failed;            /* on failed_stores, once closed */
 	char node_id[33];                     /* 'M' "node", read at open */
+	/* 'M' "site": the node id of the site whose history this replica holds
+	 * ("" before the first); read at open, written by store_bind_site (one
+	 * writer: the caller serializes, as it does applies). */
+	char site_id[US_NODE_ID_MAX_LEN + 1];
 
 	pthread_mutex_t pos_lock;             /* guards pos: written by the writer, read by all */
 	struct store_position pos;
@@ -164,6 +169,13 @@ static int take_write_err(struct store *s, char **errptr, struct us_err *err, co
 	if (rc)
 		atomic_store(&s->is_failed, true);
 	return rc;
+}
+
+/* Before a write that will be acknowledged (disk.h): the directory is still
+ * there and writable and, when is_space, the reserve is free. */
+static int check_disk(struct store *s, bool is_space, struct us_err *err)
+{
+	return disk_check(s->dir, &s->dir_id, is_space ? s->reserve : NULL, err);
 }
 
 /* Whether the store takes writes at all. */
@@ -539,6 +551,47 @@ const char *store_node_id(const struct store *s)
 	return s->node_id;
 }
 
+static int load_site_id(struct store *s, struct us_err *err)
+{
+	char *errptr = NULL;
+	size_t len;
+	char *v;
+	int rc;
+
+	v = rocksdb_get(s->db, s->read_opts, KEY_SITE, strlen(KEY_SITE), &len, &errptr);
+	if ((rc = take_rocks_err(&errptr, err, "cannot read the site id")))
+		return rc;
+	s->site_id[0] = '\0';
+	if (v && len > 0 && len <= US_NODE_ID_MAX_LEN) {
+		memcpy(s->site_id, v, len);
+		s->site_id[len] = '\0';
+	}
+	rocksdb_free(v);
+	return 0;
+}
+
+const char *store_site_id(const struct store *s)
+{
+	return s->site_id;
+}
+
+int store_bind_site(struct store *s, const char *node_id, struct us_err *err)
+{
+	size_t len = strlen(node_id);
+	char *errptr = NULL;
+	int rc;
+
+	if (len == 0 || len > US_NODE_ID_MAX_LEN)
+		return err_set(err, US_EINVAL, "bad site node id of %zu bytes", len);
+	if ((rc = check_writable(s, err)) || (rc = check_disk(s, true, err)))
+		return rc;
+	rocksdb_put(s->db, s->write_opts, KEY_SITE, strlen(KEY_SITE), node_id, len, &errptr);
+	if ((rc = take_write_err(s, &errptr, err, "cannot bind the store to its site")))
+		return rc;
+	memcpy(s->site_id, node_id, len + 1);
+	return 0;
+}
+
 /* struct store_cache is a rocksdb_cache_t under another name. */
 struct store_cache *store_cache_new(size_t bytes)
 {
@@ -630,7 +683,7 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	}
 	if ((rc = load_meta(s, dir, err)))
 		goto out_free;
-	if ((rc = load_node_id(s, err)))
+	if ((rc = load_node_id(s, err)) || (rc = load_site_id(s, err)))
 		goto out_free;
 	if ((rc = catalog_load(s, err)))
 		goto out_free;
@@ -687,13 +740,6 @@ void store_get_position(struct store *s, struct store_position *pos)
 	pthread_mutex_lock(&s->pos_lock);
 	*pos = s->pos;
 	pthread_mutex_unlock(&s->pos_lock);
-}
-
-/* Before a write that will be acknowledged (disk.h): the directory is still
- * there and writable and, when is_space, the reserve is free. */
-static int check_disk(struct store *s, bool is_space, struct us_err *err)
-{
-	return disk_check(s->dir, &s->dir_id, is_space ? s->reserve : NULL, err);
 }
 
 /* ---- commit ---- */

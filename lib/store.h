@@ -191,6 +191,12 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 /* The store's node id: 32 hex digits, made at creation, stable for its life. */
 const char *store_node_id(const struct store *s);
 
+/* A replica's site: the node id of the site whose history it holds, "" until
+ * bound. store_bind_site writes it (synced); a namespace has one history, so
+ * the archiver binds at the first Hello and refuses any other node. */
+const char *store_site_id(const struct store *s);
+int store_bind_site(struct store *s, const char *node_id, struct us_err *err);
+
 /* Integrity check for tools and tests: walks the whole journal and checks that
  * it is contiguous, ends at the position's seq, that every record decodes and
  * that every commit ends with an END entry. */

@@ -133,6 +133,13 @@ def block(first_seq, entries, count=None):
     return bytes(body) + struct.pack("<I", xxhash.xxh32(bytes(body), seed=0).intdigest())
 
 
+def fold_chain(chain, entries):
+    """The history chain (docs/entry-format.md) after these entries."""
+    for e in entries:
+        chain = xxhash.xxh64(e[1:], seed=(chain + (e[0] & 0x7F)) & (2 ** 64 - 1)).intdigest()
+    return chain
+
+
 def lz4_raw(data):
     return lz4.block.compress(data, store_size=False)
 
@@ -186,6 +193,7 @@ class PushRefusalTest(SystemTest):
         self.calls = []
         self.time_ms = int(time.time() * 1000)
         self.next_item = 0
+        self.chain = 0  # the history chain of what the archiver holds of NS
 
     def tearDown(self):
         for c in self.calls:
@@ -196,15 +204,17 @@ class PushRefusalTest(SystemTest):
 
     # ---- frames
 
-    def hello(self, ns=NS, generation=1, last_seq=None, protocol=1, node_id="py-site"):
+    def hello(self, ns=NS, generation=1, last_seq=None, protocol=1, node_id="py-site",
+              chain=None):
         if last_seq is None:
             last_seq = self.applied(ns)
         return self.proto.Frame(hello=self.proto.Hello(
             namespace=ns, node_id=node_id, generation=generation, last_seq=last_seq,
-            first_seq=1 if last_seq else 0, protocol=protocol))
+            first_seq=1 if last_seq else 0, protocol=protocol,
+            chain=self.chain if chain is None else chain))
 
     def entries(self, first_seq, entries, count=None, raw_len=None, block_first_seq=None,
-                block_count=None, raw=None, compressed=None):
+                block_count=None, raw=None, compressed=None, prev_chain=None):
         """An Entries frame of these entry bytes at first_seq; each keyword
         overrides one field or one step, to break it."""
         if raw is None:
@@ -213,7 +223,8 @@ class PushRefusalTest(SystemTest):
         return self.proto.Frame(entries=self.proto.Entries(
             first_seq=first_seq, count=len(entries) if count is None else count,
             raw_len=len(raw) if raw_len is None else raw_len,
-            block=lz4_raw(raw) if compressed is None else compressed))
+            block=lz4_raw(raw) if compressed is None else compressed,
+            prev_chain=self.chain if prev_chain is None else prev_chain))
 
     def new_time(self):
         self.time_ms += 1
@@ -256,6 +267,7 @@ class PushRefusalTest(SystemTest):
         self.assertEqual(ack.welcome.generation, 1)
         self.assertEqual(ack.welcome.applied_seq, applied)
         self.assertLessEqual(ack.welcome.durable_seq, applied)
+        self.assertEqual(ack.welcome.chain, self.chain, "the Welcome's history chain")
         return ack.welcome
 
     def wait_durable(self, call, seq):
@@ -285,6 +297,7 @@ class PushRefusalTest(SystemTest):
         for commits in frames_of_commits:
             ents = [e for c in commits for e in c]
             call.send(self.entries(seq, ents))
+            self.chain = fold_chain(self.chain, ents)
             seq += len(ents)
         self.wait_durable(call, seq - 1)
         call.close()
@@ -462,6 +475,31 @@ class PushRefusalTest(SystemTest):
                            "exists" if os.path.exists(store_dir) else "absent"))
         self.push_one_item()
 
+    def test_one_history(self):
+        """A namespace has one history (Guarantee 9): the archiver binds it to
+        the first site's node id; another node, a Hello whose chain differs
+        at the same seq, or a frame whose chain before it differs, are
+        refused FAILED_PRECONDITION and change nothing."""
+        self.push_valid([[commit(create_file("ACC", "CUST"), time_ms=self.new_time()),
+                          commit(write("ACC", "CUST", b"k", b"v"), time_ms=self.new_time())]])
+        P = grpc.StatusCode
+        applied = self.applied()
+        msg = self.refused([self.hello(node_id="other-site", last_seq=applied + 5)],
+                           P.FAILED_PRECONDITION, ["py-site", "other-site", "adopt"],
+                           hello=False, case="another site's node id")
+        self.assertIn("nothing applied", msg)
+        self.refused([self.hello(chain=self.chain ^ 1)], P.FAILED_PRECONDITION,
+                     ["history differs", "seq %d" % self.applied(), "adopt"], hello=False,
+                     case="same seq, another chain")
+        s = self.applied() + 1
+        ents = commit(write("ACC", "CUST", b"k", b"other"), time_ms=self.new_time())
+        self.refused([self.entries(s, ents, prev_chain=self.chain ^ 1)], P.FAILED_PRECONDITION,
+                     ["history differs", "seq %d" % (s - 1)],
+                     case="a frame after another history")
+        # each refusal was counted, and the good push after it cleared the count
+        st = self.ns_status()
+        self.assertEqual((st.refusals, st.refusal), (0, ""))
+
     def test_entries_refusals(self):
         self.push_valid([[commit(create_file("ACC", "CUST"), time_ms=self.new_time()),
                           commit(write("ACC", "CUST", b"k", b"v"),
@@ -486,10 +524,11 @@ class PushRefusalTest(SystemTest):
         call = self.open_push()
         call.send(self.hello(last_seq=applied + 1))
         self.expect_welcome(call, applied)
-        again = self.entries(applied + 1, commit(write("ACC", "CUST", b"once", b"1"),
-                                                 time_ms=self.new_time()))
+        once = commit(write("ACC", "CUST", b"once", b"1"), time_ms=self.new_time())
+        again = self.entries(applied + 1, once)
         call.send(again)
         self.wait_durable(call, applied + 1)
+        self.chain = fold_chain(self.chain, once)
         before = self.state()
         call.send(again)
         with self.assertRaises(grpc.RpcError) as cm:

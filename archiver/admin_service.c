@@ -1,10 +1,12 @@
-/* admin_service.c - the archiver's Admin service: Status. */
+/* admin_service.c - the archiver's Admin service: Status, Adopt. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "archiver.h"
 #include "clock.h"
+#include "log.h"
 #include "understudy.pb-c.h"
+#include "wire.h"
 
 static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
@@ -94,10 +96,53 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	free(refusals);
 }
 
+static void on_adopt(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct archiver *a = arg;
+	Understudy__V1__AdoptRequest *in;
+	Understudy__V1__AdoptResponse out;
+	struct archiver_adopted adopted;
+	struct us_err err;
+	struct ns *ns;
+	uint8_t *bytes;
+	size_t len;
+
+	in = (Understudy__V1__AdoptRequest *)wire_unpack(&understudy__v1__adopt_request__descriptor,
+							 req, req_len, &err);
+	if (!in) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	if (archiver_get_ns(a, in->namespace_, false, &ns, &err) ||
+	    archiver_adopt(a, ns, &adopted, &err)) {
+		understudy__v1__adopt_request__free_unpacked(in, NULL);
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	understudy__v1__adopt_request__free_unpacked(in, NULL);
+	log_info("ns=%s event=adopted previous_site=%s previous_seq=%llu kept_in=%s", ns->name,
+		 adopted.previous_site[0] ? adopted.previous_site : "-",
+		 (unsigned long long)adopted.previous_seq, adopted.kept_in);
+	understudy__v1__adopt_response__init(&out);
+	out.previous_site = adopted.previous_site;
+	out.previous_seq = adopted.previous_seq;
+	out.kept_in = adopted.kept_in;
+	len = understudy__v1__adopt_response__get_packed_size(&out);
+	bytes = malloc(len ? len : 1);
+	if (!bytes) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		return;
+	}
+	understudy__v1__adopt_response__pack(&out, bytes);
+	rpc_call_finish(call, 0, NULL, bytes, len);
+	free(bytes);
+}
+
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max)
 {
-	if (max < 1)
+	if (max < 2)
 		return 0;
 	out[0] = (struct rpc_method){"/understudy.v1.Admin/Status", on_status, a};
-	return 1;
+	out[1] = (struct rpc_method){"/understudy.v1.Admin/Adopt", on_adopt, a};
+	return 2;
 }

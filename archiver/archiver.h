@@ -61,7 +61,7 @@ struct ns {
 	 * the repeats are DEBUG, and the next applied frame logs one INFO. */
 	uint64_t refusals;
 	int refusal_code;
-	char refusal[256];          /* the last refusal's message */
+	char refusal[US_ERR_MSG_MAX]; /* the last refusal's message */
 	int64_t refused_since_ms;
 };
 
@@ -100,6 +100,18 @@ void archiver_ns_dir(const struct archiver *a, const char *name, const char *pre
 /* Replaces ns's store with the complete copy in its ".ready-" directory.
  * Caller holds ns->apply_lock; waits for readers to finish. */
 int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err);
+/* Adopt: ns's copy (bound to a site that no longer is) is moved aside, kept
+ * on disk and no longer served; a fresh, unbound store takes its place, and
+ * the next site to connect is bound to it. The attached push is ended. */
+struct archiver_adopted {
+	char previous_site[US_NODE_ID_MAX_LEN + 1];
+	uint64_t previous_seq;
+	char kept_in[1200];
+};
+int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *out,
+		   struct us_err *err);
+/* Ends ns's attached push, if any, with UNAVAILABLE and why (push.c). */
+void archiver_end_ns_push(struct ns *ns, const char *why);
 /* Removes a directory tree (a copy that was abandoned or replaced). */
 int archiver_rmtree(const char *dir);
 

@@ -194,17 +194,21 @@ static void fsync_dir(const struct archiver *a)
 	}
 }
 
-int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
+/* Replaces ns's store: waits (bounded) for its readers, closes it, moves its
+ * directory to aside, puts ready in its place (NULL: a fresh store is made
+ * there) and opens the result. Caller holds ns->apply_lock. On failure the
+ * old store is put back when it can be; with no store at all the namespace
+ * stays unavailable until it opens again (archiver_ns_reopen). */
+static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
+			 struct us_err *err)
 {
 	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache,
 				.reserve = &a->cfg.reserve};
-	char dir[1200], ready[1200], old[1200];
+	char dir[1200];
 	struct store_position pos;
 	int rc = 0;
 
 	archiver_ns_dir(a, ns->name, "", dir, sizeof(dir));
-	archiver_ns_dir(a, ns->name, ".ready-", ready, sizeof(ready));
-	archiver_ns_dir(a, ns->name, ".old-", old, sizeof(old));
 	pthread_mutex_lock(&ns->lock);
 	ns->is_swapping = true;
 	/* Readers (a Scan streaming to a slow client, say) get a bounded wait: a
@@ -221,36 +225,75 @@ int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 	if (ns->readers) {
 		ns->is_swapping = false;
 		pthread_mutex_unlock(&ns->lock);
-		archiver_rmtree(ready);
-		return err_set(err, US_EUNAVAIL,
-			       "namespace %s: reads still open after %d ms; the full copy will be "
-			       "sent again",
+		return err_set(err, US_EUNAVAIL, "namespace %s: reads still open after %d ms",
 			       ns->name, SWAP_READERS_WAIT_MS);
 	}
 	store_close(ns->store);
 	ns->store = NULL;
-	archiver_rmtree(old);
-	if (rename(dir, old) != 0 || rename(ready, dir) != 0) {
-		rc = err_set(err, US_EIO, "cannot swap in the full copy of %s: %s", ns->name,
+	archiver_rmtree(aside);
+	if (rename(dir, aside) != 0 || (ready && rename(ready, dir) != 0)) {
+		rc = err_set(err, US_EIO, "cannot replace the store of %s: %s", ns->name,
 			     strerror(errno));
 		if (access(dir, F_OK) != 0)
-			rename(old, dir); /* put the old store back */
-		archiver_rmtree(ready); /* never swapped in later by recover_copies */
+			rename(aside, dir); /* put the old store back */
 	}
 	fsync_dir(a); /* the renames are part of what the site is told is durable */
 	if (store_open(&ns->store, dir, &o, rc ? NULL : err) != 0 && rc == 0)
-		rc = err_wrap(err, "namespace %s after a full copy", ns->name);
+		rc = err_wrap(err, "namespace %s after replacing its store", ns->name);
 	if (ns->store) {
 		store_get_position(ns->store, &pos);
-		ns->durable_seq = pos.seq; /* the copy was synced before the swap */
+		ns->durable_seq = pos.seq; /* a copy was synced before the swap */
 		ns->is_swapping = false;
 	}
-	/* With no store the namespace stays unavailable (is_swapping kept): reads
-	 * and pushes are refused UNAVAILABLE until the archiver is restarted. */
 	pthread_cond_broadcast(&ns->readers_cond);
 	pthread_mutex_unlock(&ns->lock);
-	if (rc == 0)
-		archiver_rmtree(old);
+	return rc;
+}
+
+int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
+{
+	char ready[1200], old[1200];
+	int rc;
+
+	archiver_ns_dir(a, ns->name, ".ready-", ready, sizeof(ready));
+	archiver_ns_dir(a, ns->name, ".old-", old, sizeof(old));
+	if ((rc = replace_store(a, ns, ready, old, err))) {
+		archiver_rmtree(ready); /* never swapped in later by recover_copies */
+		return err_wrap(err, "the full copy will be sent again");
+	}
+	archiver_rmtree(old);
+	return 0;
+}
+
+int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *out,
+		   struct us_err *err)
+{
+	struct store_position pos;
+	char prefix[64];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&ns->apply_lock);
+	if (!ns->store) {
+		pthread_mutex_unlock(&ns->apply_lock);
+		return err_set(err, US_EUNAVAIL, "namespace %s is unavailable", ns->name);
+	}
+	archiver_end_ns_push(ns, "the namespace was adopted by a new site: connect again");
+	store_get_position(ns->store, &pos);
+	snprintf(out->previous_site, sizeof(out->previous_site), "%s", store_site_id(ns->store));
+	out->previous_seq = pos.seq;
+	snprintf(prefix, sizeof(prefix), ".adopted-%llu-", (unsigned long long)clock_wall_ms());
+	archiver_ns_dir(a, ns->name, prefix, out->kept_in, sizeof(out->kept_in));
+	rc = replace_store(a, ns, NULL, out->kept_in, err);
+	if (rc == 0) {
+		pthread_mutex_lock(&ns->lock);
+		ns->master_seq = 0;
+		ns->behind_since_ms = 0;
+		ns->refusals = 0;
+		ns->refusal[0] = '\0';
+		pthread_mutex_unlock(&ns->lock);
+	}
+	pthread_mutex_unlock(&ns->apply_lock);
 	return rc;
 }
 

@@ -339,10 +339,9 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 		/* One history a namespace: another site (or this one rebuilt
 		 * with a new data dir) is never merged into this copy. */
 		rc = err_set(err, US_EPRECOND,
-			     "namespace %s holds the history of site node %s; this is node %s "
-			     "(another site with the same namespace, or a site rebuilt from "
-			     "elsewhere): nothing applied; to replace this copy with the new "
-			     "site's, run `understudy adopt %s` on the archiver",
+			     "namespace %s holds the history of site node %s, not of node %s "
+			     "(another site with this namespace, or one rebuilt elsewhere): "
+			     "nothing applied; `understudy adopt %s` on the archiver accepts it",
 			     ns->name, store_site_id(ns->store), h->node_id, ns->name);
 	else if (h->last_seq < pos.seq)
 		rc = err_set(err, US_EPRECOND,
@@ -675,6 +674,19 @@ static void push_end(struct rpc_call *call, void *ctx, bool is_cancelled)
 	buf_release(&p->out);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+void archiver_end_ns_push(struct ns *ns, const char *why)
+{
+	pthread_mutex_lock(&ns->lock);
+	if (ns->push) {
+		push_finish(ns->push, US_EUNAVAIL, why);
+		/* detached now: a frame of it still in flight is refused as
+		 * replaced, never applied (its on_end finds itself detached) */
+		ns->push = NULL;
+		ns->is_connected = false;
+	}
+	pthread_mutex_unlock(&ns->lock);
 }
 
 void archiver_end_pushes(struct archiver *a)

@@ -157,7 +157,7 @@ typedef struct us_ns_status {
 	int is_connected;
 	int64_t heartbeat_age_ms; /* -1: never */
 	uint64_t refusals;        /* pushes refused since the last applied frame */
-	char refusal[256];        /* the last refusal's message; "" when none */
+	char refusal[US_ERR_MSG_MAX]; /* the last refusal's message; "" when none */
 } us_ns_status_t;
 
 typedef struct us_status {
@@ -179,6 +179,16 @@ typedef struct us_status {
 /* *st is new; free with us_status_free. */
 int us_status(us_client_t *c, us_status_t **st, us_err_t *err);
 void us_status_free(us_status_t *st);
+
+/* Admin.Adopt on an archiver: ns's copy, bound to a site that is no more, is
+ * put aside (kept in kept_in) and the next site to connect starts a new copy. */
+typedef struct us_adopted {
+	char previous_site[64];   /* the node id the old copy was bound to; "" none */
+	uint64_t previous_seq;
+	char kept_in[1200];
+} us_adopted_t;
+
+int us_adopt(us_client_t *c, const char *ns, us_adopted_t *out, us_err_t *err);
 
 #ifdef __cplusplus
 }

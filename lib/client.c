@@ -302,6 +302,31 @@ int us_list_files(us_client_t *c, const char *ns, const char *account, us_file_i
 	return 0;
 }
 
+int us_adopt(us_client_t *c, const char *ns, us_adopted_t *out, us_err_t *err)
+{
+	Understudy__V1__AdoptRequest req;
+	Understudy__V1__AdoptResponse *ans;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	understudy__v1__adopt_request__init(&req);
+	req.namespace_ = (char *)ns;
+	rc = call_unary(c, "/understudy.v1.Admin/Adopt", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	ans = understudy__v1__adopt_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!ans)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to Adopt from %s", c->addr);
+	memset(out, 0, sizeof(*out));
+	snprintf(out->previous_site, sizeof(out->previous_site), "%s", ans->previous_site);
+	out->previous_seq = ans->previous_seq;
+	snprintf(out->kept_in, sizeof(out->kept_in), "%s", ans->kept_in);
+	understudy__v1__adopt_response__free_unpacked(ans, NULL);
+	return 0;
+}
+
 int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 {
 	Understudy__V1__StatusRequest req;

@@ -546,6 +546,27 @@ out:
 	return rc;
 }
 
+static int cmd_adopt(struct cli *cli)
+{
+	us_adopted_t ad;
+	us_err_t err;
+
+	if (us_adopt(cli->client, cli->args[0], &ad, &err))
+		return fail_err(&err);
+	if (cli->is_json) {
+		json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "namespace", cli->args[0],
+				      "previous_site", ad.previous_site, "previous_seq",
+				      (json_int_t)ad.previous_seq, "kept_in", ad.kept_in);
+
+		return print_json(o);
+	}
+	printf("adopted %s: the next site to connect starts a new copy; the old one (site %s, "
+	       "seq %llu) is kept in %s\n",
+	       cli->args[0], ad.previous_site[0] ? ad.previous_site : "none",
+	       (unsigned long long)ad.previous_seq, ad.kept_in);
+	return 0;
+}
+
 /* ---- table and main ---- */
 
 static const struct command commands[] = {
@@ -576,6 +597,10 @@ static const struct command commands[] = {
 	 "bulk commit, one id<TAB>body a line, escapes \\xNN \\\\ \\t \\n \\r, in batches of N "
 	 "(1000)",
 	 cmd_load},
+	{"adopt", 1, 1, "adopt NS",
+	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
+	 "differs; the old copy is kept aside, the next site to connect starts a new one",
+	 cmd_adopt},
 };
 
 static const struct command *find_command(const char *name)

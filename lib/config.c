@@ -4,7 +4,8 @@
  * inih splits lines into key and value and strips comments; this module owns
  * everything else. Debian's libinih is built without INI_HANDLER_LINENO, so the
  * handler is not told the line: config_load feeds inih through its own reader
- * (ini_parse_stream), which hands out exactly one physical line per call and
+ * (ini_parse_stream) on a FILE (config_load_buffer's is an fmemopen stream on
+ * the caller's bytes), which hands out exactly one physical line per call and
  * counts them. inih calls the handler for a line before it asks for the next,
  * so the reader's count is the handler's line.
  *
@@ -657,14 +658,10 @@ static int handle_key(void *user, const char *section, const char *name, const c
 	return 1;
 }
 
-int config_load(const struct config_schema *schema, void *target, const char *path,
-		struct us_err *err)
+/* Every top-level key of schema to its default. */
+static int load_defaults(const struct config_schema *schema, void *target, struct us_err *err)
 {
-	struct load_ctx c = {
-		.schema = schema, .target = target, .path = path, .err = err,
-	};
-	size_t max_section_keys = 1;
-	int rc, ini_rc;
+	int rc;
 
 	rc = apply_defaults(schema->keys, schema->n_keys, target, err);
 	if (rc == US_ENOMEM)
@@ -675,8 +672,21 @@ int config_load(const struct config_schema *schema, void *target, const char *pa
 			err->code = US_ECONFIG;
 		return US_ECONFIG;
 	}
-	if (!path)
-		return 0;
+	return 0;
+}
+
+/* Parses the text of f, called name in messages, into target (its defaults
+ * already applied). The one parser of both config_load and config_load_buffer;
+ * the caller opens and closes f. */
+static int load_stream(const struct config_schema *schema, void *target, const char *name,
+		       FILE *f, struct us_err *err)
+{
+	struct load_ctx c = {
+		.schema = schema, .target = target, .path = name, .f = f, .err = err,
+	};
+	size_t max_section_keys = 1;
+	int rc, ini_rc;
+
 	rc = pthread_once(&inih_once, tune_inih);
 	if (rc)
 		return err_set(err, US_EIO, "cannot set up the config parser: %s", strerror(rc));
@@ -687,12 +697,7 @@ int config_load(const struct config_schema *schema, void *target, const char *pa
 	c.top_seen = calloc(schema->n_keys ? schema->n_keys : 1, sizeof(int));
 	c.section_seen = calloc(max_section_keys, sizeof(int));
 	if (!c.top_seen || !c.section_seen) {
-		rc = err_set(err, US_ENOMEM, "cannot read config %s: out of memory", path);
-		goto out_free;
-	}
-	c.f = fopen(path, "r");
-	if (!c.f) {
-		rc = err_set(err, US_ECONFIG, "cannot read config %s: %s", path, strerror(errno));
+		rc = err_set(err, US_ENOMEM, "cannot read config %s: out of memory", name);
 		goto out_free;
 	}
 	ini_rc = ini_parse_stream(read_line, &c, handle_key, &c);
@@ -708,12 +713,50 @@ int config_load(const struct config_schema *schema, void *target, const char *pa
 		fail(&c, US_ECONFIG, c.lineno, "cannot parse (inih error %d)", ini_rc);
 	}
 	rc = c.rc;
-	if (fclose(c.f) != 0 && !rc)
-		rc = err_set(err, US_ECONFIG, "cannot read config %s: %s", path, strerror(errno));
 
 out_free:
 	free(c.top_seen);
 	free(c.section_seen);
+	return rc;
+}
+
+int config_load(const struct config_schema *schema, void *target, const char *path,
+		struct us_err *err)
+{
+	FILE *f;
+	int rc;
+
+	if ((rc = load_defaults(schema, target, err)))
+		return rc;
+	if (!path)
+		return 0;
+	f = fopen(path, "r");
+	if (!f)
+		return err_set(err, US_ECONFIG, "cannot read config %s: %s", path, strerror(errno));
+	rc = load_stream(schema, target, path, f, err);
+	if (fclose(f) != 0 && !rc)
+		rc = err_set(err, US_ECONFIG, "cannot read config %s: %s", path, strerror(errno));
+	return rc;
+}
+
+int config_load_buffer(const struct config_schema *schema, void *target, const char *name,
+		       const void *p, size_t len, struct us_err *err)
+{
+	static const char empty[1];
+	FILE *f;
+	int rc;
+
+	if ((rc = load_defaults(schema, target, err)))
+		return rc;
+	/* A read-only stream on the caller's bytes: fmemopen takes a non-const
+	 * pointer for its write modes, "r" never writes through it. */
+	f = fmemopen((void *)(len ? p : empty), len, "r");
+	if (!f)
+		return err_set(err, errno == ENOMEM ? US_ENOMEM : US_EIO,
+			       "cannot read config %s: %s", name, strerror(errno));
+	rc = load_stream(schema, target, name, f, err);
+	if (fclose(f) != 0 && !rc)
+		rc = err_set(err, US_ECONFIG, "cannot read config %s: %s", name, strerror(errno));
 	return rc;
 }
 

@@ -90,6 +90,13 @@ struct config_schema {
 int config_load(const struct config_schema *schema, void *target, const char *path,
 		struct us_err *err);
 
+/* The same from len bytes of text at p (borrowed for the call) instead of a
+ * file: what the file would hold, NUL bytes and all; name stands for the
+ * file's path in messages ("NAME:LINE: ..."). One parser serves both. Returns
+ * as config_load (US_EIO if no stream can be opened on the bytes). */
+int config_load_buffer(const struct config_schema *schema, void *target, const char *name,
+		       const void *p, size_t len, struct us_err *err);
+
 /* Frees what config_load allocated in target's top-level keys (CFG_LIST) and
  * empties those lists; NULL schema or target is a no-op. A CFG_LIST key of a
  * section is the owner of the entity's to free (each v[i], then v). */

@@ -492,6 +492,47 @@ static void test_bools_and_lists(void **state)
 	config_release(&schema, &c);
 }
 
+/* config_load_buffer: the file's parser on bytes in memory, NUL bytes
+ * included, with the caller's name in messages. */
+static void test_load_buffer(void **state)
+{
+	static const char text[] = "threads = 7\ncommit = sync\npeer = a, b\n"
+				   "[namespace alpha]\nquota = 1GiB\n";
+	static const char with_nul[] = "threads = 7\ntls = o\0n\n";
+	struct us_err err;
+	struct conf c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(config_load_buffer(&schema, &c, "mem", text, strlen(text), &err), 0);
+	assert_true(c.threads == 7);
+	assert_int_equal(c.commit, COMMIT_SYNC);
+	assert_int_equal(c.peers.n, 2);
+	assert_string_equal(c.peers.v[1], "b");
+	assert_int_equal(c.n_ns, 1);
+	assert_true(c.ns[0].quota_bytes == 1ull << 30);
+	config_release(&schema, &c);
+
+	/* nothing at all: the defaults, as with no file */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(config_load_buffer(&schema, &c, "mem", NULL, 0, &err), 0);
+	assert_true(c.threads == 2);
+	assert_int_equal(c.archivers.n, 1);
+	config_release(&schema, &c);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(config_load_buffer(&schema, &c, "mem", "threads = 65\n", 13, &err),
+			 US_ECONFIG);
+	assert_string_equal(err.msg, "mem:1: value for threads out of range: 65 (want 1..64)");
+	config_release(&schema, &c);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(config_load_buffer(&schema, &c, "mem", with_nul, sizeof(with_nul) - 1,
+					    &err), US_ECONFIG);
+	assert_string_equal(err.msg, "mem:2: NUL byte in line");
+	config_release(&schema, &c);
+}
+
 static void test_help(void **state)
 {
 	char *text = NULL;
@@ -524,6 +565,7 @@ int main(void)
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_bools_and_lists),
+		cmocka_unit_test(test_load_buffer),
 		cmocka_unit_test(test_help),
 	};
 

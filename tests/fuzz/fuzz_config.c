@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "fuzz.h"
+#include "disk.h"
 #include "names.h"
 
 #define NAME "fuzz.ini"
@@ -56,6 +57,7 @@ struct fz_conf {
 	uint64_t journal_max;
 	int sync_fallback;
 	uint64_t block_cache_bytes;
+	char disk_reserve[64];
 	struct fz_ns *nss;
 	size_t n_nss;
 	struct fz_site *sites;
@@ -65,6 +67,18 @@ struct fz_conf {
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const commit_modes[] = {"async", "sync", NULL};
 static const char *const fallbacks[] = {"block", "async", NULL};
+
+static int check_disk_reserve(const char *v, struct us_err *err)
+{
+	struct disk_reserve r;
+	int rc = disk_parse_reserve(v, &r, err);
+
+	if (rc == 0) {
+		FUZZ_CHECK(!r.has_pct || r.pct <= 100);
+		(void)disk_reserve_bytes(&r, UINT64_MAX);
+	}
+	return rc;
+}
 
 static int check_ns_value(const char *v, struct us_err *err)
 {
@@ -97,6 +111,8 @@ static const struct config_key conf_keys[] = {
 	{"sync_fallback", CFG_ENUM, F(sync_fallback), 0, "block", 0, 0, fallbacks, NULL, NULL},
 	{"block_cache", CFG_SIZE, F(block_cache_bytes), 0, "256MiB", 1048576, 0, NULL, NULL,
 	 NULL},
+	{"disk_reserve", CFG_STRING, F(disk_reserve), sizeof(((struct fz_conf *)0)->disk_reserve),
+	 DISK_RESERVE_DEFAULT, 0, 0, NULL, check_disk_reserve, NULL},
 };
 #undef F
 #undef SZ

@@ -1,8 +1,9 @@
 /*
  * fuzz_frame.c - a replication Frame as the archiver takes it off a Push
- * stream (archiver/push.c): understudy__v1__frame__unpack (protobuf-c), then,
- * for an Entries or a SeedChunk body, stream_decode_entries on its fields;
- * for a Hello, the namespace name check. Everything is freed.
+ * stream (archiver/push.c): wire_unpack (our walk of the wire, refusing a
+ * string that holds a NUL, then protobuf-c's unpack), then, for an Entries
+ * or a SeedChunk body, stream_decode_entries on its fields; for a Hello, the
+ * name checks. Everything is freed.
  *
  * protobuf-c's own decoder is Debian's shared library, not instrumented: the
  * fuzzer is not guided inside it, but ASan sees its allocations and LSan its
@@ -12,6 +13,7 @@
 #include "names.h"
 #include "stream.h"
 #include "understudy.pb-c.h"
+#include "wire.h"
 
 static void check_entries(const Understudy__V1__Entries *e)
 {
@@ -43,9 +45,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > US_RPC_MAX_MESSAGE_BYTES)
 		return 0; /* gRPC refuses it before the archiver sees it */
-	f = understudy__v1__frame__unpack(NULL, size, data);
-	if (!f)
+	err_clear(&err);
+	f = (Understudy__V1__Frame *)wire_unpack(&understudy__v1__frame__descriptor, data, size,
+						 &err);
+	if (!f) {
+		fuzz_check_refusal(err.code, &err);
 		return 0;
+	}
 	switch (f->body_case) {
 	case UNDERSTUDY__V1__FRAME__BODY_ENTRIES:
 		check_entries(f->entries);
@@ -58,6 +64,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		err_clear(&err);
 		rc = names_check_namespace(f->hello->namespace_, strlen(f->hello->namespace_),
 					   &err);
+		if (rc)
+			fuzz_check_refusal(rc, &err);
+		err_clear(&err);
+		rc = names_check_node_id(f->hello->node_id, strlen(f->hello->node_id), &err);
 		if (rc)
 			fuzz_check_refusal(rc, &err);
 		break;

@@ -152,6 +152,11 @@ struct session {
 	struct rpc_bidi *b;
 	uint64_t next_seq;           /* first seq not yet sent */
 	uint64_t chain;              /* the history chain before next_seq */
+	/* The highest seq the archiver may hold: its Welcome's, then the last
+	 * one sent (a full copy's seq from its SeedBegin). An ack past it is
+	 * refused: it would let the site drop journal, or answer a sync commit,
+	 * on a position the archiver cannot have. */
+	uint64_t sent_upto;
 	struct inflight win[US_STREAM_WINDOW_FRAMES];
 	size_t win_head, win_n;      /* ring of frames sent, not yet durable */
 	size_t win_bytes;
@@ -189,9 +194,18 @@ static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t
 		return err_wrap(err, "archiver %s sent a bad ack", l->addr);
 	if (a->body_case == UNDERSTUDY__V1__ACK__BODY_PROGRESS) {
 		uint64_t durable = a->progress->durable_seq;
-
 		bool is_progress;
 
+		if (durable > ss->sent_upto || a->progress->applied_seq > ss->sent_upto ||
+		    durable > a->progress->applied_seq) {
+			err_set(err, US_ECORRUPT,
+				"archiver %s acknowledged applied %llu, durable %llu, beyond what "
+				"was sent to it (up to %llu)",
+				l->addr, (unsigned long long)a->progress->applied_seq,
+				(unsigned long long)durable, (unsigned long long)ss->sent_upto);
+			understudy__v1__ack__free_unpacked(a, NULL);
+			return err->code;
+		}
 		pthread_mutex_lock(&l->lock);
 		is_progress = durable > l->acked_seq;
 		if (durable > l->acked_seq)
@@ -263,6 +277,7 @@ static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
 	ss->win_n++;
 	ss->win_bytes += ss->msg.len;
 	ss->next_seq = first + count;
+	ss->sent_upto = first + count - 1;
 	ss->chain = chain;
 	*is_sent = true;
 	return 0;
@@ -346,6 +361,7 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 	sb.generation = pos.generation;
 	sb.time_ms = pos.time_ms;
 	sb.chain = pos.chain;
+	ss->sent_upto = pos.seq;
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN;
 	f.seed_begin = &sb;
@@ -485,10 +501,16 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 				     "archiver %s has applied up to seq %llu, beyond this site's %llu",
 				     l->addr, (unsigned long long)a->welcome->applied_seq,
 				     (unsigned long long)pos.seq);
+		else if (a->welcome->durable_seq > a->welcome->applied_seq)
+			rc = err_set(err, US_ECORRUPT,
+				     "archiver %s says seq %llu is durable but only %llu applied",
+				     l->addr, (unsigned long long)a->welcome->durable_seq,
+				     (unsigned long long)a->welcome->applied_seq);
 		if (rc == 0)
 			rc = check_history(l, ss, a->welcome, err);
 		if (rc == 0) {
 			ss->next_seq = a->welcome->applied_seq + 1;
+			ss->sent_upto = a->welcome->applied_seq;
 			pthread_mutex_lock(&l->lock);
 			l->applied_seq = a->welcome->applied_seq;
 			l->acked_seq = a->welcome->durable_seq;

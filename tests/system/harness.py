@@ -397,6 +397,13 @@ class SystemTest(unittest.TestCase):
     def last_seq(self, **kw):
         return self.status(**kw)["last_seq"]
 
+    def archived_ns(self, arch, ns):
+        """The archiver's `status --json` entry of namespace ns, or None."""
+        for n in self.cli_json("status", collector=arch)["namespaces"]:
+            if n["namespace"] == ns:
+                return n
+        return None
+
     def assert_one_line(self, err, what=""):
         """stderr holds exactly one non-empty line (a final newline allowed)."""
         text = err.decode("utf-8", "replace")

@@ -86,10 +86,7 @@ class DiskTest(SystemTest):
         return self.proto.stub(self.proto.channel(daemon.addr))
 
     def arch_ns(self, arch, ns=NS):
-        for n in self.cli_json("status", collector=arch)["namespaces"]:
-            if n["namespace"] == ns:
-                return n
-        return None
+        return self.archived_ns(arch, ns)
 
     def wait_caught_up(self, arch, col, ns=NS, timeout_s=CATCH_UP_S):
         def caught_up():

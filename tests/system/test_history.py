@@ -35,10 +35,7 @@ class HistoryTest(SystemTest):
         return self.proto.stub(self.proto.channel(daemon.addr))
 
     def arch_ns(self, arch, ns=NS):
-        for n in self.cli_json("status", collector=arch)["namespaces"]:
-            if n["namespace"] == ns:
-                return n
-        return None
+        return self.archived_ns(arch, ns)
 
     def site(self, arch, name):
         return self.start_collector(name=name, namespace=NS, archiver=arch.addr,

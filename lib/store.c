@@ -153,20 +153,24 @@ static int take_rocks_err(char **errptr, struct us_err *err, const char *what)
 	return code;
 }
 
-/* A RocksDB write or sync that failed leaves the store failed for good: once
- * space returns, Debian's RocksDB 7.8 clears its background error by itself
- * and the next write appends to the WAL writer that saw the failure, which
- * trips an assertion and aborts the process (seen: WritableFileWriter::
- * AssertFalseAndGetStatusForPrevError from log::Writer::AddRecord); closing
- * that instance flushes the same writer. So it is never written to nor
- * closed again: reads go on, and writes resume with the next process, which
- * recovers the store as after a kill -9. The disk reserve (disk.h) keeps a
- * daemon's own writes from ever getting here. */
+/* A RocksDB write or sync that failed on the WAL leaves the store failed for
+ * good: once space returns, Debian's RocksDB 7.8 clears its background error
+ * by itself and the next write appends to the WAL writer that saw the
+ * failure, which trips an assertion and aborts the process (seen:
+ * WritableFileWriter::AssertFalseAndGetStatusForPrevError from
+ * log::Writer::AddRecord); closing that instance flushes the same writer. So
+ * it is never written to nor closed again: reads go on, and writes resume
+ * with the next process, which recovers the store as after a kill -9. A
+ * failure that names no WAL file (".log": a background flush or compaction
+ * that failed, which RocksDB retries by itself) leaves the WAL writer sound:
+ * the write is refused and the next one may succeed. The disk reserve
+ * (disk.h) keeps a daemon's own writes from ever getting here. */
 static int take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
 {
+	bool is_wal = *errptr && strstr(*errptr, ".log");
 	int rc = take_rocks_err(errptr, err, what);
 
-	if (rc)
+	if (rc && is_wal)
 		atomic_store(&s->is_failed, true);
 	return rc;
 }

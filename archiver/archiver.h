@@ -87,8 +87,10 @@ struct archiver {
  * config does not list. The ns lives until archiver_close_namespaces. */
 int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct ns **out,
 		    struct us_err *err);
-/* Opens the store of ns, unavailable since a store that did not open at
- * start or after a full copy. Caller holds ns->apply_lock; ns->store is NULL. */
+/* Opens the store of ns again: one unavailable (ns->store NULL) since it did
+ * not open at start or after a full copy, or one that failed a write
+ * (store_is_failed), once the data dir has its reserve free again. Caller
+ * holds ns->apply_lock. */
 int archiver_ns_reopen(struct archiver *a, struct ns *ns, struct us_err *err);
 /* Takes a reference on ns->store for use outside apply_lock (a read, a sync);
  * US_EUNAVAIL while a full copy is being swapped in. */

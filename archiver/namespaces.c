@@ -32,6 +32,9 @@ static bool is_listed(const struct archiver *a, const char *name)
 	return false;
 }
 
+static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
+			 struct us_err *err);
+
 /* Opens ns's store in dir and syncs what a killed process left unsynced. */
 static int open_store(struct archiver *a, const char *name, struct store **out,
 		      uint64_t *durable_seq, struct us_err *err)
@@ -118,6 +121,13 @@ int archiver_ns_reopen(struct archiver *a, struct ns *ns, struct us_err *err)
 	uint64_t durable;
 	int rc;
 
+	if (ns->store) { /* failed: close and open again, as after a kill -9 */
+		if ((rc = disk_check_space(a->cfg.data_dir, &a->cfg.reserve, err)) ||
+		    (rc = replace_store(a, ns, NULL, NULL, err)))
+			return rc;
+		log_info("ns=%s event=store_reopened after=write_failure", ns->name);
+		return 0;
+	}
 	if ((rc = open_store(a, ns->name, &st, &durable, err)))
 		return rc;
 	pthread_mutex_lock(&ns->lock);
@@ -178,7 +188,6 @@ void archiver_ns_release(struct ns *ns)
 	pthread_mutex_unlock(&ns->lock);
 }
 
-#define SWAP_READERS_WAIT_MS 5000
 
 /* fsync of DATA_DIR/ns, so that renames in it survive a power loss. */
 static void fsync_dir(const struct archiver *a)
@@ -196,7 +205,8 @@ static void fsync_dir(const struct archiver *a)
 
 /* Replaces ns's store: waits (bounded) for its readers, closes it, moves its
  * directory to aside, puts ready in its place (NULL: a fresh store is made
- * there) and opens the result. Caller holds ns->apply_lock. On failure the
+ * there) and opens the result. With aside NULL nothing moves: the store is
+ * closed and opened again (one that failed a write). Caller holds ns->apply_lock. On failure the
  * old store is put back when it can be; with no store at all the namespace
  * stays unavailable until it opens again (archiver_ns_reopen). */
 static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
@@ -216,7 +226,7 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 	 * reconnects and sends its copy again. This runs on a gRPC worker, which
 	 * may be the very one a Scan needs to move on: hence the bound. */
 	{
-		struct timespec until = clock_deadline(SWAP_READERS_WAIT_MS);
+		struct timespec until = clock_deadline(US_SWAP_READERS_WAIT_MS);
 
 		while (ns->readers &&
 		       pthread_cond_timedwait(&ns->readers_cond, &ns->lock, &until) == 0)
@@ -226,12 +236,13 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 		ns->is_swapping = false;
 		pthread_mutex_unlock(&ns->lock);
 		return err_set(err, US_EUNAVAIL, "namespace %s: reads still open after %d ms",
-			       ns->name, SWAP_READERS_WAIT_MS);
+			       ns->name, US_SWAP_READERS_WAIT_MS);
 	}
 	store_close(ns->store);
 	ns->store = NULL;
-	archiver_rmtree(aside);
-	if (rename(dir, aside) != 0 || (ready && rename(ready, dir) != 0)) {
+	if (aside)
+		archiver_rmtree(aside);
+	if (aside && (rename(dir, aside) != 0 || (ready && rename(ready, dir) != 0))) {
 		rc = err_set(err, US_EIO, "cannot replace the store of %s: %s", ns->name,
 			     strerror(errno));
 		if (access(dir, F_OK) != 0)

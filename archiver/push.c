@@ -30,7 +30,6 @@
 #include "understudy.pb-c.h"
 #include "wire.h"
 
-#define PROTOCOL_VERSION 1
 
 struct push {
 	struct archiver *a;
@@ -200,13 +199,15 @@ static void *syncer_main(void *arg)
 				continue;
 			}
 			store_get_position(ns->store, &pos);
-			archiver_ns_release(ns);
+			/* still a reader here: no swap or adopt can replace the store
+			 * between its sync and the durable seq published from it */
 			pthread_mutex_lock(&ns->lock);
 			if (durable > ns->durable_seq)
 				ns->durable_seq = durable;
 			if (ns->push)
 				send_progress(ns->push, pos.seq, ns->durable_seq, &tmp);
 			pthread_mutex_unlock(&ns->lock);
+			archiver_ns_release(ns);
 		}
 		pthread_mutex_lock(&a->sync_lock);
 		if (is_retry_needed && !a->is_stopping) {
@@ -263,9 +264,9 @@ static int check_hello(const Understudy__V1__Hello *h, struct us_err *err)
 {
 	int rc;
 
-	if (h->protocol != PROTOCOL_VERSION)
+	if (h->protocol != US_PROTOCOL_VERSION)
 		return err_set(err, US_EPRECOND, "protocol %u is not spoken here (want %d)",
-			       h->protocol, PROTOCOL_VERSION);
+			       h->protocol, US_PROTOCOL_VERSION);
 	if ((rc = names_check_namespace(h->namespace_, strlen(h->namespace_), err)) ||
 	    (rc = names_check_node_id(h->node_id, strlen(h->node_id), err)))
 		return err_wrap(err, "hello");
@@ -325,7 +326,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	pthread_mutex_lock(&ns->apply_lock);
 	/* A store that did not open (at start, after a full copy) is tried
 	 * again at each of its site's connections: space may be back. */
-	if (!ns->store && (rc = archiver_ns_reopen(p->a, ns, err))) {
+	if ((!ns->store || store_is_failed(ns->store)) && (rc = archiver_ns_reopen(p->a, ns, err))) {
 		pthread_mutex_unlock(&ns->apply_lock);
 		return err_wrap(err, "namespace %s is unavailable", ns->name);
 	}
@@ -581,6 +582,11 @@ static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h, stru
 		return err_set(err, US_EINVAL, "heartbeat: last seq %llu over the limit of %llu",
 			       (unsigned long long)h->last_seq, (unsigned long long)US_SEQ_MAX);
 	pthread_mutex_lock(&ns->lock);
+	if (ns->push != p || !ns->store) {
+		pthread_mutex_unlock(&ns->lock);
+		return err_set(err, US_EUNAVAIL, "replaced by a newer connection, or the namespace "
+			       "was adopted or is unavailable");
+	}
 	store_get_position(ns->store, &pos);
 	if (h->last_seq > ns->master_seq)
 		ns->master_seq = h->last_seq;

@@ -17,7 +17,6 @@
 #include "us_limits.h"
 
 #define PUSH_METHOD "/understudy.v1.Replication/Push"
-#define PROTOCOL_VERSION 1
 
 enum link_state {
 	LINK_IDLE,       /* not connected; waiting out the backoff */
@@ -121,7 +120,7 @@ static int send_hello(struct link *l, struct rpc_bidi *b, struct buf *tmp, struc
 	h.generation = pos.generation;
 	h.last_seq = pos.seq;
 	h.first_seq = first;
-	h.protocol = PROTOCOL_VERSION;
+	h.protocol = US_PROTOCOL_VERSION;
 	h.heartbeat_ms = (uint32_t)l->heartbeat_ms;
 	h.chain = pos.chain;
 	understudy__v1__frame__init(&f);

@@ -94,23 +94,11 @@ static double mib(uint64_t bytes)
 	return (double)bytes / (1024.0 * 1024.0);
 }
 
-int disk_check(const char *dir, const struct disk_dir *id, const struct disk_reserve *r,
-	       struct us_err *err)
+int disk_check_space(const char *dir, const struct disk_reserve *r, struct us_err *err)
 {
 	struct statvfs vfs;
-	struct stat st;
 	uint64_t total, avail, reserve;
 
-	if (stat(dir, &st) != 0)
-		return err_set(err, US_EIO,
-			       "data dir %s is gone (%s): nothing more is acknowledged until the "
-			       "daemon is restarted on a sound data dir",
-			       dir, strerror(errno));
-	if (st.st_dev != id->dev || st.st_ino != id->ino)
-		return err_set(err, US_EIO,
-			       "data dir %s was replaced while running: nothing more is "
-			       "acknowledged until the daemon is restarted",
-			       dir);
 	if (statvfs(dir, &vfs) != 0)
 		return err_set(err, US_EIO, "cannot read the disk space of %s: %s", dir,
 			       strerror(errno));
@@ -127,6 +115,24 @@ int disk_check(const char *dir, const struct disk_dir *id, const struct disk_res
 			       "(disk_reserve)",
 			       dir, mib(avail), mib(reserve));
 	return 0;
+}
+
+int disk_check(const char *dir, const struct disk_dir *id, const struct disk_reserve *r,
+	       struct us_err *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return err_set(err, US_EIO,
+			       "data dir %s is gone (%s): nothing more is acknowledged until the "
+			       "daemon is restarted on a sound data dir",
+			       dir, strerror(errno));
+	if (st.st_dev != id->dev || st.st_ino != id->ino)
+		return err_set(err, US_EIO,
+			       "data dir %s was replaced while running: nothing more is "
+			       "acknowledged until the daemon is restarted",
+			       dir);
+	return disk_check_space(dir, r, err);
 }
 
 /* errno of a failed probe: a full disk is US_ENOSPC (the daemon starts and

@@ -55,6 +55,10 @@ int disk_check(const char *dir, const struct disk_dir *id, const struct disk_res
  * or too long path), US_EIO naming the part that could not be made. */
 int disk_mkdir_p(const char *dir, struct us_err *err);
 
+/* The filesystem of dir is writable and, when r is not NULL, has the reserve
+ * free: 0, US_EIO (read-only) or US_ENOSPC, as disk_check. */
+int disk_check_space(const char *dir, const struct disk_reserve *r, struct us_err *err);
+
 /* At start: dir (which exists) takes a file: creates, writes, fsyncs and
  * removes one. 0, US_ENOSPC when the disk is full (a daemon starts anyway and
  * serves reads), or US_EIO "data dir X is not writable: why" (read-only,

@@ -95,10 +95,10 @@ struct store {
 	char *dir;                            /* as opened (owned) */
 	struct disk_dir dir_id;               /* to notice it gone or replaced */
 	const struct disk_reserve *reserve;   /* borrowed; NULL: no space check */
-	/* A RocksDB write or sync failed (take_write_err): the instance is not
-	 * written to again, nor closed (store_close). Set by any writer. */
+	/* A RocksDB write or sync failed on the WAL (take_write_err), or the
+	 * directory went: the instance is not written to again. Set by any
+	 * writer. */
 	atomic_bool is_failed;
-	struct store *next_failed;            /* on failed_stores, once closed */
 	char node_id[33];                     /* 'M' "node", read at open */
 	/* 'M' "site": the node id of the site whose history this replica holds
 	 * ("" before the first); read at open, written by store_bind_site (one
@@ -158,13 +158,13 @@ static int take_rocks_err(char **errptr, struct us_err *err, const char *what)
  * by itself and the next write appends to the WAL writer that saw the
  * failure, which trips an assertion and aborts the process (seen:
  * WritableFileWriter::AssertFalseAndGetStatusForPrevError from
- * log::Writer::AddRecord); closing that instance flushes the same writer. So
- * it is never written to nor closed again: reads go on, and writes resume
- * with the next process, which recovers the store as after a kill -9. A
- * failure that names no WAL file (".log": a background flush or compaction
- * that failed, which RocksDB retries by itself) leaves the WAL writer sound:
- * the write is refused and the next one may succeed. The disk reserve
- * (disk.h) keeps a daemon's own writes from ever getting here. */
+ * log::Writer::AddRecord). So it is never written to again: reads go on, and
+ * writes resume once the store is closed and opened again (store_close is
+ * safe then: tried after ENOSPC and EIO on the WAL, at once and later), which
+ * recovers it as after a kill -9. A failure that names no WAL file (".log": a
+ * background flush or compaction, which RocksDB retries by itself) leaves
+ * the WAL writer sound: the write is refused and the next one may succeed.
+ * The disk reserve (disk.h) keeps a daemon's own writes from getting here. */
 static int take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
 {
 	bool is_wal = *errptr && strstr(*errptr, ".log");
@@ -566,12 +566,22 @@ static int load_site_id(struct store *s, struct us_err *err)
 	if ((rc = take_rocks_err(&errptr, err, "cannot read the site id")))
 		return rc;
 	s->site_id[0] = '\0';
-	if (v && len > 0 && len <= US_NODE_ID_MAX_LEN) {
+	if (v && (len == 0 || len > US_NODE_ID_MAX_LEN)) {
+		rocksdb_free(v);
+		/* never read as unbound: any site could then bind the copy */
+		return err_set(err, US_ECORRUPT, "%s: bad site id record of %zu bytes", s->dir, len);
+	}
+	if (v) {
 		memcpy(s->site_id, v, len);
 		s->site_id[len] = '\0';
 	}
 	rocksdb_free(v);
 	return 0;
+}
+
+bool store_is_failed(struct store *s)
+{
+	return atomic_load(&s->is_failed);
 }
 
 const char *store_site_id(const struct store *s)
@@ -699,22 +709,10 @@ out_free:
 	return rc;
 }
 
-/* Stores that failed (take_write_err), kept reachable until the process
- * ends: never closed, and not reported as leaks. */
-static pthread_mutex_t failed_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct store *failed_stores;
-
 void store_close(struct store *s)
 {
 	if (!s)
 		return;
-	if (atomic_load(&s->is_failed)) {
-		pthread_mutex_lock(&failed_lock);
-		s->next_failed = failed_stores;
-		failed_stores = s;
-		pthread_mutex_unlock(&failed_lock);
-		return;
-	}
 	free(s->dir);
 	if (s->db)
 		rocksdb_close(s->db);
@@ -1267,6 +1265,13 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	char *errptr = NULL;
 	int rc;
 
+	if ((rc = check_writable(s, err))) { /* a first part of the group failed it */
+		for (size_t i = from; i < to; i++) {
+			commits[i]->rc = rc;
+			commits[i]->err = *err;
+		}
+		return rc;
+	}
 	store_get_position(s, &pos);
 	seq = pos.seq;
 	b = rocksdb_writebatch_create();
@@ -1291,10 +1296,15 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	rocksdb_writebatch_destroy(b);
 	buf_reset(&s->jb.buf);
 	s->jb.is_open = false;
+	/* a synced write into a directory deleted meanwhile succeeds and keeps
+	 * nothing: checked after it, and then nothing more is written */
+	if (rc == 0 && !errptr && (rc = check_disk(s, false, err)))
+		atomic_store(&s->is_failed, true);
 	if (rc || (rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
-		/* Nothing of this part happened; the catalog may have run ahead. */
+		/* Nothing of this part is acknowledged; the catalog may have run
+		 * ahead. */
 		if (catalog_load(s, &lerr))
 			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
 		for (size_t i = from; i < to; i++) {

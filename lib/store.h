@@ -191,6 +191,10 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 /* The store's node id: 32 hex digits, made at creation, stable for its life. */
 const char *store_node_id(const struct store *s);
 
+/* Whether the store takes no more writes since one failed on its WAL or its
+ * directory went (disk.h): close and open it again to write. */
+bool store_is_failed(struct store *s);
+
 /* A replica's site: the node id of the site whose history it holds, "" until
  * bound. store_bind_site writes it (synced); a namespace has one history, so
  * the archiver binds at the first Hello and refuses any other node. */

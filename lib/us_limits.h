@@ -88,6 +88,17 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
  * (5) (lib/store.c says why). */
 #define US_ROCKSDB_LOG_LEVEL_NONE 6
 
+/* The replication protocol a Hello names: 2 since the stream carries the
+ * history chain (a site or an archiver of 1 is refused, not misjudged). */
+#define US_PROTOCOL_VERSION 2
+
+/* An archiver gives a store's readers this long to finish before it swaps
+ * the store (a full copy, adopt); then the swap is given up. */
+#define US_SWAP_READERS_WAIT_MS 5000
+
+/* wire_check: how deep messages may nest. */
+#define US_WIRE_MAX_DEPTH 32
+
 /* Group commit: at most this many queued commits are written in one synced batch. */
 #define US_GROUP_MAX_COMMITS 4096u
 #define US_GROUP_MAX_BYTES (64u * 1024u * 1024u)

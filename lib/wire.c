@@ -3,7 +3,8 @@
 
 #include <string.h>
 
-#define WIRE_MAX_DEPTH 32
+#include "us_limits.h"
+
 
 /* Reads a varint at *pos; 0 or -1 when it runs past len or over 10 bytes. */
 static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
@@ -30,9 +31,9 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t l
 {
 	size_t pos = 0;
 
-	if (depth > WIRE_MAX_DEPTH)
+	if (depth > US_WIRE_MAX_DEPTH)
 		return err_set(err, US_EINVAL, "%s nested deeper than %d levels", d->name,
-			       WIRE_MAX_DEPTH);
+			       US_WIRE_MAX_DEPTH);
 	while (pos < len) {
 		const ProtobufCFieldDescriptor *fd;
 		uint64_t tag, n;

@@ -204,7 +204,7 @@ class PushRefusalTest(SystemTest):
 
     # ---- frames
 
-    def hello(self, ns=NS, generation=1, last_seq=None, protocol=1, node_id="py-site",
+    def hello(self, ns=NS, generation=1, last_seq=None, protocol=2, node_id="py-site",
               chain=None):
         if last_seq is None:
             last_seq = self.applied(ns)
@@ -413,8 +413,10 @@ class PushRefusalTest(SystemTest):
                      case="Heartbeat as the first frame")
         self.refused([self.hello()], P.INVALID_ARGUMENT, ["second Hello"],
                      case="a second Hello")
-        self.refused([self.hello(protocol=2)], P.FAILED_PRECONDITION, ["protocol 2"],
-                     hello=False, case="protocol 2")
+        self.refused([self.hello(protocol=3)], P.FAILED_PRECONDITION, ["protocol 3"],
+                     hello=False, case="protocol 3")
+        self.refused([self.hello(protocol=1)], P.FAILED_PRECONDITION, ["protocol 1"],
+                     hello=False, case="protocol 1 (no history chain)")
         self.refused([self.hello(protocol=0)], P.FAILED_PRECONDITION, ["protocol 0"],
                      hello=False, case="protocol 0 (unset)")
         self.refused([self.hello(generation=2)], P.FAILED_PRECONDITION, ["generation 2"],

@@ -263,16 +263,29 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 
 int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 {
-	char ready[1200], old[1200];
+	char ready[1200], old[1200], prefix[64];
+	struct store_position pos;
 	int rc;
 
+	/* A full copy comes when this copy is older than the site's retained
+	 * journal, so nothing tells whether the site's history passes through
+	 * it: a copy that held anything is kept aside, never deleted. */
+	store_get_position(ns->store, &pos);
+	if (pos.seq > 0)
+		snprintf(prefix, sizeof(prefix), ".replaced-%llu-", (unsigned long long)clock_wall_ms());
+	else
+		snprintf(prefix, sizeof(prefix), ".old-");
 	archiver_ns_dir(a, ns->name, ".ready-", ready, sizeof(ready));
-	archiver_ns_dir(a, ns->name, ".old-", old, sizeof(old));
+	archiver_ns_dir(a, ns->name, prefix, old, sizeof(old));
 	if ((rc = replace_store(a, ns, ready, old, err))) {
 		archiver_rmtree(ready); /* never swapped in later by recover_copies */
 		return err_wrap(err, "the full copy will be sent again");
 	}
-	archiver_rmtree(old);
+	if (pos.seq > 0)
+		log_warn("ns=%s event=copy_replaced seq=%llu kept_in=%s", ns->name,
+			 (unsigned long long)pos.seq, old);
+	else
+		archiver_rmtree(old);
 	return 0;
 }
 
@@ -309,13 +322,14 @@ int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *o
 }
 
 /* Finishes what a crash interrupted: a complete copy (".ready-") replaces its
- * namespace; partial copies (".seed-") and replaced stores (".old-") go. */
+ * namespace, whose store is kept aside (".replaced-TIME-"); partial copies
+ * (".seed-") and emptied stores (".old-") go. */
 static void recover_copies(struct archiver *a, DIR *d)
 {
 	struct dirent *de;
 
 	while ((de = readdir(d)) != NULL) {
-		char path[1400], dir[1400], old[1400];
+		char path[1400], dir[1400], old[1400], prefix[64];
 		const char *name;
 
 		if (strncmp(de->d_name, ".seed-", 6) == 0 || strncmp(de->d_name, ".old-", 5) == 0) {
@@ -328,11 +342,13 @@ static void recover_copies(struct archiver *a, DIR *d)
 		name = de->d_name + 7;
 		snprintf(path, sizeof(path), "%s/ns/%s", a->cfg.data_dir, de->d_name);
 		archiver_ns_dir(a, name, "", dir, sizeof(dir));
-		archiver_ns_dir(a, name, ".old-", old, sizeof(old));
+		/* kept, as archiver_swap_store keeps a replaced copy */
+		snprintf(prefix, sizeof(prefix), ".replaced-%llu-",
+			 (unsigned long long)clock_wall_ms());
+		archiver_ns_dir(a, name, prefix, old, sizeof(old));
 		if (access(dir, F_OK) == 0 && rename(dir, old) != 0)
 			continue;
-		if (rename(path, dir) == 0)
-			archiver_rmtree(old);
+		rename(path, dir);
 	}
 	rewinddir(d);
 }

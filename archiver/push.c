@@ -296,6 +296,21 @@ static int history_differs(const struct ns *ns, uint64_t seq, struct us_err *err
 		       ns->name, (unsigned long long)seq, ns->name);
 }
 
+/* The site's retained journal begins at first_seq: this copy, which reaches
+ * first_seq - 1, must hold the same history up to there. US_ENOTFOUND when
+ * this copy's journal does not reach back so far (it began with a full copy):
+ * then nothing is known either way. Caller holds ns->apply_lock. */
+static int check_first_chain(const struct ns *ns, const Understudy__V1__Hello *h,
+			     struct us_err *err)
+{
+	uint64_t mine;
+	int rc = store_chain_before(ns->store, h->first_seq, &mine, err);
+
+	if (rc)
+		return rc;
+	return mine == h->first_chain ? 0 : history_differs(ns, h->first_seq - 1, err);
+}
+
 static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_err *err)
 {
 	Understudy__V1__Ack ack;
@@ -351,7 +366,12 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 			     ns->name, (unsigned long long)h->last_seq, (unsigned long long)pos.seq);
 	else if (h->last_seq == pos.seq && h->chain != pos.chain)
 		rc = history_differs(ns, pos.seq, err);
-	else if (!store_site_id(ns->store)[0])
+	else if (h->first_seq > 1 && h->first_seq - 1 <= pos.seq &&
+		 (rc = check_first_chain(ns, h, err)) == US_ENOTFOUND) {
+		err_clear(err); /* this copy began with a full copy after first_seq */
+		rc = 0;
+	}
+	if (rc == 0 && !store_site_id(ns->store)[0])
 		rc = store_bind_site(ns->store, h->node_id, err);
 	if (rc) {
 		pthread_mutex_unlock(&ns->apply_lock);
@@ -477,6 +497,8 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 		return err_set(err, US_EPRECOND,
 			       "full copy at seq %llu is older than this archiver's seq %llu",
 			       (unsigned long long)b->seq, (unsigned long long)pos.seq);
+	if (b->seq == pos.seq && b->chain != pos.chain)
+		return history_differs(ns, pos.seq, err);
 	seed_dir(p, dir, sizeof(dir));
 	archiver_rmtree(dir);
 	if ((rc = store_open(&p->seed, dir, &o, err)))

@@ -111,10 +111,12 @@ static int send_hello(struct link *l, struct rpc_bidi *b, struct buf *tmp, struc
 	uint64_t first = 0;
 	int rc;
 
+	understudy__v1__hello__init(&h);
 	if ((rc = store_journal_first(l->store, &first, err)))
 		return rc;
 	store_get_position(l->store, &pos);
-	understudy__v1__hello__init(&h);
+	if (first > 1 && (rc = store_chain_before(l->store, first, &h.first_chain, err)))
+		return rc;
 	h.namespace_ = l->ns;
 	h.node_id = (char *)store_node_id(l->store);
 	h.generation = pos.generation;

@@ -205,12 +205,14 @@ class PushRefusalTest(SystemTest):
     # ---- frames
 
     def hello(self, ns=NS, generation=1, last_seq=None, protocol=2, node_id="py-site",
-              chain=None):
+              chain=None, first_seq=None, first_chain=0):
         if last_seq is None:
             last_seq = self.applied(ns)
+        if first_seq is None:
+            first_seq = 1 if last_seq else 0
         return self.proto.Frame(hello=self.proto.Hello(
             namespace=ns, node_id=node_id, generation=generation, last_seq=last_seq,
-            first_seq=1 if last_seq else 0, protocol=protocol,
+            first_seq=first_seq, protocol=protocol, first_chain=first_chain,
             chain=self.chain if chain is None else chain))
 
     def entries(self, first_seq, entries, count=None, raw_len=None, block_first_seq=None,
@@ -493,6 +495,11 @@ class PushRefusalTest(SystemTest):
         self.refused([self.hello(chain=self.chain ^ 1)], P.FAILED_PRECONDITION,
                      ["history differs", "seq %d" % self.applied(), "adopt"], hello=False,
                      case="same seq, another chain")
+        # a site whose retained journal begins at seq 2 with another history
+        # before it (the chain before seq 2 is not this copy's)
+        self.refused([self.hello(last_seq=self.applied() + 3, first_seq=2, first_chain=12345)],
+                     P.FAILED_PRECONDITION, ["history differs", "seq 1"], hello=False,
+                     case="retained journal after another history")
         s = self.applied() + 1
         ents = commit(write("ACC", "CUST", b"k", b"other"), time_ms=self.new_time())
         self.refused([self.entries(s, ents, prev_chain=self.chain ^ 1)], P.FAILED_PRECONDITION,

@@ -150,6 +150,12 @@ class SeedTest(SystemTest):
         self.assertEqual(info["position_seq"], 3001)
         self.assertLess(info["entries"], 3001, "a copy, not a journal replay")
         self.assertTrue(info["entries"] == 0 or info["first_seq"] > 1000, info)
+        # The copy it replaced (seq 1, nothing shows that the site's history
+        # passes through it) is kept aside, whole, not deleted.
+        import os
+        kept = [d for d in os.listdir(arch.data_dir + "/ns") if d.startswith(".replaced-")]
+        self.assertEqual(len(kept), 1, os.listdir(arch.data_dir + "/ns"))
+        self.assertEqual(run_inspect(arch.data_dir + "/ns/" + kept[0])["position_seq"], 1)
 
 
 if __name__ == "__main__":

@@ -1159,6 +1159,49 @@ static bool op_changes_catalog(uint8_t op)
 	return op == ENTRY_CREATE_FILE || op == ENTRY_DELETE_FILE || op == ENTRY_SET_LOGGING;
 }
 
+/* Does commit c turn logging on? Its re-ship reads the committed state, so
+ * the commits before it in a group must be written first. */
+static bool turns_logging_on(const struct store_commit *c)
+{
+	for (size_t i = 0; i < c->n_ops; i++)
+		if (c->ops[i].op == ENTRY_SET_LOGGING && c->ops[i].flag)
+			return true;
+	return false;
+}
+
+/* A re-ship (logging turned on) reads the file as committed before this
+ * commit: an op on that file earlier in the same commit would be neither
+ * journaled nor re-shipped, and the archiver's copy would part from the
+ * site's for good. Such a commit is refused: 0 or US_EINVAL naming both ops. */
+static int check_reship_order(const struct store_commit *c, struct us_err *err)
+{
+	for (size_t i = 0; i < c->n_ops; i++) {
+		const struct entry *on = &c->ops[i];
+
+		if (on->op != ENTRY_SET_LOGGING || !on->flag)
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			const struct entry *e = &c->ops[j];
+
+			/* creating the file first is fine: the re-ship's reset makes it */
+			if (e->op == ENTRY_SET_LOGGING || e->op == ENTRY_CREATE_FILE ||
+			    e->account_len != on->account_len ||
+			    memcmp(e->account, on->account, on->account_len) != 0)
+				continue;
+			if (on->file_len &&
+			    (e->file_len != on->file_len || memcmp(e->file, on->file, on->file_len)))
+				continue;
+			return err_set(err, US_EINVAL,
+				       "operation %zu (%s) on %.*s/%.*s comes before operation %zu "
+				       "turns its logging on: turn logging on first, or in a commit "
+				       "of its own",
+				       j + 1, entry_op_name(e->op), (int)e->account_len, e->account,
+				       (int)e->file_len, e->file, i + 1);
+		}
+	}
+	return 0;
+}
+
 /* Adds one commit to b: its ops and its journal entries from *seq + 1.
  * On refusal b and the catalog are as before and *seq is unchanged. */
 static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_commit *c,
@@ -1177,6 +1220,8 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 	if (c->n_ops > US_COMMIT_MAX_OPS)
 		return c->rc = err_set(&c->err, US_ETOOBIG, "commit of %zu operations, over the limit of %u",
 				       c->n_ops, US_COMMIT_MAX_OPS);
+	if (turns_logging_on(c) && (rc = check_reship_order(c, &c->err)))
+		return c->rc = rc;
 	for (size_t i = 0; i < c->n_ops; i++) {
 		if (op_changes_catalog(c->ops[i].op)) {
 			if (catalog_copy(&s->cat_saved, &s->cat))
@@ -1242,16 +1287,6 @@ out_rollback:
 	if (is_catalog_saved)
 		catalog_copy(&s->cat, &s->cat_saved); /* fits: same capacity or larger */
 	return c->rc = rc;
-}
-
-/* Does commit c turn logging on? Its re-ship reads the committed state, so
- * the commits before it in a group must be written first. */
-static bool turns_logging_on(const struct store_commit *c)
-{
-	for (size_t i = 0; i < c->n_ops; i++)
-		if (c->ops[i].op == ENTRY_SET_LOGGING && c->ops[i].flag)
-			return true;
-	return false;
 }
 
 /* Writes (synced) the commits [from, to) of a group as one batch. */

@@ -882,6 +882,47 @@ static void test_history_chain(void **state)
 	store_close(r);
 }
 
+/* An op on a file before the op that turns its logging on, in one commit,
+ * would be neither journaled nor re-shipped: refused, changing nothing; the
+ * other order ships everything. */
+static void test_reship_order(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry bad[3] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL),
+			       op(ENTRY_WRITE, "ACC", "F", "x", "1"),
+			       op(ENTRY_SET_LOGGING, "ACC", "F", NULL, NULL)};
+	struct entry acc[2] = {op(ENTRY_WRITE, "ACC", "F", "y", "2"),
+			       op(ENTRY_SET_LOGGING, "ACC", "", NULL, NULL)};
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct entry good[2] = {op(ENTRY_SET_LOGGING, "ACC", "F", NULL, NULL),
+				op(ENTRY_WRITE, "ACC", "F", "x", "1")};
+	struct store_commit c = {.ops = bad, .n_ops = 3};
+	struct store_commit *pc = &c;
+	struct store_check chk;
+	struct us_err err;
+	uint64_t first, last;
+
+	bad[0].flag = false;
+	assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), 0);
+	assert_int_equal(c.rc, US_EINVAL);
+	assert_non_null(strstr(c.err.msg, "operation 2 (write) on ACC/F"));
+	assert_int_equal(pos_seq(s), 0);
+	mk[0].flag = false;
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	/* the account's flag: every op in it counts */
+	c = (struct store_commit){.ops = acc, .n_ops = 2};
+	assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), 0);
+	assert_int_equal(c.rc, US_EINVAL);
+	assert_body(s, "F", SECTION_DATA, "y", NULL);
+	/* logging on first: reset, marker, then the write, all journaled */
+	assert_int_equal(commit1(s, good, 2, &first, &last), 0);
+	assert_int_equal(first, 1);
+	assert_int_equal(last, 3);
+	assert_int_equal(store_check(s, &chk, &err), 0);
+	assert_int_equal(chk.entries, 3);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -897,6 +938,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_journal_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_bad_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_history_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reship_order, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,6 +50,7 @@ struct ns {
 	bool is_swapping;           /* a full copy replaces store: readers wait out */
 	pthread_cond_t readers_cond;/* signalled when readers drops to 0 */
 	bool is_dirty;              /* applied but not yet synced */
+	bool is_sync_failing;       /* the syncer's last sync failed (syncer only) */
 	bool is_connected;          /* a Push stream is attached (written by its handler) */
 	uint64_t durable_seq;       /* synced here */
 	uint64_t master_seq;        /* last seq the site reported (Hello, Heartbeat) */
@@ -62,6 +63,7 @@ struct ns {
 	uint64_t refusals;
 	int refusal_code;
 	char refusal[US_ERR_MSG_MAX]; /* the last refusal's message */
+	char refused_node[US_NODE_ID_MAX_LEN + 1]; /* the node it refused */
 	int64_t refused_since_ms;
 };
 

@@ -190,17 +190,20 @@ void archiver_ns_release(struct ns *ns)
 
 
 /* fsync of DATA_DIR/ns, so that renames in it survive a power loss. */
-static void fsync_dir(const struct archiver *a)
+static int fsync_dir(const struct archiver *a, struct us_err *err)
 {
 	char dir[1100];
-	int fd;
+	int fd, rc = 0;
 
 	snprintf(dir, sizeof(dir), "%s/ns", a->cfg.data_dir);
 	fd = open(dir, O_RDONLY | O_DIRECTORY);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
+	if (fd < 0)
+		return err_set(err, US_EIO, "cannot open %s: %s", dir, strerror(errno));
+	if (fsync(fd) != 0)
+		rc = err_set(err, US_EIO, "cannot sync %s: %s", dir, strerror(errno));
+	if (close(fd) != 0 && rc == 0)
+		rc = err_set(err, US_EIO, "cannot close %s: %s", dir, strerror(errno));
+	return rc;
 }
 
 /* Replaces ns's store: waits (bounded) for its readers, closes it, moves its
@@ -248,7 +251,9 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 		if (access(dir, F_OK) != 0)
 			rename(aside, dir); /* put the old store back */
 	}
-	fsync_dir(a); /* the renames are part of what the site is told is durable */
+	/* the renames are part of what the site is told is durable */
+	if (aside && rc == 0)
+		rc = fsync_dir(a, err);
 	if (store_open(&ns->store, dir, &o, rc ? NULL : err) != 0 && rc == 0)
 		rc = err_wrap(err, "namespace %s after replacing its store", ns->name);
 	if (ns->store) {
@@ -309,6 +314,8 @@ int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *o
 	snprintf(prefix, sizeof(prefix), ".adopted-%llu-", (unsigned long long)clock_wall_ms());
 	archiver_ns_dir(a, ns->name, prefix, out->kept_in, sizeof(out->kept_in));
 	rc = replace_store(a, ns, NULL, out->kept_in, err);
+	if (rc && access(out->kept_in, F_OK) == 0)
+		err_wrap(err, "the old copy was moved to %s", out->kept_in);
 	if (rc == 0) {
 		pthread_mutex_lock(&ns->lock);
 		ns->master_seq = 0;

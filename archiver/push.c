@@ -103,7 +103,10 @@ static void refuse(struct push *p, const struct us_err *err)
 
 	if (ns) {
 		pthread_mutex_lock(&ns->lock);
-		is_repeat = ns->refusals > 0 && ns->refusal_code == err->code;
+		/* the same refusal of the same node again: one outage */
+		is_repeat = ns->refusals > 0 && ns->refusal_code == err->code &&
+			    strcmp(ns->refused_node, p->node_id) == 0;
+		snprintf(ns->refused_node, sizeof(ns->refused_node), "%s", p->node_id);
 		if (ns->refusals++ == 0)
 			ns->refused_since_ms = (int64_t)clock_wall_ms();
 		ns->refusal_code = err->code;
@@ -119,10 +122,12 @@ static void refuse(struct push *p, const struct us_err *err)
 	push_finish(p, err->code, err->msg);
 }
 
-/* A frame applied: an outage of refusals is over. ns->lock held. */
-static void note_applied(struct ns *ns)
+/* A frame of node applied: its outage of refusals is over (another node's
+ * refusals go on counting: a second site with this namespace). ns->lock
+ * held. */
+static void note_applied(struct ns *ns, const char *node)
 {
-	if (ns->refusals == 0)
+	if (ns->refusals == 0 || strcmp(ns->refused_node, node) != 0)
 		return;
 	log_info("ns=%s event=push_recovered refusals=%llu refused_ms=%lld", ns->name,
 		 (unsigned long long)ns->refusals,
@@ -188,7 +193,10 @@ static void *syncer_main(void *arg)
 			if (!is_dirty || archiver_ns_acquire(ns, &err))
 				continue; /* a full copy being swapped in is synced already */
 			if (store_sync(ns->store, &durable, &err)) {
-				log_error("ns=%s event=sync_failed reason=\"%s\"", ns->name, err.msg);
+				/* one ERROR when syncing starts failing, retries at DEBUG */
+				log_event(ns->is_sync_failing ? LOG_LVL_DEBUG : LOG_LVL_ERROR,
+					  "ns=%s event=sync_failed reason=\"%s\"", ns->name, err.msg);
+				ns->is_sync_failing = true;
 				archiver_ns_release(ns);
 				/* durable stays behind (the site keeps its journal); try
 				 * again on the next round rather than wait for a frame */
@@ -198,6 +206,9 @@ static void *syncer_main(void *arg)
 				is_retry_needed = true;
 				continue;
 			}
+			if (ns->is_sync_failing)
+				log_info("ns=%s event=sync_recovered", ns->name);
+			ns->is_sync_failing = false;
 			store_get_position(ns->store, &pos);
 			/* still a reader here: no swap or adopt can replace the store
 			 * between its sync and the durable seq published from it */
@@ -445,7 +456,7 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 		ns->master_seq = e->first_seq + e->count - 1;
 	note_lag(ns, e->first_seq + e->count - 1);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
-	note_applied(ns);
+	note_applied(ns, p->node_id);
 	pthread_mutex_unlock(&ns->lock);
 	request_sync(p->a, ns);
 	return 0;
@@ -590,6 +601,9 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 		 (unsigned long long)e->seq, (unsigned long long)e->entries);
 	/* the site may have spoken while the swap kept this worker busy */
 	note_heard(ns);
+	pthread_mutex_lock(&ns->lock);
+	note_applied(ns, p->node_id);
+	pthread_mutex_unlock(&ns->lock);
 	send_progress(p, e->seq, e->seq, &p->out);
 	return 0;
 }

@@ -68,6 +68,8 @@ static void *retention_main(void *arg)
 {
 	struct retention *r = arg;
 
+	bool is_failing = false; /* one ERROR when trimming starts failing, one INFO when it ends */
+
 	pthread_setname_np(pthread_self(), "us-retention");
 	pthread_mutex_lock(&r->lock);
 	while (!r->is_stopping) {
@@ -77,12 +79,18 @@ static void *retention_main(void *arg)
 
 		pthread_mutex_unlock(&r->lock);
 		if (trim_point(r, &upto, &err) == 0 && upto > 0) {
-			if (store_journal_trim(r->o.store, upto, &err))
-				log_error("ns=%s event=trim_failed upto=%llu reason=\"%s\"", r->ns,
+			if (store_journal_trim(r->o.store, upto, &err)) {
+				log_event(is_failing ? LOG_LVL_DEBUG : LOG_LVL_ERROR,
+					  "ns=%s event=trim_failed upto=%llu reason=\"%s\"", r->ns,
 					  (unsigned long long)upto, err.msg);
-			else
+				is_failing = true;
+			} else {
+				if (is_failing)
+					log_info("ns=%s event=trim_recovered", r->ns);
+				is_failing = false;
 				log_debug("ns=%s event=journal_trimmed upto=%llu", r->ns,
 					  (unsigned long long)upto);
+			}
 		}
 		pthread_mutex_lock(&r->lock);
 		ts = clock_deadline(RETENTION_PERIOD_MS);

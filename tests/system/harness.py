@@ -151,9 +151,13 @@ class Collector:
 
     program = "understudy-collector"
 
+    # The daemons' own disk_reserve (1 GiB or 5 %) would make every test fail
+    # on a machine with little free disk; the tests of the reserve set theirs.
+    TEST_DISK_RESERVE = "32MiB"
+
     def default_config(self):
         return {"namespace": "site-a", "listen": self.addr, "data_dir": self.data_dir,
-                "log_level": "info"}
+                "log_level": "info", "disk_reserve": self.TEST_DISK_RESERVE}
 
     def __init__(self, root, name="collector", port=None, **config):
         self.dir = os.path.join(root, name)
@@ -292,7 +296,8 @@ class Archiver(Collector):
     program = "understudy-archiver"
 
     def default_config(self):
-        return {"listen": self.addr, "data_dir": self.data_dir, "log_level": "info"}
+        return {"listen": self.addr, "data_dir": self.data_dir, "log_level": "info",
+                "disk_reserve": self.TEST_DISK_RESERVE}
 
 
 def run_cli(addr, *args, stdin=None, timeout=CLI_TIMEOUT_S):

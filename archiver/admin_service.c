@@ -66,6 +66,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 				   st[i].heartbeat_age_ms <= (int64_t)ns->silence_ms);
 		behind_since = ns->behind_since_ms;
 		st[i].refusals = ns->refusals;
+		st[i].snapshots = snapshots_count(a->snapshots, ns->name);
 		memcpy(refusals[i], ns->refusal, sizeof(refusals[i]));
 		st[i].refusal = refusals[i];
 		pthread_mutex_unlock(&ns->lock);

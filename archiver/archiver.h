@@ -33,6 +33,8 @@ struct archiver_config {
 	int is_syslog;
 	char disk_reserve_text[64];     /* disk_reserve as written */
 	struct disk_reserve reserve;    /* parsed from it at start */
+	uint64_t snapshot_ttl_ms;
+	uint64_t max_snapshots;
 	struct ns_config *namespaces;   /* the sections, owned */
 	size_t n_namespaces;
 };
@@ -75,6 +77,7 @@ struct archiver {
 	struct rpc_server *rpc;
 	struct store_service_ops store_ops;
 	struct store_cache *cache;  /* one block cache for every namespace's store */
+	struct snapshots *snapshots; /* open snapshots of every namespace (own lock) */
 
 	/* The syncer (push.c): fsyncs applied frames, acks them. */
 	pthread_t syncer;

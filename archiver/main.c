@@ -71,6 +71,10 @@ static const struct config_key archiver_keys[] = {
 	 "free space kept on the data dir's disk: a size and/or a percentage, the smaller "
 	 "applies (0: none); below it, sites' frames are refused (RESOURCE_EXHAUSTED) and "
 	 "they keep their journal until space returns"},
+	{"snapshot_ttl", CFG_DURATION, F(snapshot_ttl_ms), 0, "10m", 100, 604800000, NULL, NULL,
+	 "a snapshot (understudy snapshot) ends after this long without a read"},
+	{"max_snapshots", CFG_UINT, F(max_snapshots), 0, "64", 1, US_SNAPSHOTS_MAX_PER_NS, NULL,
+	 NULL, "most snapshots open at once in one namespace"},
 };
 #undef F
 #undef SZ
@@ -213,8 +217,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		goto out_ns;
 	}
+	if (snapshots_new(&a->snapshots, a->cfg.snapshot_ttl_ms, (uint32_t)a->cfg.max_snapshots,
+			  &err)) {
+		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+		goto out_ns;
+	}
 	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .release = release_ns,
-						 .arg = a};
+						 .arg = a, .snapshots = a->snapshots};
 	n_methods += store_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
 	n_bidi += archiver_replication_methods(a, bidi + n_bidi, 4 - n_bidi);
@@ -251,6 +260,7 @@ int main(int argc, char **argv)
 	archiver_syncer_stop(a); /* last sync of what the pushes applied */
 	rc = 0;
 out_ns:
+	snapshots_free(a->snapshots); /* before the stores close; no call is in flight */
 	archiver_close_namespaces(a);
 	store_cache_free(a->cache);
 	if (rc == 0)

@@ -33,7 +33,7 @@ static bool is_listed(const struct archiver *a, const char *name)
 }
 
 static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
-			 struct us_err *err);
+			 const char *why, struct us_err *err);
 
 /* Opens ns's store in dir and syncs what a killed process left unsynced. */
 static int open_store(struct archiver *a, const char *name, struct store **out,
@@ -123,7 +123,9 @@ int archiver_ns_reopen(struct archiver *a, struct ns *ns, struct us_err *err)
 
 	if (ns->store) { /* failed: close and open again, as after a kill -9 */
 		if ((rc = disk_check_space(a->cfg.data_dir, &a->cfg.reserve, err)) ||
-		    (rc = replace_store(a, ns, NULL, NULL, err)))
+		    (rc = replace_store(a, ns, NULL, NULL,
+				"ended: its store was reopened after a write failure",
+				err)))
 			return rc;
 		log_info("ns=%s event=store_reopened after=write_failure", ns->name);
 		return 0;
@@ -213,7 +215,7 @@ static int fsync_dir(const struct archiver *a, struct us_err *err)
  * old store is put back when it can be; with no store at all the namespace
  * stays unavailable until it opens again (archiver_ns_reopen). */
 static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
-			 struct us_err *err)
+			 const char *why, struct us_err *err)
 {
 	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache,
 				.reserve = &a->cfg.reserve};
@@ -241,6 +243,9 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 		return err_set(err, US_EUNAVAIL, "namespace %s: reads still open after %d ms",
 			       ns->name, US_SWAP_READERS_WAIT_MS);
 	}
+	/* Its snapshots end with it: a read at one is then refused, saying why
+	 * (docs/snapshots.md), rather than served from a store that is gone. */
+	snapshots_end_store(a->snapshots, ns->store, why);
 	store_close(ns->store);
 	ns->store = NULL;
 	if (aside)
@@ -282,7 +287,8 @@ int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 		snprintf(prefix, sizeof(prefix), ".old-");
 	archiver_ns_dir(a, ns->name, ".ready-", ready, sizeof(ready));
 	archiver_ns_dir(a, ns->name, prefix, old, sizeof(old));
-	if ((rc = replace_store(a, ns, ready, old, err))) {
+	if ((rc = replace_store(a, ns, ready, old,
+				"ended: the store was replaced by a full copy from the site", err))) {
 		archiver_rmtree(ready); /* never swapped in later by recover_copies */
 		return err_wrap(err, "the full copy will be sent again");
 	}
@@ -313,7 +319,9 @@ int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *o
 	out->previous_seq = pos.seq;
 	snprintf(prefix, sizeof(prefix), ".adopted-%llu-", (unsigned long long)clock_wall_ms());
 	archiver_ns_dir(a, ns->name, prefix, out->kept_in, sizeof(out->kept_in));
-	rc = replace_store(a, ns, NULL, out->kept_in, err);
+	rc = replace_store(a, ns, NULL, out->kept_in,
+			   "ended: the namespace was adopted by a new site (its old copy is kept aside)",
+			   err);
 	if (rc && access(out->kept_in, F_OK) == 0)
 		err_wrap(err, "the old copy was moved to %s", out->kept_in);
 	if (rc == 0) {

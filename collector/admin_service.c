@@ -34,6 +34,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 
 		if (store_journal_first(col->store, &first, NULL) == 0)
 			out.journal_first_seq = first;
+		out.snapshots = snapshots_count(col->snapshots, col->cfg.ns);
 	}
 	out.commit_mode = (char *)guard_mode_name(col->guard);
 	for (size_t i = 0; i < n_links; i++) {

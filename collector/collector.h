@@ -40,6 +40,8 @@ struct collector_config {
 	uint64_t journal_max;
 	char disk_reserve_text[64];    /* disk_reserve as written */
 	struct disk_reserve reserve;   /* parsed from it at start */
+	uint64_t snapshot_ttl_ms;
+	uint64_t max_snapshots;
 };
 
 struct collector {
@@ -52,6 +54,7 @@ struct collector {
 	struct link **links;          /* one per archiver; set before the server starts */
 	size_t n_links;
 	struct store_service_ops store_ops; /* the Store service's view of this collector */
+	struct snapshots *snapshots;  /* open snapshots of the store (their own lock) */
 };
 
 /* The Admin service's method table (collector/admin_service.c); arg of every

@@ -353,7 +353,7 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 	struct entry e;
 	int rc;
 
-	if ((rc = store_seed_iter_new(l->store, &it, &pos, err)))
+	if ((rc = store_seed_iter_new(l->store, NULL, &it, &pos, err)))
 		return rc;
 	log_info("ns=%s event=seed_begin archiver=%s seq=%llu", l->ns, l->addr,
 		 (unsigned long long)pos.seq);

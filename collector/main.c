@@ -90,6 +90,10 @@ static const struct config_key collector_keys[] = {
 	 NULL, check_disk_reserve,
 	 "free space kept on the data dir's disk: a size and/or a percentage, the smaller "
 	 "applies (0: none); below it, commits are refused with RESOURCE_EXHAUSTED"},
+	{"snapshot_ttl", CFG_DURATION, F(snapshot_ttl_ms), 0, "10m", 100, 604800000, NULL, NULL,
+	 "a snapshot (understudy snapshot) ends after this long without a read"},
+	{"max_snapshots", CFG_UINT, F(max_snapshots), 0, "64", 1, US_SNAPSHOTS_MAX_PER_NS, NULL,
+	 NULL, "most snapshots open at once in one namespace"},
 };
 #undef F
 
@@ -268,8 +272,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		goto out_guard;
 	}
+	if (snapshots_new(&col.snapshots, col.cfg.snapshot_ttl_ms, (uint32_t)col.cfg.max_snapshots,
+			  &err)) {
+		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		goto out_committer;
+	}
 	col.store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = &col,
-						   .admit = admit_commit, .await_ack = await_ack};
+						   .admit = admit_commit, .await_ack = await_ack,
+						   .snapshots = col.snapshots};
 	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
@@ -316,6 +326,7 @@ int main(int argc, char **argv)
 	stop_links(&col);
 out_committer:
 	committer_free(col.committer);
+	snapshots_free(col.snapshots); /* no call is in flight: the server stopped */
 	rpc_global_shutdown();
 out_guard:
 	guard_free(col.guard);

@@ -134,9 +134,27 @@ typedef struct us_file_info {
 } us_file_info_t;
 
 /* Lists files (of one account when account is not NULL), sorted by account then
- * file. *files is a new array of *n entries, freed with free(). */
-int us_list_files(us_client_t *c, const char *ns, const char *account,
+ * file, at a snapshot (0: the latest state). *files is a new array of *n
+ * entries, freed with free(). */
+int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
 		  us_file_info_t **files, size_t *n, us_err_t *err);
+
+/* A snapshot of namespace ns: reads given its id (us_read, us_scan,
+ * us_list_files) see the state after commit (generation, seq), however long
+ * they run. It ends when released, after ttl_ms without a read, or when the
+ * server stops; then reads at it fail (US_ENOTFOUND; US_EPRECOND when an
+ * archiver's copy was replaced under it). US_ETOOBIG when the namespace has
+ * the most open snapshots the server allows. */
+typedef struct us_snapshot {
+	uint64_t id;
+	uint64_t generation;
+	uint64_t seq;
+	uint64_t time_ms;   /* commit time of seq, ms since the epoch; 0: no commit yet */
+	uint64_t ttl_ms;
+} us_snapshot_t;
+
+int us_open_snapshot(us_client_t *c, const char *ns, us_snapshot_t *out, us_err_t *err);
+int us_release_snapshot(us_client_t *c, const char *ns, uint64_t id, us_err_t *err);
 
 typedef struct us_archiver_link {
 	char addr[256];
@@ -158,6 +176,7 @@ typedef struct us_ns_status {
 	int64_t heartbeat_age_ms; /* -1: never */
 	uint64_t refusals;        /* pushes refused since the last applied frame */
 	char refusal[US_ERR_MSG_MAX]; /* the last refusal's message; "" when none */
+	uint64_t snapshots;       /* open snapshots of the namespace */
 } us_ns_status_t;
 
 typedef struct us_status {
@@ -169,6 +188,7 @@ typedef struct us_status {
 	uint64_t generation;
 	uint64_t last_seq;
 	uint64_t journal_first_seq; /* first journal seq still retained; 0: none */
+	uint64_t snapshots;       /* open snapshots of the namespace */
 	us_archiver_link_t *archivers;
 	size_t n_archivers;
 	/* archiver */

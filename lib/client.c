@@ -258,8 +258,8 @@ static int cmp_file_info(const void *a, const void *b)
 	return r ? r : strcmp(x->file, y->file);
 }
 
-int us_list_files(us_client_t *c, const char *ns, const char *account, us_file_info_t **files,
-		  size_t *n, us_err_t *err)
+int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
+		  us_file_info_t **files, size_t *n, us_err_t *err)
 {
 	Understudy__V1__ListFilesRequest req;
 	Understudy__V1__ListFilesResponse *out;
@@ -271,6 +271,7 @@ int us_list_files(us_client_t *c, const char *ns, const char *account, us_file_i
 	understudy__v1__list_files_request__init(&req);
 	req.namespace_ = (char *)ns;
 	req.account = (char *)(account ? account : "");
+	req.snapshot = snapshot;
 	rc = call_unary(c, "/understudy.v1.Store/ListFiles", &req.base, &resp, &resp_len, err);
 	if (rc)
 		return rc;
@@ -300,6 +301,49 @@ int us_list_files(us_client_t *c, const char *ns, const char *account, us_file_i
 	qsort(v, *n, sizeof(*v), cmp_file_info);
 	*files = v;
 	return 0;
+}
+
+int us_open_snapshot(us_client_t *c, const char *ns, us_snapshot_t *out, us_err_t *err)
+{
+	Understudy__V1__OpenSnapshotRequest req;
+	Understudy__V1__OpenSnapshotResponse *ans;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	understudy__v1__open_snapshot_request__init(&req);
+	req.namespace_ = (char *)ns;
+	rc = call_unary(c, "/understudy.v1.Store/OpenSnapshot", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	ans = understudy__v1__open_snapshot_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!ans)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to OpenSnapshot from %s",
+			       c->addr);
+	out->id = ans->snapshot;
+	out->generation = ans->generation;
+	out->seq = ans->seq;
+	out->time_ms = ans->time_ms;
+	out->ttl_ms = ans->ttl_ms;
+	understudy__v1__open_snapshot_response__free_unpacked(ans, NULL);
+	return 0;
+}
+
+int us_release_snapshot(us_client_t *c, const char *ns, uint64_t id, us_err_t *err)
+{
+	Understudy__V1__ReleaseSnapshotRequest req;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	understudy__v1__release_snapshot_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.snapshot = id;
+	rc = call_unary(c, "/understudy.v1.Store/ReleaseSnapshot", &req.base, &resp, &resp_len,
+			err);
+	free(resp);
+	return rc;
 }
 
 int us_adopt(us_client_t *c, const char *ns, us_adopted_t *out, us_err_t *err)
@@ -362,6 +406,7 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 	s->generation = out->generation;
 	s->last_seq = out->last_seq;
 	s->journal_first_seq = out->journal_first_seq;
+	s->snapshots = out->snapshots;
 	s->n_archivers = out->n_archivers;
 	for (size_t i = 0; i < out->n_archivers; i++) {
 		const Understudy__V1__ArchiverLink *a = out->archivers[i];
@@ -387,6 +432,7 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 		y->is_connected = x->connected;
 		y->heartbeat_age_ms = x->heartbeat_age_ms;
 		y->refusals = x->refusals;
+		y->snapshots = x->snapshots;
 		snprintf(y->refusal, sizeof(y->refusal), "%s", x->refusal);
 	}
 	understudy__v1__status_response__free_unpacked(out, NULL);

@@ -37,97 +37,14 @@
 
 #include <rocksdb/c.h>
 
-#include "us_limits.h"
 #include "names.h"
-
-#define STORE_MAGIC "USST"
-#define STORE_VERSION 3
-#define FLAG_LOGGED 0x01
-
-#define KEY_FORMAT "Mformat"
-#define KEY_POS "Mpos"
-#define KEY_GEN "Mgen"
-#define KEY_NODE "Mnode"
-#define KEY_SITE "Msite"
-
-/* One catalog row: an account (file_len 0) or a file. */
-struct cat_row {
-	char key[US_ACCOUNT_MAX_LEN + 1 + US_FILE_MAX_LEN + 1]; /* account 0x00 file */
-	size_t key_len;
-	bool is_logged;
-};
-
-/* Rows sorted by key (memcmp, then length): lookups bsearch, inserts memmove.
- * Files are created rarely; a site has thousands at most. */
-struct catalog {
-	struct cat_row *rows;
-	size_t n, cap;
-};
-
-/* The journal block the writer is filling (see jb_add). */
-struct journal_builder {
-	struct buf buf;
-	struct entry_block_writer w;
-	bool is_open;
-	uint64_t first_seq;
-	size_t target;             /* put the block once it is this large */
-	uint64_t chain;            /* the history chain after the last entry added */
-	uint64_t chain_start;      /* ... before the open block's first entry */
-	uint64_t mark_chain, mark_chain_start;
-	/* jb_mark's snapshot, to take a refused commit's entries back out */
-	size_t mark_len;           /* 0: no block was open */
-	uint32_t mark_count;
-	uint64_t mark_first_seq;
-	bool is_flushed_since_mark;
-	struct buf saved;          /* buf[0 .. mark_len), once a flush happened */
-};
-
-struct store {
-	rocksdb_t *db;
-	rocksdb_options_t *opts;
-	rocksdb_block_based_table_options_t *table_opts;
-	rocksdb_cache_t *cache;               /* own, or NULL when shared */
-	rocksdb_readoptions_t *read_opts;
-	rocksdb_writeoptions_t *write_opts;   /* sync = 1 */
-	rocksdb_writeoptions_t *write_opts_nosync;
-	bool is_read_only;
-	size_t max_body;
-	char *dir;                            /* as opened (owned) */
-	struct disk_dir dir_id;               /* to notice it gone or replaced */
-	const struct disk_reserve *reserve;   /* borrowed; NULL: no space check */
-	/* A RocksDB write or sync failed on the WAL (take_write_err), or the
-	 * directory went: the instance is not written to again. Set by any
-	 * writer. */
-	atomic_bool is_failed;
-	char node_id[33];                     /* 'M' "node", read at open */
-	/* 'M' "site": the node id of the site whose history this replica holds
-	 * ("" before the first); read at open, written by store_bind_site (one
-	 * writer: the caller serializes, as it does applies). */
-	char site_id[US_NODE_ID_MAX_LEN + 1];
-
-	pthread_mutex_t pos_lock;             /* guards pos: written by the writer, read by all */
-	struct store_position pos;
-
-	/* Writer thread only. */
-	struct catalog cat;
-	struct catalog cat_saved;
-	struct buf key;
-	struct journal_builder jb;
-};
-
-struct store_iter {
-	rocksdb_iterator_t *it;
-	rocksdb_readoptions_t *ro;
-	struct buf lower;     /* the section's key prefix */
-	struct buf upper;     /* first key after the section: the iterator's bound */
-	bool is_started;
-};
+#include "store_int.h"
 
 /* RocksDB counts key comparisons and more in thread-local perf counters by
  * default; nothing here reads them, and on the write path they cost as much
  * as a sixth of the time. The level is per thread: set on each entry point
  * that writes or scans much. */
-static void perf_off(void)
+void store__perf_off(void)
 {
 	rocksdb_set_perf_level(rocksdb_disable);
 }
@@ -135,7 +52,7 @@ static void perf_off(void)
 /* ---- helpers: RocksDB errors ---- */
 
 /* Only this module touches errptr: turns it into err and frees it. */
-static int take_rocks_err(char **errptr, struct us_err *err, const char *what)
+int store__take_rocks_err(char **errptr, struct us_err *err, const char *what)
 {
 	int code = US_EIO;
 
@@ -168,7 +85,7 @@ static int take_rocks_err(char **errptr, struct us_err *err, const char *what)
 static int take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
 {
 	bool is_wal = *errptr && strstr(*errptr, ".log");
-	int rc = take_rocks_err(errptr, err, what);
+	int rc = store__take_rocks_err(errptr, err, what);
 
 	if (rc && is_wal)
 		atomic_store(&s->is_failed, true);
@@ -197,7 +114,7 @@ static int check_writable(struct store *s, struct us_err *err)
 
 /* ---- keys ---- */
 
-static int key_file(struct buf *k, char tag, const char *account, size_t account_len,
+int store__key_file(struct buf *k, char tag, const char *account, size_t account_len,
 		    const char *file, size_t file_len)
 {
 	buf_reset(k);
@@ -207,18 +124,18 @@ static int key_file(struct buf *k, char tag, const char *account, size_t account
 	return 0;
 }
 
-static int key_section(struct buf *k, const char *account, size_t account_len, const char *file,
+int store__key_section(struct buf *k, const char *account, size_t account_len, const char *file,
 		       size_t file_len, uint8_t section)
 {
-	if (key_file(k, 'D', account, account_len, file, file_len) || buf_append_u8(k, 0) ||
+	if (store__key_file(k, 'D', account, account_len, file, file_len) || buf_append_u8(k, 0) ||
 	    buf_append_u8(k, section))
 		return US_ENOMEM;
 	return 0;
 }
 
-static int key_item(struct buf *k, const struct entry *e)
+int store__key_item(struct buf *k, const struct entry *e)
 {
-	if (key_section(k, e->account, e->account_len, e->file, e->file_len, e->section) ||
+	if (store__key_section(k, e->account, e->account_len, e->file, e->file_len, e->section) ||
 	    buf_append(k, e->id, e->id_len))
 		return US_ENOMEM;
 	return 0;
@@ -234,7 +151,7 @@ static int key_journal(struct buf *k, uint64_t seq)
 
 /* The first key after every key that starts with prefix (prefix has no
  * trailing 0xFF byte in our layout, so incrementing the last byte works). */
-static int key_successor(struct buf *out, const uint8_t *prefix, size_t len)
+int store__key_successor(struct buf *out, const uint8_t *prefix, size_t len)
 {
 	buf_reset(out);
 	if (buf_append(out, prefix, len))
@@ -400,7 +317,7 @@ static int catalog_read(struct store *s, rocksdb_readoptions_t *ro, struct catal
 		}
 		rocksdb_iter_get_error(it, &errptr);
 		if (!rc)
-			rc = take_rocks_err(&errptr, err, "cannot load catalog");
+			rc = store__take_rocks_err(&errptr, err, "cannot load catalog");
 		rocksdb_free(errptr);
 		rocksdb_iter_destroy(it);
 	}
@@ -426,8 +343,6 @@ static bool catalog_is_shipped(struct catalog *c, const char *account, size_t ac
 
 /* ---- open / close ---- */
 
-/* The position record: generation, seq, time_ms, chain (u64le each). */
-#define POS_BYTES 32
 
 static void encode_pos(uint8_t out[POS_BYTES], const struct store_position *p)
 {
@@ -438,7 +353,7 @@ static void encode_pos(uint8_t out[POS_BYTES], const struct store_position *p)
 }
 
 /* 0, or US_ECORRUPT for a value that is not a position record. */
-static int decode_pos(const char *v, size_t len, struct store_position *p)
+int store__decode_pos(const char *v, size_t len, struct store_position *p)
 {
 	if (!v || len != POS_BYTES)
 		return US_ECORRUPT;
@@ -458,7 +373,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 	int rc;
 
 	v = rocksdb_get(s->db, s->read_opts, KEY_FORMAT, strlen(KEY_FORMAT), &len, &errptr);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read store format")))
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read store format")))
 		return rc;
 	if (!v) {
 		rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->read_opts);
@@ -503,9 +418,9 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 	}
 	rocksdb_free(v);
 	v = rocksdb_get(s->db, s->read_opts, KEY_POS, strlen(KEY_POS), &len, &errptr);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read store position")))
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read store position")))
 		return rc;
-	if (decode_pos(v, len, &s->pos)) {
+	if (store__decode_pos(v, len, &s->pos)) {
 		rocksdb_free(v);
 		return err_set(err, US_ECORRUPT, "%s: missing or bad position record", dir);
 	}
@@ -524,7 +439,7 @@ static int load_node_id(struct store *s, struct us_err *err)
 	int rc;
 
 	v = rocksdb_get(s->db, s->read_opts, KEY_NODE, strlen(KEY_NODE), &len, &errptr);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read node id")))
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read node id")))
 		return rc;
 	if (v && len == 32) {
 		memcpy(s->node_id, v, 32);
@@ -563,7 +478,7 @@ static int load_site_id(struct store *s, struct us_err *err)
 	int rc;
 
 	v = rocksdb_get(s->db, s->read_opts, KEY_SITE, strlen(KEY_SITE), &len, &errptr);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read the site id")))
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read the site id")))
 		return rc;
 	s->site_id[0] = '\0';
 	if (v && (len == 0 || len > US_NODE_ID_MAX_LEN)) {
@@ -688,7 +603,7 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	else
 		s->db = rocksdb_open(s->opts, dir, &errptr);
 	if (errptr) {
-		rc = take_rocks_err(&errptr, err, "cannot open store");
+		rc = store__take_rocks_err(&errptr, err, "cannot open store");
 		if (rc == US_EUNAVAIL)
 			err_set(err, rc, "cannot open store %s: in use by another process", dir);
 		else
@@ -790,7 +705,7 @@ static int put_flags(rocksdb_writebatch_t *b, struct buf *k, char tag, const str
 
 	v[0] = is_logged ? FLAG_LOGGED : 0;
 	buf_put_u64le(v + 1, stale_since_seq);
-	if (key_file(k, tag, e->account, e->account_len, e->file, file_len))
+	if (store__key_file(k, tag, e->account, e->account_len, e->file, file_len))
 		return US_ENOMEM;
 	if (tag == 'A')
 		k->len--; /* 'A' account, no separator */
@@ -805,8 +720,8 @@ static int delete_file_items(struct store *s, rocksdb_writebatch_t *b, const str
 	struct buf upper;
 
 	buf_init(&upper);
-	if (key_file(k, 'D', e->account, e->account_len, e->file, e->file_len) ||
-	    buf_append_u8(k, 0) || key_successor(&upper, k->p, k->len)) {
+	if (store__key_file(k, 'D', e->account, e->account_len, e->file, e->file_len) ||
+	    buf_append_u8(k, 0) || store__key_successor(&upper, k->p, k->len)) {
 		buf_release(&upper);
 		return US_ENOMEM;
 	}
@@ -859,12 +774,12 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 
 	switch (e->op) {
 	case ENTRY_WRITE:
-		if (key_item(k, e))
+		if (store__key_item(k, e))
 			return US_ENOMEM;
 		rocksdb_writebatch_put(b, (char *)k->p, k->len, (const char *)e->body, e->body_len);
 		return 0;
 	case ENTRY_DELETE:
-		if (key_item(k, e))
+		if (store__key_item(k, e))
 			return US_ENOMEM;
 		rocksdb_writebatch_delete(b, (char *)k->p, k->len);
 		return 0;
@@ -895,11 +810,11 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 
 		buf_init(&upper);
 		if (e->op == ENTRY_CLEAR_FILE)
-			rc = key_section(k, e->account, e->account_len, e->file, e->file_len, sec);
+			rc = store__key_section(k, e->account, e->account_len, e->file, e->file_len, sec);
 		else
-			rc = key_file(k, 'D', e->account, e->account_len, e->file, e->file_len) ||
+			rc = store__key_file(k, 'D', e->account, e->account_len, e->file, e->file_len) ||
 			     buf_append_u8(k, 0);
-		if (rc || key_successor(&upper, k->p, k->len)) {
+		if (rc || store__key_successor(&upper, k->p, k->len)) {
 			buf_release(&upper);
 			return US_ENOMEM;
 		}
@@ -907,7 +822,7 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 						upper.len);
 		buf_release(&upper);
 		if (e->op == ENTRY_DELETE_FILE) {
-			if (key_file(k, 'F', e->account, e->account_len, e->file, e->file_len))
+			if (store__key_file(k, 'F', e->account, e->account_len, e->file, e->file_len))
 				return US_ENOMEM;
 			rocksdb_writebatch_delete(b, (char *)k->p, k->len);
 			catalog_del(&s->cat, e->account, e->account_len, e->file, e->file_len);
@@ -1087,8 +1002,8 @@ static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct en
 	e.is_reset = false;
 	buf_init(&prefix);
 	buf_init(&upper);
-	if (key_file(&prefix, 'D', e.account, e.account_len, file, file_len) ||
-	    buf_append_u8(&prefix, 0) || key_successor(&upper, prefix.p, prefix.len)) {
+	if (store__key_file(&prefix, 'D', e.account, e.account_len, file, file_len) ||
+	    buf_append_u8(&prefix, 0) || store__key_successor(&upper, prefix.p, prefix.len)) {
 		buf_release(&prefix);
 		buf_release(&upper);
 		return err_set(err, US_ENOMEM, "out of memory");
@@ -1115,7 +1030,7 @@ static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct en
 	}
 	if (!rc) {
 		rocksdb_iter_get_error(it, &errptr);
-		rc = take_rocks_err(&errptr, err, "cannot read items to re-ship");
+		rc = store__take_rocks_err(&errptr, err, "cannot read items to re-ship");
 	}
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
@@ -1361,7 +1276,7 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	size_t from = 0;
 	int rc = 0;
 
-	perf_off();
+	store__perf_off();
 	if ((rc = check_writable(s, err)) || (rc = check_disk(s, true, err))) {
 		for (size_t i = 0; i < n; i++) {
 			commits[i]->rc = rc;
@@ -1393,7 +1308,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	char *errptr = NULL;
 	int rc = 0;
 
-	perf_off();
+	store__perf_off();
 	if ((rc = check_writable(s, err)))
 		return rc;
 	if (n == 0)
@@ -1505,315 +1420,6 @@ int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err)
 	return 0;
 }
 
-/* ---- reads ---- */
-
-static int check_file_exists(struct store *s, const char *account, const char *file,
-			     struct us_err *err)
-{
-	struct buf k;
-	char *errptr = NULL;
-	size_t len;
-	char *v;
-	int rc;
-
-	buf_init(&k);
-	if (key_file(&k, 'F', account, strlen(account), file, strlen(file))) {
-		buf_release(&k);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
-	v = rocksdb_get(s->db, s->read_opts, (char *)k.p, k.len, &len, &errptr);
-	buf_release(&k);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read file record")))
-		return rc;
-	if (!v)
-		return err_set(err, US_ENOTFOUND, "file %s/%s does not exist", account, file);
-	rocksdb_free(v);
-	return 0;
-}
-
-static int check_read_names(const char *account, const char *file, uint8_t section,
-			    struct us_err *err)
-{
-	int rc;
-
-	if ((rc = names_check_account(account, strlen(account), err)) ||
-	    (rc = names_check_file(file, strlen(file), err)))
-		return rc;
-	if (section != SECTION_DATA && section != SECTION_DICT)
-		return err_set(err, US_EINVAL, "bad section %u", section);
-	return 0;
-}
-
-int store_get(struct store *s, const char *account, const char *file, uint8_t section,
-	      const uint8_t *id, size_t id_len, struct buf *body, struct us_err *err)
-{
-	struct entry e = {.account = account, .account_len = strlen(account), .file = file,
-			  .file_len = strlen(file), .section = section, .id = id, .id_len = id_len};
-	struct buf k;
-	char *errptr = NULL;
-	size_t len;
-	char *v;
-	int rc;
-
-	if ((rc = check_read_names(account, file, section, err)) ||
-	    (rc = names_check_id(id, id_len, err)))
-		return rc;
-	buf_init(&k);
-	if (key_item(&k, &e)) {
-		buf_release(&k);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
-	v = rocksdb_get(s->db, s->read_opts, (char *)k.p, k.len, &len, &errptr);
-	buf_release(&k);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read item")))
-		return rc;
-	if (!v) {
-		char esc[80];
-
-		if ((rc = check_file_exists(s, account, file, err)))
-			return rc;
-		return err_set(err, US_ENOTFOUND, "no item %s in %s/%s%s",
-			       names_escape(id, id_len, esc, sizeof(esc)), account, file,
-			       section == SECTION_DICT ? " (dict)" : "");
-	}
-	buf_reset(body);
-	rc = buf_append(body, v, len);
-	if (rc == 0 && body->p == NULL)
-		rc = buf_reserve(body, 1); /* a 0-byte body still gets a buffer */
-	rocksdb_free(v);
-	if (rc)
-		return err_set(err, US_ENOMEM, "out of memory");
-	return 0;
-}
-
-int store_iter_new(struct store *s, const char *account, const char *file, uint8_t section,
-		   const uint8_t *start_after, size_t start_after_len, struct store_iter **out,
-		   struct us_err *err)
-{
-	struct store_iter *it;
-	int rc;
-
-	if ((rc = check_read_names(account, file, section, err)) ||
-	    (rc = check_file_exists(s, account, file, err)))
-		return rc;
-	it = calloc(1, sizeof(*it));
-	if (!it)
-		return err_set(err, US_ENOMEM, "out of memory");
-	buf_init(&it->lower);
-	buf_init(&it->upper);
-	if (key_section(&it->lower, account, strlen(account), file, strlen(file), section) ||
-	    key_successor(&it->upper, it->lower.p, it->lower.len)) {
-		store_iter_free(it);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
-	it->ro = rocksdb_readoptions_create();
-	rocksdb_readoptions_set_iterate_upper_bound(it->ro, (char *)it->upper.p, it->upper.len);
-	it->it = rocksdb_create_iterator(s->db, it->ro);
-	if (start_after && start_after_len) {
-		struct buf k;
-
-		buf_init(&k);
-		if (buf_append(&k, it->lower.p, it->lower.len) ||
-		    buf_append(&k, start_after, start_after_len)) {
-			buf_release(&k);
-			store_iter_free(it);
-			return err_set(err, US_ENOMEM, "out of memory");
-		}
-		rocksdb_iter_seek(it->it, (char *)k.p, k.len);
-		if (rocksdb_iter_valid(it->it)) {
-			size_t klen;
-			const char *key = rocksdb_iter_key(it->it, &klen);
-
-			if (klen == k.len && memcmp(key, k.p, klen) == 0)
-				rocksdb_iter_next(it->it);
-		}
-		buf_release(&k);
-	} else {
-		rocksdb_iter_seek(it->it, (char *)it->lower.p, it->lower.len);
-	}
-	it->is_started = true;
-	*out = it;
-	return 0;
-}
-
-int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
-		    const uint8_t **body, size_t *body_len, struct us_err *err)
-{
-	char *errptr = NULL;
-	const char *k, *v;
-	size_t klen, vlen;
-
-	if (!it->is_started)
-		rocksdb_iter_next(it->it);
-	it->is_started = false;
-	if (!rocksdb_iter_valid(it->it)) {
-		rocksdb_iter_get_error(it->it, &errptr);
-		return take_rocks_err(&errptr, err, "cannot scan items");
-	}
-	k = rocksdb_iter_key(it->it, &klen);
-	v = rocksdb_iter_value(it->it, &vlen);
-	if (klen <= it->lower.len)
-		return err_set(err, US_ECORRUPT, "item key without an id");
-	*id = (const uint8_t *)k + it->lower.len;
-	*id_len = klen - it->lower.len;
-	*body = (const uint8_t *)v;
-	*body_len = vlen;
-	return 1;
-}
-
-void store_iter_free(struct store_iter *it)
-{
-	if (!it)
-		return;
-	if (it->it)
-		rocksdb_iter_destroy(it->it);
-	if (it->ro)
-		rocksdb_readoptions_destroy(it->ro);
-	buf_release(&it->lower);
-	buf_release(&it->upper);
-	free(it);
-}
-
-/* Counts the keys in [prefix, successor(prefix)). */
-static int count_prefix(struct store *s, const struct buf *prefix, uint64_t *count,
-			struct us_err *err)
-{
-	rocksdb_readoptions_t *ro;
-	rocksdb_iterator_t *it;
-	struct buf upper;
-	char *errptr = NULL;
-	uint64_t n = 0;
-
-	buf_init(&upper);
-	if (key_successor(&upper, prefix->p, prefix->len))
-		return err_set(err, US_ENOMEM, "out of memory");
-	ro = rocksdb_readoptions_create();
-	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)upper.p, upper.len);
-	it = rocksdb_create_iterator(s->db, ro);
-	for (rocksdb_iter_seek(it, (char *)prefix->p, prefix->len); rocksdb_iter_valid(it);
-	     rocksdb_iter_next(it))
-		n++;
-	rocksdb_iter_get_error(it, &errptr);
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	buf_release(&upper);
-	*count = n;
-	return take_rocks_err(&errptr, err, "cannot count items");
-}
-
-/* An account's logged flag and stale seq (no record: logged, not stale). */
-static int read_account_flags(struct store *s, const char *account, size_t len, bool *is_logged,
-			      uint64_t *stale_since_seq, struct us_err *err)
-{
-	char key[1 + US_ACCOUNT_MAX_LEN];
-	char *errptr = NULL;
-	size_t vlen;
-	char *v;
-	int rc;
-
-	key[0] = 'A';
-	memcpy(key + 1, account, len);
-	v = rocksdb_get(s->db, s->read_opts, key, 1 + len, &vlen, &errptr);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read account record")))
-		return rc;
-	*is_logged = !v || vlen < 1 || (v[0] & FLAG_LOGGED) != 0;
-	*stale_since_seq = v && vlen >= 9 ? buf_get_u64le((uint8_t *)v + 1) : 0;
-	rocksdb_free(v);
-	return 0;
-}
-
-int store_list_files(struct store *s, const char *account, struct store_file_info **files,
-		     size_t *n_files, struct us_err *err)
-{
-	struct store_file_info *out = NULL;
-	size_t n = 0, cap = 0;
-	rocksdb_iterator_t *it;
-	struct buf prefix, k;
-	char *errptr = NULL;
-	int rc = 0;
-
-	if (account && (rc = names_check_account(account, strlen(account), err)))
-		return rc;
-	buf_init(&prefix);
-	buf_init(&k);
-	if (buf_append_u8(&prefix, 'F') ||
-	    (account && (buf_append(&prefix, account, strlen(account)) || buf_append_u8(&prefix, 0))))
-		return err_set(err, US_ENOMEM, "out of memory");
-	it = rocksdb_create_iterator(s->db, s->read_opts);
-	for (rocksdb_iter_seek(it, (char *)prefix.p, prefix.len); rocksdb_iter_valid(it);
-	     rocksdb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *key = rocksdb_iter_key(it, &klen);
-		const char *v = rocksdb_iter_value(it, &vlen);
-		const char *sep;
-		struct store_file_info *fi;
-		size_t alen, flen;
-
-		if (klen < prefix.len || memcmp(key, prefix.p, prefix.len) != 0)
-			break;
-		sep = memchr(key + 1, 0, klen - 1);
-		if (!sep || vlen < 1) {
-			rc = err_set(err, US_ECORRUPT, "bad file record");
-			break;
-		}
-		alen = (size_t)(sep - key - 1);
-		flen = klen - alen - 2;
-		if (alen > US_ACCOUNT_MAX_LEN || flen > US_FILE_MAX_LEN) {
-			rc = err_set(err, US_ECORRUPT, "bad file record");
-			break;
-		}
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct store_file_info *p = realloc(out, ncap * sizeof(*p));
-
-			if (!p) {
-				rc = err_set(err, US_ENOMEM, "out of memory");
-				break;
-			}
-			out = p;
-			cap = ncap;
-		}
-		fi = &out[n++];
-		memset(fi, 0, sizeof(*fi));
-		memcpy(fi->account, key + 1, alen);
-		memcpy(fi->file, sep + 1, flen);
-		fi->is_logged = (v[0] & FLAG_LOGGED) != 0;
-		fi->stale_since_seq = vlen >= 9 ? buf_get_u64le((const uint8_t *)v + 1) : 0;
-		{
-			uint64_t account_stale;
-
-			rc = read_account_flags(s, fi->account, alen, &fi->is_account_logged,
-						&account_stale, err);
-			if (rc)
-				break;
-			if (account_stale && (!fi->stale_since_seq || account_stale < fi->stale_since_seq))
-				fi->stale_since_seq = account_stale;
-		}
-		for (uint8_t sec = SECTION_DATA; sec <= SECTION_DICT && !rc; sec++) {
-			if (key_section(&k, fi->account, alen, fi->file, flen, sec))
-				rc = err_set(err, US_ENOMEM, "out of memory");
-			else
-				rc = count_prefix(s, &k, sec == SECTION_DATA ? &fi->data_items
-									     : &fi->dict_items, err);
-		}
-		if (rc)
-			break;
-	}
-	if (!rc) {
-		rocksdb_iter_get_error(it, &errptr);
-		rc = take_rocks_err(&errptr, err, "cannot list files");
-	}
-	rocksdb_iter_destroy(it);
-	buf_release(&prefix);
-	buf_release(&k);
-	if (rc) {
-		free(out);
-		return rc;
-	}
-	*files = out;
-	*n_files = n;
-	return 0;
-}
 
 struct store_journal_iter {
 	rocksdb_iterator_t *it;
@@ -1844,7 +1450,7 @@ int store_journal_iter_new(struct store *s, uint64_t from, struct store_journal_
 
 	if (!it)
 		return err_set(err, US_ENOMEM, "out of memory");
-	perf_off();
+	store__perf_off();
 	it->ro = journal_readoptions();
 	it->it = rocksdb_create_iterator(s->db, it->ro);
 	it->from = from;
@@ -1910,7 +1516,7 @@ int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, struct
 		}
 		if (!rocksdb_iter_valid(it->it)) {
 			rocksdb_iter_get_error(it->it, &errptr);
-			return take_rocks_err(&errptr, err, "cannot read journal");
+			return store__take_rocks_err(&errptr, err, "cannot read journal");
 		}
 		if ((rc = journal_open_block(it, err)))
 			return rc;
@@ -2006,7 +1612,7 @@ int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, stru
 		rocksdb_iter_get_error(it, &errptr);
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
-	if ((rc = rc ? rc : take_rocks_err(&errptr, err, "cannot read the history chain")))
+	if ((rc = rc ? rc : store__take_rocks_err(&errptr, err, "cannot read the history chain")))
 		return rc;
 	if (first == 0)
 		return err_set(err, US_ENOTFOUND, "the history before seq %llu is not retained",
@@ -2033,7 +1639,7 @@ int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err)
 			*seq = buf_get_u64be((const uint8_t *)k + 1);
 	} else {
 		rocksdb_iter_get_error(it, &errptr);
-		rc = take_rocks_err(&errptr, err, "cannot read journal");
+		rc = store__take_rocks_err(&errptr, err, "cannot read journal");
 	}
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
@@ -2078,7 +1684,7 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 	rocksdb_iter_get_error(it, &errptr);
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read journal")) || !is_found)
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read journal")) || !is_found)
 		return rc;
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
@@ -2091,8 +1697,8 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 
 struct store_seed_iter {
 	struct store *s;
-	const rocksdb_snapshot_t *snap;
-	rocksdb_readoptions_t *ro;
+	struct store_snap *own;    /* the snapshot taken here when none was given */
+	const struct store_snap *at;
 	rocksdb_iterator_t *it;
 	uint64_t time_ms;
 	bool is_started;
@@ -2103,37 +1709,26 @@ struct store_seed_iter {
 	struct catalog cat;        /* accounts and files as of the snapshot */
 };
 
-
-int store_seed_iter_new(struct store *s, struct store_seed_iter **out,
-			struct store_position *pos, struct us_err *err)
+int store_seed_iter_new(struct store *s, const struct store_snap *at,
+			struct store_seed_iter **out, struct store_position *pos,
+			struct us_err *err)
 {
 	struct store_seed_iter *it = calloc(1, sizeof(*it));
-	char *errptr = NULL;
-	size_t len;
-	char *v;
 	int rc;
 
 	if (!it)
 		return err_set(err, US_ENOMEM, "out of memory");
 	it->s = s;
 	buf_init(&it->file_prefix);
-	it->snap = rocksdb_create_snapshot(s->db);
-	it->ro = rocksdb_readoptions_create();
-	rocksdb_readoptions_set_snapshot(it->ro, it->snap);
-	/* The position as of the snapshot: written in the same batches as the data. */
-	v = rocksdb_get(s->db, it->ro, KEY_POS, strlen(KEY_POS), &len, &errptr);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read the position for a full copy")))
+	if (!at && (rc = store_snap_new(s, &it->own, err)))
 		goto out_free;
-	if (decode_pos(v, len, pos)) {
-		rocksdb_free(v);
-		rc = err_set(err, US_ECORRUPT, "missing or bad position record");
-		goto out_free;
-	}
-	rocksdb_free(v);
+	it->at = at ? at : it->own;
+	/* the position as of the snapshot: written in the same batches as the data */
+	*pos = it->at->pos;
 	it->time_ms = pos->time_ms;
-	if ((rc = catalog_read(s, it->ro, &it->cat, err)))
+	if ((rc = catalog_read(s, it->at->ro, &it->cat, err)))
 		goto out_free;
-	it->it = rocksdb_create_iterator(s->db, it->ro);
+	it->it = rocksdb_create_iterator(s->db, it->at->ro);
 	rocksdb_iter_seek(it->it, "F", 1);
 	it->is_started = true;
 	it->phase = 'F';
@@ -2162,7 +1757,7 @@ int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_
 		if (!rocksdb_iter_valid(it->it) || klen < 1 || k[0] != it->phase) {
 			rocksdb_iter_get_error(it->it, &errptr);
 			if (errptr)
-				return take_rocks_err(&errptr, err, "cannot read for a full copy");
+				return store__take_rocks_err(&errptr, err, "cannot read for a full copy");
 			if (it->phase == 'F') {
 				/* every file first, then every item */
 				it->phase = 'D';
@@ -2223,10 +1818,7 @@ void store_seed_iter_free(struct store_seed_iter *it)
 		return;
 	if (it->it)
 		rocksdb_iter_destroy(it->it);
-	if (it->ro)
-		rocksdb_readoptions_destroy(it->ro);
-	if (it->snap)
-		rocksdb_release_snapshot(it->s->db, it->snap);
+	store_snap_free(it->own);
 	buf_release(&it->file_prefix);
 	catalog_release(&it->cat);
 	free(it);
@@ -2238,7 +1830,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	char *errptr = NULL;
 	int rc = 0;
 
-	perf_off();
+	store__perf_off();
 	if ((rc = check_writable(s, err)))
 		return rc;
 	if ((rc = check_disk(s, true, err)))
@@ -2385,7 +1977,7 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 	}
 	rocksdb_iter_get_error(it, &errptr);
 	rocksdb_iter_destroy(it);
-	if ((rc = take_rocks_err(&errptr, err, "cannot read journal")))
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read journal")))
 		return rc;
 	if (!is_last_end)
 		out->bad_records++; /* the last commit has no END: a half commit */
@@ -2410,5 +2002,5 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 	}
 	rocksdb_iter_get_error(it, &errptr);
 	rocksdb_iter_destroy(it);
-	return take_rocks_err(&errptr, err, "cannot count items");
+	return store__take_rocks_err(&errptr, err, "cannot count items");
 }

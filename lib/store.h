@@ -6,6 +6,8 @@
  *
  * Threads: store_commit_group is called by one writer thread at a time (the
  * committer); every read call is safe from any thread, concurrently with it.
+ * The module is two files: lib/store.c (open, writes, journal) and
+ * lib/store_read.c (reads, snapshots), sharing lib/store_int.h.
  * Invariant: the journal holds seq first_retained..position.seq with no gap;
  * a commit's entries get a contiguous range, and the last carries the END flag.
  */
@@ -104,17 +106,32 @@ struct store_position {
 };
 void store_get_position(struct store *s, struct store_position *pos);
 
+/* A snapshot: the store as it was after one commit, for reads that must see
+ * one state however long they run and however fast writes go on (a RocksDB
+ * snapshot: no copy, the same cost at any size). Its position is the one of
+ * the state it shows. It keeps RocksDB from dropping what it sees, so the
+ * disk holds the writes since as well: end it when done. Every snapshot of a
+ * store is freed before store_close; any thread may use one, several at once.
+ * Reads take one as `at`; NULL reads the latest state. */
+struct store_snap;
+int store_snap_new(struct store *s, struct store_snap **out, struct us_err *err);
+void store_snap_free(struct store_snap *snap);   /* NULL: a no-op */
+/* Borrowed for the snapshot's life. */
+const struct store_position *store_snap_position(const struct store_snap *snap);
+
 /* Reads one item into body (reset first). US_ENOTFOUND for an absent item,
  * and for a file that does not exist (the message says which). */
-int store_get(struct store *s, const char *account, const char *file, uint8_t section,
-	      const uint8_t *id, size_t id_len, struct buf *body, struct us_err *err);
+int store_get(struct store *s, const struct store_snap *at, const char *account, const char *file,
+	      uint8_t section, const uint8_t *id, size_t id_len, struct buf *body,
+	      struct us_err *err);
 
 /* Iterates a section's items in id byte order, after start_after when given.
  * US_ENOTFOUND when the file does not exist. The iterator reads one
- * consistent state (an implicit snapshot taken at store_iter_new). */
-int store_iter_new(struct store *s, const char *account, const char *file, uint8_t section,
-		   const uint8_t *start_after, size_t start_after_len, struct store_iter **out,
-		   struct us_err *err);
+ * consistent state: at's, or an implicit snapshot taken here (at NULL); at
+ * outlives the iterator. */
+int store_iter_new(struct store *s, const struct store_snap *at, const char *account,
+		   const char *file, uint8_t section, const uint8_t *start_after,
+		   size_t start_after_len, struct store_iter **out, struct us_err *err);
 /* 1 with id and body borrowed until the next call; 0 at the end; <0 error. */
 int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
 		    const uint8_t **body, size_t *body_len, struct us_err *err);
@@ -131,9 +148,10 @@ struct store_file_info {
 };
 
 /* Every file (of account, when not NULL) sorted by account then file, with item
- * counts. *files is a new array (free()) of *n. */
-int store_list_files(struct store *s, const char *account, struct store_file_info **files,
-		     size_t *n, struct us_err *err);
+ * counts, all read at one point (at's, or now's). *files is a new array
+ * (free()) of *n. */
+int store_list_files(struct store *s, const struct store_snap *at, const char *account,
+		     struct store_file_info **files, size_t *n, struct us_err *err);
 
 /* Reads journal entry seq: its encoded bytes into raw (reset first) and e
  * decoded from them (borrowing from raw). US_ENOTFOUND if not retained. */
@@ -170,14 +188,16 @@ int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err);
 int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err);
 
 /* A full copy for a receiver whose position is older than the retained
- * journal: one consistent state (a RocksDB snapshot) as entries - CREATE_FILE
+ * journal: one consistent state (at's, or a snapshot taken here when at is
+ * NULL; at outlives the iterator) as entries - CREATE_FILE
  * for every shipped file (its flag and its account's both on), then WRITE for
  * each of its items (DATA and DICT) - each entry marked as a whole commit.
  * pos is the position that state is at. Entries borrow from the iterator
  * until the next call. next: 1, 0 at the end, < 0 on error. */
 struct store_seed_iter;
-int store_seed_iter_new(struct store *s, struct store_seed_iter **out,
-			struct store_position *pos, struct us_err *err);
+int store_seed_iter_new(struct store *s, const struct store_snap *at,
+			struct store_seed_iter **out, struct store_position *pos,
+			struct us_err *err);
 int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_err *err);
 void store_seed_iter_free(struct store_seed_iter *it);
 

@@ -1,13 +1,16 @@
 /*
- * store_service.c - the Store service (Commit, Read, Scan, ListFiles), shared
- * by the collector and the archiver: each daemon says how a namespace maps to
- * a store (struct store_service_ops).
+ * store_service.c - the Store service (Commit, Read, Scan, ListFiles,
+ * OpenSnapshot, ReleaseSnapshot), shared by the collector and the archiver:
+ * each daemon says how a namespace maps to a store (struct
+ * store_service_ops) and keeps its table of snapshots (snapshots.h).
  *
  * Handlers run on the gRPC worker threads and never block: Commit decodes,
  * finds the namespace's committer and hands the commit over (the writer
  * thread answers the call once the group is synced); Read, Scan and ListFiles
  * read the store directly (RocksDB reads are thread-safe). Scan streams chunks
  * of at most US_SCAN_CHUNK_BYTES / US_SCAN_CHUNK_ITEMS, one send in flight.
+ * A read at a snapshot holds it (snapshots_use) and the namespace (acquire)
+ * until it ends, so that neither goes from under it.
  */
 #include "store_service.h"
 
@@ -37,6 +40,26 @@ static void release(const struct store_service_ops *ops, struct ns_handle *h)
 	if (h->store && ops->release)
 		ops->release(ops->arg, h);
 	memset(h, 0, sizeof(*h));
+}
+
+/* For a read at snapshot id (0: none, *at stays NULL) of the namespace h
+ * holds: the snapshot to read at, held until done_snapshot. */
+static int use_snapshot(const struct store_service_ops *ops, const char *ns, uint64_t id,
+			const struct ns_handle *h, const struct store_snap **at, struct us_err *err)
+{
+	*at = NULL;
+	if (id == 0)
+		return 0;
+	if (!ops->snapshots)
+		return err_set(err, US_EUNIMPL, "snapshots are not served here");
+	return snapshots_use(ops->snapshots, ns, id, h->store, at, err);
+}
+
+static void done_snapshot(const struct store_service_ops *ops, uint64_t id,
+			  const struct store_snap *at)
+{
+	if (at)
+		snapshots_done(ops->snapshots, id);
 }
 
 /* Packs msg with its pack function and finishes the call OK. */
@@ -224,6 +247,7 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 {
 	const struct store_service_ops *ops = arg;
 	struct ns_handle h = {0};
+	const struct store_snap *at = NULL;
 	Understudy__V1__ReadRequest *in;
 	Understudy__V1__ReadResponse out;
 	struct us_err err;
@@ -236,19 +260,17 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		rpc_call_finish_err(call, &err);
 		return;
 	}
-	if (in->snapshot != 0) {
-		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served yet");
+	if (acquire(ops, in->namespace_, false, &h, &err) ||
+	    use_snapshot(ops, in->namespace_, in->snapshot, &h, &at, &err))
 		goto out_err;
-	}
-	if (acquire(ops, in->namespace_, false, &h, &err))
-		goto out_err;
-	if (store_get(h.store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
+	if (store_get(h.store, at, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
 		      in->id.data, in->id.len, &body, &err))
 		goto out_err;
 	understudy__v1__read_response__init(&out);
 	out.body.data = body.p;
 	out.body.len = body.len;
 	finish_packed(call, &out.base);
+	done_snapshot(ops, in->snapshot, at);
 	release(ops, &h);
 	buf_release(&body);
 	understudy__v1__read_request__free_unpacked(in, NULL);
@@ -256,6 +278,7 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 
 out_err:
 	rpc_call_finish_err(call, &err);
+	done_snapshot(ops, in->snapshot, at);
 	release(ops, &h);
 	buf_release(&body);
 	understudy__v1__read_request__free_unpacked(in, NULL);
@@ -266,6 +289,8 @@ out_err:
 struct scan_ctx {
 	const struct store_service_ops *ops;
 	struct ns_handle h;  /* held until the scan ends */
+	uint64_t snapshot;   /* the id read at (0: none) ... */
+	const struct store_snap *at; /* ... held until the scan ends */
 	struct store_iter *it;
 	uint64_t limit;      /* 0: none */
 	uint64_t sent;       /* items put in chunks so far */
@@ -279,6 +304,7 @@ static void scan_ctx_free(struct scan_ctx *ctx)
 	if (!ctx)
 		return;
 	store_iter_free(ctx->it);
+	done_snapshot(ctx->ops, ctx->snapshot, ctx->at);
 	release(ctx->ops, &ctx->h);
 	buf_release(&ctx->chunk);
 	free(ctx);
@@ -385,10 +411,6 @@ static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		rpc_call_finish_err(call, &err);
 		return;
 	}
-	if (in->snapshot != 0) {
-		err_set(&err, US_EUNIMPL, "reading at a snapshot is not served yet");
-		goto out_err;
-	}
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
 		err_set(&err, US_ENOMEM, "out of memory");
@@ -398,9 +420,11 @@ static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	buf_init(&ctx->chunk);
 	ctx->limit = in->limit;
 	ctx->is_keys_only = in->keys_only;
-	if (acquire(ops, in->namespace_, false, &ctx->h, &err))
+	if (acquire(ops, in->namespace_, false, &ctx->h, &err) ||
+	    use_snapshot(ops, in->namespace_, in->snapshot, &ctx->h, &ctx->at, &err))
 		goto out_err;
-	if (store_iter_new(ctx->h.store, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
+	ctx->snapshot = in->snapshot;
+	if (store_iter_new(ctx->h.store, ctx->at, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
 			   in->start_after.data, in->start_after.len, &ctx->it, &err))
 		goto out_err;
 	understudy__v1__scan_request__free_unpacked(in, NULL);
@@ -419,6 +443,7 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 {
 	const struct store_service_ops *ops = arg;
 	struct ns_handle h = {0};
+	const struct store_snap *at = NULL;
 	Understudy__V1__ListFilesRequest *in;
 	Understudy__V1__ListFilesResponse out;
 	Understudy__V1__FileInfo *infos = NULL, **ptrs = NULL;
@@ -432,9 +457,10 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 		rpc_call_finish_err(call, &err);
 		return;
 	}
-	if (acquire(ops, in->namespace_, false, &h, &err))
+	if (acquire(ops, in->namespace_, false, &h, &err) ||
+	    use_snapshot(ops, in->namespace_, in->snapshot, &h, &at, &err))
 		goto out_err;
-	if (store_list_files(h.store, in->account[0] ? in->account : NULL, &files, &n, &err))
+	if (store_list_files(h.store, at, in->account[0] ? in->account : NULL, &files, &n, &err))
 		goto out_err;
 	infos = calloc(n ? n : 1, sizeof(*infos));
 	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
@@ -462,11 +488,82 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 out_err:
 	rpc_call_finish_err(call, &err);
 out_free:
+	done_snapshot(ops, in->snapshot, at);
 	release(ops, &h);
 	free(infos);
 	free(ptrs);
 	free(files);
 	understudy__v1__list_files_request__free_unpacked(in, NULL);
+}
+
+/* ---- OpenSnapshot, ReleaseSnapshot ---- */
+
+static void on_open_snapshot(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	const struct store_service_ops *ops = arg;
+	struct ns_handle h = {0};
+	Understudy__V1__OpenSnapshotRequest *in;
+	Understudy__V1__OpenSnapshotResponse out;
+	struct snapshot_info info;
+	struct us_err err;
+
+	in = (Understudy__V1__OpenSnapshotRequest *)wire_unpack(
+		&understudy__v1__open_snapshot_request__descriptor, req, req_len, &err);
+	if (!in) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	if (!ops->snapshots) {
+		err_set(&err, US_EUNIMPL, "snapshots are not served here");
+		goto out_err;
+	}
+	if (acquire(ops, in->namespace_, false, &h, &err) ||
+	    snapshots_open(ops->snapshots, in->namespace_, h.store, &info, &err))
+		goto out_err;
+	understudy__v1__open_snapshot_response__init(&out);
+	out.snapshot = info.id;
+	out.generation = info.pos.generation;
+	out.seq = info.pos.seq;
+	out.time_ms = info.pos.time_ms;
+	out.ttl_ms = info.ttl_ms;
+	finish_packed(call, &out.base);
+	goto out_free;
+
+out_err:
+	rpc_call_finish_err(call, &err);
+out_free:
+	release(ops, &h);
+	understudy__v1__open_snapshot_request__free_unpacked(in, NULL);
+}
+
+static void on_release_snapshot(struct rpc_call *call, const uint8_t *req, size_t req_len,
+				void *arg)
+{
+	const struct store_service_ops *ops = arg;
+	Understudy__V1__ReleaseSnapshotRequest *in;
+	Understudy__V1__ReleaseSnapshotResponse out;
+	struct us_err err;
+
+	in = (Understudy__V1__ReleaseSnapshotRequest *)wire_unpack(
+		&understudy__v1__release_snapshot_request__descriptor, req, req_len, &err);
+	if (!in) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	/* no acquire: a release only ever frees a snapshot whose store is open
+	 * (snapshots_end_store ends them first), and must work while the
+	 * namespace is busy swapping */
+	if (names_check_namespace(in->namespace_, strlen(in->namespace_), &err)) {
+		rpc_call_finish_err(call, &err);
+	} else if (!ops->snapshots) {
+		rpc_call_finish(call, US_EUNIMPL, "snapshots are not served here", NULL, 0);
+	} else if (snapshots_release(ops->snapshots, in->namespace_, in->snapshot, &err)) {
+		rpc_call_finish_err(call, &err);
+	} else {
+		understudy__v1__release_snapshot_response__init(&out);
+		finish_packed(call, &out.base);
+	}
+	understudy__v1__release_snapshot_request__free_unpacked(in, NULL);
 }
 
 size_t store_service_methods(const struct store_service_ops *ops, struct rpc_method *out,
@@ -478,6 +575,8 @@ size_t store_service_methods(const struct store_service_ops *ops, struct rpc_met
 		{"/understudy.v1.Store/Read", on_read, arg},
 		{"/understudy.v1.Store/Scan", on_scan, arg},
 		{"/understudy.v1.Store/ListFiles", on_list_files, arg},
+		{"/understudy.v1.Store/OpenSnapshot", on_open_snapshot, arg},
+		{"/understudy.v1.Store/ReleaseSnapshot", on_release_snapshot, arg},
 	};
 	size_t n = sizeof(methods) / sizeof(methods[0]);
 

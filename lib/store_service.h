@@ -1,7 +1,8 @@
 /*
- * store_service.h - the Store gRPC service (Commit, Read, Scan, ListFiles) on
- * any daemon that holds stores: the collector (one namespace, writable) and
- * the archiver (many, read-only until promoted).
+ * store_service.h - the Store gRPC service (Commit, Read, Scan, ListFiles,
+ * OpenSnapshot, ReleaseSnapshot) on any daemon that holds stores: the
+ * collector (one namespace, writable) and the archiver (many, read-only
+ * until promoted).
  */
 #ifndef US_STORE_SERVICE_H
 #define US_STORE_SERVICE_H
@@ -11,6 +12,7 @@
 
 #include "committer.h"
 #include "rpc.h"
+#include "snapshots.h"
 #include "store.h"
 
 /* What a handler holds while it uses a namespace. */
@@ -39,6 +41,9 @@ struct store_service_ops {
 	void (*await_ack)(void *arg, struct ns_handle *h, uint64_t last_seq,
 			  void (*reply)(void *ctx, int rc, const struct us_err *err), void *ctx);
 	void *arg;
+	/* The daemon's snapshots (borrowed, outlives the server); NULL: reads
+	 * at a snapshot are refused as not served. */
+	struct snapshots *snapshots;
 };
 
 /* Fills out (room for max) with the service's methods; ops is borrowed and

@@ -96,6 +96,12 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
  * the store (a full copy, adopt); then the swap is given up. */
 #define US_SWAP_READERS_WAIT_MS 5000
 
+/* Snapshots (lib/snapshots.h): how many ended ones a daemon remembers, to
+ * tell a late read why its snapshot is gone; the most a namespace may hold
+ * open (max_snapshots' bound; its default is 64). */
+#define US_SNAPSHOTS_ENDED_KEPT 1024u
+#define US_SNAPSHOTS_MAX_PER_NS 4096u
+
 /* wire_check: how deep messages may nest. */
 #define US_WIRE_MAX_DEPTH 32
 

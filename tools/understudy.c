@@ -56,6 +56,7 @@ struct command {
 };
 
 static const struct command *find_command(const char *name);
+static int parse_u64(const char *flag, const char *v, uint64_t min, uint64_t *out);
 
 /* ---- output helpers ---- */
 
@@ -155,14 +156,15 @@ static int cmd_status(struct cli *cli)
 				const us_ns_status_t *n = &st->namespaces[i];
 
 				json_array_append_new(a, json_pack(
-					"{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:s}", "namespace", n->ns,
+					"{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:s,s:I}", "namespace", n->ns,
 					"role", n->role, "generation", (json_int_t)n->generation,
 					"applied_seq", (json_int_t)n->applied_seq, "durable_seq",
 					(json_int_t)n->durable_seq, "master_seq", (json_int_t)n->master_seq,
 					"lag_entries", (json_int_t)n->lag_entries, "lag_ms",
 					(json_int_t)n->lag_ms, "connected", n->is_connected,
 					"heartbeat_age_ms", (json_int_t)n->heartbeat_age_ms,
-					"refusals", (json_int_t)n->refusals, "refusal", n->refusal));
+					"refusals", (json_int_t)n->refusals, "refusal", n->refusal,
+					"snapshots", (json_int_t)n->snapshots));
 			}
 			o = json_pack("{s:s,s:o}", "node", "archiver", "namespaces", a);
 		} else {
@@ -177,11 +179,12 @@ static int cmd_status(struct cli *cli)
 								   "lag_entries",
 								   (json_int_t)l->lag_entries));
 			}
-			o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:o}", "node", st->node,
+			o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:I,s:o}", "node", st->node,
 				      "namespace", st->ns, "role", st->role, "generation",
 				      (json_int_t)st->generation, "last_seq", (json_int_t)st->last_seq,
 				      "journal_first_seq", (json_int_t)st->journal_first_seq,
-				      "commit_mode", st->commit_mode, "archivers", a);
+				      "commit_mode", st->commit_mode, "snapshots",
+				      (json_int_t)st->snapshots, "archivers", a);
 		}
 		us_status_free(st);
 		return print_json(o);
@@ -193,21 +196,23 @@ static int cmd_status(struct cli *cli)
 
 			printf("%s role=%s generation=%llu applied_seq=%llu durable_seq=%llu "
 			       "master_seq=%llu lag_entries=%llu lag_ms=%llu connected=%s "
-			       "heartbeat_age_ms=%lld refusals=%llu%s%s%s\n",
+			       "heartbeat_age_ms=%lld snapshots=%llu refusals=%llu%s%s%s\n",
 			       n->ns, n->role, (unsigned long long)n->generation,
 			       (unsigned long long)n->applied_seq, (unsigned long long)n->durable_seq,
 			       (unsigned long long)n->master_seq, (unsigned long long)n->lag_entries,
 			       (unsigned long long)n->lag_ms, n->is_connected ? "yes" : "no",
-			       (long long)n->heartbeat_age_ms, (unsigned long long)n->refusals,
+			       (long long)n->heartbeat_age_ms, (unsigned long long)n->snapshots,
+			       (unsigned long long)n->refusals,
 			       n->refusal[0] ? " refusal=\"" : "", n->refusal,
 			       n->refusal[0] ? "\"" : "");
 		}
 	} else {
 		printf("node: %s\nnamespace: %s\nrole: %s\ngeneration: %llu\nlast_seq: %llu\n"
-		       "journal_first_seq: %llu\ncommit_mode: %s\n",
+		       "journal_first_seq: %llu\ncommit_mode: %s\nsnapshots: %llu\n",
 		       st->node, st->ns, st->role, (unsigned long long)st->generation,
 		       (unsigned long long)st->last_seq,
-		       (unsigned long long)st->journal_first_seq, st->commit_mode);
+		       (unsigned long long)st->journal_first_seq, st->commit_mode,
+		       (unsigned long long)st->snapshots);
 		for (size_t i = 0; i < st->n_archivers; i++)
 			printf("archiver %s connected=%s acked_seq=%llu lag_entries=%llu\n",
 			       st->archivers[i].addr, st->archivers[i].is_connected ? "yes" : "no",
@@ -349,8 +354,8 @@ static int cmd_files(struct cli *cli)
 	size_t n;
 	us_err_t err;
 
-	if (us_list_files(cli->client, cli->args[0], cli->n_args > 1 ? cli->args[1] : NULL, &files,
-			  &n, &err))
+	if (us_list_files(cli->client, cli->args[0], cli->n_args > 1 ? cli->args[1] : NULL, cli->at,
+			  &files, &n, &err))
 		return fail_err(&err);
 	if (cli->is_json) {
 		json_t *a = json_array();
@@ -546,6 +551,57 @@ out:
 	return rc;
 }
 
+/* ISO 8601 UTC with ms of a wall time in ms since the epoch, "-" for 0. */
+static const char *fmt_time_ms(uint64_t ms, char *out, size_t size)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms == 0 || !gmtime_r(&secs, &tm)) {
+		snprintf(out, size, "-");
+		return out;
+	}
+	char secs_text[32];
+
+	strftime(secs_text, sizeof(secs_text), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, size, "%s.%03uZ", secs_text, (unsigned)(ms % 1000));
+	return out;
+}
+
+static int cmd_snapshot(struct cli *cli)
+{
+	us_snapshot_t snap;
+	char when[64];
+	us_err_t err;
+
+	if (us_open_snapshot(cli->client, cli->args[0], &snap, &err))
+		return fail_err(&err);
+	fmt_time_ms(snap.time_ms, when, sizeof(when));
+	if (cli->is_json)
+		return print_json(json_pack("{s:I,s:s,s:I,s:I,s:I,s:s,s:I}", "snapshot",
+					    (json_int_t)snap.id, "namespace", cli->args[0],
+					    "generation", (json_int_t)snap.generation, "seq",
+					    (json_int_t)snap.seq, "time_ms", (json_int_t)snap.time_ms,
+					    "time", when, "ttl_ms", (json_int_t)snap.ttl_ms));
+	/* the id first and alone in its field: SNAP=$(understudy snapshot NS | cut -f1) */
+	printf("%llu\tseq=%llu\tgeneration=%llu\ttime=%s\n", (unsigned long long)snap.id,
+	       (unsigned long long)snap.seq, (unsigned long long)snap.generation, when);
+	return 0;
+}
+
+static int cmd_release(struct cli *cli)
+{
+	uint64_t id = 0;
+	us_err_t err;
+	int rc;
+
+	if ((rc = parse_u64("SNAP", cli->args[1], 1, &id)))
+		return rc;
+	if (us_release_snapshot(cli->client, cli->args[0], id, &err))
+		return fail_err(&err);
+	return 0;
+}
+
 static int cmd_adopt(struct cli *cli)
 {
 	us_adopted_t ad;
@@ -575,13 +631,13 @@ static const struct command commands[] = {
 	{"put", 4, 5, "put NS ACCOUNT FILE ID [BODY] [--dict]",
 	 "commit one item write; BODY's bytes are taken as they are, from stdin when absent",
 	 cmd_put},
-	{"get", 4, 4, "get NS ACCOUNT FILE ID [--dict]",
+	{"get", 4, 4, "get NS ACCOUNT FILE ID [--dict] [--at SNAP]",
 	 "write the item's body to stdout exactly; exit 3 when absent", cmd_get},
 	{"delete", 4, 4, "delete NS ACCOUNT FILE ID [--dict]", "commit an item delete", cmd_delete},
-	{"list", 3, 3, "list NS ACCOUNT FILE [--dict] [--limit N]",
+	{"list", 3, 3, "list NS ACCOUNT FILE [--dict] [--limit N] [--at SNAP]",
 	 "item ids in byte order, one a line (backslash and non-printable bytes as \\\\ and \\xNN)",
 	 cmd_list},
-	{"files", 1, 2, "files NS [ACCOUNT]",
+	{"files", 1, 2, "files NS [ACCOUNT] [--at SNAP]",
 	 "files with their logged flag and item counts: account, file, logged|unlogged, "
 	 "data items, dict items",
 	 cmd_files},
@@ -597,6 +653,11 @@ static const struct command commands[] = {
 	 "bulk commit, one id<TAB>body a line, escapes \\xNN \\\\ \\t \\n \\r, in batches of N "
 	 "(1000)",
 	 cmd_load},
+	{"snapshot", 1, 1, "snapshot NS",
+	 "open a read-only snapshot: prints its id, then seq, generation and commit time of the "
+	 "state it shows; get, list and files read it with --at ID",
+	 cmd_snapshot},
+	{"release", 2, 2, "release NS SNAP", "end a snapshot", cmd_release},
 	{"adopt", 1, 1, "adopt NS",
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
 	 "differs; the old copy is kept aside, the next site to connect starts a new one",

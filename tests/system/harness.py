@@ -457,7 +457,8 @@ class Proto:
                      "ScanRequest", "ScanResponse", "Item", "ListFilesRequest",
                      "ListFilesResponse", "FileInfo", "StatusRequest", "StatusResponse",
                      "Frame", "Hello", "Entries", "Heartbeat", "SeedBegin", "SeedEnd", "Ack",
-                     "Welcome", "Progress"):
+                     "Welcome", "Progress", "OpenSnapshotRequest", "OpenSnapshotResponse",
+                     "ReleaseSnapshotRequest", "ReleaseSnapshotResponse"):
             d = self.pool.FindMessageTypeByName("understudy.v1." + name)
             cls = get_class(d) if get_class else factory.GetPrototype(d)
             setattr(self, name, cls)
@@ -490,6 +491,14 @@ class Stub:
             "/understudy.v1.Store/ListFiles",
             request_serializer=p.ListFilesRequest.SerializeToString,
             response_deserializer=p.ListFilesResponse.FromString)
+        self.OpenSnapshot = channel.unary_unary(
+            "/understudy.v1.Store/OpenSnapshot",
+            request_serializer=p.OpenSnapshotRequest.SerializeToString,
+            response_deserializer=p.OpenSnapshotResponse.FromString)
+        self.ReleaseSnapshot = channel.unary_unary(
+            "/understudy.v1.Store/ReleaseSnapshot",
+            request_serializer=p.ReleaseSnapshotRequest.SerializeToString,
+            response_deserializer=p.ReleaseSnapshotResponse.FromString)
         self.Status = channel.unary_unary("/understudy.v1.Admin/Status",
                                           request_serializer=p.StatusRequest.SerializeToString,
                                           response_deserializer=p.StatusResponse.FromString)
@@ -498,16 +507,19 @@ class Stub:
                                           response_deserializer=p.Ack.FromString)
 
 
-def dump_namespace(stub, proto, ns, timeout_s=30):
-    """Everything a namespace holds, through Store/ListFiles and Scan:
-    {(account, file): {"logged": bool, "data": {id: body}, "dict": {id: body}}}."""
+def dump_namespace(stub, proto, ns, timeout_s=30, snapshot=0):
+    """Everything a namespace holds (at a snapshot, when given), through
+    Store/ListFiles and Scan: {(account, file): {"logged": bool, "data": {id:
+    body}, "dict": {id: body}, ...}}."""
     out = {}
-    files = stub.ListFiles(proto.ListFilesRequest(namespace=ns), timeout=timeout_s).files
+    files = stub.ListFiles(proto.ListFilesRequest(namespace=ns, snapshot=snapshot),
+                           timeout=timeout_s).files
     for f in files:
         entry = {"logged": f.logged, "shipped": f.logged and f.account_logged,
                  "stale_since_seq": f.stale_since_seq, "data": {}, "dict": {}}
         for section, is_dict in (("data", False), ("dict", True)):
-            req = proto.ScanRequest(namespace=ns, account=f.account, file=f.file, dict=is_dict)
+            req = proto.ScanRequest(namespace=ns, account=f.account, file=f.file, dict=is_dict,
+                                    snapshot=snapshot)
             for chunk in stub.Scan(req, timeout=timeout_s):
                 for item in chunk.items:
                     entry[section][item.id] = item.body

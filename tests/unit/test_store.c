@@ -80,15 +80,15 @@ static int commit1(struct store *s, struct entry *ops, size_t n, uint64_t *first
 	return c.rc;
 }
 
-static void assert_body(struct store *s, const char *file, uint8_t section, const char *id,
-			const char *want)
+static void assert_body_at(struct store *s, const struct store_snap *at, const char *file,
+			   uint8_t section, const char *id, const char *want)
 {
 	struct buf b;
 	struct us_err err;
 	int rc;
 
 	buf_init(&b);
-	rc = store_get(s, "ACC", file, section, (const uint8_t *)id, strlen(id), &b, &err);
+	rc = store_get(s, at, "ACC", file, section, (const uint8_t *)id, strlen(id), &b, &err);
 	if (!want) {
 		assert_int_equal(rc, US_ENOTFOUND);
 	} else {
@@ -98,6 +98,12 @@ static void assert_body(struct store *s, const char *file, uint8_t section, cons
 		assert_memory_equal(b.p, want, b.len);
 	}
 	buf_release(&b);
+}
+
+static void assert_body(struct store *s, const char *file, uint8_t section, const char *id,
+			const char *want)
+{
+	assert_body_at(s, NULL, file, section, id, want);
 }
 
 /* RocksDB's own last sequence number of the (closed) store in dir: grows by
@@ -272,7 +278,7 @@ static void test_logging_and_files(void **state)
 	assert_int_equal(commit1(s, wl, 1, &first, &last), 0);
 	assert_int_equal(last, 0); /* the account is off */
 
-	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(fi[0].file, "L");
 	assert_string_equal(fi[1].file, "U");
@@ -306,7 +312,7 @@ static void test_clear_delete_and_scan(void **state)
 	ws[6].section = SECTION_DICT;
 	assert_int_equal(commit1(s, ws, 7, NULL, NULL), 0);
 
-	assert_int_equal(store_iter_new(s, "ACC", "F", SECTION_DATA, NULL, 0, &it, &err), 0);
+	assert_int_equal(store_iter_new(s, NULL, "ACC", "F", SECTION_DATA, NULL, 0, &it, &err), 0);
 	while (store_iter_next(it, &id, &id_len, &body, &body_len, &err) == 1) {
 		assert_true(i < 6);
 		assert_int_equal(id_len, strlen(sorted[i]));
@@ -315,8 +321,8 @@ static void test_clear_delete_and_scan(void **state)
 	}
 	assert_int_equal(i, 6);
 	store_iter_free(it);
-	assert_int_equal(store_iter_new(s, "ACC", "F", SECTION_DATA, (const uint8_t *)"A", 1, &it,
-					&err), 0);
+	assert_int_equal(store_iter_new(s, NULL, "ACC", "F", SECTION_DATA, (const uint8_t *)"A", 1,
+					&it, &err), 0);
 	assert_int_equal(store_iter_next(it, &id, &id_len, &body, &body_len, &err), 1);
 	assert_memory_equal(id, "B", 1);
 	store_iter_free(it);
@@ -326,7 +332,7 @@ static void test_clear_delete_and_scan(void **state)
 	assert_body(s, "F", SECTION_DICT, "d1", "dict body");
 	assert_int_equal(commit1(s, del, 1, NULL, NULL), 0);
 	assert_body(s, "F", SECTION_DICT, "d1", NULL);
-	assert_int_equal(store_iter_new(s, "ACC", "F", SECTION_DATA, NULL, 0, &it, &err),
+	assert_int_equal(store_iter_new(s, NULL, "ACC", "F", SECTION_DATA, NULL, 0, &it, &err),
 			 US_ENOTFOUND);
 	assert_int_equal(commit1(s, ws, 1, NULL, NULL), US_ENOTFOUND);
 	assert_int_equal(commit1(s, del, 1, NULL, NULL), US_ENOTFOUND);
@@ -390,7 +396,7 @@ static void test_replica_apply(void **state)
 	assert_non_null(strstr(err.msg, "seq 1"));
 	assert_non_null(strstr(err.msg, "ACC/F does not exist"));
 	assert_int_equal(pos_seq(s), 0);
-	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(fi);
 	/* a CREATE_FILE reset (a site's re-ship) makes it, then writes apply */
@@ -405,7 +411,7 @@ static void test_replica_apply(void **state)
 	assert_int_equal(durable, 3);
 	/* reset until the marker: stale since the reset's seq, and the marker
 	 * (logging on) clears it */
-	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(fi[0].stale_since_seq, 1);
 	free(fi);
@@ -414,7 +420,7 @@ static void test_replica_apply(void **state)
 	e[2].is_commit_end = true;
 	e[3].is_commit_end = true;
 	assert_int_equal(store_apply_entries(s, 4, &e[2], 2, NULL, 0, true, &err), 0);
-	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(fi[0].stale_since_seq, 4);
 	assert_int_equal(fi[0].data_items, 2);
@@ -434,7 +440,7 @@ static void test_replica_apply(void **state)
 	assert_int_equal(store_apply_entries(s, 6, del, 1, NULL, 0, true, &err), US_ENOTFOUND);
 	assert_int_equal(store_apply_entries(s, 6, clr, 1, NULL, 0, true, &err), US_ENOTFOUND);
 	assert_int_equal(pos_seq(s), 5);
-	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1); /* G was not created */
 	free(fi);
 	/* DELETE_FILE and SET_LOGGING of a file not held: journaled, nothing made */
@@ -443,7 +449,7 @@ static void test_replica_apply(void **state)
 	gone[1].is_commit_end = true;
 	assert_int_equal(store_apply_entries(s, 6, gone, 2, NULL, 0, true, &err), 0);
 	assert_int_equal(pos_seq(s), 7);
-	assert_int_equal(store_list_files(s, NULL, &fi, &n, &err), 0);
+	assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
 	assert_int_equal(n, 1);
 	free(fi);
 	assert_int_equal(store_check(s, &chk, &err), 0);
@@ -482,7 +488,7 @@ static void test_seed_copy_and_trim(void **state)
 	assert_int_equal(commit1(s, mk, 3, NULL, NULL), 0);
 	assert_int_equal(commit1(s, w, 5, NULL, NULL), 0);
 	assert_int_equal(commit1(s, off, 1, NULL, NULL), 0);
-	assert_int_equal(store_seed_iter_new(s, &it, &pos, &err), 0);
+	assert_int_equal(store_seed_iter_new(s, NULL, &it, &pos, &err), 0);
 	/* a commit after the snapshot is not in the copy */
 	struct entry late[1] = {op(ENTRY_WRITE, "ACC", "F", "late", "1")};
 	assert_int_equal(commit1(s, late, 1, NULL, NULL), 0);
@@ -923,6 +929,89 @@ static void test_reship_order(void **state)
 	store_close(s);
 }
 
+
+/* A snapshot shows the state after one commit, whatever comes after it:
+ * items, scans, the file list and its counts, and its own position. */
+static void test_snapshot_reads(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry create = op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL);
+	struct entry w[2] = {op(ENTRY_WRITE, "ACC", "F", "A", "a1"),
+			     op(ENTRY_WRITE, "ACC", "F", "B", "b1")};
+	struct entry later[3] = {op(ENTRY_WRITE, "ACC", "F", "A", "a2"),
+				 op(ENTRY_DELETE, "ACC", "F", "B", NULL),
+				 op(ENTRY_WRITE, "ACC", "F", "C", "c2")};
+	struct entry create_g = op(ENTRY_CREATE_FILE, "ACC", "G", NULL, NULL);
+	struct store_snap *snap, *empty;
+	struct store_file_info *fi;
+	struct store_iter *it;
+	const uint8_t *id, *body;
+	size_t id_len, body_len, n;
+	struct us_err err;
+	uint64_t last;
+
+	assert_int_equal(store_snap_new(s, &empty, &err), 0);
+	assert_int_equal(store_snap_position(empty)->seq, 0);
+	assert_int_equal(commit1(s, &create, 1, NULL, NULL), 0);
+	assert_int_equal(commit1(s, w, 2, NULL, &last), 0);
+	assert_int_equal(store_snap_new(s, &snap, &err), 0);
+	assert_int_equal(store_snap_position(snap)->seq, last);
+	assert_int_equal(store_snap_position(snap)->generation, 1);
+	assert_true(store_snap_position(snap)->time_ms > 0);
+	assert_int_equal(commit1(s, later, 3, NULL, NULL), 0);
+	assert_int_equal(commit1(s, &create_g, 1, NULL, NULL), 0);
+
+	/* now vs at the snapshot */
+	assert_body(s, "F", SECTION_DATA, "A", "a2");
+	assert_body(s, "F", SECTION_DATA, "B", NULL);
+	assert_body_at(s, snap, "F", SECTION_DATA, "A", "a1");
+	assert_body_at(s, snap, "F", SECTION_DATA, "B", "b1");
+	assert_body_at(s, snap, "F", SECTION_DATA, "C", NULL);
+	/* a file made after it does not exist at it */
+	{
+		struct buf b;
+
+		buf_init(&b);
+		assert_int_equal(store_get(s, snap, "ACC", "G", SECTION_DATA, (const uint8_t *)"X",
+					   1, &b, &err), US_ENOTFOUND);
+		assert_non_null(strstr(err.msg, "does not exist"));
+		assert_int_equal(store_get(s, empty, "ACC", "F", SECTION_DATA, (const uint8_t *)"A",
+					   1, &b, &err), US_ENOTFOUND);
+		buf_release(&b);
+	}
+	assert_int_equal(store_iter_new(s, snap, "ACC", "G", SECTION_DATA, NULL, 0, &it, &err),
+			 US_ENOTFOUND);
+
+	/* a scan at it sees A=a1, B=b1 and nothing else */
+	assert_int_equal(store_iter_new(s, snap, "ACC", "F", SECTION_DATA, NULL, 0, &it, &err), 0);
+	assert_int_equal(store_iter_next(it, &id, &id_len, &body, &body_len, &err), 1);
+	assert_memory_equal(id, "A", 1);
+	assert_memory_equal(body, "a1", 2);
+	assert_int_equal(store_iter_next(it, &id, &id_len, &body, &body_len, &err), 1);
+	assert_memory_equal(id, "B", 1);
+	assert_int_equal(store_iter_next(it, &id, &id_len, &body, &body_len, &err), 0);
+	store_iter_free(it);
+
+	/* the file list at it: F only, with its counts then */
+	assert_int_equal(store_list_files(s, snap, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(fi[0].file, "F");
+	assert_int_equal(fi[0].data_items, 2);
+	free(fi);
+	assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(fi[0].data_items, 2); /* A and C */
+	free(fi);
+	assert_int_equal(store_list_files(s, empty, NULL, &fi, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(fi);
+
+	store_snap_free(snap);
+	store_snap_free(empty);
+	store_snap_free(NULL);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -939,6 +1028,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_bad_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_history_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reship_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -346,14 +346,15 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 	Understudy__V1__Frame f;
 	Understudy__V1__SeedBegin sb;
 	Understudy__V1__SeedEnd se;
-	struct store_seed_iter *it;
+	const struct store_image_opts ship = {.is_shipped_only = true};
+	struct store_image_iter *it;
 	struct store_position pos;
 	struct entry_block_writer w;
 	uint64_t chunk = 1, entries = 0;
 	struct entry e;
 	int rc;
 
-	if ((rc = store_seed_iter_new(l->store, NULL, &it, &pos, err)))
+	if ((rc = store_image_iter_new(l->store, NULL, &ship, &it, &pos, err)))
 		return rc;
 	log_info("ns=%s event=seed_begin archiver=%s seq=%llu", l->ns, l->addr,
 		 (unsigned long long)pos.seq);
@@ -373,7 +374,7 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 		err_set(err, rc, "out of memory");
 		goto out_it;
 	}
-	while ((rc = store_seed_iter_next(it, &e, err)) == 1) {
+	while ((rc = store_image_iter_next(it, &e, err)) == 1) {
 		if ((rc = entry_block_add(&w, &e, err)))
 			goto out_it;
 		entries++;
@@ -418,7 +419,7 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 	log_info("ns=%s event=seed_sent archiver=%s seq=%llu entries=%llu", l->ns, l->addr,
 		 (unsigned long long)pos.seq, (unsigned long long)entries);
 out_it:
-	store_seed_iter_free(it);
+	store_image_iter_free(it);
 	return rc;
 }
 

@@ -1695,30 +1695,58 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 	return take_write_err(s, &errptr, err, "cannot trim journal");
 }
 
-struct store_seed_iter {
+struct store_image_iter {
 	struct store *s;
+	struct store_image_opts opts;
 	struct store_snap *own;    /* the snapshot taken here when none was given */
 	const struct store_snap *at;
 	rocksdb_iterator_t *it;
 	uint64_t time_ms;
 	bool is_started;
-	char phase;                /* 'F': files, then 'D': items */
-	/* the file the current 'D' keys belong to, and whether it ships */
+	char phase;                /* 'A': accounts, 'F': files, then 'D': items */
+	struct buf prefix;         /* the phase's keys in scope start with it */
+	/* the file the current 'D' keys belong to, and whether it is in */
 	struct buf file_prefix;
-	bool is_file_shipped;
+	bool is_file_in;
 	struct catalog cat;        /* accounts and files as of the snapshot */
 };
 
-int store_seed_iter_new(struct store *s, const struct store_snap *at,
-			struct store_seed_iter **out, struct store_position *pos,
-			struct us_err *err)
+/* Seeks the first key of phase tag in scope. */
+static int image_seek(struct store_image_iter *it, char tag)
 {
-	struct store_seed_iter *it = calloc(1, sizeof(*it));
+	const struct store_image_opts *o = &it->opts;
+
+	it->phase = tag;
+	buf_reset(&it->prefix);
+	if (buf_append_u8(&it->prefix, (uint8_t)tag))
+		return US_ENOMEM;
+	if (o->account && (buf_append(&it->prefix, o->account, strlen(o->account)) ||
+			   (tag != 'A' && buf_append_u8(&it->prefix, 0))))
+		return US_ENOMEM;
+	if (o->account && o->file && tag != 'A' &&
+	    (buf_append(&it->prefix, o->file, strlen(o->file)) ||
+	     (tag == 'D' && buf_append_u8(&it->prefix, 0))))
+		return US_ENOMEM;
+	rocksdb_iter_seek(it->it, (char *)it->prefix.p, it->prefix.len);
+	it->is_started = true;
+	return 0;
+}
+
+int store_image_iter_new(struct store *s, const struct store_snap *at,
+			 const struct store_image_opts *opts, struct store_image_iter **out,
+			 struct store_position *pos, struct us_err *err)
+{
+	struct store_image_iter *it = calloc(1, sizeof(*it));
 	int rc;
 
 	if (!it)
 		return err_set(err, US_ENOMEM, "out of memory");
 	it->s = s;
+	if (opts)
+		it->opts = *opts;
+	if (!it->opts.account)
+		it->opts.file = NULL;
+	buf_init(&it->prefix);
 	buf_init(&it->file_prefix);
 	if (!at && (rc = store_snap_new(s, &it->own, err)))
 		goto out_free;
@@ -1729,18 +1757,26 @@ int store_seed_iter_new(struct store *s, const struct store_snap *at,
 	if ((rc = catalog_read(s, it->at->ro, &it->cat, err)))
 		goto out_free;
 	it->it = rocksdb_create_iterator(s->db, it->at->ro);
-	rocksdb_iter_seek(it->it, "F", 1);
-	it->is_started = true;
-	it->phase = 'F';
+	if (image_seek(it, it->opts.is_shipped_only ? 'F' : 'A')) {
+		rc = err_set(err, US_ENOMEM, "out of memory");
+		goto out_free;
+	}
 	*out = it;
 	return 0;
 
 out_free:
-	store_seed_iter_free(it);
+	store_image_iter_free(it);
 	return rc;
 }
 
-int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_err *err)
+/* Whether e's file is in the image. */
+static bool image_has_file(struct store_image_iter *it, const struct entry *e)
+{
+	return !it->opts.is_shipped_only ||
+	       catalog_is_shipped(&it->cat, e->account, e->account_len, e->file, e->file_len);
+}
+
+int store_image_iter_next(struct store_image_iter *it, struct entry *e, struct us_err *err)
 {
 	char *errptr = NULL;
 
@@ -1754,36 +1790,50 @@ int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_
 		it->is_started = false;
 		if (rocksdb_iter_valid(it->it))
 			k = rocksdb_iter_key(it->it, &klen);
-		if (!rocksdb_iter_valid(it->it) || klen < 1 || k[0] != it->phase) {
+		/* the one account's or file's record only, not "ACC2"'s after "ACC" */
+		bool is_exact = (it->phase == 'A' && it->opts.account) ||
+				(it->phase == 'F' && it->opts.file);
+
+		if (!rocksdb_iter_valid(it->it) || klen < it->prefix.len ||
+		    memcmp(k, it->prefix.p, it->prefix.len) != 0 ||
+		    (is_exact && klen != it->prefix.len)) {
 			rocksdb_iter_get_error(it->it, &errptr);
 			if (errptr)
-				return store__take_rocks_err(&errptr, err, "cannot read for a full copy");
-			if (it->phase == 'F') {
-				/* every file first, then every item */
-				it->phase = 'D';
-				rocksdb_iter_seek(it->it, "D", 1);
-				it->is_started = true;
-				continue;
-			}
-			return 0;
+				return store__take_rocks_err(&errptr, err, "cannot read the store's image");
+			if (it->phase == 'D')
+				return 0;
+			/* accounts, then every file, then every item */
+			if (image_seek(it, it->phase == 'A' ? 'F' : 'D'))
+				return err_set(err, US_ENOMEM, "out of memory");
+			continue;
 		}
 		v = rocksdb_iter_value(it->it, &vlen);
-		sep = memchr(k + 1, 0, klen - 1);
-		if (!sep)
-			return err_set(err, US_ECORRUPT, "bad key of %zu bytes", klen);
-		alen = (size_t)(sep - k - 1);
 		memset(e, 0, sizeof(*e));
 		e->is_commit_end = true;
 		e->time_ms = it->time_ms;
+		if (k[0] == 'A') {
+			/* an account whose own flag is off: its files do not ship */
+			if (vlen < 1 || (v[0] & FLAG_LOGGED))
+				continue;
+			e->op = ENTRY_SET_LOGGING;
+			e->account = k + 1;
+			e->account_len = klen - 1;
+			e->flag = false;
+			return 1;
+		}
+		sep = memchr(k + 1, 0, klen - 1);
+		if (!sep || vlen < 1)
+			return err_set(err, US_ECORRUPT, "bad key of %zu bytes", klen);
+		alen = (size_t)(sep - k - 1);
 		e->account = k + 1;
 		e->account_len = alen;
 		if (k[0] == 'F') {
 			e->file = sep + 1;
 			e->file_len = klen - 2 - alen;
-			if (!catalog_is_shipped(&it->cat, e->account, alen, e->file, e->file_len))
+			if (!image_has_file(it, e))
 				continue;
 			e->op = ENTRY_CREATE_FILE;
-			e->flag = true;
+			e->flag = it->opts.is_shipped_only || (v[0] & FLAG_LOGGED);
 			return 1;
 		}
 		/* 'D' account 0 file 0 section id */
@@ -1797,10 +1847,9 @@ int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_
 			buf_reset(&it->file_prefix);
 			if (buf_append(&it->file_prefix, k, (size_t)(sep2 - k)))
 				return err_set(err, US_ENOMEM, "out of memory");
-			it->is_file_shipped =
-				catalog_is_shipped(&it->cat, e->account, alen, e->file, e->file_len);
+			it->is_file_in = image_has_file(it, e);
 		}
-		if (!it->is_file_shipped)
+		if (!it->is_file_in)
 			continue;
 		e->op = ENTRY_WRITE;
 		e->section = (uint8_t)sep2[1];
@@ -1812,13 +1861,14 @@ int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_
 	}
 }
 
-void store_seed_iter_free(struct store_seed_iter *it)
+void store_image_iter_free(struct store_image_iter *it)
 {
 	if (!it)
 		return;
 	if (it->it)
 		rocksdb_iter_destroy(it->it);
 	store_snap_free(it->own);
+	buf_release(&it->prefix);
 	buf_release(&it->file_prefix);
 	catalog_release(&it->cat);
 	free(it);

@@ -187,19 +187,28 @@ int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err);
  * that one. The position is not changed. */
 int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err);
 
-/* A full copy for a receiver whose position is older than the retained
- * journal: one consistent state (at's, or a snapshot taken here when at is
- * NULL; at outlives the iterator) as entries - CREATE_FILE
- * for every shipped file (its flag and its account's both on), then WRITE for
- * each of its items (DATA and DICT) - each entry marked as a whole commit.
- * pos is the position that state is at. Entries borrow from the iterator
- * until the next call. next: 1, 0 at the end, < 0 on error. */
-struct store_seed_iter;
-int store_seed_iter_new(struct store *s, const struct store_snap *at,
-			struct store_seed_iter **out, struct store_position *pos,
-			struct us_err *err);
-int store_seed_iter_next(struct store_seed_iter *it, struct entry *e, struct us_err *err);
-void store_seed_iter_free(struct store_seed_iter *it);
+/* An image of the store: one consistent state (at's, or a snapshot taken
+ * here when at is NULL; at outlives the iterator) as entries, each marked a
+ * whole commit, with pos the position that state is at. First the accounts
+ * whose own logging flag is off (SET_LOGGING, file_len 0, off), then a
+ * CREATE_FILE for every file with its own flag, then a WRITE for each item
+ * (a file's DATA then its DICT), files in key order: what a save holds
+ * (docs/save-format.md). With is_shipped_only, a full copy for a receiver
+ * whose position is older than the retained journal: no accounts, and only
+ * the files that ship (their flag and their account's both on), created
+ * logged. Entries borrow from the iterator until the next call. next: 1, 0
+ * at the end, < 0 on error. */
+struct store_image_opts {
+	const char *account;   /* only this account (NULL: every one); borrowed */
+	const char *file;      /* with account: only this file */
+	bool is_shipped_only;
+};
+struct store_image_iter;
+int store_image_iter_new(struct store *s, const struct store_snap *at,
+			 const struct store_image_opts *opts, struct store_image_iter **out,
+			 struct store_position *pos, struct us_err *err);
+int store_image_iter_next(struct store_image_iter *it, struct entry *e, struct us_err *err);
+void store_image_iter_free(struct store_image_iter *it);
 
 /* The receiving end of a full copy, on a fresh store: applies entries as a
  * replica would (no journal, no position change, no fsync), then

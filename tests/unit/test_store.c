@@ -473,7 +473,8 @@ static void test_seed_copy_and_trim(void **state)
 			     op(ENTRY_WRITE, "ACC", "U", "secret", "x"),
 			     op(ENTRY_WRITE, "OFF", "G", "g", "x")};
 	struct entry off[1] = {op(ENTRY_SET_LOGGING, "OFF", "", NULL, NULL)};
-	struct store_seed_iter *it;
+	const struct store_image_opts ship = {.is_shipped_only = true};
+	struct store_image_iter *it;
 	struct store_position pos, pos2;
 	struct entry e[16];
 	struct store *t;
@@ -488,13 +489,13 @@ static void test_seed_copy_and_trim(void **state)
 	assert_int_equal(commit1(s, mk, 3, NULL, NULL), 0);
 	assert_int_equal(commit1(s, w, 5, NULL, NULL), 0);
 	assert_int_equal(commit1(s, off, 1, NULL, NULL), 0);
-	assert_int_equal(store_seed_iter_new(s, NULL, &it, &pos, &err), 0);
+	assert_int_equal(store_image_iter_new(s, NULL, &ship, &it, &pos, &err), 0);
 	/* a commit after the snapshot is not in the copy */
 	struct entry late[1] = {op(ENTRY_WRITE, "ACC", "F", "late", "1")};
 	assert_int_equal(commit1(s, late, 1, NULL, NULL), 0);
 	snprintf(dir2, sizeof(dir2), "%s/copy", (char *)*state);
 	t = open_store(dir2, 0);
-	while ((rc = store_seed_iter_next(it, &e[n], &err)) == 1) {
+	while ((rc = store_image_iter_next(it, &e[n], &err)) == 1) {
 		assert_true(n < 16);
 		assert_true(e[n].is_commit_end);
 		/* entries borrow from the iterator: load each at once */
@@ -502,7 +503,7 @@ static void test_seed_copy_and_trim(void **state)
 		n++;
 	}
 	assert_int_equal(rc, 0);
-	store_seed_iter_free(it);
+	store_image_iter_free(it);
 	assert_int_equal(n, 4); /* CREATE ACC/F, then a, b (DATA), d (DICT) */
 	assert_int_equal(store_set_position(t, &pos, &err), 0);
 	store_get_position(t, &pos2);
@@ -1012,6 +1013,85 @@ static void test_snapshot_reads(void **state)
 	store_close(s);
 }
 
+/* The image of a store as a save holds it: one line an entry. */
+static void image_text(struct store *s, const struct store_image_opts *o, char *out, size_t size)
+{
+	struct store_image_iter *it;
+	struct store_position pos;
+	struct us_err err;
+	struct entry e;
+	size_t len = 0;
+	int rc;
+
+	out[0] = '\0';
+	assert_int_equal(store_image_iter_new(s, NULL, o, &it, &pos, &err), 0);
+	while ((rc = store_image_iter_next(it, &e, &err)) == 1) {
+		assert_true(e.is_commit_end);
+		len += (size_t)snprintf(out + len, size - len, "%s %.*s/%.*s%s%.*s%s%s;",
+					entry_op_name(e.op), (int)e.account_len, e.account,
+					(int)e.file_len, e.file_len ? e.file : "",
+					e.op == ENTRY_WRITE ? (e.section ? " dict " : " ") : "",
+					(int)e.id_len, e.id ? (const char *)e.id : "",
+					e.op != ENTRY_WRITE && e.flag ? " on" : "",
+					e.op != ENTRY_WRITE && !e.flag ? " off" : "");
+		assert_true(len < size);
+	}
+	assert_int_equal(rc, 0);
+	store_image_iter_free(it);
+}
+
+static void test_image_scope(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry mk[5] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL),
+			      op(ENTRY_CREATE_FILE, "ACC", "FX", NULL, NULL),
+			      op(ENTRY_CREATE_FILE, "ACC2", "H", NULL, NULL),
+			      op(ENTRY_CREATE_FILE, "OFF", "G", NULL, NULL),
+			      op(ENTRY_SET_LOGGING, "OFF", "", NULL, NULL)};
+	struct entry w[6] = {op(ENTRY_WRITE, "ACC", "F", "b", "2"),
+			     op(ENTRY_WRITE, "ACC", "F", "a", "1"),
+			     op(ENTRY_WRITE, "ACC", "F", "d", "dict"),
+			     op(ENTRY_WRITE, "ACC", "FX", "x", "x"),
+			     op(ENTRY_WRITE, "ACC2", "H", "h", "h"),
+			     op(ENTRY_WRITE, "OFF", "G", "g", "g")};
+	struct store_image_opts o = {0};
+	char text[1024];
+
+	mk[1].flag = false;
+	mk[4].flag = false;
+	w[2].section = SECTION_DICT;
+	assert_int_equal(commit1(s, mk, 5, NULL, NULL), 0);
+	assert_int_equal(commit1(s, w, 6, NULL, NULL), 0);
+
+	image_text(s, &o, text, sizeof(text));
+	assert_string_equal(text, "set-logging OFF/ off;"
+				  "create-file ACC/F on;create-file ACC/FX off;"
+				  "create-file ACC2/H on;create-file OFF/G on;"
+				  "write ACC/F a;write ACC/F b;write ACC/F dict d;write ACC/FX x;"
+				  "write ACC2/H h;write OFF/G g;");
+	o.account = "ACC";
+	image_text(s, &o, text, sizeof(text));
+	assert_string_equal(text, "create-file ACC/F on;create-file ACC/FX off;"
+				  "write ACC/F a;write ACC/F b;write ACC/F dict d;write ACC/FX x;");
+	o.file = "F";
+	image_text(s, &o, text, sizeof(text));
+	assert_string_equal(text, "create-file ACC/F on;write ACC/F a;write ACC/F b;"
+				  "write ACC/F dict d;");
+	o.account = "OFF";
+	o.file = NULL;
+	image_text(s, &o, text, sizeof(text));
+	assert_string_equal(text, "set-logging OFF/ off;create-file OFF/G on;write OFF/G g;");
+	o.account = "NONE";
+	image_text(s, &o, text, sizeof(text));
+	assert_string_equal(text, "");
+	/* a full copy: what ships, created logged */
+	o = (struct store_image_opts){.is_shipped_only = true};
+	image_text(s, &o, text, sizeof(text));
+	assert_string_equal(text, "create-file ACC/F on;create-file ACC2/H on;"
+				  "write ACC/F a;write ACC/F b;write ACC/F dict d;write ACC2/H h;");
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1029,6 +1109,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_history_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reship_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image_scope, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -59,6 +59,14 @@
  * its largest plus framing). */
 #define US_FRAME_TARGET_BYTES (256u * 1024u)
 #define US_FRAME_MAX_RAW_BYTES (US_COMMIT_MAX_BYTES + 8u * 1024u * 1024u)
+/* Saves, full copies and exports (docs/save-format.md): the writer fills a
+ * frame's entry block until it reaches the target, so a frame holds less
+ * than the target plus one entry, and one entry is at most a 16 MiB body
+ * plus its names, id and lengths (under 2 KiB): a reader refuses a raw block
+ * over the max, and a header over its max, before allocating for it. */
+#define US_SAVE_FRAME_TARGET_BYTES (256u * 1024u)
+#define US_SAVE_FRAME_MAX_RAW_BYTES (US_SAVE_FRAME_TARGET_BYTES + US_BODY_MAX_BYTES + 64u * 1024u)
+#define US_SAVE_HEADER_MAX_BYTES 1024u
 /* The sender keeps at most this many compressed bytes sent but not yet
  * durable on the archiver (bounds both ends' memory). */
 #define US_STREAM_WINDOW_BYTES (8u * 1024u * 1024u)

@@ -741,11 +741,7 @@ static int reader_need_str(struct save_reader *r, char *s, size_t max, size_t *l
 				       what, field);
 		v |= (uint64_t)(b & 0x7f) << shift;
 		if (!(b & 0x80))
-			break;
-		if (shift == 63)
-			return err_set(err, US_ECORRUPT,
-				       "damaged save: %s at offset %" PRIu64 ": varint over 64 bits",
-				       what, field);
+			break; /* always by shift 63: b <= 1 there */
 	}
 	if (v > max)
 		return err_set(err, US_ECORRUPT,
@@ -1011,8 +1007,8 @@ static int reader_trailer(struct save_reader *r, uint64_t at, struct us_err *err
 		if (alen != n->account_len || flen != n->file_len ||
 		    memcmp(account, n->account, alen) != 0 || memcmp(file, n->file, flen) != 0)
 			return err_set(err, US_ECORRUPT,
-				       "damaged save: trailer's file %zu at offset %" PRIu64
-				       " is not %.*s/%.*s, the file declared %zu-th",
+				       "damaged save: trailer's file record %zu at offset %" PRIu64
+				       " is not %.*s/%.*s (declared as file %zu)",
 				       k, field, (int)n->account_len, n->account, (int)n->file_len,
 				       n->file, k);
 		if (data_items != n->data_items || dict_items != n->dict_items)

@@ -928,8 +928,8 @@ static void test_trailer_counts(void **state)
 	b.p[t + 27] = 'X'; /* SALES -> SXLES */
 	reseal(b.p, b.len);
 	assert_int_equal(read_save(b.p, b.len, NULL, NULL, NULL, NULL, &err), US_ECORRUPT);
-	assert_msg(&err, "trailer's file 1 at offset");
-	assert_msg(&err, "is not SALES/CUST");
+	assert_msg(&err, "trailer's file record 1 at offset");
+	assert_msg(&err, "is not SALES/CUST (declared as file 1)");
 	memcpy(b.p, save, b.len);
 
 	/* a name's length over its limit */

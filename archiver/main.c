@@ -41,6 +41,7 @@
 #include "disk.h"
 #include "log.h"
 #include "names.h"
+#include "save_service.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -225,6 +226,7 @@ int main(int argc, char **argv)
 	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .release = release_ns,
 						 .arg = a, .snapshots = a->snapshots};
 	n_methods += store_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
+	n_methods += save_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
 	n_bidi += archiver_replication_methods(a, bidi + n_bidi, 4 - n_bidi);
 	if (archiver_syncer_start(a, &err)) {

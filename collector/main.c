@@ -34,6 +34,7 @@
 #include "collector.h"
 #include "log.h"
 #include "names.h"
+#include "save_service.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const commit_modes[] = {"async", "sync", NULL};
@@ -281,6 +282,7 @@ int main(int argc, char **argv)
 						   .admit = admit_commit, .await_ack = await_ack,
 						   .snapshots = col.snapshots};
 	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
+	n_methods += save_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
 	rpc_set_log_hook(log_grpc_line);

@@ -153,6 +153,27 @@ typedef struct us_snapshot {
 	uint64_t ttl_ms;
 } us_snapshot_t;
 
+/* Admin.Save: a consistent save of namespace ns (of one account, or one
+ * file, when given; NULL: all) at snapshot (0: one taken for the save),
+ * streamed to fn as the bytes of a save file (docs/save-format.md), in
+ * order; items is how many items the bytes so far hold. A non-zero return
+ * from fn stops the save and us_save returns it. The save is whole only when
+ * us_save returned 0: *out then says what it holds. */
+typedef int (*us_save_fn)(void *arg, const uint8_t *data, size_t len, uint64_t items);
+
+typedef struct us_saved {
+	uint64_t generation;
+	uint64_t seq;        /* the state after this commit */
+	uint64_t time_ms;    /* commit time of seq */
+	uint64_t items;
+	uint64_t files;
+	uint64_t bytes;      /* the whole save file */
+	uint64_t xxh64;      /* its checksum */
+} us_saved_t;
+
+int us_save(us_client_t *c, const char *ns, const char *account, const char *file,
+	    uint64_t snapshot, us_save_fn fn, void *arg, us_saved_t *out, us_err_t *err);
+
 int us_open_snapshot(us_client_t *c, const char *ns, us_snapshot_t *out, us_err_t *err);
 int us_release_snapshot(us_client_t *c, const char *ns, uint64_t id, us_err_t *err);
 

@@ -4,15 +4,18 @@
  * and unpacks the answer; nothing is cached between calls.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "err.h"
 #include "us_limits.h"
 #include "rpc.h"
 #include "understudy.h"
 #include "understudy.pb-c.h"
+#include "wire.h"
 
 struct us_client {
 	struct rpc_channel *ch;
@@ -247,6 +250,63 @@ int us_scan(us_client_t *c, const char *ns, const char *account, const char *fil
 		}
 	}
 	rpc_stream_free(st);
+	return rc;
+}
+
+int us_save(us_client_t *c, const char *ns, const char *account, const char *file,
+	    uint64_t snapshot, us_save_fn fn, void *arg, us_saved_t *out, us_err_t *err)
+{
+	Understudy__V1__SaveRequest req;
+	struct rpc_stream *st = NULL;
+	bool is_done = false;
+	struct buf b;
+	int rc;
+
+	understudy__v1__save_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.account = (char *)(account ? account : "");
+	req.file = (char *)(file ? file : "");
+	req.snapshot = snapshot;
+	buf_init(&b);
+	if (wire_pack(&req.base, &b))
+		return err_set(err, US_ENOMEM, "out of memory");
+	/* a save may be long: no deadline beyond the stream's own progress */
+	rc = rpc_stream_open(c->ch, "/understudy.v1.Admin/Save", b.p, b.len, 0, &st, err);
+	buf_release(&b);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	for (;;) {
+		Understudy__V1__SaveResponse *m;
+		uint8_t *msg;
+		size_t msg_len;
+
+		rc = rpc_stream_next(st, &msg, &msg_len, err);
+		if (rc <= 0)
+			break;
+		m = understudy__v1__save_response__unpack(NULL, msg_len, msg);
+		free(msg);
+		if (!m) {
+			rc = err_set(err, US_ECORRUPT, "cannot decode a Save answer from %s", c->addr);
+			break;
+		}
+		rc = is_done ? err_set(err, US_ECORRUPT, "%s sent more after the end of the save",
+				       c->addr)
+			     : m->data.len ? fn(arg, m->data.data, m->data.len, m->items) : 0;
+		if (rc == 0 && m->done) {
+			is_done = true;
+			*out = (us_saved_t){.generation = m->generation, .seq = m->seq,
+					    .time_ms = m->time_ms, .items = m->items,
+					    .files = m->files, .bytes = m->bytes,
+					    .xxh64 = m->xxh64};
+		}
+		understudy__v1__save_response__free_unpacked(m, NULL);
+		if (rc)
+			break;
+	}
+	rpc_stream_free(st);
+	if (rc == 0 && !is_done)
+		rc = err_set(err, US_EUNAVAIL, "the save from %s ended before it was whole", c->addr);
 	return rc;
 }
 

@@ -1697,7 +1697,9 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 
 struct store_image_iter {
 	struct store *s;
-	struct store_image_opts opts;
+	struct store_image_opts opts;  /* account and file point into the copies below */
+	char account[US_ACCOUNT_MAX_LEN + 1];
+	char file[US_FILE_MAX_LEN + 1];
 	struct store_snap *own;    /* the snapshot taken here when none was given */
 	const struct store_snap *at;
 	rocksdb_iterator_t *it;
@@ -1744,8 +1746,21 @@ int store_image_iter_new(struct store *s, const struct store_snap *at,
 	it->s = s;
 	if (opts)
 		it->opts = *opts;
-	if (!it->opts.account)
+	if (it->opts.account) {
+		if (strlen(it->opts.account) > US_ACCOUNT_MAX_LEN ||
+		    (it->opts.file && strlen(it->opts.file) > US_FILE_MAX_LEN)) {
+			free(it);
+			return err_set(err, US_EINVAL, "image scope: name too long");
+		}
+		snprintf(it->account, sizeof(it->account), "%s", it->opts.account);
+		it->opts.account = it->account;
+		if (it->opts.file) {
+			snprintf(it->file, sizeof(it->file), "%s", it->opts.file);
+			it->opts.file = it->file;
+		}
+	} else {
 		it->opts.file = NULL;
+	}
 	buf_init(&it->prefix);
 	buf_init(&it->file_prefix);
 	if (!at && (rc = store_snap_new(s, &it->own, err)))
@@ -1822,8 +1837,9 @@ int store_image_iter_next(struct store_image_iter *it, struct entry *e, struct u
 			return 1;
 		}
 		sep = memchr(k + 1, 0, klen - 1);
-		if (!sep || vlen < 1)
-			return err_set(err, US_ECORRUPT, "bad key of %zu bytes", klen);
+		if (!sep || (k[0] == 'F' && vlen < 1))
+			return err_set(err, US_ECORRUPT, "bad %s record of %zu bytes",
+				       k[0] == 'F' ? "file" : "item", klen);
 		alen = (size_t)(sep - k - 1);
 		e->account = k + 1;
 		e->account_len = alen;

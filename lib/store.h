@@ -199,7 +199,7 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err);
  * logged. Entries borrow from the iterator until the next call. next: 1, 0
  * at the end, < 0 on error. */
 struct store_image_opts {
-	const char *account;   /* only this account (NULL: every one); borrowed */
+	const char *account;   /* only this account (NULL: every one); copied */
 	const char *file;      /* with account: only this file */
 	bool is_shipped_only;
 };

@@ -24,8 +24,8 @@
 #include "wire.h"
 
 /* Finds ns's store (and committer, for a write) through the daemon's ops. */
-static int acquire(const struct store_service_ops *ops, const char *ns, bool is_write,
-		   struct ns_handle *h, struct us_err *err)
+int store_service_acquire(const struct store_service_ops *ops, const char *ns, bool is_write,
+			  struct ns_handle *h, struct us_err *err)
 {
 	int rc;
 
@@ -35,7 +35,7 @@ static int acquire(const struct store_service_ops *ops, const char *ns, bool is_
 	return ops->acquire(ops->arg, ns, is_write, h, err);
 }
 
-static void release(const struct store_service_ops *ops, struct ns_handle *h)
+void store_service_release(const struct store_service_ops *ops, struct ns_handle *h)
 {
 	if (h->store && ops->release)
 		ops->release(ops->arg, h);
@@ -44,8 +44,9 @@ static void release(const struct store_service_ops *ops, struct ns_handle *h)
 
 /* For a read at snapshot id (0: none, *at stays NULL) of the namespace h
  * holds: the snapshot to read at, held until done_snapshot. */
-static int use_snapshot(const struct store_service_ops *ops, const char *ns, uint64_t id,
-			const struct ns_handle *h, const struct store_snap **at, struct us_err *err)
+int store_service_use_snapshot(const struct store_service_ops *ops, const char *ns, uint64_t id,
+			       const struct ns_handle *h, const struct store_snap **at,
+			       struct us_err *err)
 {
 	*at = NULL;
 	if (id == 0)
@@ -55,26 +56,24 @@ static int use_snapshot(const struct store_service_ops *ops, const char *ns, uin
 	return snapshots_use(ops->snapshots, ns, id, h->store, at, err);
 }
 
-static void done_snapshot(const struct store_service_ops *ops, uint64_t id,
-			  const struct store_snap *at)
+void store_service_done_snapshot(const struct store_service_ops *ops, uint64_t id,
+				 const struct store_snap *at)
 {
 	if (at)
 		snapshots_done(ops->snapshots, id);
 }
 
-/* Packs msg with its pack function and finishes the call OK. */
+/* Packs msg and finishes the call OK. */
 static void finish_packed(struct rpc_call *call, const ProtobufCMessage *msg)
 {
-	size_t len = protobuf_c_message_get_packed_size(msg);
-	uint8_t *bytes = malloc(len ? len : 1);
+	struct buf b;
 
-	if (!bytes) {
+	buf_init(&b);
+	if (wire_pack(msg, &b))
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
-		return;
-	}
-	protobuf_c_message_pack(msg, bytes);
-	rpc_call_finish(call, 0, NULL, bytes, len);
-	free(bytes);
+	else
+		rpc_call_finish(call, 0, NULL, b.p, b.len);
+	buf_release(&b);
 }
 
 /* ---- Commit ---- */
@@ -94,7 +93,7 @@ static void commit_ctx_free(struct commit_ctx *ctx)
 {
 	if (!ctx)
 		return;
-	release(ctx->svc, &ctx->h);
+	store_service_release(ctx->svc, &ctx->h);
 	if (ctx->req)
 		understudy__v1__commit_request__free_unpacked(ctx->req, NULL);
 	free(ctx->ops);
@@ -199,7 +198,7 @@ static void on_commit(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		&understudy__v1__commit_request__descriptor, req, req_len, &err);
 	if (!ctx->req)
 		goto out_refuse;
-	if (acquire(ops, ctx->req->namespace_, true, &ctx->h, &err))
+	if (store_service_acquire(ops, ctx->req->namespace_, true, &ctx->h, &err))
 		goto out_refuse;
 	if (ctx->req->n_ops == 0) {
 		err_set(&err, US_EINVAL, "commit to %s has no operations", ctx->req->namespace_);
@@ -260,8 +259,8 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		rpc_call_finish_err(call, &err);
 		return;
 	}
-	if (acquire(ops, in->namespace_, false, &h, &err) ||
-	    use_snapshot(ops, in->namespace_, in->snapshot, &h, &at, &err))
+	if (store_service_acquire(ops, in->namespace_, false, &h, &err) ||
+	    store_service_use_snapshot(ops, in->namespace_, in->snapshot, &h, &at, &err))
 		goto out_err;
 	if (store_get(h.store, at, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
 		      in->id.data, in->id.len, &body, &err))
@@ -270,16 +269,16 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	out.body.data = body.p;
 	out.body.len = body.len;
 	finish_packed(call, &out.base);
-	done_snapshot(ops, in->snapshot, at);
-	release(ops, &h);
+	store_service_done_snapshot(ops, in->snapshot, at);
+	store_service_release(ops, &h);
 	buf_release(&body);
 	understudy__v1__read_request__free_unpacked(in, NULL);
 	return;
 
 out_err:
 	rpc_call_finish_err(call, &err);
-	done_snapshot(ops, in->snapshot, at);
-	release(ops, &h);
+	store_service_done_snapshot(ops, in->snapshot, at);
+	store_service_release(ops, &h);
 	buf_release(&body);
 	understudy__v1__read_request__free_unpacked(in, NULL);
 }
@@ -304,8 +303,8 @@ static void scan_ctx_free(struct scan_ctx *ctx)
 	if (!ctx)
 		return;
 	store_iter_free(ctx->it);
-	done_snapshot(ctx->ops, ctx->snapshot, ctx->at);
-	release(ctx->ops, &ctx->h);
+	store_service_done_snapshot(ctx->ops, ctx->snapshot, ctx->at);
+	store_service_release(ctx->ops, &ctx->h);
 	buf_release(&ctx->chunk);
 	free(ctx);
 }
@@ -420,8 +419,8 @@ static void on_scan(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	buf_init(&ctx->chunk);
 	ctx->limit = in->limit;
 	ctx->is_keys_only = in->keys_only;
-	if (acquire(ops, in->namespace_, false, &ctx->h, &err) ||
-	    use_snapshot(ops, in->namespace_, in->snapshot, &ctx->h, &ctx->at, &err))
+	if (store_service_acquire(ops, in->namespace_, false, &ctx->h, &err) ||
+	    store_service_use_snapshot(ops, in->namespace_, in->snapshot, &ctx->h, &ctx->at, &err))
 		goto out_err;
 	ctx->snapshot = in->snapshot;
 	if (store_iter_new(ctx->h.store, ctx->at, in->account, in->file, in->dict ? SECTION_DICT : SECTION_DATA,
@@ -457,8 +456,8 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 		rpc_call_finish_err(call, &err);
 		return;
 	}
-	if (acquire(ops, in->namespace_, false, &h, &err) ||
-	    use_snapshot(ops, in->namespace_, in->snapshot, &h, &at, &err))
+	if (store_service_acquire(ops, in->namespace_, false, &h, &err) ||
+	    store_service_use_snapshot(ops, in->namespace_, in->snapshot, &h, &at, &err))
 		goto out_err;
 	if (store_list_files(h.store, at, in->account[0] ? in->account : NULL, &files, &n, &err))
 		goto out_err;
@@ -488,8 +487,8 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 out_err:
 	rpc_call_finish_err(call, &err);
 out_free:
-	done_snapshot(ops, in->snapshot, at);
-	release(ops, &h);
+	store_service_done_snapshot(ops, in->snapshot, at);
+	store_service_release(ops, &h);
 	free(infos);
 	free(ptrs);
 	free(files);
@@ -517,7 +516,7 @@ static void on_open_snapshot(struct rpc_call *call, const uint8_t *req, size_t r
 		err_set(&err, US_EUNIMPL, "snapshots are not served here");
 		goto out_err;
 	}
-	if (acquire(ops, in->namespace_, false, &h, &err) ||
+	if (store_service_acquire(ops, in->namespace_, false, &h, &err) ||
 	    snapshots_open(ops->snapshots, in->namespace_, h.store, &info, &err))
 		goto out_err;
 	understudy__v1__open_snapshot_response__init(&out);
@@ -532,7 +531,7 @@ static void on_open_snapshot(struct rpc_call *call, const uint8_t *req, size_t r
 out_err:
 	rpc_call_finish_err(call, &err);
 out_free:
-	release(ops, &h);
+	store_service_release(ops, &h);
 	understudy__v1__open_snapshot_request__free_unpacked(in, NULL);
 }
 

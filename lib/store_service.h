@@ -46,6 +46,19 @@ struct store_service_ops {
 	struct snapshots *snapshots;
 };
 
+/* For the daemon's other services on the same stores (Admin.Save): ns's
+ * handle through ops, the name checked first (US_EINVAL), and back; a
+ * snapshot of it to read at (id 0: none, *at NULL), held until
+ * store_service_done_snapshot. */
+int store_service_acquire(const struct store_service_ops *ops, const char *ns, bool is_write,
+			  struct ns_handle *h, struct us_err *err);
+void store_service_release(const struct store_service_ops *ops, struct ns_handle *h);
+int store_service_use_snapshot(const struct store_service_ops *ops, const char *ns, uint64_t id,
+			       const struct ns_handle *h, const struct store_snap **at,
+			       struct us_err *err);
+void store_service_done_snapshot(const struct store_service_ops *ops, uint64_t id,
+				 const struct store_snap *at);
+
 /* Fills out (room for max) with the service's methods; ops is borrowed and
  * must outlive the server. Returns how many, 0 if max is too small. */
 size_t store_service_methods(const struct store_service_ops *ops, struct rpc_method *out,

@@ -110,6 +110,9 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 #define US_SNAPSHOTS_ENDED_KEPT 1024u
 #define US_SNAPSHOTS_MAX_PER_NS 4096u
 
+/* Admin.Save streams a save in messages of about this many bytes. */
+#define US_SAVE_CHUNK_BYTES (256u * 1024u)
+
 /* wire_check: how deep messages may nest. */
 #define US_WIRE_MAX_DEPTH 32
 

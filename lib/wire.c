@@ -100,3 +100,14 @@ ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *d, const uint8_t
 		err_set(err, US_EINVAL, "%s of %zu bytes does not decode", d->name, len);
 	return m;
 }
+
+int wire_pack(const ProtobufCMessage *msg, struct buf *out)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+
+	buf_reset(out);
+	if (buf_reserve(out, len ? len : 1))
+		return US_ENOMEM;
+	out->len = protobuf_c_message_pack(msg, out->p);
+	return 0;
+}

@@ -17,6 +17,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "buf.h"
 #include "err.h"
 
 /* Checks the len bytes at p as an encoding of a message of type d: every
@@ -30,5 +31,8 @@ int wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len
  * set (US_EINVAL). */
 ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
 			      struct us_err *err);
+
+/* Packs msg into out (reset first). 0 or US_ENOMEM. */
+int wire_pack(const ProtobufCMessage *msg, struct buf *out);
 
 #endif

@@ -21,39 +21,7 @@
 #include "us_limits.h"
 #include "names.h"
 #include "understudy.h"
-
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
-#define EXIT_NOTFOUND 3
-
-#define MAX_ARGS 16
-#define LOAD_BATCH_DEFAULT 1000
-#define LOAD_BATCH_MAX_BYTES (8u * 1024u * 1024u)
-
-struct cli {
-	const char *addr;
-	bool is_json;
-	bool is_help;
-	bool is_dict;
-	bool is_unlogged;
-	const char *token_file;
-	const char *tls_ca;
-	uint64_t limit;
-	uint64_t batch;
-	uint64_t at;
-	const char *cmd;
-	char *args[MAX_ARGS]; /* positionals after the command */
-	int n_args;
-	us_client_t *client;
-};
-
-struct command {
-	const char *name;
-	int min_args, max_args;
-	const char *usage;
-	const char *help;
-	int (*run)(struct cli *cli);
-};
+#include "cli.h"
 
 static const struct command *find_command(const char *name);
 static int parse_u64(const char *flag, const char *v, uint64_t min, uint64_t *out);
@@ -61,8 +29,7 @@ static int parse_u64(const char *flag, const char *v, uint64_t min, uint64_t *ou
 /* ---- output helpers ---- */
 
 /* One line on stderr: server messages are one line already; make sure. */
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...)
+int cli_fail(int code, const char *fmt, ...)
 {
 	char msg[US_ERR_MSG_MAX + 256];
 	va_list ap;
@@ -77,20 +44,20 @@ static int fail(int code, const char *fmt, ...)
 	return code;
 }
 
-static int fail_err(const us_err_t *err)
+int cli_fail_err(const us_err_t *err)
 {
-	return fail(err->code == US_ENOTFOUND ? EXIT_NOTFOUND : EXIT_FAIL, "%s",
+	return cli_fail(err->code == US_ENOTFOUND ? EXIT_NOTFOUND : EXIT_FAIL, "%s",
 		    err->msg[0] ? err->msg : us_strerror(err->code));
 }
 
-static int print_json(json_t *obj)
+int cli_print_json(FILE *f, json_t *obj)
 {
 	char *s = json_dumps(obj, JSON_COMPACT);
 
 	json_decref(obj);
 	if (!s)
-		return fail(EXIT_FAIL, "cannot format JSON output");
-	puts(s);
+		return cli_fail(EXIT_FAIL, "cannot format JSON output");
+	fprintf(f, "%s\n", s);
 	free(s);
 	return 0;
 }
@@ -99,7 +66,7 @@ static int print_seq(struct cli *cli, uint64_t seq)
 {
 	if (!cli->is_json)
 		return 0;
-	return print_json(json_pack("{s:I}", "seq", (json_int_t)seq));
+	return cli_print_json(stdout, json_pack("{s:I}", "seq", (json_int_t)seq));
 }
 
 /* ---- client ---- */
@@ -127,13 +94,13 @@ static int connect_client(struct cli *cli)
 
 	if (cli->token_file) {
 		if (read_token(cli->token_file, token, sizeof(token), &err))
-			return fail_err(&err);
+			return cli_fail_err(&err);
 		opts.token = token;
 	}
 	opts.tls_ca_file = cli->tls_ca;
 	cli->client = us_client_new(cli->addr, &opts, &err);
 	if (!cli->client)
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	return 0;
 }
 
@@ -145,7 +112,7 @@ static int cmd_status(struct cli *cli)
 	us_err_t err;
 
 	if (us_status(cli->client, &st, &err))
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	if (cli->is_json) {
 		json_t *o;
 
@@ -187,7 +154,7 @@ static int cmd_status(struct cli *cli)
 				      (json_int_t)st->snapshots, "archivers", a);
 		}
 		us_status_free(st);
-		return print_json(o);
+		return cli_print_json(stdout, o);
 	}
 	if (strcmp(st->node, "archiver") == 0) {
 		printf("node: archiver\n");
@@ -229,7 +196,7 @@ static int commit_one(struct cli *cli, const us_op_t *op)
 	us_err_t err;
 
 	if (us_commit(cli->client, cli->args[0], op, 1, &seq, &err))
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	return print_seq(cli, seq);
 }
 
@@ -241,12 +208,12 @@ static int read_stdin(struct buf *b, size_t max)
 
 	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
 		if (b->len + n > max)
-			return fail(EXIT_FAIL, "body on stdin is over the limit of %zu bytes", max);
+			return cli_fail(EXIT_FAIL, "body on stdin is over the limit of %zu bytes", max);
 		if (buf_append(b, chunk, n))
-			return fail(EXIT_FAIL, "out of memory");
+			return cli_fail(EXIT_FAIL, "out of memory");
 	}
 	if (ferror(stdin))
-		return fail(EXIT_FAIL, "cannot read stdin: %s", strerror(errno));
+		return cli_fail(EXIT_FAIL, "cannot read stdin: %s", strerror(errno));
 	return 0;
 }
 
@@ -283,14 +250,14 @@ static int cmd_get(struct cli *cli)
 
 	if (us_read(cli->client, cli->args[0], cli->args[1], cli->args[2], cli->is_dict,
 		    (uint8_t *)cli->args[3], strlen(cli->args[3]), cli->at, &body, &len, &err))
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	if (len && fwrite(body, 1, len, stdout) != len) {
 		free(body);
-		return fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
+		return cli_fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
 	}
 	free(body);
 	if (fflush(stdout))
-		return fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
+		return cli_fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
 	return 0;
 }
 
@@ -332,7 +299,7 @@ static int cmd_list(struct cli *cli)
 	int rc;
 
 	if (!ls)
-		return fail(EXIT_FAIL, "out of memory");
+		return cli_fail(EXIT_FAIL, "out of memory");
 	if (cli->is_json)
 		ls->ids = json_array();
 	rc = us_scan(cli->client, cli->args[0], cli->args[1], cli->args[2], &opts, list_one, ls,
@@ -340,10 +307,10 @@ static int cmd_list(struct cli *cli)
 	if (rc) {
 		json_decref(ls->ids);
 		free(ls);
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	}
 	if (ls->ids)
-		rc = print_json(json_pack("{s:o}", "ids", ls->ids));
+		rc = cli_print_json(stdout, json_pack("{s:o}", "ids", ls->ids));
 	free(ls);
 	return rc;
 }
@@ -356,7 +323,7 @@ static int cmd_files(struct cli *cli)
 
 	if (us_list_files(cli->client, cli->args[0], cli->n_args > 1 ? cli->args[1] : NULL, cli->at,
 			  &files, &n, &err))
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	if (cli->is_json) {
 		json_t *a = json_array();
 
@@ -370,7 +337,7 @@ static int cmd_files(struct cli *cli)
 					     (json_int_t)files[i].dict_items, "stale_since_seq",
 					     (json_int_t)files[i].stale_since_seq));
 		free(files);
-		return print_json(json_pack("{s:o}", "files", a));
+		return cli_print_json(stdout, json_pack("{s:o}", "files", a));
 	}
 	for (size_t i = 0; i < n; i++) {
 		printf("%s\t%s\t%s\t%llu\t%llu", files[i].account, files[i].file,
@@ -417,7 +384,7 @@ static int cmd_set_logging(struct cli *cli)
 	if (strcmp(flag, "on") == 0)
 		op.is_logged = 1;
 	else if (strcmp(flag, "off") != 0)
-		return fail(EXIT_USAGE, "set-logging wants on or off, not '%s'", flag);
+		return cli_fail(EXIT_USAGE, "set-logging wants on or off, not '%s'", flag);
 	return commit_one(cli, &op);
 }
 
@@ -456,7 +423,7 @@ static int load_flush(struct cli *cli, struct load *ld)
 	if (us_commit(cli->client, cli->args[0], ld->ops, ld->n, &seq, &err)) {
 		if (ld->is_tty)
 			fputc('\n', stderr);
-		return fail(err.code == US_ENOTFOUND ? EXIT_NOTFOUND : EXIT_FAIL,
+		return cli_fail(err.code == US_ENOTFOUND ? EXIT_NOTFOUND : EXIT_FAIL,
 			    "%s (%llu items committed before this batch)", err.msg,
 			    (unsigned long long)ld->committed);
 	}
@@ -489,7 +456,7 @@ static int cmd_load(struct cli *cli)
 	ld.ids = calloc(ld.cap, sizeof(*ld.ids));
 	ld.bodies = calloc(ld.cap, sizeof(*ld.bodies));
 	if (!ld.ops || !ld.ids || !ld.bodies) {
-		rc = fail(EXIT_FAIL, "out of memory");
+		rc = cli_fail(EXIT_FAIL, "out of memory");
 		goto out;
 	}
 	ld.is_tty = isatty(STDERR_FILENO);
@@ -505,7 +472,7 @@ static int cmd_load(struct cli *cli)
 			continue;
 		tab = memchr(line, '\t', (size_t)len);
 		if (!tab) {
-			rc = fail(EXIT_FAIL, "line %llu: no tab between id and body (%llu items committed before it)",
+			rc = cli_fail(EXIT_FAIL, "line %llu: no tab between id and body (%llu items committed before it)",
 				  (unsigned long long)lineno, (unsigned long long)ld.committed);
 			goto out;
 		}
@@ -513,7 +480,7 @@ static int cmd_load(struct cli *cli)
 		buf_reset(&ld.bodies[ld.n]);
 		if (names_unescape(line, (size_t)(tab - line), &ld.ids[ld.n], &err) ||
 		    names_unescape(tab + 1, (size_t)(line + len - tab - 1), &ld.bodies[ld.n], &err)) {
-			rc = fail(EXIT_FAIL, "line %llu: %s (%llu items committed before it)",
+			rc = cli_fail(EXIT_FAIL, "line %llu: %s (%llu items committed before it)",
 				  (unsigned long long)lineno, err.msg,
 				  (unsigned long long)ld.committed);
 			goto out;
@@ -529,7 +496,7 @@ static int cmd_load(struct cli *cli)
 		}
 	}
 	if (ferror(stdin)) {
-		rc = fail(EXIT_FAIL, "cannot read stdin: %s", strerror(errno));
+		rc = cli_fail(EXIT_FAIL, "cannot read stdin: %s", strerror(errno));
 		goto out;
 	}
 	if ((rc = load_flush(cli, &ld)))
@@ -537,7 +504,7 @@ static int cmd_load(struct cli *cli)
 	if (ld.is_tty)
 		fputc('\n', stderr);
 	if (cli->is_json)
-		rc = print_json(json_pack("{s:I,s:I}", "seq", (json_int_t)ld.last_seq, "items",
+		rc = cli_print_json(stdout, json_pack("{s:I,s:I}", "seq", (json_int_t)ld.last_seq, "items",
 					  (json_int_t)ld.committed));
 out:
 	free(line);
@@ -552,7 +519,7 @@ out:
 }
 
 /* ISO 8601 UTC with ms of a wall time in ms since the epoch, "-" for 0. */
-static const char *fmt_time_ms(uint64_t ms, char *out, size_t size)
+const char *cli_fmt_time_ms(uint64_t ms, char *out, size_t size)
 {
 	time_t secs = (time_t)(ms / 1000);
 	struct tm tm;
@@ -575,10 +542,10 @@ static int cmd_snapshot(struct cli *cli)
 	us_err_t err;
 
 	if (us_open_snapshot(cli->client, cli->args[0], &snap, &err))
-		return fail_err(&err);
-	fmt_time_ms(snap.time_ms, when, sizeof(when));
+		return cli_fail_err(&err);
+	cli_fmt_time_ms(snap.time_ms, when, sizeof(when));
 	if (cli->is_json)
-		return print_json(json_pack("{s:I,s:s,s:I,s:I,s:I,s:s,s:I}", "snapshot",
+		return cli_print_json(stdout, json_pack("{s:I,s:s,s:I,s:I,s:I,s:s,s:I}", "snapshot",
 					    (json_int_t)snap.id, "namespace", cli->args[0],
 					    "generation", (json_int_t)snap.generation, "seq",
 					    (json_int_t)snap.seq, "time_ms", (json_int_t)snap.time_ms,
@@ -598,7 +565,7 @@ static int cmd_release(struct cli *cli)
 	if ((rc = parse_u64("SNAP", cli->args[1], 1, &id)))
 		return rc;
 	if (us_release_snapshot(cli->client, cli->args[0], id, &err))
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	return 0;
 }
 
@@ -608,13 +575,13 @@ static int cmd_adopt(struct cli *cli)
 	us_err_t err;
 
 	if (us_adopt(cli->client, cli->args[0], &ad, &err))
-		return fail_err(&err);
+		return cli_fail_err(&err);
 	if (cli->is_json) {
 		json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "namespace", cli->args[0],
 				      "previous_site", ad.previous_site, "previous_seq",
 				      (json_int_t)ad.previous_seq, "kept_in", ad.kept_in);
 
-		return print_json(o);
+		return cli_print_json(stdout, o);
 	}
 	printf("adopted %s: the next site to connect starts a new copy; the old one (site %s, "
 	       "seq %llu) is kept in %s\n",
@@ -627,41 +594,50 @@ static int cmd_adopt(struct cli *cli)
 
 static const struct command commands[] = {
 	{"status", 0, 0, "status [--json]",
-	 "the node's role and position (collector) or every namespace's (archiver)", cmd_status},
+	 "the node's role and position (collector) or every namespace's (archiver)", cmd_status, false},
 	{"put", 4, 5, "put NS ACCOUNT FILE ID [BODY] [--dict]",
 	 "commit one item write; BODY's bytes are taken as they are, from stdin when absent",
-	 cmd_put},
+	 cmd_put, false},
 	{"get", 4, 4, "get NS ACCOUNT FILE ID [--dict] [--at SNAP]",
-	 "write the item's body to stdout exactly; exit 3 when absent", cmd_get},
-	{"delete", 4, 4, "delete NS ACCOUNT FILE ID [--dict]", "commit an item delete", cmd_delete},
+	 "write the item's body to stdout exactly; exit 3 when absent", cmd_get, false},
+	{"delete", 4, 4, "delete NS ACCOUNT FILE ID [--dict]", "commit an item delete", cmd_delete, false},
 	{"list", 3, 3, "list NS ACCOUNT FILE [--dict] [--limit N] [--at SNAP]",
 	 "item ids in byte order, one a line (backslash and non-printable bytes as \\\\ and \\xNN)",
-	 cmd_list},
+	 cmd_list, false},
 	{"files", 1, 2, "files NS [ACCOUNT] [--at SNAP]",
 	 "files with their logged flag and item counts: account, file, logged|unlogged, "
 	 "data items, dict items",
-	 cmd_files},
+	 cmd_files, false},
 	{"create-file", 3, 3, "create-file NS ACCOUNT FILE [--unlogged]", "create a file",
-	 cmd_create_file},
+	 cmd_create_file, false},
 	{"clear-file", 3, 3, "clear-file NS ACCOUNT FILE [--dict]",
-	 "delete every item of the DATA (or DICT) section", cmd_clear_file},
+	 "delete every item of the DATA (or DICT) section", cmd_clear_file, false},
 	{"delete-file", 3, 3, "delete-file NS ACCOUNT FILE", "delete a file and its items",
-	 cmd_delete_file},
+	 cmd_delete_file, false},
 	{"set-logging", 3, 4, "set-logging NS ACCOUNT [FILE] on|off",
-	 "turn journaling of a file (or of a whole account) on or off", cmd_set_logging},
+	 "turn journaling of a file (or of a whole account) on or off", cmd_set_logging, false},
 	{"load", 3, 3, "load NS ACCOUNT FILE [--dict] [--batch N] < items.tsv",
 	 "bulk commit, one id<TAB>body a line, escapes \\xNN \\\\ \\t \\n \\r, in batches of N "
 	 "(1000)",
-	 cmd_load},
+	 cmd_load, false},
 	{"snapshot", 1, 1, "snapshot NS",
 	 "open a read-only snapshot: prints its id, then seq, generation and commit time of the "
 	 "state it shows; get, list and files read it with --at ID",
-	 cmd_snapshot},
-	{"release", 2, 2, "release NS SNAP", "end a snapshot", cmd_release},
+	 cmd_snapshot, false},
+	{"release", 2, 2, "release NS SNAP", "end a snapshot", cmd_release, false},
+	{"save", 1, 3, "save NS [ACCOUNT [FILE]] [--at SNAP] -o FILE|-",
+	 "a consistent save of the namespace (or of one account or file) at a snapshot (taken "
+	 "for it unless --at), written to FILE (made whole, then renamed into place) or to "
+	 "stdout (-o -); progress on stderr when it is a terminal",
+	 cmd_save, false},
+	{"dump", 1, 1, "dump FILE [--json]",
+	 "a save as text, one item a line: ACCOUNT<TAB>FILE<TAB>ID<TAB>BODY (DICT items: "
+	 "'DICT FILE'), with load's escapes; --json: one object a line",
+	 cmd_dump, true},
 	{"adopt", 1, 1, "adopt NS",
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
 	 "differs; the old copy is kept aside, the next site to connect starts a new one",
-	 cmd_adopt},
+	 cmd_adopt, false},
 };
 
 static const struct command *find_command(const char *name)
@@ -692,7 +668,7 @@ static int parse_u64(const char *flag, const char *v, uint64_t min, uint64_t *ou
 	errno = 0;
 	n = strtoull(v, &end, 10);
 	if (errno || end == v || *end || v[0] == '-' || n < min)
-		return fail(EXIT_USAGE, "%s wants a whole number >= %llu, not '%s'", flag,
+		return cli_fail(EXIT_USAGE, "%s wants a whole number >= %llu, not '%s'", flag,
 			    (unsigned long long)min, v);
 	*out = n;
 	return 0;
@@ -724,7 +700,7 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				   strcmp(a, "--tls-ca") == 0 || strcmp(a, "--limit") == 0 ||
 				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0) {
 				if (!val)
-					return fail(EXIT_USAGE, "%s needs a value", a);
+					return cli_fail(EXIT_USAGE, "%s needs a value", a);
 				i++;
 				if (strcmp(a, "--addr") == 0)
 					cli->addr = val;
@@ -741,15 +717,20 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				else if (strcmp(a, "--at") == 0 && (rc = parse_u64(a, val, 1, &cli->at)))
 					return rc;
 			} else {
-				return fail(EXIT_USAGE, "unknown option %s (see understudy --help)", a);
+				return cli_fail(EXIT_USAGE, "unknown option %s (see understudy --help)", a);
 			}
+		} else if (strcmp(a, "-o") == 0 && !is_options_done) {
+			if (!val)
+				return cli_fail(EXIT_USAGE, "-o needs a file (or - for stdout)");
+			cli->output = val;
+			i++;
 		} else if (!cli->cmd && !(strcmp(a, "-h") == 0)) {
 			cli->cmd = a;
 		} else if (strcmp(a, "-h") == 0 && !is_options_done) {
 			cli->is_help = true;
 		} else {
 			if (cli->n_args == MAX_ARGS)
-				return fail(EXIT_USAGE, "too many arguments");
+				return cli_fail(EXIT_USAGE, "too many arguments");
 			cli->args[cli->n_args++] = argv[i];
 		}
 	}
@@ -770,18 +751,18 @@ int main(int argc, char **argv)
 	}
 	cmd = find_command(cli.cmd);
 	if (!cmd)
-		return fail(EXIT_USAGE, "unknown command '%s' (see understudy --help)", cli.cmd);
+		return cli_fail(EXIT_USAGE, "unknown command '%s' (see understudy --help)", cli.cmd);
 	if (cli.is_help) {
 		printf("usage: understudy [global options] %s\n%s\n", cmd->usage, cmd->help);
 		return 0;
 	}
 	if (cli.n_args < cmd->min_args || cli.n_args > cmd->max_args)
-		return fail(EXIT_USAGE, "usage: understudy %s", cmd->usage);
+		return cli_fail(EXIT_USAGE, "usage: understudy %s", cmd->usage);
 	if (!cli.addr)
 		cli.addr = getenv("UNDERSTUDY_ADDR");
 	if (!cli.addr || !cli.addr[0])
 		cli.addr = US_DEFAULT_ARCHIVER_ADDR;
-	if ((rc = connect_client(&cli)))
+	if (!cmd->is_local && (rc = connect_client(&cli)))
 		return rc;
 	rc = cmd->run(&cli);
 	us_client_free(cli.client);

@@ -458,7 +458,8 @@ class Proto:
                      "ListFilesResponse", "FileInfo", "StatusRequest", "StatusResponse",
                      "Frame", "Hello", "Entries", "Heartbeat", "SeedBegin", "SeedEnd", "Ack",
                      "Welcome", "Progress", "OpenSnapshotRequest", "OpenSnapshotResponse",
-                     "ReleaseSnapshotRequest", "ReleaseSnapshotResponse"):
+                     "ReleaseSnapshotRequest", "ReleaseSnapshotResponse", "SaveRequest",
+                     "SaveResponse"):
             d = self.pool.FindMessageTypeByName("understudy.v1." + name)
             cls = get_class(d) if get_class else factory.GetPrototype(d)
             setattr(self, name, cls)
@@ -499,6 +500,9 @@ class Stub:
             "/understudy.v1.Store/ReleaseSnapshot",
             request_serializer=p.ReleaseSnapshotRequest.SerializeToString,
             response_deserializer=p.ReleaseSnapshotResponse.FromString)
+        self.Save = channel.unary_stream("/understudy.v1.Admin/Save",
+                                         request_serializer=p.SaveRequest.SerializeToString,
+                                         response_deserializer=p.SaveResponse.FromString)
         self.Status = channel.unary_unary("/understudy.v1.Admin/Status",
                                           request_serializer=p.StatusRequest.SerializeToString,
                                           response_deserializer=p.StatusResponse.FromString)

@@ -62,6 +62,18 @@ class Writer:
         self.thread.join(60)
 
 
+def start_pairs(test):
+    """An archiver and a site streaming to it, file ACC/PAIRS created and
+    applied: (archiver, collector, the seq of the create-file)."""
+    arch = test.start_archiver()
+    col = test.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+    test.cli_ok("create-file", NS, ACC, "PAIRS", collector=col)
+    base = test.last_seq(collector=col)
+    wait_until(lambda: (test.archived_ns(arch, NS) or {}).get("applied_seq") == base, 30,
+               "the archiver to apply the create-file")
+    return arch, col, base
+
+
 class SnapshotTest(SystemTest):
 
     def setUp(self):
@@ -91,12 +103,7 @@ class SnapshotTest(SystemTest):
         return k, dump
 
     def test_snapshot_reads_never_move_while_streaming(self):
-        arch = self.start_archiver()
-        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
-        self.cli_ok("create-file", NS, ACC, "PAIRS", collector=col)
-        base = self.last_seq(collector=col)
-        wait_until(lambda: (self.archived_ns(arch, NS) or {}).get("applied_seq") == base, 30,
-                   "the archiver to apply the create-file")
+        arch, col, base = start_pairs(self)
         taken = []
         with Writer(self, col) as w:
             for i in range(12):

@@ -1,0 +1,248 @@
+/*
+ * save_service.c - Admin.Save (save_service.h).
+ *
+ * A save reads a snapshot (the one the request names, or one taken for it)
+ * through the store's image iterator (store.h), writes it with the save
+ * writer (save.h) into a buffer, and streams the buffer in messages of about
+ * US_SAVE_CHUNK_BYTES, one send in flight, as Scan does: reading is done on
+ * the gRPC worker between sends, and never blocks a commit or an apply (a
+ * RocksDB snapshot read takes no lock they need). The namespace is held
+ * (acquire) for the whole save, so its store cannot be swapped from under
+ * it; an archiver's full copy waits for it a bounded time (namespaces.c).
+ */
+#include "save_service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "names.h"
+#include "save.h"
+#include "understudy.pb-c.h"
+#include "us_limits.h"
+#include "wire.h"
+
+struct save_ctx {
+	const struct store_service_ops *ops;
+	struct ns_handle h;            /* held until the save ends */
+	uint64_t snapshot;             /* the id read at (0: own) ... */
+	const struct store_snap *at;   /* ... held until the save ends */
+	struct store_snap *own;        /* taken for this save when none was named */
+	struct store_image_iter *it;
+	struct save_writer *w;
+	struct buf out;                /* the save's bytes not yet sent */
+	struct buf msg;                /* one SaveResponse, packed */
+	struct store_position pos;
+	struct save_summary summary;
+	uint64_t items;
+	bool is_done;                  /* the trailer is in out */
+};
+
+static void save_ctx_free(struct save_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	save_writer_free(ctx->w);
+	store_image_iter_free(ctx->it);
+	store_snap_free(ctx->own);
+	store_service_done_snapshot(ctx->ops, ctx->snapshot, ctx->at);
+	store_service_release(ctx->ops, &ctx->h);
+	buf_release(&ctx->out);
+	buf_release(&ctx->msg);
+	free(ctx);
+}
+
+/* Moves entries from the image into the writer until about a chunk of the
+ * save is ready, or the end (then the trailer). */
+static int save_fill(struct save_ctx *ctx, struct us_err *err)
+{
+	while (!ctx->is_done && ctx->out.len < US_SAVE_CHUNK_BYTES) {
+		struct entry e;
+		int rc = store_image_iter_next(ctx->it, &e, err);
+
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			if ((rc = save_writer_finish(ctx->w, &ctx->summary, err)))
+				return rc;
+			ctx->is_done = true;
+			break;
+		}
+		if ((rc = save_writer_add(ctx->w, &e, err)))
+			return rc;
+		ctx->items += e.op == ENTRY_WRITE;
+	}
+	return 0;
+}
+
+/* Sends the next message, or finishes; also the `more` callback of each send. */
+static void save_step(struct rpc_call *call, void *arg)
+{
+	struct save_ctx *ctx = arg;
+	Understudy__V1__SaveResponse m;
+	bool is_last;
+	struct us_err err;
+
+	if (rpc_call_is_cancelled(call)) {
+		rpc_call_finish(call, US_ECANCELLED, "save cancelled", NULL, 0);
+		save_ctx_free(ctx);
+		return;
+	}
+	if (ctx->is_done && ctx->out.len == 0) {
+		rpc_call_finish(call, 0, NULL, NULL, 0);
+		save_ctx_free(ctx);
+		return;
+	}
+	if (save_fill(ctx, &err)) {
+		rpc_call_finish_err(call, &err);
+		save_ctx_free(ctx);
+		return;
+	}
+	is_last = ctx->is_done;
+	understudy__v1__save_response__init(&m);
+	m.data.data = ctx->out.p;
+	m.data.len = ctx->out.len;
+	m.items = ctx->items;
+	if (is_last) {
+		m.done = true;
+		m.generation = ctx->pos.generation;
+		m.seq = ctx->pos.seq;
+		m.time_ms = ctx->pos.time_ms;
+		m.files = ctx->summary.files;
+		m.bytes = ctx->summary.bytes;
+		m.xxh64 = ctx->summary.xxh64;
+	}
+	if (wire_pack(&m.base, &ctx->msg)) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		save_ctx_free(ctx);
+		return;
+	}
+	buf_reset(&ctx->out);
+	if (rpc_call_send(call, ctx->msg.p, ctx->msg.len, save_step, ctx)) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		save_ctx_free(ctx);
+	}
+}
+
+/* The save's scope exists at the snapshot: an account with at least one
+ * file, a file. */
+static int check_scope(struct save_ctx *ctx, const char *ns, const char *account,
+		       const char *file, struct us_err *err)
+{
+	struct store_file_info *files = NULL;
+	bool is_found = false;
+	size_t n = 0;
+	int rc;
+
+	if (!account[0])
+		return 0;
+	if ((rc = store_list_files(ctx->h.store, ctx->at, account, &files, &n, err)))
+		return rc;
+	for (size_t i = 0; i < n && !is_found; i++)
+		is_found = !file[0] || strcmp(files[i].file, file) == 0;
+	free(files);
+	if (!is_found)
+		return file[0] ? err_set(err, US_ENOTFOUND, "file %s/%s does not exist in %s at seq %llu",
+					 account, file, ns, (unsigned long long)ctx->pos.seq)
+			       : err_set(err, US_ENOTFOUND,
+					 "account %s has no files in %s at seq %llu", account, ns,
+					 (unsigned long long)ctx->pos.seq);
+	return 0;
+}
+
+static int save_start(struct save_ctx *ctx, const Understudy__V1__SaveRequest *in,
+		      struct us_err *err)
+{
+	struct store_image_opts io = {0};
+	struct save_header hdr;
+	struct store_position pos;
+	int rc;
+
+	if ((rc = names_check_namespace(in->namespace_, strlen(in->namespace_), err)))
+		return rc;
+	if (in->account[0] && (rc = names_check_account(in->account, strlen(in->account), err)))
+		return rc;
+	if (in->file[0] && !in->account[0])
+		return err_set(err, US_EINVAL, "a save of file %s needs its account", in->file);
+	if (in->file[0] && (rc = names_check_file(in->file, strlen(in->file), err)))
+		return rc;
+	if (in->archive)
+		return err_set(err, US_EUNIMPL,
+			       "saves kept in the archiver's on-line archive (--archive) are not "
+			       "served yet: stream the save to a file (-o FILE)");
+	if ((rc = store_service_acquire(ctx->ops, in->namespace_, false, &ctx->h, err)) ||
+	    (rc = store_service_use_snapshot(ctx->ops, in->namespace_, in->snapshot, &ctx->h,
+					     &ctx->at, err)))
+		return rc;
+	ctx->snapshot = in->snapshot;
+	if (!ctx->at) {
+		if ((rc = store_snap_new(ctx->h.store, &ctx->own, err)))
+			return rc;
+	}
+	ctx->pos = *store_snap_position(ctx->at ? ctx->at : ctx->own);
+	if ((rc = check_scope(ctx, in->namespace_, in->account, in->file, err)))
+		return rc;
+	io.account = in->account[0] ? in->account : NULL;
+	io.file = in->file[0] ? in->file : NULL;
+	if ((rc = store_image_iter_new(ctx->h.store, ctx->at ? ctx->at : ctx->own, &io, &ctx->it,
+				       &pos, err)))
+		return rc;
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.kind = SAVE_KIND_SAVE;
+	snprintf(hdr.ns, sizeof(hdr.ns), "%s", in->namespace_);
+	snprintf(hdr.scope_account, sizeof(hdr.scope_account), "%s", in->account);
+	snprintf(hdr.scope_file, sizeof(hdr.scope_file), "%s", in->file);
+	hdr.generation = pos.generation;
+	hdr.seq = pos.seq;
+	hdr.time_ms = pos.time_ms;
+	hdr.chain = pos.chain;
+	snprintf(hdr.creator, sizeof(hdr.creator), "%s", store_node_id(ctx->h.store));
+	/* the history it holds: the site's an archiver's copy is bound to, or a
+	 * site's own */
+	snprintf(hdr.site, sizeof(hdr.site), "%s",
+		 store_site_id(ctx->h.store)[0] ? store_site_id(ctx->h.store)
+						: store_node_id(ctx->h.store));
+	hdr.created_ms = clock_wall_ms();
+	return save_writer_new(&ctx->w, &hdr, save_buf_sink, &ctx->out, err);
+}
+
+static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	Understudy__V1__SaveRequest *in;
+	struct save_ctx *ctx;
+	struct us_err err;
+
+	in = (Understudy__V1__SaveRequest *)wire_unpack(&understudy__v1__save_request__descriptor,
+							 req, req_len, &err);
+	if (!in) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		understudy__v1__save_request__free_unpacked(in, NULL);
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		return;
+	}
+	ctx->ops = arg;
+	buf_init(&ctx->out);
+	buf_init(&ctx->msg);
+	if (save_start(ctx, in, &err)) {
+		understudy__v1__save_request__free_unpacked(in, NULL);
+		rpc_call_finish_err(call, &err);
+		save_ctx_free(ctx);
+		return;
+	}
+	understudy__v1__save_request__free_unpacked(in, NULL);
+	save_step(call, ctx);
+}
+
+size_t save_service_methods(const struct store_service_ops *ops, struct rpc_method *out,
+			    size_t max)
+{
+	if (max < 1)
+		return 0;
+	out[0] = (struct rpc_method){"/understudy.v1.Admin/Save", on_save, (void *)ops};
+	return 1;
+}

@@ -1,0 +1,350 @@
+/*
+ * cli_save.c - `understudy save` and `understudy dump`.
+ *
+ * save streams Admin.Save into FILE.partial-PID next to FILE, fsyncs it and
+ * renames it into place only once the server said the save is whole (and
+ * removes it otherwise), so a FILE that exists is a whole save; -o - writes
+ * to stdout instead. On a terminal, stderr shows progress (items, MB, MB/s
+ * and, from the item counts of the snapshot it reads, an ETA).
+ *
+ * dump reads a save file locally (lib/save.h) and prints its items. Lines
+ * are printed as frames are read, each frame checked on its own; the whole
+ * file's checksum is checked at the end, and a save that fails it (or is
+ * truncated) exits 1 after the lines of the frames before the damage.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "err.h"
+#include "save.h"
+#include "us_limits.h"
+
+/* ---- escapes ---- */
+
+int cli_put_escaped(FILE *f, const uint8_t *p, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = p[i];
+		int rc;
+
+		if (c == '\\')
+			rc = fputs("\\\\", f);
+		else if (c == '\t')
+			rc = fputs("\\t", f);
+		else if (c == '\n')
+			rc = fputs("\\n", f);
+		else if (c == '\r')
+			rc = fputs("\\r", f);
+		else if (c >= 0x20 && c < 0x7f)
+			rc = putc(c, f);
+		else
+			rc = fprintf(f, "\\x%c%c", hex[c >> 4], hex[c & 15]);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- save ---- */
+
+struct save_out {
+	FILE *f;
+	const char *path;        /* what the user named ("-": stdout) */
+	uint64_t bytes;
+	uint64_t items;
+	uint64_t total_items;    /* 0: unknown (no ETA) */
+	bool is_progress;        /* stderr is a terminal */
+	struct timespec t0, last;
+	int write_errno;
+};
+
+static double seconds_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void show_progress(struct save_out *so, bool is_final)
+{
+	double s = seconds_since(&so->t0);
+	double mb = (double)so->bytes / 1e6;
+	double rate = s > 0 ? mb / s : 0;
+
+	fprintf(stderr, "\rsaving: %" PRIu64 " items, %.1f MB, %.1f MB/s", so->items, mb, rate);
+	if (so->total_items && !is_final && so->items > 0 && so->items <= so->total_items) {
+		double eta = s * (double)(so->total_items - so->items) / (double)so->items;
+
+		fprintf(stderr, ", %.0f%%, ETA %.0f s   ",
+			100.0 * (double)so->items / (double)so->total_items, eta);
+	} else {
+		fputs("               ", stderr);
+	}
+	if (is_final)
+		fputc('\n', stderr);
+	clock_gettime(CLOCK_MONOTONIC, &so->last);
+}
+
+static int save_chunk(void *arg, const uint8_t *data, size_t len, uint64_t items)
+{
+	struct save_out *so = arg;
+
+	if (fwrite(data, 1, len, so->f) != len) {
+		so->write_errno = errno ? errno : EIO;
+		return US_EIO;
+	}
+	so->bytes += len;
+	so->items = items;
+	if (so->is_progress && seconds_since(&so->last) >= 0.5)
+		show_progress(so, false);
+	return 0;
+}
+
+/* The items in the save's scope at snapshot snap: for the ETA only. */
+static uint64_t count_items(struct cli *cli, uint64_t snap)
+{
+	const char *account = cli->n_args > 1 ? cli->args[1] : NULL;
+	const char *file = cli->n_args > 2 ? cli->args[2] : NULL;
+	us_file_info_t *files;
+	uint64_t n = 0;
+	size_t nf;
+	us_err_t err;
+
+	if (us_list_files(cli->client, cli->args[0], account, snap, &files, &nf, &err))
+		return 0;
+	for (size_t i = 0; i < nf; i++)
+		if (!file || strcmp(files[i].file, file) == 0)
+			n += files[i].data_items + files[i].dict_items;
+	free(files);
+	return n;
+}
+
+/* Makes path durable in its directory: fsync of the directory. */
+static int sync_dir_of(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	FILE *d;
+	int rc;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path ? slash - path : 1), path);
+	d = fopen(dir, "r");
+	if (!d)
+		return -1;
+	rc = fsync(fileno(d));
+	fclose(d);
+	return rc;
+}
+
+int cmd_save(struct cli *cli)
+{
+	const char *ns = cli->args[0];
+	const char *account = cli->n_args > 1 ? cli->args[1] : NULL;
+	const char *file = cli->n_args > 2 ? cli->args[2] : NULL;
+	struct save_out so = {0};
+	char partial[4096 + 64] = "";
+	bool is_stdout;
+	uint64_t snap = cli->at, own = 0;
+	us_saved_t saved;
+	us_err_t err;
+	FILE *info;
+	int rc;
+
+	if (!cli->output)
+		return cli_fail(EXIT_USAGE, "save needs -o FILE (or -o - for stdout)");
+	is_stdout = strcmp(cli->output, "-") == 0;
+	if (is_stdout && isatty(STDOUT_FILENO))
+		return cli_fail(EXIT_USAGE, "save -o - writes binary to stdout, which is a terminal: "
+					    "redirect it, or give -o FILE");
+	so.path = cli->output;
+	so.is_progress = isatty(STDERR_FILENO);
+	if (so.is_progress) {
+		/* the ETA wants the item count of the snapshot the save reads */
+		if (!snap) {
+			us_snapshot_t s;
+
+			if (us_open_snapshot(cli->client, ns, &s, &err) == 0)
+				snap = own = s.id;
+		}
+		so.total_items = snap ? count_items(cli, snap) : 0;
+	}
+	if (is_stdout) {
+		so.f = stdout;
+	} else {
+		snprintf(partial, sizeof(partial), "%s.partial-%ld", cli->output, (long)getpid());
+		so.f = fopen(partial, "wb");
+		if (!so.f) {
+			rc = cli_fail(EXIT_FAIL, "cannot create %s: %s", partial, strerror(errno));
+			goto out_release;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &so.t0);
+	so.last = so.t0;
+	rc = us_save(cli->client, ns, account, file, snap, save_chunk, &so, &saved, &err);
+	if (rc == US_EIO && so.write_errno) {
+		rc = cli_fail(EXIT_FAIL, "cannot write %s: %s", is_stdout ? "stdout" : partial,
+			      strerror(so.write_errno));
+		goto out_file;
+	}
+	if (rc) {
+		if (so.is_progress)
+			fputc('\n', stderr);
+		rc = cli_fail_err(&err);
+		goto out_file;
+	}
+	if (so.is_progress)
+		show_progress(&so, true);
+	if (fflush(so.f) != 0 || (!is_stdout && fsync(fileno(so.f)) != 0)) {
+		rc = cli_fail(EXIT_FAIL, "cannot write %s: %s", is_stdout ? "stdout" : partial,
+			      strerror(errno));
+		goto out_file;
+	}
+	if (!is_stdout) {
+		if (fclose(so.f) != 0) {
+			so.f = NULL;
+			rc = cli_fail(EXIT_FAIL, "cannot write %s: %s", partial, strerror(errno));
+			goto out_file;
+		}
+		so.f = NULL;
+		if (rename(partial, cli->output) != 0) {
+			rc = cli_fail(EXIT_FAIL, "cannot rename %s to %s: %s", partial, cli->output,
+				      strerror(errno));
+			goto out_file;
+		}
+		partial[0] = '\0';
+		if (sync_dir_of(cli->output) != 0) {
+			rc = cli_fail(EXIT_FAIL, "cannot sync the directory of %s: %s", cli->output,
+				      strerror(errno));
+			goto out_release;
+		}
+	}
+	/* what it holds: on stdout, unless the save itself went there */
+	info = is_stdout ? stderr : stdout;
+	if (cli->is_json) {
+		char xxh[17];
+
+		snprintf(xxh, sizeof(xxh), "%016" PRIx64, saved.xxh64);
+		rc = cli_print_json(info, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
+						    "namespace", ns, "path", cli->output,
+						    "generation", (json_int_t)saved.generation, "seq",
+						    (json_int_t)saved.seq, "time_ms",
+						    (json_int_t)saved.time_ms, "items",
+						    (json_int_t)saved.items, "files",
+						    (json_int_t)saved.files, "bytes",
+						    (json_int_t)saved.bytes, "xxh64", xxh));
+	} else {
+		fprintf(info, "saved %s at seq %" PRIu64 " (generation %" PRIu64 "): %" PRIu64
+			      " items in %" PRIu64 " files, %" PRIu64 " bytes, xxh64 %016" PRIx64
+			      ", to %s\n",
+			ns, saved.seq, saved.generation, saved.items, saved.files, saved.bytes,
+			saved.xxh64, is_stdout ? "stdout" : cli->output);
+		rc = 0;
+	}
+	goto out_release;
+
+out_file:
+	if (so.f && !is_stdout)
+		fclose(so.f);
+	if (partial[0])
+		unlink(partial);
+out_release:
+	if (own)
+		us_release_snapshot(cli->client, ns, own, &err);
+	return rc;
+}
+
+/* ---- dump ---- */
+
+static int dump_item(const struct entry *e, bool is_json, FILE *f)
+{
+	FILE *m;
+	char *text = NULL;
+	size_t text_len = 0;
+	int rc = 0;
+
+	if (!is_json) {
+		if (fprintf(f, "%.*s\t%s%.*s\t", (int)e->account_len, e->account,
+			    e->section == SECTION_DICT ? "DICT " : "", (int)e->file_len, e->file) < 0 ||
+		    cli_put_escaped(f, e->id, e->id_len) || putc('\t', f) < 0 ||
+		    cli_put_escaped(f, e->body, e->body_len) || putc('\n', f) < 0)
+			return -1;
+		return 0;
+	}
+	/* JSON: the same escaped text as strings (bodies are bytes, JSON text is
+	 * UTF-8) */
+	m = open_memstream(&text, &text_len);
+	if (!m)
+		return -1;
+	cli_put_escaped(m, e->id, e->id_len);
+	putc(0, m);
+	cli_put_escaped(m, e->body, e->body_len);
+	if (fclose(m) != 0) {
+		free(text);
+		return -1;
+	}
+	{
+		json_t *o = json_pack("{s:s%,s:s%,s:b,s:s,s:s}", "account", e->account,
+				      e->account_len, "file", e->file, e->file_len, "dict",
+				      e->section == SECTION_DICT, "id", text, "body",
+				      text + strlen(text) + 1);
+
+		rc = o ? cli_print_json(f, o) : -1;
+	}
+	free(text);
+	return rc;
+}
+
+int cmd_dump(struct cli *cli)
+{
+	const char *path = cli->args[0];
+	struct save_reader *r = NULL;
+	struct save_header h;
+	struct us_err err;
+	struct entry e;
+	FILE *f;
+	int rc;
+
+	f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	if (!f)
+		return cli_fail(errno == ENOENT ? EXIT_NOTFOUND : EXIT_FAIL, "cannot open %s: %s",
+				path, strerror(errno));
+	if (save_reader_new(&r, save_file_source, f, &h, &err)) {
+		rc = cli_fail(EXIT_FAIL, "%s: %s", path, err.msg);
+		goto out;
+	}
+	while ((rc = save_reader_next(r, &e, &err)) == 1) {
+		if (e.op != ENTRY_WRITE)
+			continue;
+		if (dump_item(&e, cli->is_json, stdout)) {
+			rc = cli_fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
+			goto out;
+		}
+	}
+	if (rc < 0) {
+		fflush(stdout);
+		rc = cli_fail(EXIT_FAIL, "%s: %s", path, err.msg);
+		goto out;
+	}
+	if (fflush(stdout) != 0) {
+		rc = cli_fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	save_reader_free(r);
+	if (f != stdin)
+		fclose(f);
+	return rc;
+}

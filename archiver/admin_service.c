@@ -76,6 +76,16 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		st[i].lag_ms = st[i].lag_entries && behind_since && now > behind_since
 				       ? (uint64_t)(now - behind_since)
 				       : 0;
+		{
+			struct archive_status as;
+
+			if (archive_get_status(a, ns->name, &as) == 0) {
+				st[i].saves = as.saves;
+				st[i].save_bytes = as.save_bytes;
+				st[i].oldest_save_seq = as.oldest_save_seq;
+				st[i].journal_first_seq = as.journal_first_seq;
+			}
+		}
 		pst[i] = &st[i];
 	}
 	understudy__v1__status_response__init(&out);
@@ -105,8 +115,6 @@ static void on_adopt(struct rpc_call *call, const uint8_t *req, size_t req_len, 
 	struct archiver_adopted adopted;
 	struct us_err err;
 	struct ns *ns;
-	uint8_t *bytes;
-	size_t len;
 
 	in = (Understudy__V1__AdoptRequest *)wire_unpack(&understudy__v1__adopt_request__descriptor,
 							 req, req_len, &err);
@@ -128,22 +136,68 @@ static void on_adopt(struct rpc_call *call, const uint8_t *req, size_t req_len, 
 	out.previous_site = adopted.previous_site;
 	out.previous_seq = adopted.previous_seq;
 	out.kept_in = adopted.kept_in;
-	len = understudy__v1__adopt_response__get_packed_size(&out);
-	bytes = malloc(len ? len : 1);
-	if (!bytes) {
-		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+	wire_finish(call, &out.base);
+}
+
+static void on_list_saves(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct archiver *a = arg;
+	Understudy__V1__ListSavesRequest *in;
+	Understudy__V1__ListSavesResponse out;
+	Understudy__V1__KeptSave *v = NULL, **pv = NULL;
+	struct kept_save *ks = NULL;
+	struct us_err err;
+	size_t n = 0;
+
+	in = (Understudy__V1__ListSavesRequest *)wire_unpack(
+		&understudy__v1__list_saves_request__descriptor, req, req_len, &err);
+	if (!in) {
+		rpc_call_finish_err(call, &err);
 		return;
 	}
-	understudy__v1__adopt_response__pack(&out, bytes);
-	rpc_call_finish(call, 0, NULL, bytes, len);
-	free(bytes);
+	if (archive_list(a, in->namespace_, &ks, &n, &err)) {
+		rpc_call_finish_err(call, &err);
+		goto out;
+	}
+	v = calloc(n ? n : 1, sizeof(*v));
+	pv = calloc(n ? n : 1, sizeof(*pv));
+	if (!v || !pv) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		understudy__v1__kept_save__init(&v[i]);
+		v[i].name = ks[i].name;
+		v[i].path = ks[i].path;
+		v[i].account = ks[i].account;
+		v[i].file = ks[i].file;
+		v[i].generation = ks[i].pos.generation;
+		v[i].seq = ks[i].pos.seq;
+		v[i].time_ms = ks[i].pos.time_ms;
+		v[i].created_ms = ks[i].created_ms;
+		v[i].items = ks[i].summary.items;
+		v[i].files = ks[i].summary.files;
+		v[i].bytes = ks[i].summary.bytes;
+		v[i].xxh64 = ks[i].summary.xxh64;
+		pv[i] = &v[i];
+	}
+	understudy__v1__list_saves_response__init(&out);
+	out.n_saves = n;
+	out.saves = pv;
+	wire_finish(call, &out.base);
+out:
+	free(v);
+	free(pv);
+	free(ks);
+	understudy__v1__list_saves_request__free_unpacked(in, NULL);
 }
 
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max)
 {
-	if (max < 2)
+	if (max < 3)
 		return 0;
 	out[0] = (struct rpc_method){"/understudy.v1.Admin/Status", on_status, a};
 	out[1] = (struct rpc_method){"/understudy.v1.Admin/Adopt", on_adopt, a};
-	return 2;
+	out[2] = (struct rpc_method){"/understudy.v1.Admin/ListSaves", on_list_saves, a};
+	return 3;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "rpc.h"
+#include "save_service.h"
 #include "store.h"
 #include "store_service.h"
 #include "us_limits.h"
@@ -35,6 +36,10 @@ struct archiver_config {
 	struct disk_reserve reserve;    /* parsed from it at start */
 	uint64_t snapshot_ttl_ms;
 	uint64_t max_snapshots;
+	char save_dir[1024];            /* "": DATA_DIR/saves */
+	uint64_t journal_retention_ms;  /* the archived journal's least reach */
+	uint64_t save_every_ms;         /* 0: no scheduled saves */
+	uint64_t keep_saves;
 	struct ns_config *namespaces;   /* the sections, owned */
 	size_t n_namespaces;
 };
@@ -78,6 +83,8 @@ struct archiver {
 	struct store_service_ops store_ops;
 	struct store_cache *cache;  /* one block cache for every namespace's store */
 	struct snapshots *snapshots; /* open snapshots of every namespace (own lock) */
+	struct save_service_ops save_ops;
+	struct archive *archive;    /* the on-line archive (archive.c; own lock) */
 
 	/* The syncer (push.c): fsyncs applied frames, acks them. */
 	pthread_t syncer;
@@ -126,6 +133,27 @@ int archiver_rmtree(const char *dir);
  * swap that a crash interrupted and removing abandoned copies. */
 int archiver_open_namespaces(struct archiver *a, struct us_err *err);
 void archiver_close_namespaces(struct archiver *a);
+
+/* The on-line archive (archive.c): starts its saver thread (us-saver) on
+ * save_dir, after removing what a crash left there; stop gives up the save
+ * running and refuses the queued ones (UNAVAILABLE), before the server stops.
+ * keep queues a save (the Admin.Save hook, save_service.h); list reads what
+ * ns's saves are, oldest first (*out: free()). */
+int archive_start(struct archiver *a, struct us_err *err);
+void archive_stop(struct archiver *a);
+void archive_keep(void *arg, const struct keep_request *req, keep_done_fn done, void *ctx);
+/* A namespace appeared: its schedule starts now. */
+void archive_wake(struct archiver *a);
+/* ns's archive as of the last trimming round (US_ENOTFOUND before one). */
+struct archive_status {
+	uint64_t saves;              /* kept saves (every scope) */
+	uint64_t save_bytes;         /* their bytes on disk */
+	uint64_t oldest_save_seq;    /* of the oldest whole save; 0: none */
+	uint64_t journal_first_seq;  /* first journal seq the copy retains; 0: none */
+};
+int archive_get_status(struct archiver *a, const char *ns, struct archive_status *out);
+int archive_list(struct archiver *a, const char *ns, struct kept_save **out, size_t *n,
+		 struct us_err *err);
 
 /* Services (archiver/admin_service.c); arg of every method is the archiver. */
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max);

@@ -10,6 +10,10 @@
  *                A Push handler checks and applies each frame without fsync.
  *   us-syncer    fsyncs what the pushes applied (one fsync for every frame of
  *                every namespace applied meanwhile) and acks it to the sites.
+ *   us-saver     the on-line archive (archive.c): takes the saves asked for
+ *                (save --archive) and those save_every schedules, one at a
+ *                time, into save_dir; prunes beyond keep_saves.
+ *   us-snapreap  ends snapshots idle for snapshot_ttl (lib/snapshots.c).
  *   (RocksDB and gRPC run threads of their own.)
  *
  * State: one struct archiver (archiver.h). Settings are written by main before
@@ -76,6 +80,15 @@ static const struct config_key archiver_keys[] = {
 	 "a snapshot (understudy snapshot) ends after this long without a read"},
 	{"max_snapshots", CFG_UINT, F(max_snapshots), 0, "64", 1, US_SNAPSHOTS_MAX_PER_NS, NULL,
 	 NULL, "most snapshots open at once in one namespace"},
+	{"save_dir", CFG_STRING, F(save_dir), SZ(save_dir), "", 0, 0, NULL, NULL,
+	 "where the on-line archive keeps saves (SAVE_DIR/NAMESPACE/; empty: DATA_DIR/saves)"},
+	{"save_every", CFG_DURATION, F(save_every_ms), 0, "0", 0, 0, NULL, NULL,
+	 "take a save of every namespace this often into the archive (0: only on request)"},
+	{"journal_retention", CFG_DURATION, F(journal_retention_ms), 0, "168h", 0, 0, NULL, NULL,
+	 "each namespace's journal is kept back to its oldest kept save, and at least this "
+	 "long; the rest is trimmed"},
+	{"keep_saves", CFG_UINT, F(keep_saves), 0, "7", 1, 100000, NULL, NULL,
+	 "whole-namespace saves kept per namespace; older ones are removed"},
 };
 #undef F
 #undef SZ
@@ -226,11 +239,19 @@ int main(int argc, char **argv)
 	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .release = release_ns,
 						 .arg = a, .snapshots = a->snapshots};
 	n_methods += store_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
-	n_methods += save_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
+	if (archive_start(a, &err)) {
+		log_error("event=open_failed reason=\"%s\"", err.msg);
+		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+		goto out_ns;
+	}
+	a->save_ops = (struct save_service_ops){.store = &a->store_ops, .keep = archive_keep,
+						.arg = a};
+	n_methods += save_service_methods(&a->save_ops, methods + n_methods, 16 - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
 	n_bidi += archiver_replication_methods(a, bidi + n_bidi, 4 - n_bidi);
 	if (archiver_syncer_start(a, &err)) {
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
+		archive_stop(a);
 		goto out_ns;
 	}
 
@@ -248,6 +269,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		rpc_global_shutdown();
 		archiver_syncer_stop(a);
+		archive_stop(a);
 		goto out_ns;
 	}
 	log_info("event=listening addr=%s port=%d data_dir=%s namespaces=%zu", a->cfg.listen,
@@ -257,6 +279,7 @@ int main(int argc, char **argv)
 		sig = SIGTERM;
 	log_info("event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	archiver_end_pushes(a); /* streams never end by themselves */
+	archive_stop(a);        /* a save in progress is given up, its call answered */
 	rpc_server_stop(a->rpc, 5000);
 	rpc_global_shutdown();
 	archiver_syncer_stop(a); /* last sync of what the pushes applied */

@@ -112,6 +112,8 @@ int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct
 	else
 		rc = open_ns(a, name, false, out, err);
 	pthread_mutex_unlock(&a->ns_lock);
+	if (rc == 0 && is_create)
+		archive_wake(a); /* its save schedule starts */
 	return rc;
 }
 

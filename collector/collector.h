@@ -19,6 +19,7 @@
 #include "rpc.h"
 #include "disk.h"
 #include "store.h"
+#include "save_service.h"
 #include "store_service.h"
 
 /* Settings, filled from the config schema in main.c. */
@@ -55,6 +56,7 @@ struct collector {
 	size_t n_links;
 	struct store_service_ops store_ops; /* the Store service's view of this collector */
 	struct snapshots *snapshots;  /* open snapshots of the store (their own lock) */
+	struct save_service_ops save_ops; /* Admin.Save's view: streamed saves only */
 };
 
 /* The Admin service's method table (collector/admin_service.c); arg of every

@@ -282,7 +282,8 @@ int main(int argc, char **argv)
 						   .admit = admit_commit, .await_ack = await_ack,
 						   .snapshots = col.snapshots};
 	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
-	n_methods += save_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
+	col.save_ops = (struct save_service_ops){.store = &col.store_ops};
+	n_methods += save_service_methods(&col.save_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
 	rpc_set_log_hook(log_grpc_line);

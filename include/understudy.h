@@ -169,10 +169,28 @@ typedef struct us_saved {
 	uint64_t files;
 	uint64_t bytes;      /* the whole save file */
 	uint64_t xxh64;      /* its checksum */
+	char path[1500];     /* is_archive: where the archiver keeps it */
+	/* us_list_saves */
+	char name[256];
+	char account[65];    /* scope: "" the whole namespace */
+	char file[65];
+	uint64_t created_ms;
 } us_saved_t;
 
-int us_save(us_client_t *c, const char *ns, const char *account, const char *file,
-	    uint64_t snapshot, us_save_fn fn, void *arg, us_saved_t *out, us_err_t *err);
+typedef struct us_save_opts {
+	const char *account;  /* NULL: the whole namespace */
+	const char *file;     /* NULL: the whole account */
+	uint64_t snapshot;    /* 0: one taken for the save */
+	int is_archive;       /* the archiver keeps it (fn gets no bytes) */
+} us_save_opts_t;
+
+int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_fn fn,
+	    void *arg, us_saved_t *out, us_err_t *err);
+
+/* Admin.ListSaves (archiver): ns's kept saves, oldest first; *saves is a new
+ * array of *n (free()). */
+int us_list_saves(us_client_t *c, const char *ns, us_saved_t **saves, size_t *n,
+		  us_err_t *err);
 
 int us_open_snapshot(us_client_t *c, const char *ns, us_snapshot_t *out, us_err_t *err);
 int us_release_snapshot(us_client_t *c, const char *ns, uint64_t id, us_err_t *err);
@@ -198,6 +216,10 @@ typedef struct us_ns_status {
 	uint64_t refusals;        /* pushes refused since the last applied frame */
 	char refusal[US_ERR_MSG_MAX]; /* the last refusal's message; "" when none */
 	uint64_t snapshots;       /* open snapshots of the namespace */
+	uint64_t saves;           /* the on-line archive: saves kept, */
+	uint64_t save_bytes;      /* their bytes, */
+	uint64_t oldest_save_seq; /* the oldest whole one's seq (0: none), */
+	uint64_t journal_first_seq; /* the copy's first retained journal seq */
 } us_ns_status_t;
 
 typedef struct us_status {

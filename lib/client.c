@@ -253,9 +253,10 @@ int us_scan(us_client_t *c, const char *ns, const char *account, const char *fil
 	return rc;
 }
 
-int us_save(us_client_t *c, const char *ns, const char *account, const char *file,
-	    uint64_t snapshot, us_save_fn fn, void *arg, us_saved_t *out, us_err_t *err)
+int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_fn fn,
+	    void *arg, us_saved_t *out, us_err_t *err)
 {
+	us_save_opts_t none = {0};
 	Understudy__V1__SaveRequest req;
 	struct rpc_stream *st = NULL;
 	bool is_done = false;
@@ -264,9 +265,12 @@ int us_save(us_client_t *c, const char *ns, const char *account, const char *fil
 
 	understudy__v1__save_request__init(&req);
 	req.namespace_ = (char *)ns;
-	req.account = (char *)(account ? account : "");
-	req.file = (char *)(file ? file : "");
-	req.snapshot = snapshot;
+	if (!opts)
+		opts = &none;
+	req.account = (char *)(opts->account ? opts->account : "");
+	req.file = (char *)(opts->file ? opts->file : "");
+	req.snapshot = opts->snapshot;
+	req.archive = opts->is_archive != 0;
 	buf_init(&b);
 	if (wire_pack(&req.base, &b))
 		return err_set(err, US_ENOMEM, "out of memory");
@@ -299,6 +303,7 @@ int us_save(us_client_t *c, const char *ns, const char *account, const char *fil
 					    .time_ms = m->time_ms, .items = m->items,
 					    .files = m->files, .bytes = m->bytes,
 					    .xxh64 = m->xxh64};
+			snprintf(out->path, sizeof(out->path), "%s", m->path);
 		}
 		understudy__v1__save_response__free_unpacked(m, NULL);
 		if (rc)
@@ -308,6 +313,53 @@ int us_save(us_client_t *c, const char *ns, const char *account, const char *fil
 	if (rc == 0 && !is_done)
 		rc = err_set(err, US_EUNAVAIL, "the save from %s ended before it was whole", c->addr);
 	return rc;
+}
+
+int us_list_saves(us_client_t *c, const char *ns, us_saved_t **saves, size_t *n,
+		  us_err_t *err)
+{
+	Understudy__V1__ListSavesRequest req;
+	Understudy__V1__ListSavesResponse *ans;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	us_saved_t *v;
+	int rc;
+
+	understudy__v1__list_saves_request__init(&req);
+	req.namespace_ = (char *)ns;
+	rc = call_unary(c, "/understudy.v1.Admin/ListSaves", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	ans = understudy__v1__list_saves_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!ans)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to ListSaves from %s",
+			       c->addr);
+	v = calloc(ans->n_saves ? ans->n_saves : 1, sizeof(*v));
+	if (!v) {
+		understudy__v1__list_saves_response__free_unpacked(ans, NULL);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < ans->n_saves; i++) {
+		const Understudy__V1__KeptSave *k = ans->saves[i];
+
+		snprintf(v[i].name, sizeof(v[i].name), "%s", k->name);
+		snprintf(v[i].path, sizeof(v[i].path), "%s", k->path);
+		snprintf(v[i].account, sizeof(v[i].account), "%s", k->account);
+		snprintf(v[i].file, sizeof(v[i].file), "%s", k->file);
+		v[i].generation = k->generation;
+		v[i].seq = k->seq;
+		v[i].time_ms = k->time_ms;
+		v[i].created_ms = k->created_ms;
+		v[i].items = k->items;
+		v[i].files = k->files;
+		v[i].bytes = k->bytes;
+		v[i].xxh64 = k->xxh64;
+	}
+	*n = ans->n_saves;
+	*saves = v;
+	understudy__v1__list_saves_response__free_unpacked(ans, NULL);
+	return 0;
 }
 
 static int cmp_file_info(const void *a, const void *b)
@@ -493,6 +545,10 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 		y->heartbeat_age_ms = x->heartbeat_age_ms;
 		y->refusals = x->refusals;
 		y->snapshots = x->snapshots;
+		y->saves = x->saves;
+		y->save_bytes = x->save_bytes;
+		y->oldest_save_seq = x->oldest_save_seq;
+		y->journal_first_seq = x->journal_first_seq;
 		snprintf(y->refusal, sizeof(y->refusal), "%s", x->refusal);
 	}
 	understudy__v1__status_response__free_unpacked(out, NULL);

@@ -25,6 +25,7 @@
 
 struct save_ctx {
 	const struct store_service_ops *ops;
+	const struct save_service_ops *svc;
 	struct ns_handle h;            /* held until the save ends */
 	uint64_t snapshot;             /* the id read at (0: own) ... */
 	const struct store_snap *at;   /* ... held until the save ends */
@@ -127,27 +128,99 @@ static void save_step(struct rpc_call *call, void *arg)
 
 /* The save's scope exists at the snapshot: an account with at least one
  * file, a file. */
-static int check_scope(struct save_ctx *ctx, const char *ns, const char *account,
-		       const char *file, struct us_err *err)
+static int check_scope(struct store *st, const struct store_snap *at, uint64_t seq,
+		       const char *ns, const char *account, const char *file, struct us_err *err)
 {
 	struct store_file_info *files = NULL;
 	bool is_found = false;
 	size_t n = 0;
 	int rc;
 
-	if (!account[0])
+	if (!account || !account[0])
 		return 0;
-	if ((rc = store_list_files(ctx->h.store, ctx->at, account, &files, &n, err)))
+	if ((rc = store_list_files(st, at, account, &files, &n, err)))
 		return rc;
 	for (size_t i = 0; i < n && !is_found; i++)
-		is_found = !file[0] || strcmp(files[i].file, file) == 0;
+		is_found = !file || !file[0] || strcmp(files[i].file, file) == 0;
 	free(files);
 	if (!is_found)
-		return file[0] ? err_set(err, US_ENOTFOUND, "file %s/%s does not exist in %s at seq %llu",
-					 account, file, ns, (unsigned long long)ctx->pos.seq)
+		return file && file[0]
+			       ? err_set(err, US_ENOTFOUND, "file %s/%s does not exist in %s at seq %llu",
+					 account, file, ns, (unsigned long long)seq)
 			       : err_set(err, US_ENOTFOUND,
 					 "account %s has no files in %s at seq %llu", account, ns,
-					 (unsigned long long)ctx->pos.seq);
+					 (unsigned long long)seq);
+	return 0;
+}
+
+/* The header of a save of ns's store s at pos, scope account/file ("" or
+ * NULL: all). */
+static void fill_header(struct save_header *hdr, struct store *s, const struct store_position *pos,
+			const char *ns, const char *account, const char *file)
+{
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->kind = SAVE_KIND_SAVE;
+	snprintf(hdr->ns, sizeof(hdr->ns), "%s", ns);
+	snprintf(hdr->scope_account, sizeof(hdr->scope_account), "%s", account ? account : "");
+	snprintf(hdr->scope_file, sizeof(hdr->scope_file), "%s", file ? file : "");
+	hdr->generation = pos->generation;
+	hdr->seq = pos->seq;
+	hdr->time_ms = pos->time_ms;
+	hdr->chain = pos->chain;
+	snprintf(hdr->creator, sizeof(hdr->creator), "%s", store_node_id(s));
+	/* the history it holds: the site's an archiver's copy is bound to, or a
+	 * site's own */
+	snprintf(hdr->site, sizeof(hdr->site), "%s",
+		 store_site_id(s)[0] ? store_site_id(s) : store_node_id(s));
+	hdr->created_ms = clock_wall_ms();
+}
+
+int save_service_write(struct store *s, const struct store_snap *at, const char *ns,
+		       const char *account, const char *file, save_sink_fn sink, void *arg,
+		       struct save_summary *out, struct store_position *pos_out,
+		       struct us_err *err)
+{
+	struct store_image_opts io = {.account = account && account[0] ? account : NULL,
+				      .file = file && file[0] ? file : NULL};
+	struct store_image_iter *it = NULL;
+	struct save_writer *w = NULL;
+	struct store_position pos;
+	struct save_header hdr;
+	struct entry e;
+	int rc;
+
+	if ((rc = store_image_iter_new(s, at, &io, &it, &pos, err)))
+		return rc;
+	if (pos_out)
+		*pos_out = pos;
+	if ((rc = check_scope(s, at, pos.seq, ns, account, file, err)))
+		goto out;
+	fill_header(&hdr, s, &pos, ns, account, file);
+	if ((rc = save_writer_new(&w, &hdr, sink, arg, err)))
+		goto out;
+	while ((rc = store_image_iter_next(it, &e, err)) == 1)
+		if ((rc = save_writer_add(w, &e, err)))
+			goto out;
+	if (rc == 0)
+		rc = save_writer_finish(w, out, err);
+out:
+	save_writer_free(w);
+	store_image_iter_free(it);
+	return rc;
+}
+
+static int check_request(const Understudy__V1__SaveRequest *in, struct us_err *err)
+{
+	int rc;
+
+	if ((rc = names_check_namespace(in->namespace_, strlen(in->namespace_), err)))
+		return rc;
+	if (in->account[0] && (rc = names_check_account(in->account, strlen(in->account), err)))
+		return rc;
+	if (in->file[0] && !in->account[0])
+		return err_set(err, US_EINVAL, "a save of file %s needs its account", in->file);
+	if (in->file[0] && (rc = names_check_file(in->file, strlen(in->file), err)))
+		return rc;
 	return 0;
 }
 
@@ -159,18 +232,8 @@ static int save_start(struct save_ctx *ctx, const Understudy__V1__SaveRequest *i
 	struct store_position pos;
 	int rc;
 
-	if ((rc = names_check_namespace(in->namespace_, strlen(in->namespace_), err)))
+	if ((rc = check_request(in, err)))
 		return rc;
-	if (in->account[0] && (rc = names_check_account(in->account, strlen(in->account), err)))
-		return rc;
-	if (in->file[0] && !in->account[0])
-		return err_set(err, US_EINVAL, "a save of file %s needs its account", in->file);
-	if (in->file[0] && (rc = names_check_file(in->file, strlen(in->file), err)))
-		return rc;
-	if (in->archive)
-		return err_set(err, US_EUNIMPL,
-			       "saves kept in the archiver's on-line archive (--archive) are not "
-			       "served yet: stream the save to a file (-o FILE)");
 	if ((rc = store_service_acquire(ctx->ops, in->namespace_, false, &ctx->h, err)) ||
 	    (rc = store_service_use_snapshot(ctx->ops, in->namespace_, in->snapshot, &ctx->h,
 					     &ctx->at, err)))
@@ -181,34 +244,84 @@ static int save_start(struct save_ctx *ctx, const Understudy__V1__SaveRequest *i
 			return rc;
 	}
 	ctx->pos = *store_snap_position(ctx->at ? ctx->at : ctx->own);
-	if ((rc = check_scope(ctx, in->namespace_, in->account, in->file, err)))
+	if ((rc = check_scope(ctx->h.store, ctx->at ? ctx->at : ctx->own, ctx->pos.seq,
+			      in->namespace_, in->account, in->file, err)))
 		return rc;
 	io.account = in->account[0] ? in->account : NULL;
 	io.file = in->file[0] ? in->file : NULL;
 	if ((rc = store_image_iter_new(ctx->h.store, ctx->at ? ctx->at : ctx->own, &io, &ctx->it,
 				       &pos, err)))
 		return rc;
-	memset(&hdr, 0, sizeof(hdr));
-	hdr.kind = SAVE_KIND_SAVE;
-	snprintf(hdr.ns, sizeof(hdr.ns), "%s", in->namespace_);
-	snprintf(hdr.scope_account, sizeof(hdr.scope_account), "%s", in->account);
-	snprintf(hdr.scope_file, sizeof(hdr.scope_file), "%s", in->file);
-	hdr.generation = pos.generation;
-	hdr.seq = pos.seq;
-	hdr.time_ms = pos.time_ms;
-	hdr.chain = pos.chain;
-	snprintf(hdr.creator, sizeof(hdr.creator), "%s", store_node_id(ctx->h.store));
-	/* the history it holds: the site's an archiver's copy is bound to, or a
-	 * site's own */
-	snprintf(hdr.site, sizeof(hdr.site), "%s",
-		 store_site_id(ctx->h.store)[0] ? store_site_id(ctx->h.store)
-						: store_node_id(ctx->h.store));
-	hdr.created_ms = clock_wall_ms();
+	fill_header(&hdr, ctx->h.store, &pos, in->namespace_, in->account, in->file);
 	return save_writer_new(&ctx->w, &hdr, save_buf_sink, &ctx->out, err);
+}
+
+/* The one message has gone: the end. */
+static void finish_ok(struct rpc_call *call, void *arg)
+{
+	(void)arg;
+	if (rpc_call_is_cancelled(call))
+		rpc_call_finish(call, US_ECANCELLED, "save cancelled", NULL, 0);
+	else
+		rpc_call_finish(call, 0, NULL, NULL, 0);
+}
+
+/* The archive kept the save (or did not): the one answer. */
+static void kept(void *arg, int rc, const struct us_err *err, const struct kept_save *ks)
+{
+	struct rpc_call *call = arg;
+	Understudy__V1__SaveResponse m;
+	struct buf b;
+
+	if (rc) {
+		rpc_call_finish_err(call, err);
+		return;
+	}
+	understudy__v1__save_response__init(&m);
+	m.items = ks->summary.items;
+	m.done = true;
+	m.generation = ks->pos.generation;
+	m.seq = ks->pos.seq;
+	m.time_ms = ks->pos.time_ms;
+	m.files = ks->summary.files;
+	m.bytes = ks->summary.bytes;
+	m.xxh64 = ks->summary.xxh64;
+	m.path = (char *)ks->path;
+	buf_init(&b);
+	if (wire_pack(&m.base, &b) || rpc_call_send(call, b.p, b.len, finish_ok, NULL))
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+	buf_release(&b);
+}
+
+/* archive set: hand the save to the daemon's archive. */
+static void keep_save(const struct save_service_ops *svc, struct rpc_call *call,
+		      const Understudy__V1__SaveRequest *in)
+{
+	struct keep_request kr;
+	struct us_err err;
+
+	if (check_request(in, &err)) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	if (!svc->keep) {
+		rpc_call_finish(call, US_EPRECOND,
+				"this daemon keeps no saves: the archiver's on-line archive does "
+				"(save --archive against it), or save to a file here (-o FILE)",
+				NULL, 0);
+		return;
+	}
+	memset(&kr, 0, sizeof(kr));
+	snprintf(kr.ns, sizeof(kr.ns), "%s", in->namespace_);
+	snprintf(kr.account, sizeof(kr.account), "%s", in->account);
+	snprintf(kr.file, sizeof(kr.file), "%s", in->file);
+	kr.snapshot = in->snapshot;
+	svc->keep(svc->arg, &kr, kept, call);
 }
 
 static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
+	const struct save_service_ops *svc = arg;
 	Understudy__V1__SaveRequest *in;
 	struct save_ctx *ctx;
 	struct us_err err;
@@ -219,13 +332,19 @@ static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		rpc_call_finish_err(call, &err);
 		return;
 	}
+	if (in->archive) {
+		keep_save(svc, call, in);
+		understudy__v1__save_request__free_unpacked(in, NULL);
+		return;
+	}
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
 		understudy__v1__save_request__free_unpacked(in, NULL);
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
 		return;
 	}
-	ctx->ops = arg;
+	ctx->svc = svc;
+	ctx->ops = svc->store;
 	buf_init(&ctx->out);
 	buf_init(&ctx->msg);
 	if (save_start(ctx, in, &err)) {
@@ -238,7 +357,7 @@ static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	save_step(call, ctx);
 }
 
-size_t save_service_methods(const struct store_service_ops *ops, struct rpc_method *out,
+size_t save_service_methods(const struct save_service_ops *ops, struct rpc_method *out,
 			    size_t max)
 {
 	if (max < 1)

@@ -63,18 +63,6 @@ void store_service_done_snapshot(const struct store_service_ops *ops, uint64_t i
 		snapshots_done(ops->snapshots, id);
 }
 
-/* Packs msg and finishes the call OK. */
-static void finish_packed(struct rpc_call *call, const ProtobufCMessage *msg)
-{
-	struct buf b;
-
-	buf_init(&b);
-	if (wire_pack(msg, &b))
-		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
-	else
-		rpc_call_finish(call, 0, NULL, b.p, b.len);
-	buf_release(&b);
-}
 
 /* ---- Commit ---- */
 
@@ -116,7 +104,7 @@ static void commit_reply(void *arg, int rc, const struct us_err *err)
 	out.first_seq = ctx->commit.first_seq;
 	out.last_seq = ctx->commit.last_seq;
 	out.generation = ctx->generation;
-	finish_packed(ctx->call, &out.base);
+	wire_finish(ctx->call, &out.base);
 	commit_ctx_free(ctx);
 }
 
@@ -268,7 +256,7 @@ static void on_read(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	understudy__v1__read_response__init(&out);
 	out.body.data = body.p;
 	out.body.len = body.len;
-	finish_packed(call, &out.base);
+	wire_finish(call, &out.base);
 	store_service_done_snapshot(ops, in->snapshot, at);
 	store_service_release(ops, &h);
 	buf_release(&body);
@@ -481,7 +469,7 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 	understudy__v1__list_files_response__init(&out);
 	out.n_files = n;
 	out.files = ptrs;
-	finish_packed(call, &out.base);
+	wire_finish(call, &out.base);
 	goto out_free;
 
 out_err:
@@ -525,7 +513,7 @@ static void on_open_snapshot(struct rpc_call *call, const uint8_t *req, size_t r
 	out.seq = info.pos.seq;
 	out.time_ms = info.pos.time_ms;
 	out.ttl_ms = info.ttl_ms;
-	finish_packed(call, &out.base);
+	wire_finish(call, &out.base);
 	goto out_free;
 
 out_err:
@@ -560,7 +548,7 @@ static void on_release_snapshot(struct rpc_call *call, const uint8_t *req, size_
 		rpc_call_finish_err(call, &err);
 	} else {
 		understudy__v1__release_snapshot_response__init(&out);
-		finish_packed(call, &out.base);
+		wire_finish(call, &out.base);
 	}
 	understudy__v1__release_snapshot_request__free_unpacked(in, NULL);
 }

@@ -110,6 +110,9 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 #define US_SNAPSHOTS_ENDED_KEPT 1024u
 #define US_SNAPSHOTS_MAX_PER_NS 4096u
 
+/* The archiver trims each namespace's archived journal this often. */
+#define US_ARCHIVE_TRIM_PERIOD_MS 10000u
+
 /* Admin.Save streams a save in messages of about this many bytes. */
 #define US_SAVE_CHUNK_BYTES (256u * 1024u)
 

@@ -1,6 +1,8 @@
 /* wire.c - see wire.h. */
 #include "wire.h"
 
+#include "rpc.h"
+
 #include <string.h>
 
 #include "us_limits.h"
@@ -110,4 +112,16 @@ int wire_pack(const ProtobufCMessage *msg, struct buf *out)
 		return US_ENOMEM;
 	out->len = protobuf_c_message_pack(msg, out->p);
 	return 0;
+}
+
+void wire_finish(struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	struct buf b;
+
+	buf_init(&b);
+	if (wire_pack(msg, &b))
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+	else
+		rpc_call_finish(call, 0, NULL, b.p, b.len);
+	buf_release(&b);
 }

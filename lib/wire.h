@@ -35,4 +35,9 @@ ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *d, const uint8_t
 /* Packs msg into out (reset first). 0 or US_ENOMEM. */
 int wire_pack(const ProtobufCMessage *msg, struct buf *out);
 
+/* Finishes a unary call OK with msg packed as its answer (RESOURCE_EXHAUSTED
+ * when out of memory). */
+struct rpc_call;
+void wire_finish(struct rpc_call *call, const ProtobufCMessage *msg);
+
 #endif

@@ -35,6 +35,7 @@ struct cli {
 	uint64_t batch;
 	uint64_t at;
 	const char *output;   /* -o FILE, or "-" for stdout */
+	bool is_archive;      /* save --archive */
 	const char *cmd;
 	char *args[MAX_ARGS]; /* positionals after the command */
 	int n_args;
@@ -63,6 +64,7 @@ const char *cli_fmt_time_ms(uint64_t ms, char *out, size_t size);
 int cli_put_escaped(FILE *f, const uint8_t *p, size_t len);
 
 int cmd_save(struct cli *cli);
+int cmd_saves(struct cli *cli);
 int cmd_dump(struct cli *cli);
 
 #endif

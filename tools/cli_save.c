@@ -148,6 +148,87 @@ static int sync_dir_of(const char *path)
 	return rc;
 }
 
+static int no_bytes(void *arg, const uint8_t *data, size_t len, uint64_t items)
+{
+	(void)arg;
+	(void)data;
+	(void)len;
+	(void)items;
+	return 0;
+}
+
+static json_t *saved_json(const char *ns, const us_saved_t *s)
+{
+	char xxh[17];
+
+	snprintf(xxh, sizeof(xxh), "%016" PRIx64, s->xxh64);
+	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "namespace", ns, "path",
+			 s->path, "generation", (json_int_t)s->generation, "seq",
+			 (json_int_t)s->seq, "time_ms", (json_int_t)s->time_ms, "items",
+			 (json_int_t)s->items, "files", (json_int_t)s->files, "bytes",
+			 (json_int_t)s->bytes, "xxh64", xxh);
+}
+
+/* save --archive: the archiver takes it and keeps it. */
+static int save_archive(struct cli *cli)
+{
+	us_save_opts_t opts = {.account = cli->n_args > 1 ? cli->args[1] : NULL,
+			       .file = cli->n_args > 2 ? cli->args[2] : NULL,
+			       .snapshot = cli->at, .is_archive = 1};
+	us_saved_t saved;
+	us_err_t err;
+
+	if (us_save(cli->client, cli->args[0], &opts, no_bytes, NULL, &saved, &err))
+		return cli_fail_err(&err);
+	if (cli->is_json)
+		return cli_print_json(stdout, saved_json(cli->args[0], &saved));
+	printf("kept %s at seq %" PRIu64 " (generation %" PRIu64 "): %" PRIu64 " items in %" PRIu64
+	       " files, %" PRIu64 " bytes, xxh64 %016" PRIx64 ", in %s\n",
+	       cli->args[0], saved.seq, saved.generation, saved.items, saved.files, saved.bytes,
+	       saved.xxh64, saved.path);
+	return 0;
+}
+
+int cmd_saves(struct cli *cli)
+{
+	us_saved_t *v;
+	size_t n;
+	us_err_t err;
+
+	if (us_list_saves(cli->client, cli->args[0], &v, &n, &err))
+		return cli_fail_err(&err);
+	if (cli->is_json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++) {
+			json_t *o = saved_json(cli->args[0], &v[i]);
+
+			json_object_set_new(o, "name", json_string(v[i].name));
+			json_object_set_new(o, "account", json_string(v[i].account));
+			json_object_set_new(o, "file", json_string(v[i].file));
+			json_object_set_new(o, "created_ms", json_integer((json_int_t)v[i].created_ms));
+			json_array_append_new(a, o);
+		}
+		free(v);
+		return cli_print_json(stdout, json_pack("{s:s,s:o}", "namespace", cli->args[0],
+							"saves", a));
+	}
+	for (size_t i = 0; i < n; i++) {
+		char when[64];
+		char scope[140];
+
+		cli_fmt_time_ms(v[i].created_ms, when, sizeof(when));
+		snprintf(scope, sizeof(scope), "%s%s%s", v[i].account[0] ? v[i].account : "all",
+			 v[i].file[0] ? "/" : "", v[i].file);
+		printf("%s\tseq=%" PRIu64 "\tgeneration=%" PRIu64 "\tscope=%s\titems=%" PRIu64
+		       "\tbytes=%" PRIu64 "\txxh64=%016" PRIx64 "\t%s\n",
+		       when, v[i].seq, v[i].generation, scope, v[i].items, v[i].bytes, v[i].xxh64,
+		       v[i].path);
+	}
+	free(v);
+	return 0;
+}
+
 int cmd_save(struct cli *cli)
 {
 	const char *ns = cli->args[0];
@@ -162,8 +243,12 @@ int cmd_save(struct cli *cli)
 	FILE *info;
 	int rc;
 
+	if (cli->is_archive && cli->output)
+		return cli_fail(EXIT_USAGE, "save takes -o FILE or --archive, not both");
+	if (cli->is_archive)
+		return save_archive(cli);
 	if (!cli->output)
-		return cli_fail(EXIT_USAGE, "save needs -o FILE (or -o - for stdout)");
+		return cli_fail(EXIT_USAGE, "save needs -o FILE (or -o - for stdout, or --archive)");
 	is_stdout = strcmp(cli->output, "-") == 0;
 	if (is_stdout && isatty(STDOUT_FILENO))
 		return cli_fail(EXIT_USAGE, "save -o - writes binary to stdout, which is a terminal: "
@@ -192,7 +277,11 @@ int cmd_save(struct cli *cli)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &so.t0);
 	so.last = so.t0;
-	rc = us_save(cli->client, ns, account, file, snap, save_chunk, &so, &saved, &err);
+	{
+		us_save_opts_t opts = {.account = account, .file = file, .snapshot = snap};
+
+		rc = us_save(cli->client, ns, &opts, save_chunk, &so, &saved, &err);
+	}
 	if (rc == US_EIO && so.write_errno) {
 		rc = cli_fail(EXIT_FAIL, "cannot write %s: %s", is_stdout ? "stdout" : partial,
 			      strerror(so.write_errno));
@@ -233,17 +322,8 @@ int cmd_save(struct cli *cli)
 	/* what it holds: on stdout, unless the save itself went there */
 	info = is_stdout ? stderr : stdout;
 	if (cli->is_json) {
-		char xxh[17];
-
-		snprintf(xxh, sizeof(xxh), "%016" PRIx64, saved.xxh64);
-		rc = cli_print_json(info, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
-						    "namespace", ns, "path", cli->output,
-						    "generation", (json_int_t)saved.generation, "seq",
-						    (json_int_t)saved.seq, "time_ms",
-						    (json_int_t)saved.time_ms, "items",
-						    (json_int_t)saved.items, "files",
-						    (json_int_t)saved.files, "bytes",
-						    (json_int_t)saved.bytes, "xxh64", xxh));
+		snprintf(saved.path, sizeof(saved.path), "%s", cli->output);
+		rc = cli_print_json(info, saved_json(ns, &saved));
 	} else {
 		fprintf(info, "saved %s at seq %" PRIu64 " (generation %" PRIu64 "): %" PRIu64
 			      " items in %" PRIu64 " files, %" PRIu64 " bytes, xxh64 %016" PRIx64

@@ -132,6 +132,15 @@ static int cmd_status(struct cli *cli)
 					"heartbeat_age_ms", (json_int_t)n->heartbeat_age_ms,
 					"refusals", (json_int_t)n->refusals, "refusal", n->refusal,
 					"snapshots", (json_int_t)n->snapshots));
+				json_t *last = json_array_get(a, json_array_size(a) - 1);
+
+				json_object_set_new(last, "saves", json_integer((json_int_t)n->saves));
+				json_object_set_new(last, "save_bytes",
+						    json_integer((json_int_t)n->save_bytes));
+				json_object_set_new(last, "oldest_save_seq",
+						    json_integer((json_int_t)n->oldest_save_seq));
+				json_object_set_new(last, "journal_first_seq",
+						    json_integer((json_int_t)n->journal_first_seq));
 			}
 			o = json_pack("{s:s,s:o}", "node", "archiver", "namespaces", a);
 		} else {
@@ -163,12 +172,16 @@ static int cmd_status(struct cli *cli)
 
 			printf("%s role=%s generation=%llu applied_seq=%llu durable_seq=%llu "
 			       "master_seq=%llu lag_entries=%llu lag_ms=%llu connected=%s "
-			       "heartbeat_age_ms=%lld snapshots=%llu refusals=%llu%s%s%s\n",
+			       "heartbeat_age_ms=%lld snapshots=%llu saves=%llu save_bytes=%llu "
+			       "oldest_save_seq=%llu journal_first_seq=%llu refusals=%llu%s%s%s\n",
 			       n->ns, n->role, (unsigned long long)n->generation,
 			       (unsigned long long)n->applied_seq, (unsigned long long)n->durable_seq,
 			       (unsigned long long)n->master_seq, (unsigned long long)n->lag_entries,
 			       (unsigned long long)n->lag_ms, n->is_connected ? "yes" : "no",
 			       (long long)n->heartbeat_age_ms, (unsigned long long)n->snapshots,
+			       (unsigned long long)n->saves, (unsigned long long)n->save_bytes,
+			       (unsigned long long)n->oldest_save_seq,
+			       (unsigned long long)n->journal_first_seq,
 			       (unsigned long long)n->refusals,
 			       n->refusal[0] ? " refusal=\"" : "", n->refusal,
 			       n->refusal[0] ? "\"" : "");
@@ -625,11 +638,16 @@ static const struct command commands[] = {
 	 "state it shows; get, list and files read it with --at ID",
 	 cmd_snapshot, false},
 	{"release", 2, 2, "release NS SNAP", "end a snapshot", cmd_release, false},
-	{"save", 1, 3, "save NS [ACCOUNT [FILE]] [--at SNAP] -o FILE|-",
+	{"save", 1, 3, "save NS [ACCOUNT [FILE]] [--at SNAP] (-o FILE|- | --archive)",
 	 "a consistent save of the namespace (or of one account or file) at a snapshot (taken "
-	 "for it unless --at), written to FILE (made whole, then renamed into place) or to "
-	 "stdout (-o -); progress on stderr when it is a terminal",
+	 "for it unless --at), written to FILE (made whole, then renamed into place), to "
+	 "stdout (-o -), or kept in the archiver's on-line archive (--archive); progress on "
+	 "stderr when it is a terminal",
 	 cmd_save, false},
+	{"saves", 1, 1, "saves NS [--json]",
+	 "the saves the archiver keeps for NS, oldest first: taken (UTC), seq, generation, "
+	 "scope, items, bytes, xxh64, file",
+	 cmd_saves, false},
 	{"dump", 1, 1, "dump FILE [--json]",
 	 "a save as text, one item a line: ACCOUNT<TAB>FILE<TAB>ID<TAB>BODY (DICT items: "
 	 "'DICT FILE'), with load's escapes; --json: one object a line",
@@ -694,6 +712,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				cli->is_help = true;
 			} else if (strcmp(a, "--dict") == 0) {
 				cli->is_dict = true;
+			} else if (strcmp(a, "--archive") == 0) {
+				cli->is_archive = true;
 			} else if (strcmp(a, "--unlogged") == 0) {
 				cli->is_unlogged = true;
 			} else if (strcmp(a, "--addr") == 0 || strcmp(a, "--token-file") == 0 ||

@@ -45,6 +45,7 @@
 #include "disk.h"
 #include "log.h"
 #include "names.h"
+#include "journal_service.h"
 #include "save_service.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -247,6 +248,7 @@ int main(int argc, char **argv)
 	a->save_ops = (struct save_service_ops){.store = &a->store_ops, .keep = archive_keep,
 						.arg = a};
 	n_methods += save_service_methods(&a->save_ops, methods + n_methods, 16 - n_methods);
+	n_methods += journal_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
 	n_bidi += archiver_replication_methods(a, bidi + n_bidi, 4 - n_bidi);
 	if (archiver_syncer_start(a, &err)) {

@@ -34,6 +34,7 @@
 #include "collector.h"
 #include "log.h"
 #include "names.h"
+#include "journal_service.h"
 #include "save_service.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -284,6 +285,7 @@ int main(int argc, char **argv)
 	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	col.save_ops = (struct save_service_ops){.store = &col.store_ops};
 	n_methods += save_service_methods(&col.save_ops, methods + n_methods, 16 - n_methods);
+	n_methods += journal_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
 
 	rpc_set_log_hook(log_grpc_line);

@@ -192,6 +192,18 @@ int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_
 int us_list_saves(us_client_t *c, const char *ns, us_saved_t **saves, size_t *n,
 		  us_err_t *err);
 
+/* Admin.ReadJournal: ns's retained journal from seq from to its end (as it
+ * stood when the call began), frame by frame as the stream carries it: fn
+ * gets each frame's first seq, count, raw length, its LZ4 block (borrowed
+ * for the call; lib/stream.h decodes it) and the history chain before it. A
+ * non-zero return from fn stops the read and us_read_journal returns it.
+ * US_ERANGE when from is not retained there. */
+typedef int (*us_journal_fn)(void *arg, uint64_t first_seq, uint32_t count, uint32_t raw_len,
+			     const uint8_t *block, size_t block_len, uint64_t prev_chain);
+
+int us_read_journal(us_client_t *c, const char *ns, uint64_t from, us_journal_fn fn, void *arg,
+		    us_err_t *err);
+
 int us_open_snapshot(us_client_t *c, const char *ns, us_snapshot_t *out, us_err_t *err);
 int us_release_snapshot(us_client_t *c, const char *ns, uint64_t id, us_err_t *err);
 

@@ -315,6 +315,48 @@ int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_
 	return rc;
 }
 
+int us_read_journal(us_client_t *c, const char *ns, uint64_t from, us_journal_fn fn, void *arg,
+		    us_err_t *err)
+{
+	Understudy__V1__ReadJournalRequest req;
+	struct rpc_stream *st = NULL;
+	struct buf b;
+	int rc;
+
+	understudy__v1__read_journal_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.from_seq = from;
+	buf_init(&b);
+	if (wire_pack(&req.base, &b))
+		return err_set(err, US_ENOMEM, "out of memory");
+	rc = rpc_stream_open(c->ch, "/understudy.v1.Admin/ReadJournal", b.p, b.len, 0, &st, err);
+	buf_release(&b);
+	if (rc)
+		return rc;
+	for (;;) {
+		Understudy__V1__Entries *m;
+		uint8_t *msg;
+		size_t msg_len;
+
+		rc = rpc_stream_next(st, &msg, &msg_len, err);
+		if (rc <= 0)
+			break;
+		m = understudy__v1__entries__unpack(NULL, msg_len, msg);
+		free(msg);
+		if (!m) {
+			rc = err_set(err, US_ECORRUPT, "cannot decode a journal frame from %s", c->addr);
+			break;
+		}
+		rc = fn(arg, m->first_seq, m->count, m->raw_len, m->block.data, m->block.len,
+			m->prev_chain);
+		understudy__v1__entries__free_unpacked(m, NULL);
+		if (rc)
+			break;
+	}
+	rpc_stream_free(st);
+	return rc;
+}
+
 int us_list_saves(us_client_t *c, const char *ns, us_saved_t **saves, size_t *n,
 		  us_err_t *err)
 {

@@ -9,6 +9,7 @@
  *       [--body BYTES] [--duration D] [--warmup D] [--rate R] [--lag-poll D]
  *       [--json]
  *   understudy-bench apply --from DATA_DIR [--frames N] [--tmp-dir DIR] [--json]
+ *   understudy-bench snapshot|save ...   (tools/bench_archive.c)
  *
  * commit and replicate are built on the public C client library only
  * (include/understudy.h), so they measure what an application at a site sees.
@@ -82,6 +83,8 @@
 
 #include <jansson.h>
 
+#include "bench.h"
+
 #include "understudy.h"
 /* apply only: the archiver's own path (lib/) */
 #include "store.h"
@@ -148,6 +151,9 @@ static void usage(FILE *out)
 		"usage: understudy-bench commit [options]\n"
 		"       understudy-bench replicate --archiver HOST:PORT --sites ADDR[,ADDR...] [options]\n"
 		"       understudy-bench apply --from DATA_DIR [options]\n"
+		"       understudy-bench snapshot --addr HOST:PORT --ns NS [--count N] [--json]\n"
+		"       understudy-bench save --addr HOST:PORT --ns NS --store DIR [--rounds R]\n"
+		"                             [--out-dir D] [--json]\n"
 		"\n"
 		"commit: commits in a loop from N concurrent clients and reports throughput and\n"
 		"commit latency (each commit is durable on the collector when acknowledged).\n"
@@ -297,7 +303,7 @@ static int push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 	return 0;
 }
 
-static void print_json(json_t *j)
+void bench_print_json(json_t *j)
 {
 	if (!j) {
 		fprintf(stderr, "understudy-bench: out of memory for the JSON report\n");
@@ -945,7 +951,7 @@ static void report_commit(const struct bench_opts *o, uint64_t commits, double e
 	double ops_s = cps * (double)o->ops;
 
 	if (o->is_json) {
-		print_json(json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:I, s:I,"
+		bench_print_json(json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:I, s:I,"
 				     " s:f, s:f, s:f, s:f, s:f, s:I}",
 				     "addr", o->addr, "namespace", o->ns, "account", o->account,
 				     "file", o->file, "clients", (json_int_t)o->clients,
@@ -1494,7 +1500,7 @@ static void report_replicate(const struct bench_opts *o, const struct bench_run 
 			json_object_set_new(j, "sites", a);
 		else
 			json_decref(a);
-		print_json(j);
+		bench_print_json(j);
 	} else {
 		printf("archiver          %s\n", o->archiver);
 		printf("sites             %zu x %ld clients\n", run->n_sites, o->clients);
@@ -1944,7 +1950,7 @@ static int cmd_apply(const struct bench_opts *o)
 			json_object_set_new(j, "sync_once", pass_json(&once, entries, raw_bytes));
 			json_object_set_new(j, "sync_each_frame", pass_json(&each, entries, raw_bytes));
 		}
-		print_json(j);
+		bench_print_json(j);
 	} else {
 		printf("from              %s\n", o->from);
 		printf("frames            %zu (built in %.3f s)\n", n_frames, build_s);
@@ -1976,6 +1982,8 @@ int main(int argc, char **argv)
 	pthread_condattr_t ca;
 	int rc, status = 1;
 
+	if (argc > 1 && (strcmp(argv[1], "snapshot") == 0 || strcmp(argv[1], "save") == 0))
+		return bench_archive_main(argc, argv);
 	rc = parse_args(argc, argv, &o);
 	if (rc == 1) {
 		free(o.sites_arg);

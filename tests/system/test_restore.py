@@ -9,6 +9,8 @@
     (DATA/ns/NS): the archiver serves the namespace at the save's seq, its
     items, and the copy is still bound to its site: that site streams on
     into it from the next seq.
+  - A site rebuilt from its save has a new node id: the archiver refuses it
+    as another site until `adopt`, then takes a full copy of it.
   - Truncated, bit-flipped (in a frame, in the trailer) and wrong-version
     saves, a non-empty DIR, a missing parent: exit 1, one line, nothing
     left (no DIR, no .restoring- sibling), a non-empty DIR untouched; a
@@ -149,6 +151,41 @@ class RestoreTest(SystemTest):
         wait_until(lambda: self.archived_ns(arch2, NS)["applied_seq"] == last + 1, 30,
                    "the restored archiver to apply seq %d" % (last + 1))
         self.assertEqual(self.cli_ok("get", NS, ACC, "PAIRS", "after", collector=arch2),
+                         b"restore")
+
+    def test_restored_site_is_refused_until_adopted(self):
+        arch, col, base = start_pairs(self)
+        for i in range(10):
+            self.cli_ok("put", NS, ACC, "PAIRS", "k%d" % i, "v%d" % i, collector=col)
+        last = self.last_seq(collector=col)
+        wait_until(lambda: self.archived_ns(arch, NS)["applied_seq"] == last, 30,
+                   "the archiver to apply seq %d" % last)
+        path = os.path.join(self.tmp, "site.save")
+        self.cli_ok("save", NS, "-o", path, collector=col)
+        new = os.path.join(self.tmp, "rebuilt-data")
+        info = self.restore_json(path, new)
+        col.kill()   # the site is lost; it is rebuilt from its save
+        rebuilt = self.start_collector(name="rebuilt", data_dir=new, archiver=arch.addr,
+                                       heartbeat_interval="100ms")
+        # a new node id: another site to the archiver, refused until adopted
+        wait_until(lambda: self.archived_ns(arch, NS)["refusals"] >= 1, 30,
+                   "the rebuilt site to be refused")
+        refusal = self.archived_ns(arch, NS)["refusal"]
+        self.assertIn(info["node_id"], refusal)
+        self.assertIn(info["site"], refusal)
+        self.assertIn("adopt", refusal)
+        self.assertEqual(self.archived_ns(arch, NS)["applied_seq"], last)
+        self.cli_ok("adopt", NS, collector=arch)
+        # a new copy: a full copy at the save's seq (the rebuilt site's
+        # journal begins after it), then the rebuilt site's commits
+        wait_until(lambda: self.archived_ns(arch, NS)["applied_seq"] == last, 60,
+                   "the adopted site's full copy at seq %d" % last)
+        r = self.cli_json("put", NS, ACC, "PAIRS", "after", "restore", collector=rebuilt)
+        self.assertEqual(r["seq"], last + 1)
+        wait_until(lambda: self.archived_ns(arch, NS)["applied_seq"] == last + 1, 60,
+                   "the adopted site's copy to reach seq %d" % (last + 1))
+        self.assertEqual(self.contents(arch), self.contents(rebuilt))
+        self.assertEqual(self.cli_ok("get", NS, ACC, "PAIRS", "after", collector=arch),
                          b"restore")
 
     def small_save(self):

@@ -637,7 +637,8 @@ static const struct command commands[] = {
 	{"restore", 1, 1, "restore FILE --data-dir DIR [--namespace NS]",
 	 "build a store from a save (FILE, or - for stdin) in the new directory DIR, at the "
 	 "save's position, for a collector or an archiver to open as it is; built aside and "
-	 "renamed into place, so a failed restore leaves nothing; DIR must be absent or empty",
+	 "renamed into place, so a failed restore leaves nothing; DIR must be absent or empty; "
+	 "--namespace NS: restored as NS (another namespace than the save's)",
 	 cmd_restore, true},
 	{"adopt", 1, 1, "adopt NS",
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "

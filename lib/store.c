@@ -207,7 +207,8 @@ static size_t cat_key(char *out, const char *account, size_t account_len, const 
 {
 	memcpy(out, account, account_len);
 	out[account_len] = '\0';
-	memcpy(out + account_len + 1, file, file_len);
+	if (file_len) /* an account's row: file may be NULL (an image's entry) */
+		memcpy(out + account_len + 1, file, file_len);
 	return account_len + 1 + file_len;
 }
 
@@ -1907,12 +1908,31 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		bool is_journaled;
 
-		if (entries[i].op != ENTRY_CREATE_FILE && entries[i].op != ENTRY_WRITE) {
-			rc = err_set(err, US_EINVAL, "entry %zu of a full copy is a %s", i + 1,
-				     entry_op_name(entries[i].op));
+		const struct entry *e = &entries[i];
+
+		/* An image's entries only (docs/save-format.md, "Entries"): a
+		 * file with its own flag, an account that is off, an item. */
+		if (e->op == ENTRY_CREATE_FILE && e->is_reset) {
+			rc = err_set(err, US_EINVAL, "entry %zu of a full copy resets a file", i + 1);
 			break;
 		}
-		rc = apply_op(s, b, &entries[i], true, 0, &is_journaled, err);
+		if (e->op == ENTRY_SET_LOGGING && (e->file_len != 0 || e->flag)) {
+			rc = err_set(err, US_EINVAL,
+				     "entry %zu of a full copy sets logging of a file, or turns "
+				     "an account on",
+				     i + 1);
+			break;
+		}
+		if (e->op != ENTRY_CREATE_FILE && e->op != ENTRY_WRITE &&
+		    e->op != ENTRY_SET_LOGGING) {
+			rc = err_set(err, US_EINVAL, "entry %zu of a full copy is a %s", i + 1,
+				     entry_op_name(e->op));
+			break;
+		}
+		/* As a replica at seq 0: nothing is journaled, and a flag that
+		 * is off is stale since seq 0, which is to say not stale (the
+		 * record is the same one a site's own commit writes). */
+		rc = apply_op(s, b, e, true, 0, &is_journaled, err);
 		if (rc == US_ENOMEM)
 			err_set(err, rc, "out of memory");
 	}

@@ -1,7 +1,7 @@
 /*
  * cli.h - inside the `understudy` command line: what its files share
  * (tools/understudy.c: the table, options and the data commands;
- * tools/cli_save.c: save and dump).
+ * tools/cli_save.c: save and dump; tools/cli_restore.c: restore).
  */
 #ifndef US_CLI_H
 #define US_CLI_H
@@ -36,6 +36,8 @@ struct cli {
 	uint64_t at;
 	const char *output;   /* -o FILE, or "-" for stdout */
 	bool is_archive;      /* save --archive */
+	const char *data_dir; /* --data-dir DIR (restore) */
+	const char *ns;       /* --namespace NS (restore) */
 	const char *cmd;
 	char *args[MAX_ARGS]; /* positionals after the command */
 	int n_args;
@@ -48,7 +50,7 @@ struct command {
 	const char *usage;
 	const char *help;
 	int (*run)(struct cli *cli);
-	bool is_local;        /* needs no server (dump) */
+	bool is_local;        /* needs no server (dump, restore) */
 };
 
 /* One line on stderr ("understudy: ..."); returns code. */
@@ -66,5 +68,6 @@ int cli_put_escaped(FILE *f, const uint8_t *p, size_t len);
 int cmd_save(struct cli *cli);
 int cmd_saves(struct cli *cli);
 int cmd_dump(struct cli *cli);
+int cmd_restore(struct cli *cli);
 
 #endif

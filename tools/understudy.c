@@ -652,6 +652,12 @@ static const struct command commands[] = {
 	 "a save as text, one item a line: ACCOUNT<TAB>FILE<TAB>ID<TAB>BODY (DICT items: "
 	 "'DICT FILE'), with load's escapes; --json: one object a line",
 	 cmd_dump, true},
+	{"restore", 1, 1, "restore FILE --data-dir DIR [--namespace NS]",
+	 "build a store from a save (FILE, or - for stdin) in the new directory DIR, at the "
+	 "save's position, for a collector or an archiver to open as it is; built aside and "
+	 "renamed into place, so a failed restore leaves nothing; DIR must be absent or empty; "
+	 "--namespace NS: restored as NS (another namespace than the save's)",
+	 cmd_restore, true},
 	{"adopt", 1, 1, "adopt NS",
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
 	 "differs; the old copy is kept aside, the next site to connect starts a new one",
@@ -718,7 +724,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				cli->is_unlogged = true;
 			} else if (strcmp(a, "--addr") == 0 || strcmp(a, "--token-file") == 0 ||
 				   strcmp(a, "--tls-ca") == 0 || strcmp(a, "--limit") == 0 ||
-				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0) {
+				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0 ||
+				   strcmp(a, "--data-dir") == 0 || strcmp(a, "--namespace") == 0) {
 				if (!val)
 					return cli_fail(EXIT_USAGE, "%s needs a value", a);
 				i++;
@@ -736,6 +743,10 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 					return rc;
 				else if (strcmp(a, "--at") == 0 && (rc = parse_u64(a, val, 1, &cli->at)))
 					return rc;
+				else if (strcmp(a, "--data-dir") == 0)
+					cli->data_dir = val;
+				else if (strcmp(a, "--namespace") == 0)
+					cli->ns = val;
 			} else {
 				return cli_fail(EXIT_USAGE, "unknown option %s (see understudy --help)", a);
 			}

@@ -1,0 +1,502 @@
+/*
+ * cli_restore.c - `understudy restore FILE --data-dir DIR [--namespace NS]`:
+ * a store built from a save (docs/saves.md, "Restore"), local, no daemon.
+ *
+ * The store is what a collector or an archiver opens as it is: the save's
+ * files with their own flags, accounts, items, at the save's position
+ * (generation, seq, commit time, history chain) with an empty journal, so
+ * the next commit is seq + 1. It gets a new node id (store_open makes one);
+ * an archiver's copy stays bound to the save's site.
+ *
+ * Nothing half built is ever DIR: the store is built in a hidden sibling,
+ * PARENT/.NAME.restoring-PID (hidden, so that an archiver started on
+ * PARENT's data dir meanwhile never takes it for a namespace), from entries
+ * loaded in batches; the save's whole-file checksum comes last
+ * (save_reader_next returning 0), and only then is the position set, the
+ * store closed, every file of it fsynced, the directory renamed to DIR and
+ * PARENT fsynced. Every failure, and SIGINT, SIGTERM or SIGHUP, removes the
+ * sibling; only a SIGKILL (or a crash) can leave one behind, which nothing
+ * opens and which may be deleted. DIR must not exist or be empty: a restore
+ * builds a new store, it never replaces one.
+ *
+ * On a terminal, stderr shows progress: items, MB read, MB/s and, when FILE
+ * is a regular file (its size known), a percentage and an ETA.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "err.h"
+#include "names.h"
+#include "save.h"
+#include "store.h"
+#include "us_limits.h"
+
+/* One store_load_entries call: this many entries, or as many as hold this
+ * many bytes (one more entry may pass it: a 16 MiB body goes alone). */
+#define RESTORE_BATCH_ENTRIES 1000
+#define RESTORE_BATCH_BYTES (8u * 1024u * 1024u)
+
+static volatile sig_atomic_t is_interrupted; /* written by the signal handler */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	is_interrupted = 1;
+}
+
+/* ---- the batch: entries copied out of the reader ---- */
+
+/* An entry whose bytes are at offsets of batch.bytes (its pointers are set
+ * only when the batch is loaded: bytes may move as it grows). */
+struct pending {
+	struct entry e;
+	size_t account_off, file_off, id_off, body_off;
+};
+
+struct batch {
+	struct pending p[RESTORE_BATCH_ENTRIES];
+	struct entry e[RESTORE_BATCH_ENTRIES];
+	size_t n;
+	struct buf bytes;
+};
+
+static int batch_add(struct batch *b, const struct entry *e)
+{
+	struct pending *p = &b->p[b->n];
+
+	p->e = *e;
+	p->account_off = b->bytes.len;
+	if (buf_append(&b->bytes, e->account, e->account_len))
+		return US_ENOMEM;
+	p->file_off = b->bytes.len;
+	if (buf_append(&b->bytes, e->file, e->file_len))
+		return US_ENOMEM;
+	p->id_off = b->bytes.len;
+	if (buf_append(&b->bytes, e->id, e->id_len))
+		return US_ENOMEM;
+	p->body_off = b->bytes.len;
+	if (buf_append(&b->bytes, e->body, e->body_len))
+		return US_ENOMEM;
+	b->n++;
+	return 0;
+}
+
+static bool batch_is_full(const struct batch *b)
+{
+	return b->n == RESTORE_BATCH_ENTRIES || b->bytes.len >= RESTORE_BATCH_BYTES;
+}
+
+/* Loads the batch into s and empties it. */
+static int batch_load(struct batch *b, struct store *s, struct us_err *err)
+{
+	const char *base = (const char *)b->bytes.p;
+	int rc;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct pending *p = &b->p[i];
+
+		b->e[i] = p->e;
+		b->e[i].account = p->e.account_len ? base + p->account_off : "";
+		b->e[i].file = p->e.file_len ? base + p->file_off : "";
+		b->e[i].id = p->e.id_len ? (const uint8_t *)base + p->id_off : NULL;
+		b->e[i].body = p->e.body_len ? (const uint8_t *)base + p->body_off : NULL;
+	}
+	rc = b->n ? store_load_entries(s, b->e, b->n, err) : 0;
+	b->n = 0;
+	buf_reset(&b->bytes);
+	return rc;
+}
+
+/* ---- the source, counted for progress ---- */
+
+struct restore_in {
+	FILE *f;
+	uint64_t bytes;          /* read so far */
+	uint64_t total_bytes;    /* the file's size; 0: unknown (stdin, a pipe) */
+	uint64_t items;
+	bool is_progress;        /* stderr is a terminal */
+	struct timespec t0, last;
+};
+
+static int counted_source(void *arg, uint8_t *p, size_t len, size_t *got, struct us_err *err)
+{
+	struct restore_in *in = arg;
+	int rc = save_file_source(in->f, p, len, got, err);
+
+	if (rc == 0)
+		in->bytes += *got;
+	return rc;
+}
+
+static double seconds_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void show_progress(struct restore_in *in, bool is_final)
+{
+	double s = seconds_since(&in->t0);
+	double mb = (double)in->bytes / 1e6;
+	double rate = s > 0 ? mb / s : 0;
+
+	fprintf(stderr, "\rrestoring: %" PRIu64 " items, %.1f MB, %.1f MB/s", in->items, mb, rate);
+	if (in->total_bytes && !is_final && in->bytes > 0 && in->bytes <= in->total_bytes) {
+		double eta = s * (double)(in->total_bytes - in->bytes) / (double)in->bytes;
+
+		fprintf(stderr, ", %.0f%%, ETA %.0f s   ",
+			100.0 * (double)in->bytes / (double)in->total_bytes, eta);
+	} else {
+		fputs("               ", stderr);
+	}
+	if (is_final)
+		fputc('\n', stderr);
+	clock_gettime(CLOCK_MONOTONIC, &in->last);
+}
+
+/* ---- directories ---- */
+
+/* 0 when dir does not exist or is an empty directory; else an exit code,
+ * the line printed. */
+static int check_target(const char *dir)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	bool is_empty = true;
+
+	if (stat(dir, &st) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		return cli_fail(EXIT_FAIL, "cannot restore into %s: %s", dir, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return cli_fail(EXIT_FAIL, "cannot restore into %s: it exists and is not a directory",
+				dir);
+	d = opendir(dir);
+	if (!d)
+		return cli_fail(EXIT_FAIL, "cannot restore into %s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+			is_empty = false;
+			break;
+		}
+	closedir(d);
+	if (!is_empty)
+		return cli_fail(EXIT_FAIL,
+				"cannot restore into %s: it is not empty (a restore builds a new "
+				"store, it never replaces one: give a new or empty directory)",
+				dir);
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Removes dir and everything in it; 0 or -1 (errno). */
+static int rmtree(const char *dir)
+{
+	if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+		return -1;
+	return 0;
+}
+
+/* fsync of one path (a file or a directory); 0 or -1 (errno). */
+static int sync_path(const char *path, bool is_dir)
+{
+	int fd = open(path, (is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+	int saved;
+
+	if (fd < 0)
+		return -1;
+	if (fsync(fd) != 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return close(fd);
+}
+
+static int sync_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_F)
+		return sync_path(path, false);
+	if (flag == FTW_DP)
+		return sync_path(path, true);
+	return 0; /* a symlink or the like: RocksDB makes none */
+}
+
+/* Makes every file of dir, and dir itself, durable. 0 or -1 (errno). */
+static int sync_tree(const char *dir)
+{
+	return nftw(dir, sync_one, 16, FTW_DEPTH | FTW_PHYS) != 0 ? -1 : 0;
+}
+
+/* ---- restore ---- */
+
+struct restore {
+	const char *path;          /* the save as named ("-": stdin) */
+	char dir[PATH_MAX];        /* --data-dir, without trailing slashes */
+	char parent[PATH_MAX];
+	char tmp[2 * PATH_MAX + 64]; /* the sibling being built; "" when none to remove */
+	const char *ns;            /* the namespace restored (--namespace, else the save's) */
+	struct save_header h;
+	struct save_summary sum;
+	struct restore_in in;
+	struct save_reader *r;
+	struct store *store;
+	struct batch *batch;
+	char node_id[64];
+};
+
+/* Splits cli's --data-dir into dir and parent, checks both. 0 or an exit
+ * code, the line printed. */
+static int prepare_dirs(struct restore *rs, const char *data_dir)
+{
+	size_t len = strlen(data_dir);
+	const char *slash;
+	struct stat st;
+	int rc;
+
+	while (len > 1 && data_dir[len - 1] == '/')
+		len--;
+	if (len == 0 || len >= sizeof(rs->dir) - 64)
+		return cli_fail(EXIT_USAGE, "--data-dir wants a directory's path, not '%s'", data_dir);
+	memcpy(rs->dir, data_dir, len);
+	rs->dir[len] = '\0';
+	if ((rc = check_target(rs->dir)))
+		return rc;
+	slash = strrchr(rs->dir, '/');
+	if (!slash)
+		snprintf(rs->parent, sizeof(rs->parent), ".");
+	else if (slash == rs->dir)
+		snprintf(rs->parent, sizeof(rs->parent), "/");
+	else
+		snprintf(rs->parent, sizeof(rs->parent), "%.*s", (int)(slash - rs->dir), rs->dir);
+	if (stat(rs->parent, &st) != 0)
+		return cli_fail(EXIT_FAIL, "cannot restore into %s: its parent directory %s: %s",
+				rs->dir, rs->parent, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return cli_fail(EXIT_FAIL,
+				"cannot restore into %s: its parent %s is not a directory", rs->dir,
+				rs->parent);
+	return 0;
+}
+
+/* Reads every entry into the store in the sibling, batch by batch, up to the
+ * end of the save (its checksum checked). 0 or an exit code, printed. */
+static int load_all(struct restore *rs)
+{
+	struct us_err err;
+	struct entry e;
+	int rc;
+
+	while ((rc = save_reader_next(rs->r, &e, &err)) == 1) {
+		if (is_interrupted)
+			break;
+		if (e.op == ENTRY_WRITE)
+			rs->in.items++;
+		if (batch_add(rs->batch, &e))
+			return cli_fail(EXIT_FAIL, "cannot restore %s: out of memory", rs->path);
+		if (batch_is_full(rs->batch) && (rc = batch_load(rs->batch, rs->store, &err)))
+			return cli_fail(EXIT_FAIL, "cannot restore %s into %s: %s", rs->path, rs->tmp,
+					err.msg);
+		if (rs->in.is_progress && seconds_since(&rs->in.last) >= 0.5)
+			show_progress(&rs->in, false);
+	}
+	if (is_interrupted)
+		return cli_fail(EXIT_FAIL, "restore of %s interrupted: nothing kept", rs->path);
+	if (rc < 0)
+		return cli_fail(EXIT_FAIL, "%s: %s", rs->path, err.msg);
+	if (batch_load(rs->batch, rs->store, &err))
+		return cli_fail(EXIT_FAIL, "cannot restore %s into %s: %s", rs->path, rs->tmp,
+				err.msg);
+	rs->sum = *save_reader_summary(rs->r);
+	return 0;
+}
+
+/* The whole save is in: the position, the site, then the store made
+ * durable and renamed to DIR. 0 or an exit code, printed. */
+static int finish(struct restore *rs)
+{
+	struct store_position pos = {.generation = rs->h.generation, .seq = rs->h.seq,
+				     .time_ms = rs->h.time_ms, .chain = rs->h.chain};
+	struct us_err err;
+
+	if (store_set_position(rs->store, &pos, &err))
+		return cli_fail(EXIT_FAIL, "cannot restore %s: %s", rs->path, err.msg);
+	/* an archiver's copy stays bound to the site whose history it is */
+	if (rs->h.site[0] && store_bind_site(rs->store, rs->h.site, &err))
+		return cli_fail(EXIT_FAIL, "cannot restore %s: %s", rs->path, err.msg);
+	snprintf(rs->node_id, sizeof(rs->node_id), "%s", store_node_id(rs->store));
+	store_close(rs->store);
+	rs->store = NULL;
+	if (sync_tree(rs->tmp) != 0)
+		return cli_fail(EXIT_FAIL, "cannot sync %s: %s", rs->tmp, strerror(errno));
+	if (is_interrupted)
+		return cli_fail(EXIT_FAIL, "restore of %s interrupted: nothing kept", rs->path);
+	/* onto DIR when it is an empty directory (rename(2) replaces one), and
+	 * refused if something appeared in it since it was checked */
+	if (rename(rs->tmp, rs->dir) != 0)
+		return cli_fail(EXIT_FAIL, "cannot rename %s to %s: %s", rs->tmp, rs->dir,
+				errno == ENOTEMPTY || errno == EEXIST
+					? "it is no longer empty"
+					: strerror(errno));
+	rs->tmp[0] = '\0'; /* DIR now: never removed */
+	if (sync_path(rs->parent, true) != 0)
+		return cli_fail(EXIT_FAIL, "restored into %s, but cannot sync its directory %s: %s",
+				rs->dir, rs->parent, strerror(errno));
+	return 0;
+}
+
+static int print_result(struct cli *cli, struct restore *rs)
+{
+	bool is_renamed = strcmp(rs->ns, rs->h.ns) != 0;
+	char scope[US_ACCOUNT_MAX_LEN + US_FILE_MAX_LEN + 64] = "";
+
+	if (cli->is_json)
+		return cli_print_json(
+			stdout,
+			json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:s,s:s,s:s}", "namespace",
+				  rs->ns, "saved_namespace", rs->h.ns, "path", rs->path, "data_dir",
+				  rs->dir, "generation", (json_int_t)rs->h.generation, "seq",
+				  (json_int_t)rs->h.seq, "time_ms", (json_int_t)rs->h.time_ms,
+				  "items", (json_int_t)rs->sum.items, "files",
+				  (json_int_t)rs->sum.files, "scope_account", rs->h.scope_account,
+				  "scope_file", rs->h.scope_file, "node_id", rs->node_id, "site",
+				  rs->h.site));
+	if (rs->h.scope_file[0])
+		snprintf(scope, sizeof(scope), " (a scoped save: only %s/%s)", rs->h.scope_account,
+			 rs->h.scope_file);
+	else if (rs->h.scope_account[0])
+		snprintf(scope, sizeof(scope), " (a scoped save: only account %s)",
+			 rs->h.scope_account);
+	printf("restored %s%s%s%s at seq %" PRIu64 " (generation %" PRIu64 "): %" PRIu64
+	       " items in %" PRIu64 " files%s into %s\n",
+	       rs->ns, is_renamed ? " (saved as " : "", is_renamed ? rs->h.ns : "",
+	       is_renamed ? ")" : "", rs->h.seq, rs->h.generation, rs->sum.items, rs->sum.files,
+	       scope, rs->dir);
+	return fflush(stdout) != 0
+		       ? cli_fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno))
+		       : 0;
+}
+
+int cmd_restore(struct cli *cli)
+{
+	struct restore *rs;
+	struct sigaction sa, old_int, old_term, old_hup;
+	struct us_err err;
+	struct stat st;
+	int rc;
+
+	if (!cli->data_dir)
+		return cli_fail(EXIT_USAGE, "restore needs --data-dir DIR (a new or empty directory)");
+	if (cli->ns && names_check_namespace(cli->ns, strlen(cli->ns), &err))
+		return cli_fail(EXIT_USAGE, "--namespace: %s", err.msg);
+	rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return cli_fail(EXIT_FAIL, "cannot restore: out of memory");
+	rs->path = cli->args[0];
+	if ((rc = prepare_dirs(rs, cli->data_dir)))
+		goto out_free;
+
+	rs->in.f = strcmp(rs->path, "-") == 0 ? stdin : fopen(rs->path, "rb");
+	if (!rs->in.f) {
+		rc = cli_fail(errno == ENOENT ? EXIT_NOTFOUND : EXIT_FAIL, "cannot open %s: %s",
+			      rs->path, strerror(errno));
+		goto out_free;
+	}
+	if (fstat(fileno(rs->in.f), &st) == 0 && S_ISREG(st.st_mode))
+		rs->in.total_bytes = (uint64_t)st.st_size;
+	rs->in.is_progress = isatty(STDERR_FILENO);
+	clock_gettime(CLOCK_MONOTONIC, &rs->in.t0);
+	rs->in.last = rs->in.t0;
+	/* the header first: a file that is no save leaves nothing, not even
+	 * for a moment */
+	if (save_reader_new(&rs->r, counted_source, &rs->in, &rs->h, &err)) {
+		rc = cli_fail(EXIT_FAIL, "%s: %s", rs->path, err.msg);
+		goto out_file;
+	}
+	rs->ns = cli->ns ? cli->ns : rs->h.ns;
+	rs->batch = calloc(1, sizeof(*rs->batch));
+	if (!rs->batch) {
+		rc = cli_fail(EXIT_FAIL, "cannot restore: out of memory");
+		goto out_reader;
+	}
+	buf_init(&rs->batch->bytes);
+
+	/* From here on a signal removes what was built (the handlers are the
+	 * process's until it exits: nothing else runs after a command). */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGHUP, &sa, &old_hup);
+
+	{
+		const char *base = strrchr(rs->dir, '/');
+
+		base = base ? base + 1 : rs->dir;
+		snprintf(rs->tmp, sizeof(rs->tmp), "%s/.%s.restoring-%ld", rs->parent, base,
+			 (long)getpid());
+	}
+	if (mkdir(rs->tmp, 0755) != 0) {
+		rc = cli_fail(EXIT_FAIL, "cannot create %s: %s", rs->tmp, strerror(errno));
+		rs->tmp[0] = '\0'; /* not ours to remove */
+		goto out_signals;
+	}
+	if (store_open(&rs->store, rs->tmp, NULL, &err)) {
+		rc = cli_fail(EXIT_FAIL, "cannot restore %s: %s", rs->path, err.msg);
+		goto out_tmp;
+	}
+	if ((rc = load_all(rs)) || (rc = finish(rs)))
+		goto out_tmp;
+	if (rs->in.is_progress)
+		show_progress(&rs->in, true);
+	rc = print_result(cli, rs);
+
+out_tmp:
+	if (rc && rs->in.is_progress)
+		fputc('\n', stderr);
+	store_close(rs->store);
+	if (rs->tmp[0] && rmtree(rs->tmp) != 0)
+		cli_fail(EXIT_FAIL, "and cannot remove %s: %s", rs->tmp, strerror(errno));
+out_signals:
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGHUP, &old_hup, NULL);
+	buf_release(&rs->batch->bytes);
+	free(rs->batch);
+out_reader:
+	save_reader_free(rs->r);
+out_file:
+	if (rs->in.f != stdin)
+		fclose(rs->in.f);
+out_free:
+	free(rs);
+	return rc;
+}

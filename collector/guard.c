@@ -177,10 +177,21 @@ static void *guard_main(void *arg)
 		if (refused) {
 			uint64_t lag = lag_ms(g);
 
-			err_set(&refusal, US_EUNAVAIL,
-				"commit refused: no archiver has this site's updates of the last %llu ms "
-				"(max_lag %llu ms)",
-				(unsigned long long)lag, (unsigned long long)g->max_lag_ms);
+			if (g->oldest_unacked_ms == 1)
+				/* not in the journal: trimmed (journal_max), or a store
+				 * restored from a save, whose image was never journaled */
+				err_set(&refusal, US_EUNAVAIL,
+					"commit refused: no archiver has this site's updates after seq "
+					"%llu, and they are not in its journal (trimmed, or restored from "
+					"a save): they reach an archiver only as a full copy (max_lag %llu "
+					"ms)",
+					(unsigned long long)g->acked_seq,
+					(unsigned long long)g->max_lag_ms);
+			else
+				err_set(&refusal, US_EUNAVAIL,
+					"commit refused: no archiver has this site's updates of the last "
+					"%llu ms (max_lag %llu ms)",
+					(unsigned long long)lag, (unsigned long long)g->max_lag_ms);
 			if (!g->is_lag_warned) {
 				g->is_lag_warned = true;
 				log_warn("ns=%s event=max_lag_reached lag_ms=%llu max_lag_ms=%llu", g->ns,

@@ -38,6 +38,8 @@ struct cli {
 	bool is_archive;      /* save --archive */
 	const char *data_dir; /* --data-dir DIR (restore) */
 	const char *ns;       /* --namespace NS (restore) */
+	const char *until;    /* --until SEQ|TIME (restore) */
+	const char *journal_from; /* --journal-from ADDR (restore) */
 	const char *cmd;
 	char *args[MAX_ARGS]; /* positionals after the command */
 	int n_args;

@@ -21,6 +21,17 @@
  *
  * On a terminal, stderr shows progress: items, MB read, MB/s and, when FILE
  * is a regular file (its size known), a percentage and an ETA.
+ *
+ * --until SEQ|TIME --journal-from ADDR: once the save is in and its position
+ * set, the store is rolled forward, still in the sibling, with the journal
+ * the daemon at ADDR retains for the save's namespace (Admin.ReadJournal
+ * from seq + 1): its first frame must continue the save's history (the
+ * chain before it equal to the save's), and its commits are applied as an
+ * archiver applies a site's (store_apply_entries), up to exactly commit SEQ
+ * (refused when SEQ is inside a commit), or up to the last commit whose
+ * time is at or before TIME (the first commit after it stops the roll).
+ * A journal that does not reach back to the save, or forward to the target,
+ * is refused, and nothing is left, as for any failure.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +49,7 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "stream.h"
 #include "err.h"
 #include "names.h"
 #include "save.h"
@@ -270,6 +282,15 @@ struct restore {
 	struct store *store;
 	struct batch *batch;
 	char node_id[64];
+	/* --until */
+	bool is_until_time;
+	uint64_t until_seq, until_ms;  /* the target: a seq, or a time */
+	uint64_t next_seq;             /* the roll's next seq */
+	uint64_t rolled_seq;           /* the last commit applied (the save's seq: none) */
+	uint64_t rolled_ms;            /* its commit time */
+	uint64_t journal_last_seq;     /* the last seq the journal held */
+	bool is_done_rolling;          /* the target is reached */
+	struct stream_frame frame;
 };
 
 /* Splits cli's --data-dir into dir and parent, checks both. 0 or an exit
@@ -338,9 +359,164 @@ static int load_all(struct restore *rs)
 	return 0;
 }
 
+/* --until's value: digits are a seq, else a UTC time
+ * YYYY-MM-DDTHH:MM:SS[.mmm][Z]. 0 or an exit code, printed. */
+static int parse_until(struct restore *rs, const char *v)
+{
+	struct tm tm;
+	const char *end;
+	unsigned ms = 0;
+
+	if (v[0] >= '0' && v[0] <= '9' && strspn(v, "0123456789") == strlen(v)) {
+		errno = 0;
+		rs->until_seq = strtoull(v, NULL, 10);
+		if (errno || rs->until_seq == 0 || rs->until_seq > US_SEQ_MAX)
+			return cli_fail(EXIT_USAGE, "--until %s: not a seq", v);
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (end && *end == '.') {
+		char *e2;
+
+		ms = (unsigned)strtoul(end + 1, &e2, 10);
+		if (e2 != end + 4 || ms > 999)
+			end = NULL;
+		else
+			end = e2;
+	}
+	if (end && *end == 'Z')
+		end++;
+	if (!end || *end)
+		return cli_fail(EXIT_USAGE,
+				"--until wants a seq or a UTC time like 2026-12-03T12:00:00Z, not '%s'",
+				v);
+	rs->is_until_time = true;
+	rs->until_ms = (uint64_t)timegm(&tm) * 1000 + ms;
+	return 0;
+}
+
+/* One journal frame of the roll forward (us_journal_fn). */
+static int roll_frame(void *arg, uint64_t first_seq, uint32_t count, uint32_t raw_len,
+		      const uint8_t *block, size_t block_len, uint64_t prev_chain)
+{
+	struct restore *rs = arg;
+	struct store_position pos;
+	struct stream_frame *f = &rs->frame;
+	struct us_err err;
+	size_t n = 0;
+
+	if (is_interrupted)
+		return US_ECANCELLED;
+	if (rs->is_done_rolling)
+		return 1; /* stop the read: the rest is not wanted */
+	if (first_seq != rs->next_seq) {
+		cli_fail(0, "the journal of %s jumps to seq %" PRIu64 " where %" PRIu64 " was due",
+			 rs->h.ns, first_seq, rs->next_seq);
+		return US_ECORRUPT;
+	}
+	store_get_position(rs->store, &pos);
+	if (prev_chain != pos.chain) {
+		cli_fail(0, "the journal of %s does not continue this save's history at seq %" PRIu64
+			    " (another site's, or a copy since replaced): nothing restored",
+			 rs->h.ns, first_seq - 1);
+		return US_EPRECOND;
+	}
+	if (stream_decode_entries(first_seq, count, raw_len, block, block_len, f, &err)) {
+		cli_fail(0, "a journal frame of %s: %s", rs->h.ns, err.msg);
+		return US_ECORRUPT;
+	}
+	/* the whole commits up to the target (a frame holds whole commits) */
+	for (size_t i = 0, start = 0; i < f->n; i++) {
+		const struct entry *e = &f->entries[i];
+		uint64_t seq = first_seq + i;
+
+		if (i == start && rs->is_until_time && e->time_ms > rs->until_ms) {
+			rs->is_done_rolling = true;
+			break;
+		}
+		if (!e->is_commit_end)
+			continue;
+		if (!rs->is_until_time && seq > rs->until_seq) {
+			cli_fail(0, "--until %" PRIu64 " is inside a commit of %s (seqs %" PRIu64
+				    "..%" PRIu64 "): give its last seq, or the one before its first",
+				 rs->until_seq, rs->h.ns, first_seq + start, seq);
+			return US_EINVAL;
+		}
+		n = i + 1;
+		start = i + 1;
+		rs->rolled_ms = e->time_ms;
+		if (!rs->is_until_time && seq == rs->until_seq) {
+			rs->is_done_rolling = true;
+			break;
+		}
+	}
+	rs->journal_last_seq = first_seq + f->n - 1;
+	if (n && store_apply_entries(rs->store, first_seq, f->entries, n, NULL, 0, false, &err)) {
+		cli_fail(0, "cannot apply the journal of %s at seq %" PRIu64 ": %s", rs->h.ns,
+			 first_seq, err.msg);
+		return US_EIO;
+	}
+	rs->next_seq = first_seq + n;
+	if (n)
+		rs->rolled_seq = first_seq + n - 1;
+	return 0;
+}
+
+/* Rolls the store forward to --until with the journal at --journal-from.
+ * 0 or an exit code, printed. */
+static int roll_forward(struct restore *rs, const struct cli *cli)
+{
+	us_client_t *c;
+	us_err_t err;
+	uint64_t durable;
+	int rc;
+
+	if (!rs->is_until_time && rs->until_seq < rs->h.seq)
+		return cli_fail(EXIT_FAIL, "--until %" PRIu64 ": the save is past it already (it is at "
+					   "seq %" PRIu64 "): restore an older save",
+				rs->until_seq, rs->h.seq);
+	if (rs->is_until_time && rs->until_ms < rs->h.time_ms)
+		return cli_fail(EXIT_FAIL, "--until %s: the save is past it already (its last commit, "
+					   "seq %" PRIu64 ", is later): restore an older save",
+				cli->until, rs->h.seq);
+	rs->next_seq = rs->h.seq + 1;
+	rs->rolled_seq = rs->h.seq;
+	rs->rolled_ms = rs->h.time_ms;
+	if (!rs->is_until_time && rs->until_seq == rs->h.seq)
+		return 0; /* there already */
+	c = us_client_new(cli->journal_from, NULL, &err);
+	if (!c)
+		return cli_fail(EXIT_FAIL, "--journal-from %s: %s", cli->journal_from, err.msg);
+	stream_frame_init(&rs->frame);
+	rc = us_read_journal(c, rs->h.ns, rs->h.seq + 1, roll_frame, rs, &err);
+	stream_frame_release(&rs->frame);
+	us_client_free(c);
+	if (rc == 1)
+		rc = 0; /* stopped at the target */
+	if (rc == US_ERANGE)
+		return cli_fail(EXIT_FAIL, "cannot roll %s forward from the save (seq %" PRIu64
+					   "): %s", rs->h.ns, rs->h.seq, err.msg);
+	if (rc && err.msg[0] && rc != US_ECORRUPT && rc != US_EPRECOND && rc != US_EINVAL &&
+	    rc != US_EIO && rc != US_ECANCELLED)
+		return cli_fail(EXIT_FAIL, "--journal-from %s: %s", cli->journal_from, err.msg);
+	if (rc)
+		return rc == US_ECANCELLED ? cli_fail(EXIT_FAIL, "restore of %s interrupted: "
+							       "nothing kept", rs->path)
+					   : EXIT_FAIL;
+	if (!rs->is_until_time && rs->rolled_seq != rs->until_seq)
+		return cli_fail(EXIT_FAIL, "--until %" PRIu64 ": the journal of %s at %s reaches "
+					   "only seq %" PRIu64 ": nothing restored",
+				rs->until_seq, rs->h.ns, cli->journal_from,
+				rs->journal_last_seq > rs->h.seq ? rs->journal_last_seq : rs->h.seq);
+	if (store_sync(rs->store, &durable, &err))
+		return cli_fail(EXIT_FAIL, "cannot restore %s: %s", rs->path, err.msg);
+	return 0;
+}
+
 /* The whole save is in: the position, the site, then the store made
  * durable and renamed to DIR. 0 or an exit code, printed. */
-static int finish(struct restore *rs)
+static int finish(struct restore *rs, const struct cli *cli)
 {
 	struct store_position pos = {.generation = rs->h.generation, .seq = rs->h.seq,
 				     .time_ms = rs->h.time_ms, .chain = rs->h.chain};
@@ -351,6 +527,12 @@ static int finish(struct restore *rs)
 	/* an archiver's copy stays bound to the site whose history it is */
 	if (rs->h.site[0] && store_bind_site(rs->store, rs->h.site, &err))
 		return cli_fail(EXIT_FAIL, "cannot restore %s: %s", rs->path, err.msg);
+	if (cli->until) {
+		int rc = roll_forward(rs, cli);
+
+		if (rc)
+			return rc;
+	}
 	snprintf(rs->node_id, sizeof(rs->node_id), "%s", store_node_id(rs->store));
 	store_close(rs->store);
 	rs->store = NULL;
@@ -376,29 +558,39 @@ static int print_result(struct cli *cli, struct restore *rs)
 {
 	bool is_renamed = strcmp(rs->ns, rs->h.ns) != 0;
 	char scope[US_ACCOUNT_MAX_LEN + US_FILE_MAX_LEN + 64] = "";
+	char rolled[2200] = "";
+	uint64_t seq = cli->until ? rs->rolled_seq : rs->h.seq;
+	uint64_t time_ms = cli->until ? rs->rolled_ms : rs->h.time_ms;
 
-	if (cli->is_json)
-		return cli_print_json(
-			stdout,
-			json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:s,s:s,s:s}", "namespace",
-				  rs->ns, "saved_namespace", rs->h.ns, "path", rs->path, "data_dir",
-				  rs->dir, "generation", (json_int_t)rs->h.generation, "seq",
-				  (json_int_t)rs->h.seq, "time_ms", (json_int_t)rs->h.time_ms,
-				  "items", (json_int_t)rs->sum.items, "files",
-				  (json_int_t)rs->sum.files, "scope_account", rs->h.scope_account,
-				  "scope_file", rs->h.scope_file, "node_id", rs->node_id, "site",
-				  rs->h.site));
+	if (cli->is_json) {
+		json_t *o = json_pack(
+			"{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:I}", "namespace", rs->ns,
+			"saved_namespace", rs->h.ns, "path", rs->path, "data_dir", rs->dir,
+			"generation", (json_int_t)rs->h.generation, "seq", (json_int_t)seq, "time_ms",
+			(json_int_t)time_ms, "items", (json_int_t)rs->sum.items, "files",
+			(json_int_t)rs->sum.files, "scope_account", rs->h.scope_account, "scope_file",
+			rs->h.scope_file, "node_id", rs->node_id, "site", rs->h.site, "save_seq",
+			(json_int_t)rs->h.seq);
+
+		if (o && cli->journal_from)
+			json_object_set_new(o, "journal_from", json_string(cli->journal_from));
+		return cli_print_json(stdout, o);
+	}
 	if (rs->h.scope_file[0])
 		snprintf(scope, sizeof(scope), " (a scoped save: only %s/%s)", rs->h.scope_account,
 			 rs->h.scope_file);
 	else if (rs->h.scope_account[0])
 		snprintf(scope, sizeof(scope), " (a scoped save: only account %s)",
 			 rs->h.scope_account);
+	if (cli->until)
+		snprintf(rolled, sizeof(rolled),
+			 ", rolled forward from the save's seq %" PRIu64 " with the journal of %s",
+			 rs->h.seq, cli->journal_from);
 	printf("restored %s%s%s%s at seq %" PRIu64 " (generation %" PRIu64 "): %" PRIu64
-	       " items in %" PRIu64 " files%s into %s\n",
+	       " items in %" PRIu64 " files%s%s into %s\n",
 	       rs->ns, is_renamed ? " (saved as " : "", is_renamed ? rs->h.ns : "",
-	       is_renamed ? ")" : "", rs->h.seq, rs->h.generation, rs->sum.items, rs->sum.files,
-	       scope, rs->dir);
+	       is_renamed ? ")" : "", seq, rs->h.generation, rs->sum.items, rs->sum.files,
+	       scope, rolled, rs->dir);
 	return fflush(stdout) != 0
 		       ? cli_fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno))
 		       : 0;
@@ -414,12 +606,17 @@ int cmd_restore(struct cli *cli)
 
 	if (!cli->data_dir)
 		return cli_fail(EXIT_USAGE, "restore needs --data-dir DIR (a new or empty directory)");
+	if (!cli->until != !cli->journal_from)
+		return cli_fail(EXIT_USAGE, "--until and --journal-from go together: roll forward to "
+					    "SEQ or TIME with the journal the daemon at ADDR keeps");
 	if (cli->ns && names_check_namespace(cli->ns, strlen(cli->ns), &err))
 		return cli_fail(EXIT_USAGE, "--namespace: %s", err.msg);
 	rs = calloc(1, sizeof(*rs));
 	if (!rs)
 		return cli_fail(EXIT_FAIL, "cannot restore: out of memory");
 	rs->path = cli->args[0];
+	if (cli->until && (rc = parse_until(rs, cli->until)))
+		goto out_free;
 	if ((rc = prepare_dirs(rs, cli->data_dir)))
 		goto out_free;
 
@@ -473,7 +670,7 @@ int cmd_restore(struct cli *cli)
 		rc = cli_fail(EXIT_FAIL, "cannot restore %s: %s", rs->path, err.msg);
 		goto out_tmp;
 	}
-	if ((rc = load_all(rs)) || (rc = finish(rs)))
+	if ((rc = load_all(rs)) || (rc = finish(rs, cli)))
 		goto out_tmp;
 	if (rs->in.is_progress)
 		show_progress(&rs->in, true);

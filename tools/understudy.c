@@ -652,11 +652,14 @@ static const struct command commands[] = {
 	 "a save as text, one item a line: ACCOUNT<TAB>FILE<TAB>ID<TAB>BODY (DICT items: "
 	 "'DICT FILE'), with load's escapes; --json: one object a line",
 	 cmd_dump, true},
-	{"restore", 1, 1, "restore FILE --data-dir DIR [--namespace NS]",
+	{"restore", 1, 1,
+	 "restore FILE --data-dir DIR [--namespace NS] [--until SEQ|TIME --journal-from ADDR]",
 	 "build a store from a save (FILE, or - for stdin) in the new directory DIR, at the "
 	 "save's position, for a collector or an archiver to open as it is; built aside and "
 	 "renamed into place, so a failed restore leaves nothing; DIR must be absent or empty; "
-	 "--namespace NS: restored as NS (another namespace than the save's)",
+	 "--namespace NS: restored as NS (another namespace than the save's); --until: rolled "
+	 "forward with the journal the daemon at ADDR retains, to exactly commit SEQ, or to the "
+	 "last commit at or before TIME (2026-12-03T12:00:00Z, UTC)",
 	 cmd_restore, true},
 	{"adopt", 1, 1, "adopt NS",
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
@@ -725,7 +728,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 			} else if (strcmp(a, "--addr") == 0 || strcmp(a, "--token-file") == 0 ||
 				   strcmp(a, "--tls-ca") == 0 || strcmp(a, "--limit") == 0 ||
 				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0 ||
-				   strcmp(a, "--data-dir") == 0 || strcmp(a, "--namespace") == 0) {
+				   strcmp(a, "--data-dir") == 0 || strcmp(a, "--namespace") == 0 ||
+				   strcmp(a, "--until") == 0 || strcmp(a, "--journal-from") == 0) {
 				if (!val)
 					return cli_fail(EXIT_USAGE, "%s needs a value", a);
 				i++;
@@ -745,6 +749,10 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 					return rc;
 				else if (strcmp(a, "--data-dir") == 0)
 					cli->data_dir = val;
+				else if (strcmp(a, "--until") == 0)
+					cli->until = val;
+				else if (strcmp(a, "--journal-from") == 0)
+					cli->journal_from = val;
 				else if (strcmp(a, "--namespace") == 0)
 					cli->ns = val;
 			} else {

@@ -154,6 +154,9 @@ static void usage(FILE *out)
 		"       understudy-bench snapshot --addr HOST:PORT --ns NS [--count N] [--json]\n"
 		"       understudy-bench save --addr HOST:PORT --ns NS --store DIR [--rounds R]\n"
 		"                             [--out-dir D] [--json]\n"
+		"       understudy-bench restore --save FILE --store DIR [--rounds R] [--out-dir D]\n"
+		"                                [--json]\n"
+		"         (snapshot, save, restore: tools/bench_archive.c's header says what they do)\n"
 		"\n"
 		"commit: commits in a loop from N concurrent clients and reports throughput and\n"
 		"commit latency (each commit is durable on the collector when acknowledged).\n"
@@ -1982,7 +1985,8 @@ int main(int argc, char **argv)
 	pthread_condattr_t ca;
 	int rc, status = 1;
 
-	if (argc > 1 && (strcmp(argv[1], "snapshot") == 0 || strcmp(argv[1], "save") == 0))
+	if (argc > 1 && (strcmp(argv[1], "snapshot") == 0 || strcmp(argv[1], "save") == 0 ||
+			 strcmp(argv[1], "restore") == 0))
 		return bench_archive_main(argc, argv);
 	rc = parse_args(argc, argv, &o);
 	if (rc == 1) {

@@ -10,7 +10,7 @@
 /* Prints j (taken) on stdout, one line. */
 void bench_print_json(json_t *j);
 
-/* `understudy-bench snapshot|save ...` (argv[1] is the command). */
+/* `understudy-bench snapshot|save|restore ...` (argv[1] is the command). */
 int bench_archive_main(int argc, char **argv);
 
 #endif

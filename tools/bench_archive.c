@@ -15,6 +15,13 @@
  *       directory, each followed by an fsync of its output; reports each
  *       one's MB/s of item data (ids and bodies, counted from the save) and
  *       the ratio, per round and over all (the median round).
+ *   understudy-bench restore --save FILE --store DIR [--rounds R]
+ *       [--out-dir D] [--json]
+ *       first makes the tar|lz4 copy of DIR (the store the save was taken
+ *       from: stop its daemon, or take it as it is), then R rounds, each:
+ *       `understudy restore FILE --data-dir D/...` (the CLI beside this
+ *       program), then `lz4 -d < copy | tar -x` into D, each followed by a
+ *       sync; reports MB/s of item data and the ratio as save does.
  *
  * Both talk to a running daemon through the C client (include/understudy.h);
  * the tar runs through /bin/sh. Exit 1 with one line when something fails, 2
@@ -61,7 +68,7 @@ static int fail(const char *fmt, const char *what)
 }
 
 struct args {
-	const char *addr, *ns, *store, *out_dir;
+	const char *addr, *ns, *store, *out_dir, *save;
 	long count, rounds;
 	int is_json;
 };
@@ -92,6 +99,8 @@ static int parse(int argc, char **argv, struct args *a)
 			a->store = v;
 		else if (strcmp(argv[i], "--out-dir") == 0)
 			a->out_dir = v;
+		else if (strcmp(argv[i], "--save") == 0)
+			a->save = v;
 		else if (strcmp(argv[i], "--count") == 0 && (a->count = atol(v)) > 0)
 			;
 		else if (strcmp(argv[i], "--rounds") == 0 && (a->rounds = atol(v)) > 0)
@@ -318,6 +327,90 @@ out:
 	return rc;
 }
 
+/* ---- restore ---- */
+
+static int run_timed(const char *cmd, double *secs)
+{
+	int64_t t0 = mono_ns();
+
+	if (system(cmd) != 0)
+		return fail("failed: %s", cmd);
+	*secs = (double)(mono_ns() - t0) / 1e9;
+	return 0;
+}
+
+static int bench_restore(const struct args *a, const char *self)
+{
+	char cli[1200], copy[1200], dir[1200], cmd[8192];
+	const char *slash = strrchr(self, '/');
+	double *rs, *ts, *ratio;
+	uint64_t bytes = 0;
+	double secs;
+	int rc = 1;
+
+	if (!a->save || !a->store)
+		return fail("%s", "restore needs --save FILE and --store DIR (the store it was taken from)");
+	snprintf(cli, sizeof(cli), "%.*sunderstudy", slash ? (int)(slash - self + 1) : 0, self);
+	if (item_bytes(a->save, &bytes) != 0)
+		return fail("cannot read %s as a save", a->save);
+	snprintf(copy, sizeof(copy), "%s/bench-%ld.tar.lz4", a->out_dir, (long)getpid());
+	snprintf(dir, sizeof(dir), "%s/bench-%ld.restored", a->out_dir, (long)getpid());
+	rs = calloc((size_t)a->rounds, sizeof(double));
+	ts = calloc((size_t)a->rounds, sizeof(double));
+	ratio = calloc((size_t)a->rounds, sizeof(double));
+	if (!rs || !ts || !ratio)
+		goto out;
+	snprintf(cmd, sizeof(cmd), "tar -C '%s' -cf - . | lz4 -1 -q > '%s'", a->store, copy);
+	if (run_timed(cmd, &secs))
+		goto out;
+	for (long r = 0; r < a->rounds; r++) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && '%s' restore '%s' --data-dir '%s' > /dev/null",
+			 dir, cli, a->save, dir);
+		if (run_timed(cmd, &rs[r]))
+			goto out;
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir '%s' && lz4 -d -q < '%s' | tar -C '%s' "
+					   "-xf - && sync -f '%s'",
+			 dir, dir, copy, dir, dir);
+		if (run_timed(cmd, &ts[r]))
+			goto out;
+		ratio[r] = ts[r] / rs[r];
+		if (!a->is_json)
+			printf("round %ld: restore %.2f s (%.1f MB/s), lz4 -d|tar %.2f s (%.1f MB/s), "
+			       "restore/tar %.2fx\n",
+			       r + 1, rs[r], (double)bytes / 1e6 / rs[r], ts[r],
+			       (double)bytes / 1e6 / ts[r], ratio[r]);
+	}
+	qsort(rs, (size_t)a->rounds, sizeof(double), cmp_double);
+	qsort(ts, (size_t)a->rounds, sizeof(double), cmp_double);
+	qsort(ratio, (size_t)a->rounds, sizeof(double), cmp_double);
+	{
+		double mr = rs[(a->rounds - 1) / 2], mt = ts[(a->rounds - 1) / 2];
+
+		if (a->is_json)
+			bench_print_json(json_pack("{s:s,s:I,s:I,s:f,s:f,s:f}", "bench", "restore",
+						   "item_bytes", (json_int_t)bytes, "rounds",
+						   (json_int_t)a->rounds, "restore_mb_s",
+						   (double)bytes / 1e6 / mr, "tar_lz4_mb_s",
+						   (double)bytes / 1e6 / mt, "ratio",
+						   ratio[(a->rounds - 1) / 2]));
+		else
+			printf("median of %ld rounds, %.1f MB of item data: restore %.1f MB/s, "
+			       "lz4 -d|tar %.1f MB/s, restore/tar %.2fx (median of the per-round "
+			       "ratios)\n",
+			       a->rounds, (double)bytes / 1e6, (double)bytes / 1e6 / mr,
+			       (double)bytes / 1e6 / mt, ratio[(a->rounds - 1) / 2]);
+	}
+	rc = 0;
+out:
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, copy);
+	if (system(cmd) != 0)
+		fprintf(stderr, "understudy-bench: cannot remove %s\n", dir);
+	free(rs);
+	free(ts);
+	free(ratio);
+	return rc;
+}
+
 int bench_archive_main(int argc, char **argv)
 {
 	struct args a = {0};
@@ -327,5 +420,14 @@ int bench_archive_main(int argc, char **argv)
 		return rc;
 	if (strcmp(argv[1], "snapshot") == 0)
 		return bench_snapshot(&a);
+	if (strcmp(argv[1], "restore") == 0) {
+		char self[1024];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		if (n <= 0)
+			return fail("%s", "cannot find this program's directory");
+		self[n] = '\0';
+		return bench_restore(&a, self);
+	}
 	return bench_save(&a);
 }

@@ -230,14 +230,13 @@ static int read_bytes(struct cursor *c, const char *what, size_t max, const uint
 		      size_t *len, struct us_err *err)
 {
 	size_t at = cursor_offset(c);
-	char label[32];
+	bool is_short = c->end - c->p < 10; /* as read_varint: truncated, else too long */
 	uint64_t n;
-	int rc;
 
-	snprintf(label, sizeof(label), "%s length", what);
-	rc = read_varint(c, label, &n, err);
-	if (rc)
-		return rc;
+	/* the label is made on the way to an error only: this runs per field */
+	if (buf_read_varint(&c->p, c->end, &n))
+		return err_set(err, US_ECORRUPT, "%s length at byte %zu: %s", what, at,
+			       is_short ? "truncated" : "varint over 64 bits");
 	if (n > max)
 		return err_set(err, US_ECORRUPT, "%s length %" PRIu64 " over the limit of %zu",
 			       what, n, max);

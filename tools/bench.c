@@ -128,6 +128,7 @@ struct bench_opts {
 	long clients;          /* commit: in all; replicate: per site */
 	long ops;
 	long body_bytes;
+	int is_text_body;      /* --body-kind text: each item its own random words */
 	int64_t duration_ns;
 	int64_t warmup_ns;
 	/* replicate */
@@ -182,6 +183,8 @@ static void usage(FILE *out)
 		"                     replicate per site (default 64 for commit, 4 for replicate)\n"
 		"  --ops N            item writes per commit (default 1)\n"
 		"  --body BYTES       body size of each item, with Pick marks (default 100)\n"
+		"  --body-kind K      same (one body for every item, the default) or text (random\n"
+		"                     words, different for every item: compresses like real data)\n"
 		"  --duration D       measured time: 500ms, 10s, 2m (default 10s)\n"
 		"  --warmup D         unmeasured time before it (default 1s)\n"
 		"\n"
@@ -347,6 +350,7 @@ static const struct opt_def opt_defs[] = {
 	{ "--clients", ON_COMMIT | ON_REPLICATE },
 	{ "--ops", ON_COMMIT | ON_REPLICATE },
 	{ "--body", ON_COMMIT | ON_REPLICATE },
+	{ "--body-kind", ON_COMMIT | ON_REPLICATE },
 	{ "--duration", ON_COMMIT | ON_REPLICATE },
 	{ "--warmup", ON_COMMIT | ON_REPLICATE },
 	{ "--archiver", ON_REPLICATE },
@@ -504,6 +508,13 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 					BENCH_MAX_BODY, val);
 				return 2;
 			}
+		} else if (strcmp(name, "--body-kind") == 0) {
+			if (strcmp(val, "same") != 0 && strcmp(val, "text") != 0) {
+				fprintf(stderr, "understudy-bench: --body-kind is same or text, not '%s'\n",
+					val);
+				return 2;
+			}
+			o->is_text_body = strcmp(val, "text") == 0;
 		} else if (strcmp(name, "--duration") == 0) {
 			if (parse_duration(val, &o->duration_ns) != 0 || o->duration_ns <= 0) {
 				fprintf(stderr, "understudy-bench: bad --duration '%s' (e.g. 500ms, 10s, 2m)\n", val);
@@ -685,6 +696,33 @@ static void fill_body(uint8_t *p, size_t len, long seed)
 	}
 }
 
+/* --body-kind text: random lower-case words with an AM or VM where a
+ * BENCH_MARK_EVERY-th byte falls, different for every item, compressing
+ * about as little as names and addresses do (xorshift64*, state per worker). */
+static void fill_text(uint8_t *p, size_t len, uint64_t *state)
+{
+	size_t word = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		uint64_t x = *state;
+
+		x ^= x >> 12;
+		x ^= x << 25;
+		x ^= x >> 27;
+		*state = x;
+		x *= 0x2545F4914F6CDD1DULL;
+		if (i % BENCH_MARK_EVERY == BENCH_MARK_EVERY - 1)
+			p[i] = (x >> 60) % 3 == 2 ? 0xFD : 0xFE;
+		else if (word >= 3 + (x >> 61)) {
+			p[i] = ' ';
+			word = 0;
+			continue;
+		} else
+			p[i] = (uint8_t)('a' + (x >> 32) % 26);
+		word++;
+	}
+}
+
 static int queue_lag_sample(struct site *s, uint64_t seq, int64_t ack_ns)
 {
 	int rc = 0;
@@ -715,7 +753,9 @@ static void *worker_main(void *arg)
 	size_t n_ops = (size_t)o->ops;
 	us_op_t *ops = calloc(n_ops, sizeof(*ops));
 	char (*ids)[BENCH_ID_MAX] = calloc(n_ops, BENCH_ID_MAX);
-	uint8_t *body = malloc(o->body_bytes ? (size_t)o->body_bytes : 1);
+	size_t body_n = o->is_text_body ? n_ops : 1; /* text: one body an op */
+	uint8_t *body = malloc(o->body_bytes ? body_n * (size_t)o->body_bytes : 1);
+	uint64_t rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(w->index + 1) * 0x100000001B3ULL;
 	const char *ns = run->n_sites ? w->site->ns : o->ns;
 	bool is_lag = run->n_sites > 0;
 	uint64_t n_commit = 0;
@@ -746,7 +786,7 @@ static void *worker_main(void *arg)
 		ops[i].account = o->account;
 		ops[i].file = o->file;
 		ops[i].id = (const uint8_t *)ids[i];
-		ops[i].body = body;
+		ops[i].body = body + (o->is_text_body ? i * (size_t)o->body_bytes : 0);
 		ops[i].body_len = (size_t)o->body_bytes;
 	}
 	if (run->interval_ns) /* phases spread over one period */
@@ -759,6 +799,9 @@ static void *worker_main(void *arg)
 		int64_t t0, t1, t_start;
 		int rc;
 
+		if (o->is_text_body) /* before the clock starts: not the commit's cost */
+			for (size_t i = 0; i < n_ops; i++)
+				fill_text(body + i * (size_t)o->body_bytes, (size_t)o->body_bytes, &rng);
 		if (run->interval_ns) {
 			/* paced: a commit belongs to the window of its scheduled time,
 			 * so a late one does not add to the next window */

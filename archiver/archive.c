@@ -698,6 +698,14 @@ int archive_start(struct archiver *a, struct us_err *err)
 		free(ar);
 		return err_wrap(err, "save_dir");
 	}
+	/* absolute: the paths it hands out are read by clients elsewhere */
+	{
+		char *abs = realpath(ar->dir, NULL);
+
+		if (abs && strlen(abs) < sizeof(ar->dir))
+			snprintf(ar->dir, sizeof(ar->dir), "%s", abs);
+		free(abs);
+	}
 	clean(ar);
 	pthread_mutex_init(&ar->lock, NULL);
 	pthread_cond_init(&ar->cond, NULL);

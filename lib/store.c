@@ -82,7 +82,7 @@ int store__take_rocks_err(char **errptr, struct us_err *err, const char *what)
  * background flush or compaction, which RocksDB retries by itself) leaves
  * the WAL writer sound: the write is refused and the next one may succeed.
  * The disk reserve (disk.h) keeps a daemon's own writes from getting here. */
-static int take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
+int store__take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
 {
 	bool is_wal = *errptr && strstr(*errptr, ".log");
 	int rc = store__take_rocks_err(errptr, err, what);
@@ -100,7 +100,7 @@ static int check_disk(struct store *s, bool is_space, struct us_err *err)
 }
 
 /* Whether the store takes writes at all. */
-static int check_writable(struct store *s, struct us_err *err)
+int store__check_writable(struct store *s, struct us_err *err)
 {
 	if (s->is_read_only)
 		return err_set(err, US_EPRECOND, "store is open read-only");
@@ -405,7 +405,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 				       sizeof(first));
 		rocksdb_write(s->db, s->write_opts, b, &errptr);
 		rocksdb_writebatch_destroy(b);
-		return take_write_err(s, &errptr, err, "cannot initialize store");
+		return store__take_write_err(s, &errptr, err, "cannot initialize store");
 	}
 	if (len != 5 || memcmp(v, STORE_MAGIC, 4) != 0) {
 		rocksdb_free(v);
@@ -463,7 +463,7 @@ static int load_node_id(struct store *s, struct us_err *err)
 	for (int i = 0; i < 16; i++)
 		snprintf(s->node_id + 2 * i, 3, "%02x", raw[i]);
 	rocksdb_put(s->db, s->write_opts, KEY_NODE, strlen(KEY_NODE), s->node_id, 32, &errptr);
-	return take_write_err(s, &errptr, err, "cannot write node id");
+	return store__take_write_err(s, &errptr, err, "cannot write node id");
 }
 
 const char *store_node_id(const struct store *s)
@@ -513,10 +513,10 @@ int store_bind_site(struct store *s, const char *node_id, struct us_err *err)
 
 	if (len == 0 || len > US_NODE_ID_MAX_LEN)
 		return err_set(err, US_EINVAL, "bad site node id of %zu bytes", len);
-	if ((rc = check_writable(s, err)) || (rc = check_disk(s, true, err)))
+	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
 		return rc;
 	rocksdb_put(s->db, s->write_opts, KEY_SITE, strlen(KEY_SITE), node_id, len, &errptr);
-	if ((rc = take_write_err(s, &errptr, err, "cannot bind the store to its site")))
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot bind the store to its site")))
 		return rc;
 	memcpy(s->site_id, node_id, len + 1);
 	return 0;
@@ -551,9 +551,8 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	s->max_body = o->max_body ? o->max_body : US_BODY_MAX_BYTES;
 	pthread_mutex_init(&s->pos_lock, NULL);
 	buf_init(&s->key);
-	buf_init(&s->jb.buf);
-	buf_init(&s->jb.saved);
-	s->jb.target = o->journal_block_bytes ? o->journal_block_bytes : US_JOURNAL_BLOCK_BYTES;
+	store__journal_init(&s->jb, o->journal_block_bytes ? o->journal_block_bytes
+							  : US_JOURNAL_BLOCK_BYTES);
 	s->reserve = o->reserve;
 	s->dir = strdup(dir);
 	if (!s->dir) {
@@ -647,8 +646,7 @@ void store_close(struct store *s)
 	catalog_release(&s->cat);
 	catalog_release(&s->cat_saved);
 	buf_release(&s->key);
-	buf_release(&s->jb.buf);
-	buf_release(&s->jb.saved);
+	store__journal_release(&s->jb);
 	pthread_mutex_destroy(&s->pos_lock);
 	free(s);
 }
@@ -850,12 +848,11 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
  * Journaled entries go into an open block (s->jb), put into the batch as one
  * 'J' value once it reaches jb.target, and at the end of the batch: one
  * RocksDB key for many entries. A refused commit takes its entries back out:
- * jb_mark at its start, jb_rollback on refusal. A block put into the batch in
- * between left the batch with the commit's save point; the entries of the
- * commits before the mark that it held are put back from a copy taken just
- * before that put. */
+ * store__journal_mark at its start, store__journal_rollback on refusal. A
+ * block put into the batch in between left the batch with the commit's save
+ * point; the entries of the commits before the mark that it held are put
+ * back from a copy taken just before that put. */
 
-/* Puts the open block into b and closes it. */
 /* 'H' + u64be first_seq -> u64le: the history chain before the journal block
  * at first_seq (docs/store-format.md), written and trimmed with the block. */
 static void put_chain_start(rocksdb_writebatch_t *b, uint64_t first_seq, uint64_t chain)
@@ -868,7 +865,56 @@ static void put_chain_start(rocksdb_writebatch_t *b, uint64_t first_seq, uint64_
 	rocksdb_writebatch_put(b, (char *)k, sizeof(k), (char *)v, sizeof(v));
 }
 
-static int jb_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err)
+/* A block and the chain before it go into the same batch: a block is never
+ * kept without its 'H' (store_chain_before, store_check look for it). */
+int store__journal_put_block(struct store *s, rocksdb_writebatch_t *b, uint64_t first_seq,
+			     const uint8_t *block, size_t len, uint64_t chain_before,
+			     struct us_err *err)
+{
+	if (key_journal(&s->key, first_seq))
+		return err_set(err, US_ENOMEM, "out of memory");
+	rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (const char *)block, len);
+	put_chain_start(b, first_seq, chain_before);
+	return 0;
+}
+
+void store__journal_init(struct journal_builder *jb, size_t target_bytes)
+{
+	buf_init(&jb->buf);
+	buf_init(&jb->saved);
+	jb->target = target_bytes;
+}
+
+void store__journal_release(struct journal_builder *jb)
+{
+	buf_release(&jb->buf);
+	buf_release(&jb->saved);
+}
+
+void store__journal_start(struct store *s, uint64_t chain)
+{
+	store__journal_drop(s);
+	s->jb.chain = chain;
+}
+
+void store__journal_drop(struct store *s)
+{
+	buf_reset(&s->jb.buf);
+	s->jb.is_open = false;
+}
+
+uint64_t store__journal_chain(const struct store *s)
+{
+	return s->jb.chain;
+}
+
+void store__journal_mark_end(struct store *s)
+{
+	entry_block_mark_end(&s->jb.w);
+}
+
+/* Puts the open block into b and closes it. */
+int store__journal_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err)
 {
 	struct journal_builder *jb = &s->jb;
 	int rc;
@@ -877,16 +923,15 @@ static int jb_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err
 		return 0;
 	if ((rc = entry_block_finish(&jb->w, err)))
 		return rc;
-	if (key_journal(&s->key, jb->first_seq))
-		return err_set(err, US_ENOMEM, "out of memory");
-	rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)jb->buf.p, jb->buf.len);
-	put_chain_start(b, jb->first_seq, jb->chain_start);
+	if ((rc = store__journal_put_block(s, b, jb->first_seq, jb->buf.p, jb->buf.len,
+					   jb->chain_start, err)))
+		return rc;
 	buf_reset(&jb->buf);
 	jb->is_open = false;
 	return 0;
 }
 
-static void jb_mark(struct store *s)
+void store__journal_mark(struct store *s)
 {
 	struct journal_builder *jb = &s->jb;
 
@@ -898,7 +943,7 @@ static void jb_mark(struct store *s)
 	jb->mark_chain_start = jb->chain_start;
 }
 
-static void jb_rollback(struct store *s)
+void store__journal_rollback(struct store *s)
 {
 	struct journal_builder *jb = &s->jb;
 
@@ -921,8 +966,36 @@ static void jb_rollback(struct store *s)
 	jb->is_open = true;
 }
 
+/* The replica's block is built in the writer's buffer: the writer has no
+ * block open between its batches, and applies and commits share one thread. */
+int store__journal_block_begin(struct store *s, uint64_t first_seq, struct us_err *err)
+{
+	int rc;
+
+	buf_reset(&s->jb.buf);
+	if ((rc = entry_block_begin(&s->jb.w, &s->jb.buf, first_seq)))
+		return err_set(err, rc, "cannot start a journal block at seq %llu",
+			       (unsigned long long)first_seq);
+	return 0;
+}
+
+int store__journal_block_add(struct store *s, const struct entry *e, struct us_err *err)
+{
+	return entry_block_add(&s->jb.w, e, err);
+}
+
+int store__journal_block_finish(struct store *s, const uint8_t **block, size_t *len,
+				struct us_err *err)
+{
+	int rc = entry_block_finish(&s->jb.w, err);
+
+	*block = s->jb.buf.p;
+	*len = s->jb.buf.len;
+	return rc;
+}
+
 /* Adds e, journaled at seq (the seq after the last one added), to the block. */
-static int journal_put(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+int store__journal_put(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
 		       uint64_t seq, struct us_err *err)
 {
 	struct journal_builder *jb = &s->jb;
@@ -935,7 +1008,7 @@ static int journal_put(struct store *s, rocksdb_writebatch_t *b, const struct en
 				return err_set(err, US_ENOMEM, "out of memory");
 		}
 		jb->is_flushed_since_mark = true;
-		if ((rc = jb_flush(s, b, err)))
+		if ((rc = store__journal_flush(s, b, err)))
 			return rc;
 	}
 	if (!jb->is_open) {
@@ -998,7 +1071,7 @@ static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct en
 
 	e.op = ENTRY_CREATE_FILE;
 	e.is_reset = true;
-	if ((rc = journal_put(s, b, &e, ++*next, err)))
+	if ((rc = store__journal_put(s, b, &e, ++*next, err)))
 		return rc;
 	e.is_reset = false;
 	buf_init(&prefix);
@@ -1027,7 +1100,7 @@ static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct en
 		e.body = (const uint8_t *)v;
 		e.body_len = vlen;
 		e.is_commit_end = ++n % RESHIP_COMMIT_ENTRIES == 0;
-		rc = journal_put(s, b, &e, ++*next, err);
+		rc = store__journal_put(s, b, &e, ++*next, err);
 	}
 	if (!rc) {
 		rocksdb_iter_get_error(it, &errptr);
@@ -1147,7 +1220,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		}
 	}
 	rocksdb_writebatch_set_save_point(b);
-	jb_mark(s);
+	store__journal_mark(s);
 
 	/* One pass: each op applies against the catalog as the ops before it left
 	 * it, and goes to the journal right away if its file ships. */
@@ -1163,7 +1236,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		if (rc == 0 && rs.is_needed)
 			rc = reship_after(s, b, e, &rs, &next, &c->err);
 		if (rc == 0 && is_journaled) {
-			rc = journal_put(s, b, e, ++next, &c->err);
+			rc = store__journal_put(s, b, e, ++next, &c->err);
 			last_journaled = (long)i;
 		}
 		if (rc) {
@@ -1177,7 +1250,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 	 * a block is put only before an entry is added). */
 	if (last_journaled >= 0) {
 		c->ops[last_journaled].is_commit_end = true;
-		entry_block_mark_end(&s->jb.w);
+		store__journal_mark_end(s);
 	}
 	rocksdb_writebatch_pop_save_point(b, &errptr);
 	if (errptr) {
@@ -1193,7 +1266,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 
 out_rollback:
 	rocksdb_writebatch_rollback_to_save_point(b, &errptr);
-	jb_rollback(s);
+	store__journal_rollback(s);
 	if (errptr) {
 		/* Cannot happen: the save point was set above. Say so loudly. */
 		rocksdb_free(errptr);
@@ -1216,7 +1289,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	char *errptr = NULL;
 	int rc;
 
-	if ((rc = check_writable(s, err))) { /* a first part of the group failed it */
+	if ((rc = store__check_writable(s, err))) { /* a first part of the group failed it */
 		for (size_t i = from; i < to; i++) {
 			commits[i]->rc = rc;
 			commits[i]->err = *err;
@@ -1226,9 +1299,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	store_get_position(s, &pos);
 	seq = pos.seq;
 	b = rocksdb_writebatch_create();
-	buf_reset(&s->jb.buf);
-	s->jb.is_open = false;
-	s->jb.chain = pos.chain;
+	store__journal_start(s, pos.chain);
 	for (size_t i = from; i < to; i++)
 		add_commit(s, b, commits[i], time_ms, &seq);
 	if (rocksdb_writebatch_count(b) == 0) {
@@ -1238,20 +1309,19 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	if (seq != pos.seq)
 		pos.time_ms = time_ms;
 	pos.seq = seq;
-	pos.chain = s->jb.chain;
+	pos.chain = store__journal_chain(s);
 	encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
-	rc = jb_flush(s, b, err);
+	rc = store__journal_flush(s, b, err);
 	if (rc == 0)
 		rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	buf_reset(&s->jb.buf);
-	s->jb.is_open = false;
+	store__journal_drop(s);
 	/* a synced write into a directory deleted meanwhile succeeds and keeps
 	 * nothing: checked after it, and then nothing more is written */
 	if (rc == 0 && !errptr && (rc = check_disk(s, false, err)))
 		atomic_store(&s->is_failed, true);
-	if (rc || (rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
+	if (rc || (rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		/* Nothing of this part is acknowledged; the catalog may have run
@@ -1278,7 +1348,7 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = check_writable(s, err)) || (rc = check_disk(s, true, err))) {
+	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err))) {
 		for (size_t i = 0; i < n; i++) {
 			commits[i]->rc = rc;
 			commits[i]->err = *err;
@@ -1310,7 +1380,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	if (n == 0)
 		return err_set(err, US_EINVAL, "no entries to apply");
@@ -1330,12 +1400,8 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 		return err_set(err, US_EINVAL, "the block given is not the one of entries %llu..%llu",
 			       (unsigned long long)first_seq,
 			       (unsigned long long)(first_seq + n - 1));
-	if (!block) {
-		buf_reset(&s->jb.buf);
-		if ((rc = entry_block_begin(&s->jb.w, &s->jb.buf, first_seq)))
-			return err_set(err, rc, "cannot start a journal block at seq %llu",
-				       (unsigned long long)first_seq);
-	}
+	if (!block && (rc = store__journal_block_begin(s, first_seq, err)))
+		return rc;
 	/* The catalog may change; keep a copy to restore if an entry is refused. */
 	if (catalog_copy(&s->cat_saved, &s->cat))
 		return err_set(err, US_ENOMEM, "out of memory");
@@ -1356,25 +1422,16 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 				break;
 			}
 		}
-		if (!block && (rc = entry_block_add(&s->jb.w, e, err)))
+		if (!block && (rc = store__journal_block_add(s, e, err)))
 			break;
 	}
-	if (rc == 0 && !block) {
-		rc = entry_block_finish(&s->jb.w, err);
-		block = s->jb.buf.p;
-		block_len = s->jb.buf.len;
-	}
+	if (rc == 0 && !block)
+		rc = store__journal_block_finish(s, &block, &block_len, err);
 	chain = pos.chain;
 	if (rc == 0)
 		rc = entry_block_chain(block, block_len, UINT64_MAX, &chain, err);
-	if (rc == 0) {
-		if (key_journal(&s->key, first_seq))
-			rc = err_set(err, US_ENOMEM, "out of memory");
-		else
-			rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (const char *)block,
-					       block_len);
-		put_chain_start(b, first_seq, pos.chain);
-	}
+	if (rc == 0)
+		rc = store__journal_put_block(s, b, first_seq, block, block_len, pos.chain, err);
 	if (rc) {
 		rocksdb_writebatch_destroy(b);
 		catalog_copy(&s->cat, &s->cat_saved);
@@ -1387,7 +1444,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_write(s->db, is_sync ? s->write_opts : s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		if (catalog_load(s, &lerr))
@@ -1406,12 +1463,12 @@ int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err)
 	char *errptr = NULL;
 	int rc;
 
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	/* Read first: what was written before the flush is durable after it. */
 	store_get_position(s, &pos);
 	rocksdb_flush_wal(s->db, 1, &errptr);
-	if ((rc = take_write_err(s, &errptr, err, "cannot sync store")))
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot sync store")))
 		return rc;
 	/* an fsync into a directory deleted meanwhile succeeds, and is not
 	 * durable: checked after it, so that nothing of it is acknowledged */
@@ -1656,7 +1713,7 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 	bool is_found = false;
 	int rc;
 
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	if (upto == 0 || upto == UINT64_MAX)
 		return 0;
@@ -1693,7 +1750,7 @@ int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
 	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
 	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	return take_write_err(s, &errptr, err, "cannot trim journal");
+	return store__take_write_err(s, &errptr, err, "cannot trim journal");
 }
 
 struct store_image_iter {
@@ -1898,7 +1955,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	if ((rc = check_disk(s, true, err)))
 		return rc;
@@ -1943,7 +2000,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	}
 	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		if (catalog_load(s, &lerr))
@@ -1960,7 +2017,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 	char *errptr = NULL;
 	int rc;
 
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	encode_pos(posv, pos);
 	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
@@ -1972,7 +2029,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_write_err(s, &errptr, err, "cannot set position")))
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot set position")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);
 	s->pos = *pos;
@@ -1980,10 +2037,13 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 	return 0;
 }
 
-int store_check(struct store *s, struct store_check *out, struct us_err *err)
+/* store_check's journal walk: counts what it finds in out's journal fields
+ * (zeroed by the caller); each block's 'H' is checked against what the
+ * blocks before it fold to, and the end against pos (read before). */
+int store__journal_check(struct store *s, const struct store_position *pos,
+			 struct store_check *out, struct us_err *err)
 {
 	rocksdb_iterator_t *it;
-	struct store_position pos;
 	char *errptr = NULL;
 	uint64_t prev = 0;
 	bool is_last_end = true;
@@ -1993,10 +2053,6 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 	uint64_t chain = 0;
 	int rc;
 
-	memset(out, 0, sizeof(*out));
-	store_get_position(s, &pos);
-	out->position_seq = pos.seq;
-	out->generation = pos.generation;
 	it = rocksdb_create_iterator(s->db, s->read_opts);
 	for (rocksdb_iter_seek(it, "J", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t klen, vlen;
@@ -2067,8 +2123,24 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 		return rc;
 	if (!is_last_end)
 		out->bad_records++; /* the last commit has no END: a half commit */
-	if (is_chain_known && out->last_seq == pos.seq && chain != pos.chain)
+	if (is_chain_known && out->last_seq == pos->seq && chain != pos->chain)
 		out->chain_mismatches++; /* the journal does not fold to the position's */
+	return 0;
+}
+
+int store_check(struct store *s, struct store_check *out, struct us_err *err)
+{
+	rocksdb_iterator_t *it;
+	struct store_position pos;
+	char *errptr = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	store_get_position(s, &pos);
+	out->position_seq = pos.seq;
+	out->generation = pos.generation;
+	if ((rc = store__journal_check(s, &pos, out, err)))
+		return rc;
 	it = rocksdb_create_iterator(s->db, s->read_opts);
 	for (rocksdb_iter_seek(it, "D", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t klen;

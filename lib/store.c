@@ -1,25 +1,35 @@
 /*
- * store.c - one namespace's database on RocksDB. See store.h for the contract
- * and docs/store-format.md for the key layout, repeated here:
+ * store.c - one namespace's database on RocksDB: open and close, the catalog,
+ * and every write (commits, replica applies, full-copy loads, the position).
+ * See store.h for the contract and docs/store-format.md for the key layout;
+ * the keys this file keeps, repeated here:
  *
  *   key                                        value
- *   'M' "format"                               "USST" u8 version (2)
- *   'M' "pos"                                  u64le generation, u64le seq, u64le time_ms
+ *   'M' "format"                               "USST" u8 version (3)
+ *   'M' "pos"                                  u64le generation, u64le seq, u64le time_ms,
+ *                                              u64le chain
  *   'M' "gen" u64be generation                 u64le first seq of that generation
+ *   'M' "node"                                 this store's node id (32 hex digits)
+ *   'M' "site"                                 a replica's site node id (store_bind_site)
  *   'A' account                                u8 flags (bit 0: is_logged)
  *   'F' account 0x00 file                      u8 flags (bit 0: is_logged)
  *   'D' account 0x00 file 0x00 u8 section id   item body (opaque bytes)
- *   'J' u64be first seq                        journal block (entry.h): the
- *                                              entries first seq .. first seq
- *                                              + count - 1
+ *
+ * On a replica, the 'A' or 'F' record of an account or file stale since a
+ * seq (logging turned off, or a file reset by a re-ship) carries u64le
+ * stale_since_seq after its flags (put_flags). The journal's keys ('J'
+ * blocks, 'H' chains) are lib/store_journal.c's; reads and snapshots are
+ * lib/store_read.c's; lib/store_int.h is what the three share.
  *
  * Invariants kept here:
  * - seq is contiguous: every batch appends J blocks holding seq+1..seq+k and
- *   writes 'M' "pos" = seq+k in the same atomic, synced RocksDB write batch,
- *   so the journal and the data it describes can never disagree after a
- *   crash. The next block's key is the seq after the last entry of the one
- *   before it.
- * - A refused commit leaves nothing in the batch (write-batch save points) and
+ *   writes 'M' "pos" = seq+k in the same atomic, synced RocksDB write batch
+ *   (an apply without is_sync is synced later), so the journal and the data
+ *   it describes can never disagree after a crash. The journal's calls
+ *   (store__journal_*) only put blocks into the batch they are given: this
+ *   file makes each commit's or apply's batch and writes it.
+ * - A refused commit leaves nothing in the batch (write-batch save points,
+ *   with store__journal_mark and _rollback for its journal entries) and
  *   nothing in the catalog (it is restored from a copy).
  * - The catalog (accounts and files with their flags) mirrors the 'A' and 'F'
  *   keys; only the writer thread reads or changes it. If a batch write fails it

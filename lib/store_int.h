@@ -1,8 +1,9 @@
 /*
- * store_int.h - inside the store module (lib/store.c: open, commits, applies,
- * the journal; lib/store_read.c: reads and snapshots): the struct, the key
- * tags and the helpers both files use. Nothing outside the module includes
- * it; store.h is the contract. Internal names carry the store__ prefix.
+ * store_int.h - inside the store module (lib/store.c: open, commits, applies;
+ * lib/store_journal.c: the journal; lib/store_read.c: reads and snapshots):
+ * the struct, the key tags and the helpers its files share. Nothing outside
+ * the module includes it; store.h is the contract. Internal names carry the
+ * store__ prefix.
  */
 #ifndef US_STORE_INT_H
 #define US_STORE_INT_H
@@ -43,7 +44,8 @@ struct catalog {
 	size_t n, cap;
 };
 
-/* The journal block the writer is filling (store__journal_put). */
+/* The journal block the writer is filling (store_journal.c, whose
+ * store__journal_ calls are the only ones to touch it). */
 struct journal_builder {
 	struct buf buf;
 	struct entry_block_writer w;
@@ -53,7 +55,7 @@ struct journal_builder {
 	uint64_t chain;            /* the history chain after the last entry added */
 	uint64_t chain_start;      /* ... before the open block's first entry */
 	uint64_t mark_chain, mark_chain_start;
-	/* jb_mark's snapshot, to take a refused commit's entries back out */
+	/* store__journal_mark's snapshot, to take a refused commit's entries back out */
 	size_t mark_len;           /* 0: no block was open */
 	uint32_t mark_count;
 	uint64_t mark_first_seq;
@@ -129,13 +131,16 @@ int store__key_successor(struct buf *out, const uint8_t *prefix, size_t len);
 /* 0, or US_ECORRUPT for a value that is not a position record. */
 int store__decode_pos(const char *v, size_t len, struct store_position *p);
 
-/* The journal as the writer builds it (s->jb, writer thread only). These
+/* ---- the journal (store_journal.c) ----
+ *
+ * The writer builds the journal in s->jb (writer thread only). These calls
  * only put into the batch they are given, never write to RocksDB: the
  * caller's batch holds the items, the journal blocks and the new position
  * together. On failure they return a US_E* code with err filled. */
 
 /* Sets up the builder embedded in a store: a block is put once it holds
- * target_bytes. _release frees its buffers (after _init, or zeroed). */
+ * target_bytes (or US_BLOCK_MAX_ENTRIES entries). _release frees its
+ * buffers (after _init, or zeroed). */
 void store__journal_init(struct journal_builder *jb, size_t target_bytes);
 void store__journal_release(struct journal_builder *jb);
 /* Starts a batch's journal: no block open, the history chain at chain (the
@@ -160,7 +165,8 @@ void store__journal_rollback(struct store *s);
 /* The history chain after the last entry added: the new position's. */
 uint64_t store__journal_chain(const struct store *s);
 /* Puts the open block, and the chain before it, into b and closes it;
- * nothing when no block is open. Last, before b is written. */
+ * nothing when no block is open. The batch's last journal call, before b
+ * is written. */
 int store__journal_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err);
 
 /* A replica's block, for an apply given its entries without one: _begin at

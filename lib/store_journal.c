@@ -16,8 +16,8 @@
  * Invariants kept here:
  * - Nothing here writes to RocksDB on the commit path: a block goes into the
  *   write batch the caller gives, which holds the items and the new position
- *   as well (store.c writes it, synced), so after a crash the journal and the
- *   data it describes never disagree.
+ *   as well (store.c writes it, in one piece), so after a crash the journal
+ *   and the data it describes never disagree.
  * - A block's key is the seq of its first entry, and the writer gives seqs
  *   in order with no gap (store.c), so the next block's key is the seq after
  *   the last entry of the one before it.

@@ -1,25 +1,35 @@
 /*
- * store.c - one namespace's database on RocksDB. See store.h for the contract
- * and docs/store-format.md for the key layout, repeated here:
+ * store.c - one namespace's database on RocksDB: open and close, the catalog,
+ * and every write (commits, replica applies, full-copy loads, the position).
+ * See store.h for the contract and docs/store-format.md for the key layout;
+ * the keys this file keeps, repeated here:
  *
  *   key                                        value
- *   'M' "format"                               "USST" u8 version (2)
- *   'M' "pos"                                  u64le generation, u64le seq, u64le time_ms
+ *   'M' "format"                               "USST" u8 version (3)
+ *   'M' "pos"                                  u64le generation, u64le seq, u64le time_ms,
+ *                                              u64le chain
  *   'M' "gen" u64be generation                 u64le first seq of that generation
+ *   'M' "node"                                 this store's node id (32 hex digits)
+ *   'M' "site"                                 a replica's site node id (store_bind_site)
  *   'A' account                                u8 flags (bit 0: is_logged)
  *   'F' account 0x00 file                      u8 flags (bit 0: is_logged)
  *   'D' account 0x00 file 0x00 u8 section id   item body (opaque bytes)
- *   'J' u64be first seq                        journal block (entry.h): the
- *                                              entries first seq .. first seq
- *                                              + count - 1
+ *
+ * On a replica, the 'A' or 'F' record of an account or file stale since a
+ * seq (logging turned off, or a file reset by a re-ship) carries u64le
+ * stale_since_seq after its flags (put_flags). The journal's keys ('J'
+ * blocks, 'H' chains) are lib/store_journal.c's; reads and snapshots are
+ * lib/store_read.c's; lib/store_int.h is what the three share.
  *
  * Invariants kept here:
  * - seq is contiguous: every batch appends J blocks holding seq+1..seq+k and
- *   writes 'M' "pos" = seq+k in the same atomic, synced RocksDB write batch,
- *   so the journal and the data it describes can never disagree after a
- *   crash. The next block's key is the seq after the last entry of the one
- *   before it.
- * - A refused commit leaves nothing in the batch (write-batch save points) and
+ *   writes 'M' "pos" = seq+k in the same atomic, synced RocksDB write batch
+ *   (an apply without is_sync is synced later), so the journal and the data
+ *   it describes can never disagree after a crash. The journal's calls
+ *   (store__journal_*) only put blocks into the batch they are given: this
+ *   file makes each commit's or apply's batch and writes it.
+ * - A refused commit leaves nothing in the batch (write-batch save points,
+ *   with store__journal_mark and _rollback for its journal entries) and
  *   nothing in the catalog (it is restored from a copy).
  * - The catalog (accounts and files with their flags) mirrors the 'A' and 'F'
  *   keys; only the writer thread reads or changes it. If a batch write fails it
@@ -82,7 +92,7 @@ int store__take_rocks_err(char **errptr, struct us_err *err, const char *what)
  * background flush or compaction, which RocksDB retries by itself) leaves
  * the WAL writer sound: the write is refused and the next one may succeed.
  * The disk reserve (disk.h) keeps a daemon's own writes from getting here. */
-static int take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
+int store__take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what)
 {
 	bool is_wal = *errptr && strstr(*errptr, ".log");
 	int rc = store__take_rocks_err(errptr, err, what);
@@ -100,7 +110,7 @@ static int check_disk(struct store *s, bool is_space, struct us_err *err)
 }
 
 /* Whether the store takes writes at all. */
-static int check_writable(struct store *s, struct us_err *err)
+int store__check_writable(struct store *s, struct us_err *err)
 {
 	if (s->is_read_only)
 		return err_set(err, US_EPRECOND, "store is open read-only");
@@ -137,14 +147,6 @@ int store__key_item(struct buf *k, const struct entry *e)
 {
 	if (store__key_section(k, e->account, e->account_len, e->file, e->file_len, e->section) ||
 	    buf_append(k, e->id, e->id_len))
-		return US_ENOMEM;
-	return 0;
-}
-
-static int key_journal(struct buf *k, uint64_t seq)
-{
-	buf_reset(k);
-	if (buf_append_u8(k, 'J') || buf_append_u64be(k, seq))
 		return US_ENOMEM;
 	return 0;
 }
@@ -405,7 +407,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 				       sizeof(first));
 		rocksdb_write(s->db, s->write_opts, b, &errptr);
 		rocksdb_writebatch_destroy(b);
-		return take_write_err(s, &errptr, err, "cannot initialize store");
+		return store__take_write_err(s, &errptr, err, "cannot initialize store");
 	}
 	if (len != 5 || memcmp(v, STORE_MAGIC, 4) != 0) {
 		rocksdb_free(v);
@@ -463,7 +465,7 @@ static int load_node_id(struct store *s, struct us_err *err)
 	for (int i = 0; i < 16; i++)
 		snprintf(s->node_id + 2 * i, 3, "%02x", raw[i]);
 	rocksdb_put(s->db, s->write_opts, KEY_NODE, strlen(KEY_NODE), s->node_id, 32, &errptr);
-	return take_write_err(s, &errptr, err, "cannot write node id");
+	return store__take_write_err(s, &errptr, err, "cannot write node id");
 }
 
 const char *store_node_id(const struct store *s)
@@ -513,10 +515,10 @@ int store_bind_site(struct store *s, const char *node_id, struct us_err *err)
 
 	if (len == 0 || len > US_NODE_ID_MAX_LEN)
 		return err_set(err, US_EINVAL, "bad site node id of %zu bytes", len);
-	if ((rc = check_writable(s, err)) || (rc = check_disk(s, true, err)))
+	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
 		return rc;
 	rocksdb_put(s->db, s->write_opts, KEY_SITE, strlen(KEY_SITE), node_id, len, &errptr);
-	if ((rc = take_write_err(s, &errptr, err, "cannot bind the store to its site")))
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot bind the store to its site")))
 		return rc;
 	memcpy(s->site_id, node_id, len + 1);
 	return 0;
@@ -551,9 +553,8 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	s->max_body = o->max_body ? o->max_body : US_BODY_MAX_BYTES;
 	pthread_mutex_init(&s->pos_lock, NULL);
 	buf_init(&s->key);
-	buf_init(&s->jb.buf);
-	buf_init(&s->jb.saved);
-	s->jb.target = o->journal_block_bytes ? o->journal_block_bytes : US_JOURNAL_BLOCK_BYTES;
+	store__journal_init(&s->jb, o->journal_block_bytes ? o->journal_block_bytes
+							  : US_JOURNAL_BLOCK_BYTES);
 	s->reserve = o->reserve;
 	s->dir = strdup(dir);
 	if (!s->dir) {
@@ -647,8 +648,7 @@ void store_close(struct store *s)
 	catalog_release(&s->cat);
 	catalog_release(&s->cat_saved);
 	buf_release(&s->key);
-	buf_release(&s->jb.buf);
-	buf_release(&s->jb.saved);
+	store__journal_release(&s->jb);
 	pthread_mutex_destroy(&s->pos_lock);
 	free(s);
 }
@@ -845,113 +845,6 @@ static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry
 	}
 }
 
-/* ---- the journal, as the writer builds it ----
- *
- * Journaled entries go into an open block (s->jb), put into the batch as one
- * 'J' value once it reaches jb.target, and at the end of the batch: one
- * RocksDB key for many entries. A refused commit takes its entries back out:
- * jb_mark at its start, jb_rollback on refusal. A block put into the batch in
- * between left the batch with the commit's save point; the entries of the
- * commits before the mark that it held are put back from a copy taken just
- * before that put. */
-
-/* Puts the open block into b and closes it. */
-/* 'H' + u64be first_seq -> u64le: the history chain before the journal block
- * at first_seq (docs/store-format.md), written and trimmed with the block. */
-static void put_chain_start(rocksdb_writebatch_t *b, uint64_t first_seq, uint64_t chain)
-{
-	uint8_t k[9], v[8];
-
-	k[0] = 'H';
-	buf_put_u64be(k + 1, first_seq);
-	buf_put_u64le(v, chain);
-	rocksdb_writebatch_put(b, (char *)k, sizeof(k), (char *)v, sizeof(v));
-}
-
-static int jb_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err)
-{
-	struct journal_builder *jb = &s->jb;
-	int rc;
-
-	if (!jb->is_open)
-		return 0;
-	if ((rc = entry_block_finish(&jb->w, err)))
-		return rc;
-	if (key_journal(&s->key, jb->first_seq))
-		return err_set(err, US_ENOMEM, "out of memory");
-	rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (char *)jb->buf.p, jb->buf.len);
-	put_chain_start(b, jb->first_seq, jb->chain_start);
-	buf_reset(&jb->buf);
-	jb->is_open = false;
-	return 0;
-}
-
-static void jb_mark(struct store *s)
-{
-	struct journal_builder *jb = &s->jb;
-
-	jb->mark_len = jb->is_open ? jb->buf.len : 0;
-	jb->mark_count = jb->is_open ? jb->w.count : 0;
-	jb->mark_first_seq = jb->first_seq;
-	jb->is_flushed_since_mark = false;
-	jb->mark_chain = jb->chain;
-	jb->mark_chain_start = jb->chain_start;
-}
-
-static void jb_rollback(struct store *s)
-{
-	struct journal_builder *jb = &s->jb;
-
-	jb->chain = jb->mark_chain;
-	jb->chain_start = jb->mark_chain_start;
-	if (jb->mark_len == 0) {
-		buf_reset(&jb->buf);
-		jb->is_open = false;
-		return;
-	}
-	if (jb->is_flushed_since_mark) {
-		struct buf t = jb->buf;
-
-		jb->buf = jb->saved;
-		jb->saved = t;
-	}
-	jb->buf.len = jb->mark_len;
-	jb->w = (struct entry_block_writer){.out = &jb->buf, .start = 0, .count = jb->mark_count};
-	jb->first_seq = jb->mark_first_seq;
-	jb->is_open = true;
-}
-
-/* Adds e, journaled at seq (the seq after the last one added), to the block. */
-static int journal_put(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
-		       uint64_t seq, struct us_err *err)
-{
-	struct journal_builder *jb = &s->jb;
-	int rc;
-
-	if (jb->is_open && (jb->buf.len >= jb->target || jb->w.count >= US_BLOCK_MAX_ENTRIES)) {
-		if (!jb->is_flushed_since_mark && jb->mark_len > 0) {
-			buf_reset(&jb->saved);
-			if (buf_append(&jb->saved, jb->buf.p, jb->mark_len))
-				return err_set(err, US_ENOMEM, "out of memory");
-		}
-		jb->is_flushed_since_mark = true;
-		if ((rc = jb_flush(s, b, err)))
-			return rc;
-	}
-	if (!jb->is_open) {
-		if ((rc = entry_block_begin(&jb->w, &jb->buf, seq)))
-			return err_set(err, rc, "cannot start a journal block at seq %llu",
-				       (unsigned long long)seq);
-		jb->first_seq = seq;
-		jb->is_open = true;
-		jb->chain_start = jb->chain;
-	}
-	if ((rc = entry_block_add(&jb->w, e, err)))
-		return rc;
-	jb->chain = entry_chain(jb->chain, jb->buf.p + jb->w.last, jb->buf.len - jb->w.last);
-	return 0;
-}
-
 /* Turning logging on re-ships what was not shipped: for each file that starts
  * shipping, a CREATE_FILE reset (entry.h) and a WRITE per item, journaled just
  * before the SET_LOGGING marker itself (so the archiver's copy stays marked
@@ -998,7 +891,7 @@ static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct en
 
 	e.op = ENTRY_CREATE_FILE;
 	e.is_reset = true;
-	if ((rc = journal_put(s, b, &e, ++*next, err)))
+	if ((rc = store__journal_put(s, b, &e, ++*next, err)))
 		return rc;
 	e.is_reset = false;
 	buf_init(&prefix);
@@ -1027,7 +920,7 @@ static int reship_file(struct store *s, rocksdb_writebatch_t *b, const struct en
 		e.body = (const uint8_t *)v;
 		e.body_len = vlen;
 		e.is_commit_end = ++n % RESHIP_COMMIT_ENTRIES == 0;
-		rc = journal_put(s, b, &e, ++*next, err);
+		rc = store__journal_put(s, b, &e, ++*next, err);
 	}
 	if (!rc) {
 		rocksdb_iter_get_error(it, &errptr);
@@ -1147,7 +1040,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		}
 	}
 	rocksdb_writebatch_set_save_point(b);
-	jb_mark(s);
+	store__journal_mark(s);
 
 	/* One pass: each op applies against the catalog as the ops before it left
 	 * it, and goes to the journal right away if its file ships. */
@@ -1163,7 +1056,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		if (rc == 0 && rs.is_needed)
 			rc = reship_after(s, b, e, &rs, &next, &c->err);
 		if (rc == 0 && is_journaled) {
-			rc = journal_put(s, b, e, ++next, &c->err);
+			rc = store__journal_put(s, b, e, ++next, &c->err);
 			last_journaled = (long)i;
 		}
 		if (rc) {
@@ -1177,7 +1070,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 	 * a block is put only before an entry is added). */
 	if (last_journaled >= 0) {
 		c->ops[last_journaled].is_commit_end = true;
-		entry_block_mark_end(&s->jb.w);
+		store__journal_mark_end(s);
 	}
 	rocksdb_writebatch_pop_save_point(b, &errptr);
 	if (errptr) {
@@ -1193,7 +1086,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 
 out_rollback:
 	rocksdb_writebatch_rollback_to_save_point(b, &errptr);
-	jb_rollback(s);
+	store__journal_rollback(s);
 	if (errptr) {
 		/* Cannot happen: the save point was set above. Say so loudly. */
 		rocksdb_free(errptr);
@@ -1216,7 +1109,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	char *errptr = NULL;
 	int rc;
 
-	if ((rc = check_writable(s, err))) { /* a first part of the group failed it */
+	if ((rc = store__check_writable(s, err))) { /* a first part of the group failed it */
 		for (size_t i = from; i < to; i++) {
 			commits[i]->rc = rc;
 			commits[i]->err = *err;
@@ -1226,9 +1119,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	store_get_position(s, &pos);
 	seq = pos.seq;
 	b = rocksdb_writebatch_create();
-	buf_reset(&s->jb.buf);
-	s->jb.is_open = false;
-	s->jb.chain = pos.chain;
+	store__journal_start(s, pos.chain);
 	for (size_t i = from; i < to; i++)
 		add_commit(s, b, commits[i], time_ms, &seq);
 	if (rocksdb_writebatch_count(b) == 0) {
@@ -1238,20 +1129,19 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	if (seq != pos.seq)
 		pos.time_ms = time_ms;
 	pos.seq = seq;
-	pos.chain = s->jb.chain;
+	pos.chain = store__journal_chain(s);
 	encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
-	rc = jb_flush(s, b, err);
+	rc = store__journal_flush(s, b, err);
 	if (rc == 0)
 		rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	buf_reset(&s->jb.buf);
-	s->jb.is_open = false;
+	store__journal_drop(s);
 	/* a synced write into a directory deleted meanwhile succeeds and keeps
 	 * nothing: checked after it, and then nothing more is written */
 	if (rc == 0 && !errptr && (rc = check_disk(s, false, err)))
 		atomic_store(&s->is_failed, true);
-	if (rc || (rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
+	if (rc || (rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		/* Nothing of this part is acknowledged; the catalog may have run
@@ -1278,7 +1168,7 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = check_writable(s, err)) || (rc = check_disk(s, true, err))) {
+	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err))) {
 		for (size_t i = 0; i < n; i++) {
 			commits[i]->rc = rc;
 			commits[i]->err = *err;
@@ -1310,7 +1200,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	if (n == 0)
 		return err_set(err, US_EINVAL, "no entries to apply");
@@ -1330,12 +1220,8 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 		return err_set(err, US_EINVAL, "the block given is not the one of entries %llu..%llu",
 			       (unsigned long long)first_seq,
 			       (unsigned long long)(first_seq + n - 1));
-	if (!block) {
-		buf_reset(&s->jb.buf);
-		if ((rc = entry_block_begin(&s->jb.w, &s->jb.buf, first_seq)))
-			return err_set(err, rc, "cannot start a journal block at seq %llu",
-				       (unsigned long long)first_seq);
-	}
+	if (!block && (rc = store__journal_block_begin(s, first_seq, err)))
+		return rc;
 	/* The catalog may change; keep a copy to restore if an entry is refused. */
 	if (catalog_copy(&s->cat_saved, &s->cat))
 		return err_set(err, US_ENOMEM, "out of memory");
@@ -1356,25 +1242,16 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 				break;
 			}
 		}
-		if (!block && (rc = entry_block_add(&s->jb.w, e, err)))
+		if (!block && (rc = store__journal_block_add(s, e, err)))
 			break;
 	}
-	if (rc == 0 && !block) {
-		rc = entry_block_finish(&s->jb.w, err);
-		block = s->jb.buf.p;
-		block_len = s->jb.buf.len;
-	}
+	if (rc == 0 && !block)
+		rc = store__journal_block_finish(s, &block, &block_len, err);
 	chain = pos.chain;
 	if (rc == 0)
 		rc = entry_block_chain(block, block_len, UINT64_MAX, &chain, err);
-	if (rc == 0) {
-		if (key_journal(&s->key, first_seq))
-			rc = err_set(err, US_ENOMEM, "out of memory");
-		else
-			rocksdb_writebatch_put(b, (char *)s->key.p, s->key.len, (const char *)block,
-					       block_len);
-		put_chain_start(b, first_seq, pos.chain);
-	}
+	if (rc == 0)
+		rc = store__journal_put_block(s, b, first_seq, block, block_len, pos.chain, err);
 	if (rc) {
 		rocksdb_writebatch_destroy(b);
 		catalog_copy(&s->cat, &s->cat_saved);
@@ -1387,7 +1264,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_write(s->db, is_sync ? s->write_opts : s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		if (catalog_load(s, &lerr))
@@ -1406,12 +1283,12 @@ int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err)
 	char *errptr = NULL;
 	int rc;
 
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	/* Read first: what was written before the flush is durable after it. */
 	store_get_position(s, &pos);
 	rocksdb_flush_wal(s->db, 1, &errptr);
-	if ((rc = take_write_err(s, &errptr, err, "cannot sync store")))
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot sync store")))
 		return rc;
 	/* an fsync into a directory deleted meanwhile succeeds, and is not
 	 * durable: checked after it, so that nothing of it is acknowledged */
@@ -1419,281 +1296,6 @@ int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err)
 		return rc;
 	*durable_seq = pos.seq;
 	return 0;
-}
-
-
-struct store_journal_iter {
-	rocksdb_iterator_t *it;
-	rocksdb_readoptions_t *ro;
-	uint64_t from;
-	struct entry_block_reader r;
-	bool is_block_open;
-};
-
-static const char journal_lower[1] = {'J'};
-static const char journal_upper[1] = {'J' + 1};
-
-/* A read options with the journal's bounds (both ends: seek_for_prev). */
-static rocksdb_readoptions_t *journal_readoptions(void)
-{
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-
-	rocksdb_readoptions_set_iterate_lower_bound(ro, journal_lower, 1);
-	rocksdb_readoptions_set_iterate_upper_bound(ro, journal_upper, 1);
-	return ro;
-}
-
-int store_journal_iter_new(struct store *s, uint64_t from, struct store_journal_iter **out,
-			   struct us_err *err)
-{
-	struct store_journal_iter *it = calloc(1, sizeof(*it));
-	uint8_t k[9];
-
-	if (!it)
-		return err_set(err, US_ENOMEM, "out of memory");
-	store__perf_off();
-	it->ro = journal_readoptions();
-	it->it = rocksdb_create_iterator(s->db, it->ro);
-	it->from = from;
-	k[0] = 'J';
-	buf_put_u64be(k + 1, from);
-	/* The block holding from starts at or before it; none: from is older
-	 * than the journal, which then starts at its first block. */
-	rocksdb_iter_seek_for_prev(it->it, (char *)k, sizeof(k));
-	if (!rocksdb_iter_valid(it->it))
-		rocksdb_iter_seek(it->it, (char *)k, sizeof(k));
-	*out = it;
-	return 0;
-}
-
-/* Opens the block under the iterator, which must be valid. */
-static int journal_open_block(struct store_journal_iter *it, struct us_err *err)
-{
-	size_t klen, vlen;
-	const char *k = rocksdb_iter_key(it->it, &klen);
-	const char *v;
-	uint64_t key_seq;
-	int rc;
-
-	if (klen != 9 || k[0] != 'J')
-		return err_set(err, US_ECORRUPT, "bad journal key of %zu bytes", klen);
-	key_seq = buf_get_u64be((const uint8_t *)k + 1);
-	v = rocksdb_iter_value(it->it, &vlen);
-	if ((rc = entry_block_open(&it->r, (const uint8_t *)v, vlen, err))) {
-		err_wrap(err, "journal block at seq %llu", (unsigned long long)key_seq);
-		return rc;
-	}
-	if (it->r.first_seq != key_seq)
-		return err_set(err, US_ECORRUPT, "journal block at seq %llu says it starts at %llu",
-			       (unsigned long long)key_seq, (unsigned long long)it->r.first_seq);
-	it->is_block_open = true;
-	return 0;
-}
-
-int store_journal_iter_next(struct store_journal_iter *it, uint64_t *seq, struct entry *e,
-			    const uint8_t **raw, size_t *raw_len, struct us_err *err)
-{
-	char *errptr = NULL;
-	int rc;
-
-	for (;;) {
-		if (it->is_block_open) {
-			rc = entry_block_next(&it->r, e, seq, err);
-			if (rc < 0) {
-				err_wrap(err, "journal");
-				return rc;
-			}
-			if (rc == 1) {
-				if (*seq < it->from)
-					continue;
-				if (raw) {
-					*raw = it->r.raw;
-					*raw_len = it->r.raw_len;
-				}
-				return 1;
-			}
-			it->is_block_open = false;
-			rocksdb_iter_next(it->it);
-		}
-		if (!rocksdb_iter_valid(it->it)) {
-			rocksdb_iter_get_error(it->it, &errptr);
-			return store__take_rocks_err(&errptr, err, "cannot read journal");
-		}
-		if ((rc = journal_open_block(it, err)))
-			return rc;
-	}
-}
-
-void store_journal_iter_free(struct store_journal_iter *it)
-{
-	if (!it)
-		return;
-	rocksdb_iter_destroy(it->it);
-	rocksdb_readoptions_destroy(it->ro);
-	free(it);
-}
-
-int store_journal_get(struct store *s, uint64_t seq, struct buf *raw, struct entry *e,
-		      struct us_err *err)
-{
-	struct store_journal_iter *it;
-	const uint8_t *p;
-	uint64_t got;
-	size_t len;
-	int rc;
-
-	if ((rc = store_journal_iter_new(s, seq, &it, err)))
-		return rc;
-	rc = store_journal_iter_next(it, &got, e, &p, &len, err);
-	if (rc == 1 && got != seq)
-		rc = 0;
-	if (rc == 0)
-		rc = err_set(err, US_ENOTFOUND, "journal entry %llu is not retained",
-			     (unsigned long long)seq);
-	if (rc == 1) {
-		buf_reset(raw);
-		rc = buf_append(raw, p, len) ? err_set(err, US_ENOMEM, "out of memory")
-					      : entry_decode(raw->p, raw->len, e, err);
-	}
-	store_journal_iter_free(it);
-	return rc;
-}
-
-int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, struct us_err *err)
-{
-	struct store_position pos;
-	rocksdb_readoptions_t *ro;
-	rocksdb_iterator_t *it;
-	char *errptr = NULL, *hv;
-	uint8_t k[9];
-	uint64_t first = 0;
-	size_t len;
-	int rc = 0;
-
-	store_get_position(s, &pos);
-	if (next_seq == pos.seq + 1) {
-		*chain = pos.chain;
-		return 0;
-	}
-	if (next_seq <= 1) {
-		*chain = 0;
-		return 0;
-	}
-	if (next_seq > pos.seq + 1)
-		return err_set(err, US_ERANGE, "seq %llu is past the last seq %llu",
-			       (unsigned long long)next_seq - 1, (unsigned long long)pos.seq);
-	/* The block that holds next_seq begins at or before it; the chain before
-	 * it is kept beside it; fold its entries up to next_seq - 1. */
-	ro = journal_readoptions();
-	it = rocksdb_create_iterator(s->db, ro);
-	k[0] = 'J';
-	buf_put_u64be(k + 1, next_seq);
-	rocksdb_iter_seek_for_prev(it, (char *)k, sizeof(k));
-	if (rocksdb_iter_valid(it)) {
-		size_t klen, vlen;
-		const char *key = rocksdb_iter_key(it, &klen);
-		const char *v = rocksdb_iter_value(it, &vlen);
-
-		if (klen == 9 && key[0] == 'J') {
-			first = buf_get_u64be((const uint8_t *)key + 1);
-			k[0] = 'H';
-			buf_put_u64be(k + 1, first);
-			hv = rocksdb_get(s->db, s->read_opts, (char *)k, sizeof(k), &len, &errptr);
-			if (!errptr && hv && len == 8) {
-				*chain = buf_get_u64le((uint8_t *)hv);
-				rc = entry_block_chain((const uint8_t *)v, vlen, next_seq - 1, chain,
-						       err);
-			} else if (!errptr) {
-				first = 0; /* no chain kept for it */
-			}
-			rocksdb_free(hv);
-		}
-	}
-	if (!errptr)
-		rocksdb_iter_get_error(it, &errptr);
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	if ((rc = rc ? rc : store__take_rocks_err(&errptr, err, "cannot read the history chain")))
-		return rc;
-	if (first == 0)
-		return err_set(err, US_ENOTFOUND, "the history before seq %llu is not retained",
-			       (unsigned long long)next_seq);
-	return 0;
-}
-
-int store_journal_first(struct store *s, uint64_t *seq, struct us_err *err)
-{
-	rocksdb_readoptions_t *ro = journal_readoptions();
-	rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, ro);
-	char *errptr = NULL;
-	int rc = 0;
-
-	*seq = 0;
-	rocksdb_iter_seek_to_first(it);
-	if (rocksdb_iter_valid(it)) {
-		size_t klen;
-		const char *k = rocksdb_iter_key(it, &klen);
-
-		if (klen != 9)
-			rc = err_set(err, US_ECORRUPT, "bad journal key of %zu bytes", klen);
-		else
-			*seq = buf_get_u64be((const uint8_t *)k + 1);
-	} else {
-		rocksdb_iter_get_error(it, &errptr);
-		rc = store__take_rocks_err(&errptr, err, "cannot read journal");
-	}
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	return rc;
-}
-
-int store_journal_trim(struct store *s, uint64_t upto, struct us_err *err)
-{
-	rocksdb_readoptions_t *ro;
-	rocksdb_iterator_t *it;
-	uint8_t lo[9], hi[9];
-	char *errptr = NULL;
-	bool is_found = false;
-	int rc;
-
-	if ((rc = check_writable(s, err)))
-		return rc;
-	if (upto == 0 || upto == UINT64_MAX)
-		return 0;
-	/* Everything before the block that holds upto + 1 goes. */
-	lo[0] = hi[0] = 'J';
-	buf_put_u64be(lo + 1, 0);
-	buf_put_u64be(hi + 1, upto + 1);
-	ro = journal_readoptions();
-	it = rocksdb_create_iterator(s->db, ro);
-	rocksdb_iter_seek_for_prev(it, (char *)hi, sizeof(hi));
-	if (rocksdb_iter_valid(it)) {
-		size_t klen;
-		const char *k = rocksdb_iter_key(it, &klen);
-
-		if (klen == 9 && k[0] == 'J') {
-			memcpy(hi, k, 9);
-			/* Only when a block lies before it: an idle store, trimmed
-			 * already, must not get a range tombstone every period. */
-			rocksdb_iter_prev(it);
-			if (rocksdb_iter_valid(it)) {
-				k = rocksdb_iter_key(it, &klen);
-				is_found = klen == 9 && k[0] == 'J';
-			}
-		}
-	}
-	rocksdb_iter_get_error(it, &errptr);
-	rocksdb_iter_destroy(it);
-	rocksdb_readoptions_destroy(ro);
-	if ((rc = store__take_rocks_err(&errptr, err, "cannot read journal")) || !is_found)
-		return rc;
-	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
-	lo[0] = hi[0] = 'H'; /* the blocks' chains go with them */
-	rocksdb_writebatch_delete_range(b, (char *)lo, sizeof(lo), (char *)hi, sizeof(hi));
-	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
-	rocksdb_writebatch_destroy(b);
-	return take_write_err(s, &errptr, err, "cannot trim journal");
 }
 
 struct store_image_iter {
@@ -1898,7 +1500,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	if ((rc = check_disk(s, true, err)))
 		return rc;
@@ -1943,7 +1545,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	}
 	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_write_err(s, &errptr, err, "cannot write to store"))) {
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		if (catalog_load(s, &lerr))
@@ -1960,7 +1562,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 	char *errptr = NULL;
 	int rc;
 
-	if ((rc = check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)))
 		return rc;
 	encode_pos(posv, pos);
 	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
@@ -1972,7 +1574,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	if ((rc = take_write_err(s, &errptr, err, "cannot set position")))
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot set position")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);
 	s->pos = *pos;
@@ -1985,90 +1587,14 @@ int store_check(struct store *s, struct store_check *out, struct us_err *err)
 	rocksdb_iterator_t *it;
 	struct store_position pos;
 	char *errptr = NULL;
-	uint64_t prev = 0;
-	bool is_last_end = true;
-	bool is_first = true;      /* no block seen yet */
-	bool is_prev_known = false; /* prev is the last seq of the block before */
-	bool is_chain_known = false; /* chain is the history chain after prev */
-	uint64_t chain = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	store_get_position(s, &pos);
 	out->position_seq = pos.seq;
 	out->generation = pos.generation;
-	it = rocksdb_create_iterator(s->db, s->read_opts);
-	for (rocksdb_iter_seek(it, "J", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *k = rocksdb_iter_key(it, &klen);
-		const char *v = rocksdb_iter_value(it, &vlen);
-		struct entry_block_reader r;
-		struct entry e;
-		uint64_t seq, key_seq;
-
-		if (klen < 1 || k[0] != 'J')
-			break;
-		if (klen != 9 || entry_block_open(&r, (const uint8_t *)v, vlen, NULL)) {
-			/* counted once: where it ends is unknown, so the next
-			 * block is not also taken for a gap */
-			out->bad_records++;
-			if (klen == 9) { /* a key without a seq leaves first_seq to the next */
-				if (is_first)
-					out->first_seq = buf_get_u64be((const uint8_t *)k + 1);
-				is_first = false;
-			}
-			is_prev_known = false;
-			continue;
-		}
-		key_seq = buf_get_u64be((const uint8_t *)k + 1);
-		if (r.first_seq != key_seq)
-			out->bad_records++;
-		if (is_first)
-			out->first_seq = key_seq;
-		else if (is_prev_known && key_seq != prev + 1)
-			out->gaps++;
-		is_first = false;
-		is_prev_known = true;
-		/* the chain kept before the block is the one its predecessors fold to */
-		{
-			uint8_t hk[9];
-			size_t hlen;
-			char *hv;
-
-			hk[0] = 'H';
-			buf_put_u64be(hk + 1, key_seq);
-			hv = rocksdb_get(s->db, s->read_opts, (char *)hk, sizeof(hk), &hlen, &errptr);
-			if (errptr) {
-				rocksdb_free(errptr);
-				errptr = NULL;
-				hv = NULL;
-			}
-			if (!hv || hlen != 8)
-				out->chain_mismatches++;
-			else if (is_chain_known && buf_get_u64le((uint8_t *)hv) != chain)
-				out->chain_mismatches++;
-			else
-				chain = buf_get_u64le((uint8_t *)hv);
-			is_chain_known = hv && hlen == 8;
-			rocksdb_free(hv);
-		}
-		while ((rc = entry_block_next(&r, &e, &seq, NULL)) == 1) {
-			out->entries++;
-			is_last_end = e.is_commit_end;
-			chain = entry_chain(chain, r.raw, r.raw_len);
-		}
-		if (rc < 0)
-			out->bad_records++;
-		prev = out->last_seq = key_seq + r.count - 1;
-	}
-	rocksdb_iter_get_error(it, &errptr);
-	rocksdb_iter_destroy(it);
-	if ((rc = store__take_rocks_err(&errptr, err, "cannot read journal")))
+	if ((rc = store__journal_check(s, &pos, out, err)))
 		return rc;
-	if (!is_last_end)
-		out->bad_records++; /* the last commit has no END: a half commit */
-	if (is_chain_known && out->last_seq == pos.seq && chain != pos.chain)
-		out->chain_mismatches++; /* the journal does not fold to the position's */
 	it = rocksdb_create_iterator(s->db, s->read_opts);
 	for (rocksdb_iter_seek(it, "D", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t klen;

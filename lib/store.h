@@ -6,8 +6,9 @@
  *
  * Threads: store_commit_group is called by one writer thread at a time (the
  * committer); every read call is safe from any thread, concurrently with it.
- * The module is two files: lib/store.c (open, writes, journal) and
- * lib/store_read.c (reads, snapshots), sharing lib/store_int.h.
+ * The module is three files: lib/store.c (open, writes), lib/store_journal.c
+ * (the journal: its blocks, reads and trim) and lib/store_read.c (reads,
+ * snapshots), sharing lib/store_int.h.
  * Invariant: the journal holds seq first_retained..position.seq with no gap;
  * a commit's entries get a contiguous range, and the last carries the END flag.
  */

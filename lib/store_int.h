@@ -1,8 +1,9 @@
 /*
- * store_int.h - inside the store module (lib/store.c: open, commits, applies,
- * the journal; lib/store_read.c: reads and snapshots): the struct, the key
- * tags and the helpers both files use. Nothing outside the module includes
- * it; store.h is the contract. Internal names carry the store__ prefix.
+ * store_int.h - inside the store module (lib/store.c: open, commits, applies;
+ * lib/store_journal.c: the journal; lib/store_read.c: reads and snapshots):
+ * the struct, the key tags and the helpers its files share. Nothing outside
+ * the module includes it; store.h is the contract. Internal names carry the
+ * store__ prefix.
  */
 #ifndef US_STORE_INT_H
 #define US_STORE_INT_H
@@ -43,7 +44,8 @@ struct catalog {
 	size_t n, cap;
 };
 
-/* The journal block the writer is filling (see jb_add). */
+/* The journal block the writer is filling (store_journal.c, whose
+ * store__journal_ calls are the only ones to touch it). */
 struct journal_builder {
 	struct buf buf;
 	struct entry_block_writer w;
@@ -53,7 +55,7 @@ struct journal_builder {
 	uint64_t chain;            /* the history chain after the last entry added */
 	uint64_t chain_start;      /* ... before the open block's first entry */
 	uint64_t mark_chain, mark_chain_start;
-	/* jb_mark's snapshot, to take a refused commit's entries back out */
+	/* store__journal_mark's snapshot, to take a refused commit's entries back out */
 	size_t mark_len;           /* 0: no block was open */
 	uint32_t mark_count;
 	uint64_t mark_first_seq;
@@ -108,6 +110,12 @@ struct store_snap {
  * module touches errptr. */
 int store__take_rocks_err(char **errptr, struct us_err *err, const char *what);
 
+/* store__take_rocks_err for a write or a sync: one that failed on the WAL
+ * also marks the store failed for good (store.c says why). */
+int store__take_write_err(struct store *s, char **errptr, struct us_err *err, const char *what);
+/* 0, or the refusal (US_EPRECOND read-only, US_EIO failed) of any write. */
+int store__check_writable(struct store *s, struct us_err *err);
+
 /* Turns off RocksDB's per-thread perf counters on the calling thread. */
 void store__perf_off(void);
 
@@ -122,5 +130,64 @@ int store__key_successor(struct buf *out, const uint8_t *prefix, size_t len);
 
 /* 0, or US_ECORRUPT for a value that is not a position record. */
 int store__decode_pos(const char *v, size_t len, struct store_position *p);
+
+/* ---- the journal (store_journal.c) ----
+ *
+ * The writer builds the journal in s->jb (writer thread only). These calls
+ * only put into the batch they are given, never write to RocksDB: the
+ * caller's batch holds the items, the journal blocks and the new position
+ * together. On failure they return a US_E* code with err filled. */
+
+/* Sets up the builder embedded in a store: a block is put once it holds
+ * target_bytes (or US_BLOCK_MAX_ENTRIES entries). _release frees its
+ * buffers (after _init, or zeroed). */
+void store__journal_init(struct journal_builder *jb, size_t target_bytes);
+void store__journal_release(struct journal_builder *jb);
+/* Starts a batch's journal: no block open, the history chain at chain (the
+ * position's, the one before the batch's first entry). */
+void store__journal_start(struct store *s, uint64_t chain);
+/* Closes the open block without putting it anywhere: the batch it was for
+ * has been written (the block went in by _flush) or dropped. */
+void store__journal_drop(struct store *s);
+/* Adds e as entry seq (the seq after the last one added) to the open block,
+ * opening one at seq when none is; a block that is full goes into b first.
+ * e is borrowed for the call (encoded into the block). */
+int store__journal_put(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+		       uint64_t seq, struct us_err *err);
+/* Marks the last entry added END: the commit's last (it is in the open
+ * block, since a block is put only before an entry is added). */
+void store__journal_mark_end(struct store *s);
+/* A commit's save point, taken with its batch's: _rollback takes the
+ * entries added since back out, with the batch rolled back to its own save
+ * point (a block put in between leaves with it and is rebuilt open). */
+void store__journal_mark(struct store *s);
+void store__journal_rollback(struct store *s);
+/* The history chain after the last entry added: the new position's. */
+uint64_t store__journal_chain(const struct store *s);
+/* Puts the open block, and the chain before it, into b and closes it;
+ * nothing when no block is open. The batch's last journal call, before b
+ * is written. */
+int store__journal_flush(struct store *s, rocksdb_writebatch_t *b, struct us_err *err);
+
+/* A replica's block, for an apply given its entries without one: _begin at
+ * first_seq, _add each entry in seq order, _finish returns the block
+ * (borrowed: the builder's buffer, until the next store__journal_ call).
+ * Between batches only: it uses the writer's buffer. */
+int store__journal_block_begin(struct store *s, uint64_t first_seq, struct us_err *err);
+int store__journal_block_add(struct store *s, const struct entry *e, struct us_err *err);
+int store__journal_block_finish(struct store *s, const uint8_t **block, size_t *len,
+				struct us_err *err);
+/* Puts block (len bytes, borrowed, stored as it is) into b as the journal
+ * block at first_seq ('J'), with chain_before, the history chain before its
+ * first entry ('H'). US_ENOMEM. */
+int store__journal_put_block(struct store *s, rocksdb_writebatch_t *b, uint64_t first_seq,
+			     const uint8_t *block, size_t len, uint64_t chain_before,
+			     struct us_err *err);
+
+/* store_check's journal walk: fills out's first_seq, last_seq, entries,
+ * gaps, bad_records and chain_mismatches (zeroed by the caller), against
+ * pos, the position read before. Fails only on a read error. */
+int store__journal_check(struct store *s, const struct store_position *pos,
+			 struct store_check *out, struct us_err *err);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * store_read.c - the store's reads (items, scans, the file list) and its
  * snapshots; store.h is the contract, store_int.h what this file shares
- * with store.c.
+ * with store.c and store_journal.c.
  *
  * Every read sees one state: a RocksDB read sees whole write batches only,
  * and a commit, its journal entries and the position it moves to are one

@@ -365,6 +365,7 @@ int store_journal_get(struct store *s, uint64_t seq, struct buf *raw, struct ent
 int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, struct us_err *err)
 {
 	struct store_position pos;
+	const rocksdb_snapshot_t *snap;
 	rocksdb_readoptions_t *ro;
 	rocksdb_iterator_t *it;
 	char *errptr = NULL, *hv;
@@ -386,8 +387,12 @@ int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, stru
 		return err_set(err, US_ERANGE, "seq %llu is past the last seq %llu",
 			       (unsigned long long)next_seq - 1, (unsigned long long)pos.seq);
 	/* The block that holds next_seq begins at or before it; the chain before
-	 * it is kept beside it; fold its entries up to next_seq - 1. */
+	 * it is kept beside it; fold its entries up to next_seq - 1. Both are
+	 * read at one snapshot: a trim between the two reads must not make a
+	 * block seem to have no chain. */
+	snap = rocksdb_create_snapshot(s->db);
 	ro = journal_readoptions();
+	rocksdb_readoptions_set_snapshot(ro, snap);
 	it = rocksdb_create_iterator(s->db, ro);
 	k[0] = 'J';
 	buf_put_u64be(k + 1, next_seq);
@@ -401,7 +406,7 @@ int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, stru
 			first = buf_get_u64be((const uint8_t *)key + 1);
 			k[0] = 'H';
 			buf_put_u64be(k + 1, first);
-			hv = rocksdb_get(s->db, s->read_opts, (char *)k, sizeof(k), &len, &errptr);
+			hv = rocksdb_get(s->db, ro, (char *)k, sizeof(k), &len, &errptr);
 			if (!errptr && hv && len == 8) {
 				*chain = buf_get_u64le((uint8_t *)hv);
 				rc = entry_block_chain((const uint8_t *)v, vlen, next_seq - 1, chain,
@@ -416,7 +421,12 @@ int store_chain_before(struct store *s, uint64_t next_seq, uint64_t *chain, stru
 		rocksdb_iter_get_error(it, &errptr);
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
-	if ((rc = rc ? rc : store__take_rocks_err(&errptr, err, "cannot read the history chain")))
+	rocksdb_release_snapshot(s->db, snap);
+	if (rc) {
+		rocksdb_free(errptr); /* the first failure is the one told */
+		return rc;
+	}
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read the history chain")))
 		return rc;
 	if (first == 0)
 		return err_set(err, US_ENOTFOUND, "the history before seq %llu is not retained",

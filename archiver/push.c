@@ -25,7 +25,9 @@
 #include "archiver.h"
 #include "clock.h"
 #include "log.h"
+#include "image_batch.h"
 #include "names.h"
+#include "save.h"
 #include "stream.h"
 #include "understudy.pb-c.h"
 #include "wire.h"
@@ -47,7 +49,9 @@ struct push {
 	struct store *seed;
 	struct store_position seed_pos;
 	uint64_t seed_entries;
-	uint64_t seed_next_chunk;
+	struct save_queue seed_q;          /* the save file's pieces as they come */
+	struct save_reader *seed_r;        /* reading it, from the header on */
+	struct image_batch *seed_batch;    /* its entries, on their way into seed */
 };
 
 /* Ends the call once; later calls do nothing. */
@@ -472,10 +476,21 @@ static void seed_dir(const struct push *p, char *out, size_t size)
 	archiver_ns_dir(p->a, p->ns->name, prefix, out, size);
 }
 
+/* The copy's reading ends (taken or given up). */
+static void seed_reader_end(struct push *p)
+{
+	save_reader_free(p->seed_r);
+	p->seed_r = NULL;
+	save_queue_release(&p->seed_q);
+	image_batch_free(p->seed_batch);
+	p->seed_batch = NULL;
+}
+
 static void seed_abandon(struct push *p)
 {
 	char dir[1400];
 
+	seed_reader_end(p);
 	if (!p->seed)
 		return;
 	store_close(p->seed);
@@ -512,36 +527,88 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 		return history_differs(ns, pos.seq, err);
 	seed_dir(p, dir, sizeof(dir));
 	archiver_rmtree(dir);
+	p->seed_batch = image_batch_new();
+	if (!p->seed_batch)
+		return err_set(err, US_ENOMEM, "out of memory");
 	if ((rc = store_open(&p->seed, dir, &o, err)))
 		return err_wrap(err, "cannot start a full copy of %s", ns->name);
 	p->seed_pos = (struct store_position){.generation = b->generation, .seq = b->seq,
 					      .time_ms = b->time_ms, .chain = b->chain};
 	p->seed_entries = 0;
-	p->seed_next_chunk = 1;
+	save_queue_init(&p->seed_q);
 	log_info("ns=%s event=seed_begin node=%s seq=%llu", ns->name, p->node_id,
 		 (unsigned long long)b->seq);
 	note_heard(ns);
 	return 0;
 }
 
-static int on_seed_chunk(struct push *p, const Understudy__V1__Entries *e, struct us_err *err)
+/* The save's header must be the copy SeedBegin announced. */
+static int check_seed_header(const struct push *p, const struct save_header *h,
+			     struct us_err *err)
+{
+	if (h->kind != SAVE_KIND_SEED || strcmp(h->ns, p->ns->name) != 0 || h->scope_account[0] ||
+	    h->generation != p->seed_pos.generation || h->seq != p->seed_pos.seq ||
+	    h->time_ms != p->seed_pos.time_ms || h->chain != p->seed_pos.chain)
+		return err_set(err, US_ECORRUPT,
+			       "full copy of %s: its save header (kind %u, namespace %s, seq %llu, "
+			       "generation %llu) is not the copy SeedBegin announced (seq %llu, "
+			       "generation %llu)",
+			       p->ns->name, (unsigned)h->kind, h->ns, (unsigned long long)h->seq,
+			       (unsigned long long)h->generation,
+			       (unsigned long long)p->seed_pos.seq,
+			       (unsigned long long)p->seed_pos.generation);
+	return 0;
+}
+
+/* Reads what the queue holds into the copy: until the reader wants more
+ * (SAVE_MORE), or the end of the save (0: the whole of it checked). */
+static int seed_read(struct push *p, struct us_err *err)
+{
+	struct entry e;
+	int rc;
+
+	if (!p->seed_r) {
+		struct save_header h;
+
+		if ((rc = save_reader_new(&p->seed_r, save_queue_source, &p->seed_q, &h, err)) ||
+		    (rc = check_seed_header(p, &h, err)))
+			return rc;
+		return SAVE_MORE;
+	}
+	int got;
+
+	while ((got = save_reader_next(p->seed_r, &e, err)) == 1) {
+		if ((rc = image_batch_add(p->seed_batch, &e)))
+			return err_set(err, rc, "out of memory");
+		p->seed_entries++;
+		if (image_batch_is_full(p->seed_batch) &&
+		    (rc = image_batch_load(p->seed_batch, p->seed, err)))
+			return rc;
+	}
+	if (got < 0)
+		return got;
+	/* at a frame's end, or the save's: what was read goes in now */
+	if ((rc = image_batch_load(p->seed_batch, p->seed, err)))
+		return rc;
+	return got; /* 0: the end, checked; SAVE_MORE */
+}
+
+static int on_seed_data(struct push *p, const Understudy__V1__SeedData *d, struct us_err *err)
 {
 	int rc;
 
 	if (!p->seed)
-		return err_set(err, US_EPRECOND, "a full copy chunk without SeedBegin");
-	if (e->first_seq != p->seed_next_chunk)
-		return err_set(err, US_ERANGE, "full copy chunk %llu, expected chunk %llu",
-			       (unsigned long long)e->first_seq,
-			       (unsigned long long)p->seed_next_chunk);
-	if ((rc = stream_decode_entries(e->first_seq, e->count, e->raw_len, e->block.data,
-					e->block.len, &p->frame, err)) ||
-	    (rc = store_load_entries(p->seed, p->frame.entries, p->frame.n, err))) {
-		err_wrap(err, "full copy chunk %llu", (unsigned long long)e->first_seq);
+		return err_set(err, US_EPRECOND, "a piece of a full copy without SeedBegin");
+	if (p->seed_q.is_ended || (p->seed_r && save_reader_summary(p->seed_r)))
+		return err_set(err, US_ECORRUPT, "full copy of %s: bytes after its save's trailer",
+			       p->ns->name);
+	if ((rc = save_queue_push(&p->seed_q, d->data.data, d->data.len, err)))
+		return rc;
+	rc = seed_read(p, err);
+	if (rc < 0) {
+		err_wrap(err, "full copy of %s", p->ns->name);
 		return rc;
 	}
-	p->seed_entries += p->frame.n;
-	p->seed_next_chunk++;
 	note_heard(p->ns);
 	return 0;
 }
@@ -554,6 +621,17 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 
 	if (!p->seed)
 		return err_set(err, US_EPRECOND, "SeedEnd without SeedBegin");
+	/* the save's end: its trailer checked, or the copy refused */
+	save_queue_end(&p->seed_q);
+	if (!p->seed_r)
+		return err_set(err, US_ECORRUPT, "full copy of %s ended before its save header",
+			       ns->name);
+	if ((rc = seed_read(p, err)) != 0) {
+		if (rc > 0)
+			rc = err_set(err, US_ECORRUPT, "full copy of %s: its save has no trailer",
+				     ns->name);
+		return err_wrap(err, "full copy of %s", ns->name);
+	}
 	if (e->seq != p->seed_pos.seq || e->entries != p->seed_entries)
 		return err_set(err, US_ECORRUPT,
 			       "full copy ends at seq %llu with %llu entries, but began at seq %llu "
@@ -561,6 +639,7 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 			       (unsigned long long)e->seq, (unsigned long long)e->entries,
 			       (unsigned long long)p->seed_pos.seq,
 			       (unsigned long long)p->seed_entries);
+	seed_reader_end(p);
 	if ((rc = store_set_position(p->seed, &p->seed_pos, err)))
 		return rc;
 	store_close(p->seed);
@@ -675,8 +754,12 @@ static void push_message(struct rpc_call *call, void *ctx, const uint8_t *msg, s
 		rc = on_heartbeat(p, f->heartbeat, &err);
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_BEGIN) {
 		rc = on_seed_begin(p, f->seed_begin, &err);
+	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_DATA) {
+		rc = on_seed_data(p, f->seed_data, &err);
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_CHUNK) {
-		rc = on_seed_chunk(p, f->seed_chunk, &err);
+		rc = err_set(&err, US_EPRECOND,
+			     "a full copy in bare chunks (protocol 2): this archiver takes copies as "
+			     "save files (protocol 3)");
 	} else if (f->body_case == UNDERSTUDY__V1__FRAME__BODY_SEED_END) {
 		rc = on_seed_end(p, f->seed_end, &err);
 	} else {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "save.h"
 #include "rpc.h"
 #include "stream.h"
 #include "understudy.pb-c.h"
@@ -313,44 +314,48 @@ static int wait_sent(struct link *l, struct session *ss, struct us_err *err)
 	return 0;
 }
 
-/* Sends the Entries-shaped frame of one seed chunk in scratch. */
-static int send_seed_chunk(struct link *l, struct session *ss, uint64_t chunk, uint32_t count,
-			   struct us_err *err)
+/* The save writer's sink of a full copy: each piece (the header, a frame,
+ * the trailer) goes as one SeedData. */
+struct seed_out {
+	struct link *l;
+	struct session *ss;
+};
+
+static int send_seed_piece(void *arg, const uint8_t *p, size_t len, struct us_err *err)
 {
+	struct seed_out *so = arg;
 	Understudy__V1__Frame f;
-	Understudy__V1__Entries e;
+	Understudy__V1__SeedData d;
 	int rc;
 
-	if ((rc = stream_compress(&ss->scratch, &ss->block, err))) {
-		err_wrap(err, "seed chunk %llu", (unsigned long long)chunk);
-		return rc;
-	}
-	understudy__v1__entries__init(&e);
-	e.first_seq = chunk;
-	e.count = count;
-	e.raw_len = (uint32_t)ss->scratch.len;
-	e.block.data = ss->block.p;
-	e.block.len = ss->block.len;
+	if (is_stopping(so->l))
+		return err_set(err, US_ECANCELLED, "stopping");
+	understudy__v1__seed_data__init(&d);
+	d.data.data = (uint8_t *)p;
+	d.data.len = len;
 	understudy__v1__frame__init(&f);
-	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_CHUNK;
-	f.seed_chunk = &e;
-	if ((rc = wait_sent(l, ss, err)) || (rc = send_frame(ss->b, &f, &ss->msg, err)))
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_DATA;
+	f.seed_data = &d;
+	if ((rc = wait_sent(so->l, so->ss, err)) || (rc = send_frame(so->ss->b, &f, &so->ss->msg, err)))
 		return rc;
 	return 0;
 }
 
-/* A full copy: SeedBegin, chunks of one consistent state, SeedEnd; the
- * journal tail follows from the copy's seq + 1. The site keeps committing. */
+/* A full copy: SeedBegin, a save file of one consistent state in SeedData
+ * pieces (docs/save-format.md), SeedEnd; the journal tail follows from the
+ * copy's seq + 1. The site keeps committing. */
 static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 {
 	Understudy__V1__Frame f;
 	Understudy__V1__SeedBegin sb;
 	Understudy__V1__SeedEnd se;
 	const struct store_image_opts ship = {.is_shipped_only = true};
+	struct seed_out so = {.l = l, .ss = ss};
 	struct store_image_iter *it;
+	struct save_writer *w = NULL;
+	struct save_summary sum;
+	struct save_header h;
 	struct store_position pos;
-	struct entry_block_writer w;
-	uint64_t chunk = 1, entries = 0;
 	struct entry e;
 	int rc;
 
@@ -369,45 +374,26 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 	f.seed_begin = &sb;
 	if ((rc = wait_sent(l, ss, err)) || (rc = send_frame(ss->b, &f, &ss->msg, err)))
 		goto out_it;
-	buf_reset(&ss->scratch);
-	if ((rc = entry_block_begin(&w, &ss->scratch, chunk))) {
-		err_set(err, rc, "out of memory");
+	memset(&h, 0, sizeof(h));
+	h.kind = SAVE_KIND_SEED;
+	snprintf(h.ns, sizeof(h.ns), "%s", l->ns);
+	h.generation = pos.generation;
+	h.seq = pos.seq;
+	h.time_ms = pos.time_ms;
+	h.chain = pos.chain;
+	snprintf(h.creator, sizeof(h.creator), "%s", store_node_id(l->store));
+	snprintf(h.site, sizeof(h.site), "%s", store_node_id(l->store));
+	h.created_ms = clock_wall_ms();
+	if ((rc = save_writer_new(&w, &h, send_seed_piece, &so, err)))
 		goto out_it;
-	}
-	while ((rc = store_image_iter_next(it, &e, err)) == 1) {
-		if ((rc = entry_block_add(&w, &e, err)))
+	while ((rc = store_image_iter_next(it, &e, err)) == 1)
+		if ((rc = save_writer_add(w, &e, err)))
 			goto out_it;
-		entries++;
-		if (ss->scratch.len >= US_FRAME_TARGET_BYTES) {
-			uint32_t count = w.count;
-
-			if ((rc = entry_block_finish(&w, err)) ||
-			    (rc = send_seed_chunk(l, ss, chunk, count, err)))
-				goto out_it;
-			chunk++;
-			buf_reset(&ss->scratch);
-			if ((rc = entry_block_begin(&w, &ss->scratch, chunk))) {
-				err_set(err, rc, "out of memory");
-				goto out_it;
-			}
-			if (is_stopping(l)) {
-				rc = err_set(err, US_ECANCELLED, "stopping");
-				goto out_it;
-			}
-		}
-	}
-	if (rc < 0)
+	if (rc < 0 || (rc = save_writer_finish(w, &sum, err)))
 		goto out_it;
-	if (w.count > 0) {
-		uint32_t count = w.count;
-
-		if ((rc = entry_block_finish(&w, err)) ||
-		    (rc = send_seed_chunk(l, ss, chunk, count, err)))
-			goto out_it;
-	}
 	understudy__v1__seed_end__init(&se);
 	se.seq = pos.seq;
-	se.entries = entries;
+	se.entries = sum.entries;
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_SEED_END;
 	f.seed_end = &se;
@@ -416,9 +402,11 @@ static int send_seed(struct link *l, struct session *ss, struct us_err *err)
 		goto out_it;
 	ss->next_seq = pos.seq + 1;
 	ss->chain = pos.chain;
-	log_info("ns=%s event=seed_sent archiver=%s seq=%llu entries=%llu", l->ns, l->addr,
-		 (unsigned long long)pos.seq, (unsigned long long)entries);
+	log_info("ns=%s event=seed_sent archiver=%s seq=%llu entries=%llu bytes=%llu", l->ns,
+		 l->addr, (unsigned long long)pos.seq, (unsigned long long)sum.entries,
+		 (unsigned long long)sum.bytes);
 out_it:
+	save_writer_free(w);
 	store_image_iter_free(it);
 	return rc;
 }

@@ -645,17 +645,18 @@ static int reader_fill(struct save_reader *r, struct us_err *err)
 		return 0;
 	r->in_pos = r->in_len = 0;
 	if ((rc = r->src(r->arg, r->in, READ_BUF_BYTES, &got, err)))
-		return rc;
+		return rc; /* an error, or SAVE_MORE: nothing consumed */
 	if (got > READ_BUF_BYTES)
 		return err_set(err, US_EIO, "save source returned %zu bytes for %u", got,
 			       READ_BUF_BYTES);
 	r->in_len = got;
-	if (got < READ_BUF_BYTES)
+	if (got == 0)
 		r->is_eof = true;
 	return 0;
 }
 
-/* Consumes up to n bytes into p; *got < n only at the end of the save. */
+/* Consumes up to n bytes into p; *got < n only at the end of the save; or
+ * SAVE_MORE from a fed source that has none yet. */
 static int reader_read(struct save_reader *r, void *p, size_t n, size_t *got,
 		       struct us_err *err)
 {
@@ -703,7 +704,12 @@ static int reader_need(struct save_reader *r, void *p, size_t n, const char *wha
 	size_t got;
 	int rc;
 
-	if ((rc = reader_read(r, p, n, &got, err)))
+	if ((rc = reader_read(r, p, n, &got, err)) == SAVE_MORE)
+		return err_set(err, US_ECORRUPT,
+			       "save source ran dry inside the %s at offset %" PRIu64
+			       " (its feeder must hand over whole frames)",
+			       what, at);
+	if (rc)
 		return rc;
 	if (got < n)
 		return truncated(r, what, at, wants, err);
@@ -809,7 +815,9 @@ static int reader_header(struct save_reader *r, struct us_err *err)
 
 	memset(h, 0, sizeof(*h));
 	/* the magic alone first: "not a save" says more than "truncated" */
-	if ((rc = reader_read(r, hb, 4, &n, err)))
+	if ((rc = reader_read(r, hb, 4, &n, err)) == SAVE_MORE)
+		return err_set(err, US_ECORRUPT, "save source ran dry before the header");
+	if (rc)
 		return rc;
 	if (n < 4 && memcmp(hb, SAVE_MAGIC, n) == 0)
 		return truncated(r, "header", 0, HEADER_FIXED_BYTES, err);
@@ -1036,7 +1044,9 @@ static int reader_trailer(struct save_reader *r, uint64_t at, struct us_err *err
 			       "damaged save: checksum mismatch at offset %" PRIu64 " (stored %016" PRIx64
 			       ", computed %016" PRIx64 ")",
 			       field, stored, computed);
-	if ((rc = reader_fill(r, err)))
+	/* nothing after it; a fed source that has nothing more yet is done too
+	 * (its feeder refuses what would come after the trailer) */
+	if ((rc = reader_fill(r, err)) && rc != SAVE_MORE)
 		return rc;
 	if (r->in_pos < r->in_len)
 		return err_set(err, US_ECORRUPT,
@@ -1093,6 +1103,7 @@ static int reader_step(struct save_reader *r, struct entry *e, struct us_err *er
 			r->state = R_FRAMES;
 		}
 		r->frame_offset = r->offset;
+		/* between frames: the one place a fed source may say "not yet" */
 		if ((rc = reader_read(r, &tag, 1, &got, err)))
 			return rc;
 		if (got == 0)
@@ -1130,6 +1141,8 @@ int save_reader_next(struct save_reader *r, struct entry *e, struct us_err *err)
 		return err->code;
 	}
 	rc = reader_step(r, e, err);
+	if (rc == SAVE_MORE)
+		return rc; /* nothing consumed: call again with more */
 	if (rc < 0) {
 		r->state = R_FAILED;
 		r->failed = *err;
@@ -1199,5 +1212,51 @@ int save_mem_source(void *arg, uint8_t *p, size_t len, size_t *got, struct us_er
 	if (*got)
 		memcpy(p, m->p + m->pos, *got);
 	m->pos += *got;
+	return 0;
+}
+
+void save_queue_init(struct save_queue *q)
+{
+	buf_init(&q->b);
+	q->pos = 0;
+	q->is_ended = false;
+}
+
+void save_queue_release(struct save_queue *q)
+{
+	buf_release(&q->b);
+	q->pos = 0;
+}
+
+int save_queue_push(struct save_queue *q, const uint8_t *p, size_t len, struct us_err *err)
+{
+	/* what was read goes, once it is most of the buffer */
+	if (q->pos > 0 && q->pos >= q->b.len / 2) {
+		memmove(q->b.p, q->b.p + q->pos, q->b.len - q->pos);
+		q->b.len -= q->pos;
+		q->pos = 0;
+	}
+	if (buf_append(&q->b, p, len))
+		return err_set(err, US_ENOMEM, "out of memory for %zu bytes of a save", len);
+	return 0;
+}
+
+void save_queue_end(struct save_queue *q)
+{
+	q->is_ended = true;
+}
+
+int save_queue_source(void *arg, uint8_t *p, size_t len, size_t *got, struct us_err *err)
+{
+	struct save_queue *q = arg;
+	size_t left = q->b.len - q->pos;
+
+	(void)err;
+	*got = 0;
+	if (left == 0)
+		return q->is_ended ? 0 : SAVE_MORE;
+	*got = len < left ? len : left;
+	memcpy(p, q->b.p + q->pos, *got);
+	q->pos += *got;
 	return 0;
 }

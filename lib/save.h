@@ -54,6 +54,7 @@
 #ifndef US_SAVE_H
 #define US_SAVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,9 +110,15 @@ struct save_summary {
  * US_EUNAVAIL...) with err filled; the writer passes its code on. */
 typedef int (*save_sink_fn)(void *arg, const uint8_t *p, size_t len, struct us_err *err);
 
-/* Where a reader's bytes come from: up to len bytes into p, *got of them;
- * *got < len only at the end of the save (the reader then asks no more), or
- * an error with err filled. */
+/* Where a reader's bytes come from: up to len bytes into p, *got of them (0
+ * at the end of the save: the reader then asks no more), or an error with err
+ * filled. A source fed as bytes arrive (the receiving end of a full copy)
+ * returns SAVE_MORE when it has none yet but more will come: the reader then
+ * returns SAVE_MORE too, and is called again once more has come. It may do
+ * so only between a frame and the next (or the trailer): the feeder hands the
+ * reader the header, each frame and the trailer whole, as a writer's sink
+ * gets them. */
+#define SAVE_MORE 2
 typedef int (*save_source_fn)(void *arg, uint8_t *p, size_t len, size_t *got,
 			      struct us_err *err);
 
@@ -163,6 +170,8 @@ int save_reader_new(struct save_reader **out, save_source_fn src, void *arg,
  * it again. The whole-file checksum is checked only at the end: whoever
  * builds something from the entries keeps it aside until next returns 0. */
 int save_reader_next(struct save_reader *r, struct entry *e, struct us_err *err);
+/* (and SAVE_MORE, for a source that has no more bytes yet: nothing is lost,
+ * call again; a source that runs dry inside a frame is US_ECORRUPT) */
 
 /* The trailer's figures, once next has returned 0; NULL before. Borrowed
  * from r. */
@@ -189,5 +198,23 @@ struct save_mem_source {
 };
 /* arg: a struct save_mem_source *. Never fails. */
 int save_mem_source(void *arg, uint8_t *p, size_t len, size_t *got, struct us_err *err);
+
+/* A save fed as it arrives (the receiving end of a full copy): pieces are
+ * pushed (copied) as they come, whole (the header, a frame, the trailer:
+ * what a writer's sink gets), and end says no more will come. As a source
+ * it answers SAVE_MORE while empty and not ended. Bytes read are dropped.
+ * Once the reader has read the trailer, the feeder refuses any more bytes
+ * (the reader checks only those it already holds). */
+struct save_queue {
+	struct buf b;
+	size_t pos;        /* first byte not read yet */
+	bool is_ended;
+};
+void save_queue_init(struct save_queue *q);
+void save_queue_release(struct save_queue *q);
+int save_queue_push(struct save_queue *q, const uint8_t *p, size_t len, struct us_err *err);
+void save_queue_end(struct save_queue *q);
+/* arg: a struct save_queue *. */
+int save_queue_source(void *arg, uint8_t *p, size_t len, size_t *got, struct us_err *err);
 
 #endif

@@ -96,9 +96,10 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
  * (5) (lib/store.c says why). */
 #define US_ROCKSDB_LOG_LEVEL_NONE 6
 
-/* The replication protocol a Hello names: 2 since the stream carries the
- * history chain (a site or an archiver of 1 is refused, not misjudged). */
-#define US_PROTOCOL_VERSION 2
+/* The replication protocol a Hello names: 3 since a full copy is a save file
+ * (2 carried the history chain, 1 did not); a site or an archiver of another
+ * is refused, not misjudged. */
+#define US_PROTOCOL_VERSION 3
 
 /* An archiver gives a store's readers this long to finish before it swaps
  * the store (a full copy, adopt); then the swap is given up. */

@@ -51,15 +51,11 @@
 #include "cli.h"
 #include "stream.h"
 #include "err.h"
+#include "image_batch.h"
 #include "names.h"
 #include "save.h"
 #include "store.h"
 #include "us_limits.h"
-
-/* One store_load_entries call: this many entries, or as many as hold this
- * many bytes (one more entry may pass it: a 16 MiB body goes alone). */
-#define RESTORE_BATCH_ENTRIES 1000
-#define RESTORE_BATCH_BYTES (8u * 1024u * 1024u)
 
 static volatile sig_atomic_t is_interrupted; /* written by the signal handler */
 
@@ -67,69 +63,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	is_interrupted = 1;
-}
-
-/* ---- the batch: entries copied out of the reader ---- */
-
-/* An entry whose bytes are at offsets of batch.bytes (its pointers are set
- * only when the batch is loaded: bytes may move as it grows). */
-struct pending {
-	struct entry e;
-	size_t account_off, file_off, id_off, body_off;
-};
-
-struct batch {
-	struct pending p[RESTORE_BATCH_ENTRIES];
-	struct entry e[RESTORE_BATCH_ENTRIES];
-	size_t n;
-	struct buf bytes;
-};
-
-static int batch_add(struct batch *b, const struct entry *e)
-{
-	struct pending *p = &b->p[b->n];
-
-	p->e = *e;
-	p->account_off = b->bytes.len;
-	if (buf_append(&b->bytes, e->account, e->account_len))
-		return US_ENOMEM;
-	p->file_off = b->bytes.len;
-	if (buf_append(&b->bytes, e->file, e->file_len))
-		return US_ENOMEM;
-	p->id_off = b->bytes.len;
-	if (buf_append(&b->bytes, e->id, e->id_len))
-		return US_ENOMEM;
-	p->body_off = b->bytes.len;
-	if (buf_append(&b->bytes, e->body, e->body_len))
-		return US_ENOMEM;
-	b->n++;
-	return 0;
-}
-
-static bool batch_is_full(const struct batch *b)
-{
-	return b->n == RESTORE_BATCH_ENTRIES || b->bytes.len >= RESTORE_BATCH_BYTES;
-}
-
-/* Loads the batch into s and empties it. */
-static int batch_load(struct batch *b, struct store *s, struct us_err *err)
-{
-	const char *base = (const char *)b->bytes.p;
-	int rc;
-
-	for (size_t i = 0; i < b->n; i++) {
-		struct pending *p = &b->p[i];
-
-		b->e[i] = p->e;
-		b->e[i].account = p->e.account_len ? base + p->account_off : "";
-		b->e[i].file = p->e.file_len ? base + p->file_off : "";
-		b->e[i].id = p->e.id_len ? (const uint8_t *)base + p->id_off : NULL;
-		b->e[i].body = p->e.body_len ? (const uint8_t *)base + p->body_off : NULL;
-	}
-	rc = b->n ? store_load_entries(s, b->e, b->n, err) : 0;
-	b->n = 0;
-	buf_reset(&b->bytes);
-	return rc;
 }
 
 /* ---- the source, counted for progress ---- */
@@ -280,7 +213,7 @@ struct restore {
 	struct restore_in in;
 	struct save_reader *r;
 	struct store *store;
-	struct batch *batch;
+	struct image_batch *batch;
 	char node_id[64];
 	/* --until */
 	bool is_until_time;
@@ -340,9 +273,10 @@ static int load_all(struct restore *rs)
 			break;
 		if (e.op == ENTRY_WRITE)
 			rs->in.items++;
-		if (batch_add(rs->batch, &e))
+		if (image_batch_add(rs->batch, &e))
 			return cli_fail(EXIT_FAIL, "cannot restore %s: out of memory", rs->path);
-		if (batch_is_full(rs->batch) && (rc = batch_load(rs->batch, rs->store, &err)))
+		if (image_batch_is_full(rs->batch) &&
+		    (rc = image_batch_load(rs->batch, rs->store, &err)))
 			return cli_fail(EXIT_FAIL, "cannot restore %s into %s: %s", rs->path, rs->tmp,
 					err.msg);
 		if (rs->in.is_progress && seconds_since(&rs->in.last) >= 0.5)
@@ -352,7 +286,7 @@ static int load_all(struct restore *rs)
 		return cli_fail(EXIT_FAIL, "restore of %s interrupted: nothing kept", rs->path);
 	if (rc < 0)
 		return cli_fail(EXIT_FAIL, "%s: %s", rs->path, err.msg);
-	if (batch_load(rs->batch, rs->store, &err))
+	if (image_batch_load(rs->batch, rs->store, &err))
 		return cli_fail(EXIT_FAIL, "cannot restore %s into %s: %s", rs->path, rs->tmp,
 				err.msg);
 	rs->sum = *save_reader_summary(rs->r);
@@ -638,12 +572,11 @@ int cmd_restore(struct cli *cli)
 		goto out_file;
 	}
 	rs->ns = cli->ns ? cli->ns : rs->h.ns;
-	rs->batch = calloc(1, sizeof(*rs->batch));
+	rs->batch = image_batch_new();
 	if (!rs->batch) {
 		rc = cli_fail(EXIT_FAIL, "cannot restore: out of memory");
 		goto out_reader;
 	}
-	buf_init(&rs->batch->bytes);
 
 	/* From here on a signal removes what was built (the handlers are the
 	 * process's until it exits: nothing else runs after a command). */
@@ -686,8 +619,7 @@ out_signals:
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGHUP, &old_hup, NULL);
-	buf_release(&rs->batch->bytes);
-	free(rs->batch);
+	image_batch_free(rs->batch);
 out_reader:
 	save_reader_free(rs->r);
 out_file:

@@ -456,7 +456,8 @@ class Proto:
         for name in ("Op", "CommitRequest", "CommitResponse", "ReadRequest", "ReadResponse",
                      "ScanRequest", "ScanResponse", "Item", "ListFilesRequest",
                      "ListFilesResponse", "FileInfo", "StatusRequest", "StatusResponse",
-                     "Frame", "Hello", "Entries", "Heartbeat", "SeedBegin", "SeedEnd", "Ack",
+                     "Frame", "Hello", "Entries", "Heartbeat", "SeedBegin", "SeedEnd", "SeedData",
+                     "Ack",
                      "Welcome", "Progress", "OpenSnapshotRequest", "OpenSnapshotResponse",
                      "ReleaseSnapshotRequest", "ReleaseSnapshotResponse", "SaveRequest",
                      "SaveResponse"):

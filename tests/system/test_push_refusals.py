@@ -204,7 +204,7 @@ class PushRefusalTest(SystemTest):
 
     # ---- frames
 
-    def hello(self, ns=NS, generation=1, last_seq=None, protocol=2, node_id="py-site",
+    def hello(self, ns=NS, generation=1, last_seq=None, protocol=3, node_id="py-site",
               chain=None, first_seq=None, first_chain=0):
         if last_seq is None:
             last_seq = self.applied(ns)
@@ -415,8 +415,10 @@ class PushRefusalTest(SystemTest):
                      case="Heartbeat as the first frame")
         self.refused([self.hello()], P.INVALID_ARGUMENT, ["second Hello"],
                      case="a second Hello")
-        self.refused([self.hello(protocol=3)], P.FAILED_PRECONDITION, ["protocol 3"],
-                     hello=False, case="protocol 3")
+        self.refused([self.hello(protocol=4)], P.FAILED_PRECONDITION, ["protocol 4"],
+                     hello=False, case="protocol 4")
+        self.refused([self.hello(protocol=2)], P.FAILED_PRECONDITION, ["protocol 2"],
+                     hello=False, case="protocol 2 (full copies in bare chunks)")
         self.refused([self.hello(protocol=1)], P.FAILED_PRECONDITION, ["protocol 1"],
                      hello=False, case="protocol 1 (no history chain)")
         self.refused([self.hello(protocol=0)], P.FAILED_PRECONDITION, ["protocol 0"],
@@ -679,22 +681,21 @@ class PushRefusalTest(SystemTest):
         # A broken full copy is refused and never half-taken: the namespace keeps
         # its data (checked by refused() and below).
         begin = self.proto.Frame(seed_begin=self.proto.SeedBegin(seq=100, generation=1))
-        bad_chunk = self.proto.Frame(seed_chunk=self.proto.Entries(
-            first_seq=1, count=1, raw_len=0, block=b""))
-        self.refused([begin, bad_chunk], P.RESOURCE_EXHAUSTED, ["full copy chunk 1"],
-                     case="seed chunk with a bad block")
-        self.refused([bad_chunk], P.FAILED_PRECONDITION, ["without SeedBegin"],
-                     case="seed chunk without SeedBegin")
+        not_a_save = self.proto.Frame(seed_data=self.proto.SeedData(data=b"hello, archiver" * 8))
+        self.refused([begin, not_a_save], P.DATA_LOSS, ["full copy", "not a save"],
+                     case="full copy whose bytes are not a save")
+        self.refused([not_a_save], P.FAILED_PRECONDITION, ["without SeedBegin"],
+                     case="full copy piece without SeedBegin")
         self.refused([self.proto.Frame(seed_end=self.proto.SeedEnd(seq=100, entries=1))],
                      P.FAILED_PRECONDITION, ["without SeedBegin"],
                      case="SeedEnd without SeedBegin")
         self.refused([begin, self.proto.Frame(seed_end=self.proto.SeedEnd(seq=100, entries=5))],
-                     P.DATA_LOSS, ["entries"], case="SeedEnd with a wrong count")
+                     P.DATA_LOSS, ["before its save header"], case="SeedEnd with no save")
         self.refused([self.proto.Frame(seed_begin=self.proto.SeedBegin(seq=1, generation=1))],
                      P.FAILED_PRECONDITION, ["older"], case="full copy older than the archiver")
         self.refused([begin, self.proto.Frame(seed_chunk=self.proto.Entries(
-            first_seq=2, count=1, raw_len=20, block=b"x"))], P.OUT_OF_RANGE, ["chunk 2"],
-            case="seed chunk out of order")
+            first_seq=1, count=1, raw_len=20, block=b"x"))], P.FAILED_PRECONDITION,
+            ["protocol 2"], case="a protocol-2 seed chunk")
         # Still all there: the first data and every "after" item, nothing else.
         data = dump_namespace(self.stub, self.proto, NS)
         self.assertEqual(sorted(data), [("ACC", "CUST")])

@@ -1163,10 +1163,115 @@ static void test_source_error(void **state)
 	free(body);
 }
 
+/* Pieces as a writer's sink gets them: the header, each frame, the trailer. */
+struct pieces {
+	struct buf p[64];
+	size_t n;
+};
+
+static int pieces_sink(void *arg, const uint8_t *p, size_t len, struct us_err *err)
+{
+	struct pieces *ps = arg;
+
+	(void)err;
+	assert_true(ps->n < 64);
+	buf_init(&ps->p[ps->n]);
+	assert_int_equal(buf_append(&ps->p[ps->n], p, len), 0);
+	ps->n++;
+	return 0;
+}
+
+/* A save read as it arrives (a full copy's receiver): whole pieces pushed
+ * one at a time, SAVE_MORE between them, then the end; and a piece cut in
+ * the middle of a frame is refused. */
+static void test_fed_source(void **state)
+{
+	enum { ITEMS = 5000 };
+	struct save_header h = header(SAVE_KIND_SEED), hr;
+	struct save_summary ws;
+	struct pieces ps = {.n = 0};
+	struct save_writer *w;
+	struct save_reader *r = NULL;
+	struct save_queue q;
+	struct entry *e, got;
+	uint8_t *bodies;
+	char ids[ITEMS][8];
+	struct us_err err;
+	size_t n = 0, k = 0, more = 0;
+	uint32_t x = 88172645u;
+	int rc;
+
+	(void)state;
+	e = calloc(ITEMS + 1, sizeof(*e));
+	bodies = malloc((size_t)ITEMS * 200);
+	assert_non_null(e);
+	assert_non_null(bodies);
+	e[n++] = create_file("A", "F", true);
+	for (size_t i = 0; i < ITEMS; i++) {
+		for (size_t j = 0; j < 200; j++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			bodies[i * 200 + j] = (uint8_t)('a' + x % 26);
+		}
+		snprintf(ids[i], sizeof(ids[i]), "%07zu", i);
+		e[n++] = item("A", "F", SECTION_DATA, ids[i], 7, bodies + i * 200, 200);
+	}
+	assert_int_equal(save_writer_new(&w, &h, pieces_sink, &ps, &err), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(save_writer_add(w, &e[i], &err), 0);
+	assert_int_equal(save_writer_finish(w, &ws, &err), 0);
+	save_writer_free(w);
+	assert_true(ps.n >= 4); /* header, frames, trailer */
+
+	save_queue_init(&q);
+	for (size_t i = 0; i < ps.n; i++) {
+		assert_int_equal(save_queue_push(&q, ps.p[i].p, ps.p[i].len, &err), 0);
+		if (i == ps.n - 1)
+			save_queue_end(&q);
+		if (!r) {
+			assert_int_equal(save_reader_new(&r, save_queue_source, &q, &hr, &err), 0);
+			assert_header_equal(&h, &hr);
+			continue;
+		}
+		while ((rc = save_reader_next(r, &got, &err)) == 1) {
+			assert_entry_read(&e[k], &got);
+			k++;
+		}
+		if (i < ps.n - 1) {
+			assert_int_equal(rc, SAVE_MORE);
+			more++;
+		} else {
+			assert_int_equal(rc, 0);
+		}
+	}
+	assert_int_equal(k, n);
+	assert_int_equal(more, ps.n - 2);
+	assert_memory_equal(save_reader_summary(r), &ws, sizeof(ws));
+	save_reader_free(r);
+	save_queue_release(&q);
+
+	/* a frame handed over in two halves: refused, not waited for */
+	save_queue_init(&q);
+	assert_int_equal(save_queue_push(&q, ps.p[0].p, ps.p[0].len, &err), 0);
+	assert_int_equal(save_reader_new(&r, save_queue_source, &q, &hr, &err), 0);
+	assert_int_equal(save_queue_push(&q, ps.p[1].p, ps.p[1].len / 2, &err), 0);
+	assert_int_equal(save_reader_next(r, &got, &err), US_ECORRUPT);
+	assert_msg(&err, "ran dry inside");
+	save_reader_free(r);
+	save_queue_release(&q);
+
+	for (size_t i = 0; i < ps.n; i++)
+		buf_release(&ps.p[i]);
+	free(bodies);
+	free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_fed_source),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_many_frames),
 		cmocka_unit_test(test_big_body),

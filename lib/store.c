@@ -1346,6 +1346,7 @@ int store_image_iter_new(struct store *s, const struct store_snap *at,
 
 	if (!it)
 		return err_set(err, US_ENOMEM, "out of memory");
+	store__perf_off(); /* this thread reads the whole store */
 	it->s = s;
 	if (opts)
 		it->opts = *opts;

@@ -74,6 +74,7 @@ struct archive {
 	pthread_mutex_t lock;        /* guards the fields below */
 	pthread_cond_t cond;
 	bool is_stopping;
+	bool is_joined;              /* the saver thread is gone (archive_stop; main only) */
 	struct archive_job *head, *tail;
 	struct schedule *sched;
 	size_t n_sched;
@@ -458,15 +459,18 @@ static void trim_one(struct archive *ar, struct ns *ns)
 	bool is_failed = false;
 	size_t n;
 
-	if (list_dir(ar, ns->name, &v, &n, &err) == 0) {
-		for (size_t i = 0; i < n; i++) {
-			st.saves++;
-			st.save_bytes += v[i].summary.bytes;
-			if (!v[i].account[0] && (!st.oldest_save_seq || v[i].pos.seq < st.oldest_save_seq))
-				st.oldest_save_seq = v[i].pos.seq;
-		}
-		free(v);
+	if (list_dir(ar, ns->name, &v, &n, &err) != 0) {
+		/* not knowing the oldest save, trim nothing: it may need it all */
+		is_failed = true;
+		goto out_stats;
 	}
+	for (size_t i = 0; i < n; i++) {
+		st.saves++;
+		st.save_bytes += v[i].summary.bytes;
+		if (!v[i].account[0] && (!st.oldest_save_seq || v[i].pos.seq < st.oldest_save_seq))
+			st.oldest_save_seq = v[i].pos.seq;
+	}
+	free(v);
 	if (archiver_ns_acquire(ns, &err) == 0) {
 		if (!store_is_failed(ns->store) &&
 		    trim_point(ar, ns->store, st.oldest_save_seq, &upto, &err) == 0 && upto &&
@@ -475,6 +479,7 @@ static void trim_one(struct archive *ar, struct ns *ns)
 		store_journal_first(ns->store, &st.journal_first_seq, NULL);
 		archiver_ns_release(ns);
 	}
+out_stats:
 	pthread_mutex_lock(&ar->lock);
 	{
 		struct archive_ns *an = stats_of(ar, ns->name);
@@ -722,24 +727,40 @@ int archive_start(struct archiver *a, struct us_err *err)
 void archive_stop(struct archiver *a)
 {
 	struct archive *ar = a->archive;
+	struct archive_job *jobs;
 	struct us_err err;
 
-	if (!ar)
+	if (!ar || ar->is_joined)
 		return;
 	pthread_mutex_lock(&ar->lock);
 	__atomic_store_n(&ar->is_stopping, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&ar->cond);
 	pthread_mutex_unlock(&ar->lock);
 	pthread_join(ar->thread, NULL);
+	ar->is_joined = true;
+	/* archive_keep queues nothing once is_stopping is set: these are all */
+	pthread_mutex_lock(&ar->lock);
+	jobs = ar->head;
+	ar->head = ar->tail = NULL;
+	pthread_mutex_unlock(&ar->lock);
 	err_set(&err, US_EUNAVAIL, "the archiver is stopping: the save was not taken");
-	while (ar->head) {
-		struct archive_job *job = ar->head;
+	while (jobs) {
+		struct archive_job *job = jobs;
 
-		ar->head = job->next;
+		jobs = job->next;
 		if (job->done)
 			job->done(job->ctx, US_EUNAVAIL, &err, NULL);
 		free(job);
 	}
+}
+
+void archive_free(struct archiver *a)
+{
+	struct archive *ar = a->archive;
+
+	if (!ar)
+		return;
+	archive_stop(a);
 	free(ar->sched);
 	free(ar->stats);
 	pthread_cond_destroy(&ar->cond);

@@ -136,11 +136,15 @@ void archiver_close_namespaces(struct archiver *a);
 
 /* The on-line archive (archive.c): starts its saver thread (us-saver) on
  * save_dir, after removing what a crash left there; stop gives up the save
- * running and refuses the queued ones (UNAVAILABLE), before the server stops.
+ * running and refuses the queued ones (UNAVAILABLE), before the server stops
+ * (requests that come later are refused the same way); free frees it, once
+ * the server has stopped.
  * keep queues a save (the Admin.Save hook, save_service.h); list reads what
  * ns's saves are, oldest first (*out: free()). */
 int archive_start(struct archiver *a, struct us_err *err);
 void archive_stop(struct archiver *a);
+/* After the server stopped (no call can reach the archive): frees it. */
+void archive_free(struct archiver *a);
 void archive_keep(void *arg, const struct keep_request *req, keep_done_fn done, void *ctx);
 /* A namespace appeared: its schedule starts now. */
 void archive_wake(struct archiver *a);

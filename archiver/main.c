@@ -287,6 +287,7 @@ int main(int argc, char **argv)
 	archiver_syncer_stop(a); /* last sync of what the pushes applied */
 	rc = 0;
 out_ns:
+	archive_free(a); /* the server is stopped: no call reaches it */
 	snapshots_free(a->snapshots); /* before the stores close; no call is in flight */
 	archiver_close_namespaces(a);
 	store_cache_free(a->cache);

@@ -508,13 +508,16 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 	char dir[1400];
 	int rc;
 
+	bool is_open;
+
 	if (p->seed)
 		return err_set(err, US_EINVAL, "a second SeedBegin before SeedEnd");
 	pthread_mutex_lock(&ns->apply_lock);
-	if (ns->store)
+	is_open = ns->store != NULL; /* read once: another push may reopen it */
+	if (is_open)
 		store_get_position(ns->store, &pos);
 	pthread_mutex_unlock(&ns->apply_lock);
-	if (!ns->store)
+	if (!is_open)
 		return err_set(err, US_EUNAVAIL, "namespace %s is unavailable", ns->name);
 	if (b->generation != pos.generation)
 		return err_set(err, US_EPRECOND, "full copy of generation %llu, this archiver is at %llu",
@@ -550,10 +553,9 @@ static int check_seed_header(const struct push *p, const struct save_header *h,
 	    h->generation != p->seed_pos.generation || h->seq != p->seed_pos.seq ||
 	    h->time_ms != p->seed_pos.time_ms || h->chain != p->seed_pos.chain)
 		return err_set(err, US_ECORRUPT,
-			       "full copy of %s: its save header (kind %u, namespace %s, seq %llu, "
-			       "generation %llu) is not the copy SeedBegin announced (seq %llu, "
-			       "generation %llu)",
-			       p->ns->name, (unsigned)h->kind, h->ns, (unsigned long long)h->seq,
+			       "its save header (kind %u, namespace %s, seq %llu, generation %llu) is "
+			       "not the copy SeedBegin announced (seq %llu, generation %llu)",
+			       (unsigned)h->kind, h->ns, (unsigned long long)h->seq,
 			       (unsigned long long)h->generation,
 			       (unsigned long long)p->seed_pos.seq,
 			       (unsigned long long)p->seed_pos.generation);
@@ -628,8 +630,7 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 			       ns->name);
 	if ((rc = seed_read(p, err)) != 0) {
 		if (rc > 0)
-			rc = err_set(err, US_ECORRUPT, "full copy of %s: its save has no trailer",
-				     ns->name);
+			rc = err_set(err, US_ECORRUPT, "its save has no trailer");
 		return err_wrap(err, "full copy of %s", ns->name);
 	}
 	if (e->seq != p->seed_pos.seq || e->entries != p->seed_entries)

@@ -192,8 +192,9 @@ int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_
 int us_list_saves(us_client_t *c, const char *ns, us_saved_t **saves, size_t *n,
 		  us_err_t *err);
 
-/* Admin.ReadJournal: ns's retained journal from seq from to its end (as it
- * stood when the call began), frame by frame as the stream carries it: fn
+/* Admin.ReadJournal: ns's retained journal from seq from to its end (the
+ * frame that reaches the position when the call began is the last; it may
+ * hold later commits too), frame by frame as the stream carries it: fn
  * gets each frame's first seq, count, raw length, its LZ4 block (borrowed
  * for the call; lib/stream.h decodes it) and the history chain before it. A
  * non-zero return from fn stops the read and us_read_journal returns it.

@@ -3,9 +3,11 @@
  *
  * Frames are built as a site's link builds them (stream_build_entries: whole
  * commits, about US_FRAME_TARGET_BYTES raw each), one send in flight, on the
- * gRPC worker between sends. The end is the position when the call began:
- * what is journaled meanwhile is not sent, so a reader knows where the answer
- * stops. The namespace is held (acquire) for the whole call.
+ * gRPC worker between sends. The answer ends with the frame that reaches the
+ * position the store had when the call began: frames hold whole commits and
+ * are filled to their size, so that last frame may also hold commits
+ * journaled since (a reader stops where it wants). The namespace is held
+ * (acquire) for the whole call.
  */
 #include "journal_service.h"
 
@@ -78,16 +80,25 @@ static void read_step(struct rpc_call *call, void *arg)
 	m.block.data = ctx->block.p;
 	m.block.len = ctx->block.len;
 	m.prev_chain = ctx->chain;
-	if (entry_block_chain(ctx->scratch.p, ctx->scratch.len, UINT64_MAX, &ctx->chain, &err) ||
-	    wire_pack(&m.base, &ctx->msg)) {
-		rpc_call_finish(call, US_ENOMEM, "cannot build a journal frame", NULL, 0);
+	if (entry_block_chain(ctx->scratch.p, ctx->scratch.len, UINT64_MAX, &ctx->chain, &err)) {
+		err_wrap(&err, "the journal of %s at seq %llu", ctx->ns, (unsigned long long)first);
+		rpc_call_finish_err(call, &err);
+		read_ctx_free(ctx);
+		return;
+	}
+	if (wire_pack(&m.base, &ctx->msg)) {
+		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
 		read_ctx_free(ctx);
 		return;
 	}
 	ctx->next = first + count;
-	if (rpc_call_send(call, ctx->msg.p, ctx->msg.len, read_step, ctx)) {
-		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
-		read_ctx_free(ctx);
+	{
+		int rc = rpc_call_send(call, ctx->msg.p, ctx->msg.len, read_step, ctx);
+
+		if (rc) {
+			rpc_call_finish(call, rc, "cannot send a journal frame", NULL, 0);
+			read_ctx_free(ctx);
+		}
 	}
 }
 

@@ -120,9 +120,13 @@ static void save_step(struct rpc_call *call, void *arg)
 		return;
 	}
 	buf_reset(&ctx->out);
-	if (rpc_call_send(call, ctx->msg.p, ctx->msg.len, save_step, ctx)) {
-		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
-		save_ctx_free(ctx);
+	{
+		int rc = rpc_call_send(call, ctx->msg.p, ctx->msg.len, save_step, ctx);
+
+		if (rc) {
+			rpc_call_finish(call, rc, "cannot send the save", NULL, 0);
+			save_ctx_free(ctx);
+		}
 	}
 }
 
@@ -288,8 +292,10 @@ static void kept(void *arg, int rc, const struct us_err *err, const struct kept_
 	m.xxh64 = ks->summary.xxh64;
 	m.path = (char *)ks->path;
 	buf_init(&b);
-	if (wire_pack(&m.base, &b) || rpc_call_send(call, b.p, b.len, finish_ok, NULL))
+	if (wire_pack(&m.base, &b))
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
+	else if ((rc = rpc_call_send(call, b.p, b.len, finish_ok, NULL)))
+		rpc_call_finish(call, rc, "cannot send the answer", NULL, 0);
 	buf_release(&b);
 }
 

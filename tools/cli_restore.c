@@ -223,6 +223,7 @@ struct restore {
 	uint64_t rolled_ms;            /* its commit time */
 	uint64_t journal_last_seq;     /* the last seq the journal held */
 	bool is_done_rolling;          /* the target is reached */
+	bool is_roll_told;             /* roll_frame printed why it stopped */
 	struct stream_frame frame;
 };
 
@@ -345,18 +346,21 @@ static int roll_frame(void *arg, uint64_t first_seq, uint32_t count, uint32_t ra
 	if (rs->is_done_rolling)
 		return 1; /* stop the read: the rest is not wanted */
 	if (first_seq != rs->next_seq) {
+		rs->is_roll_told = true;
 		cli_fail(0, "the journal of %s jumps to seq %" PRIu64 " where %" PRIu64 " was due",
 			 rs->h.ns, first_seq, rs->next_seq);
 		return US_ECORRUPT;
 	}
 	store_get_position(rs->store, &pos);
 	if (prev_chain != pos.chain) {
+		rs->is_roll_told = true;
 		cli_fail(0, "the journal of %s does not continue this save's history at seq %" PRIu64
 			    " (another site's, or a copy since replaced): nothing restored",
 			 rs->h.ns, first_seq - 1);
 		return US_EPRECOND;
 	}
 	if (stream_decode_entries(first_seq, count, raw_len, block, block_len, f, &err)) {
+		rs->is_roll_told = true;
 		cli_fail(0, "a journal frame of %s: %s", rs->h.ns, err.msg);
 		return US_ECORRUPT;
 	}
@@ -372,7 +376,8 @@ static int roll_frame(void *arg, uint64_t first_seq, uint32_t count, uint32_t ra
 		if (!e->is_commit_end)
 			continue;
 		if (!rs->is_until_time && seq > rs->until_seq) {
-			cli_fail(0, "--until %" PRIu64 " is inside a commit of %s (seqs %" PRIu64
+			rs->is_roll_told = true;
+		cli_fail(0, "--until %" PRIu64 " is inside a commit of %s (seqs %" PRIu64
 				    "..%" PRIu64 "): give its last seq, or the one before its first",
 				 rs->until_seq, rs->h.ns, first_seq + start, seq);
 			return US_EINVAL;
@@ -387,6 +392,7 @@ static int roll_frame(void *arg, uint64_t first_seq, uint32_t count, uint32_t ra
 	}
 	rs->journal_last_seq = first_seq + f->n - 1;
 	if (n && store_apply_entries(rs->store, first_seq, f->entries, n, NULL, 0, false, &err)) {
+		rs->is_roll_told = true;
 		cli_fail(0, "cannot apply the journal of %s at seq %" PRIu64 ": %s", rs->h.ns,
 			 first_seq, err.msg);
 		return US_EIO;
@@ -406,6 +412,11 @@ static int roll_forward(struct restore *rs, const struct cli *cli)
 	uint64_t durable;
 	int rc;
 
+	if (rs->h.scope_account[0])
+		return cli_fail(EXIT_FAIL, "--until: %s is a save of %s%s%s only, and a journal rolls "
+					   "the whole namespace forward: restore a whole save",
+				rs->path, rs->h.scope_account, rs->h.scope_file[0] ? "/" : "",
+				rs->h.scope_file);
 	if (!rs->is_until_time && rs->until_seq < rs->h.seq)
 		return cli_fail(EXIT_FAIL, "--until %" PRIu64 ": the save is past it already (it is at "
 					   "seq %" PRIu64 "): restore an older save",
@@ -423,6 +434,7 @@ static int roll_forward(struct restore *rs, const struct cli *cli)
 	if (!c)
 		return cli_fail(EXIT_FAIL, "--journal-from %s: %s", cli->journal_from, err.msg);
 	stream_frame_init(&rs->frame);
+	err_clear(&err);
 	rc = us_read_journal(c, rs->h.ns, rs->h.seq + 1, roll_frame, rs, &err);
 	stream_frame_release(&rs->frame);
 	us_client_free(c);
@@ -431,13 +443,13 @@ static int roll_forward(struct restore *rs, const struct cli *cli)
 	if (rc == US_ERANGE)
 		return cli_fail(EXIT_FAIL, "cannot roll %s forward from the save (seq %" PRIu64
 					   "): %s", rs->h.ns, rs->h.seq, err.msg);
-	if (rc && err.msg[0] && rc != US_ECORRUPT && rc != US_EPRECOND && rc != US_EINVAL &&
-	    rc != US_EIO && rc != US_ECANCELLED)
-		return cli_fail(EXIT_FAIL, "--journal-from %s: %s", cli->journal_from, err.msg);
+	if (rc && rs->is_roll_told)
+		return EXIT_FAIL; /* roll_frame said why */
+	if (rc && is_interrupted)
+		return cli_fail(EXIT_FAIL, "restore of %s interrupted: nothing kept", rs->path);
 	if (rc)
-		return rc == US_ECANCELLED ? cli_fail(EXIT_FAIL, "restore of %s interrupted: "
-							       "nothing kept", rs->path)
-					   : EXIT_FAIL;
+		return cli_fail(EXIT_FAIL, "--journal-from %s: %s", cli->journal_from,
+				err.msg[0] ? err.msg : us_strerror(rc));
 	if (!rs->is_until_time && rs->rolled_seq != rs->until_seq)
 		return cli_fail(EXIT_FAIL, "--until %" PRIu64 ": the journal of %s at %s reaches "
 					   "only seq %" PRIu64 ": nothing restored",

@@ -85,21 +85,6 @@ struct archive {
 
 /* ---- files ---- */
 
-static int fsync_path(const char *path, bool is_dir, struct us_err *err)
-{
-	int fd = open(path, (is_dir ? O_DIRECTORY : 0) | O_RDONLY);
-	int rc = 0;
-
-	if (fd < 0)
-		return err_set(err, US_EIO, "cannot open %s: %s", path, strerror(errno));
-	if (fsync(fd) != 0)
-		rc = err_set(err, errno == ENOSPC ? US_ENOSPC : US_EIO, "cannot sync %s: %s", path,
-			     strerror(errno));
-	if (close(fd) != 0 && rc == 0)
-		rc = err_set(err, US_EIO, "cannot close %s: %s", path, strerror(errno));
-	return rc;
-}
-
 static void name_of(char *out, size_t size, const struct kept_save *ks)
 {
 	time_t secs = (time_t)(ks->created_ms / 1000);
@@ -133,7 +118,7 @@ static int write_meta(const char *path, const char *ns, const struct kept_save *
 	if (json_dump_file(o, path, JSON_COMPACT) != 0)
 		rc = err_set(err, US_EIO, "cannot write %s", path);
 	json_decref(o);
-	return rc ? rc : fsync_path(path, false, err);
+	return rc ? rc : disk_sync_path(path, false, err);
 }
 
 /* Reads NAME.meta in dir into ks; 0, or -1 for a file that is not one of ours. */
@@ -357,7 +342,7 @@ static int run_save(struct archive *ar, const struct keep_request *req, struct k
 	if (rc == 0 && rename(partial, final) != 0)
 		rc = err_set(err, US_EIO, "cannot rename %s: %s", partial, strerror(errno));
 	if (rc == 0)
-		rc = fsync_path(dir, true, err);
+		rc = disk_sync_path(dir, true, err);
 	if (rc) {
 		unlink(partial);
 		unlink(meta_tmp);

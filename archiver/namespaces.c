@@ -193,23 +193,6 @@ void archiver_ns_release(struct ns *ns)
 }
 
 
-/* fsync of DATA_DIR/ns, so that renames in it survive a power loss. */
-static int fsync_dir(const struct archiver *a, struct us_err *err)
-{
-	char dir[1100];
-	int fd, rc = 0;
-
-	snprintf(dir, sizeof(dir), "%s/ns", a->cfg.data_dir);
-	fd = open(dir, O_RDONLY | O_DIRECTORY);
-	if (fd < 0)
-		return err_set(err, US_EIO, "cannot open %s: %s", dir, strerror(errno));
-	if (fsync(fd) != 0)
-		rc = err_set(err, US_EIO, "cannot sync %s: %s", dir, strerror(errno));
-	if (close(fd) != 0 && rc == 0)
-		rc = err_set(err, US_EIO, "cannot close %s: %s", dir, strerror(errno));
-	return rc;
-}
-
 /* Replaces ns's store: waits (bounded) for its readers, closes it, moves its
  * directory to aside, puts ready in its place (NULL: a fresh store is made
  * there) and opens the result. With aside NULL nothing moves: the store is
@@ -258,9 +241,14 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 		if (access(dir, F_OK) != 0)
 			rename(aside, dir); /* put the old store back */
 	}
-	/* the renames are part of what the site is told is durable */
-	if (aside && rc == 0)
-		rc = fsync_dir(a, err);
+	/* the renames (in DATA_DIR/ns) are part of what the site is told is
+	 * durable */
+	if (aside && rc == 0) {
+		char nsdir[1100];
+
+		snprintf(nsdir, sizeof(nsdir), "%s/ns", a->cfg.data_dir);
+		rc = disk_sync_path(nsdir, true, err);
+	}
 	if (store_open(&ns->store, dir, &o, rc ? NULL : err) != 0 && rc == 0)
 		rc = err_wrap(err, "namespace %s after replacing its store", ns->name);
 	if (ns->store) {

@@ -188,3 +188,23 @@ int disk_mkdir_p(const char *dir, struct us_err *err)
 			       path, strerror(errno));
 	return 0;
 }
+
+int disk_sync_path(const char *path, bool is_dir, struct us_err *err)
+{
+	int fd = open(path, (is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+	int rc = 0, saved;
+
+	if (fd < 0)
+		return err_set(err, US_EIO, "cannot open %s: %s", path, strerror(errno));
+	if (fsync(fd) != 0) {
+		saved = errno;
+		rc = err_set(err, saved == ENOSPC ? US_ENOSPC : US_EIO, "cannot sync %s: %s", path,
+			     strerror(saved));
+		close(fd);
+		errno = saved;
+		return rc;
+	}
+	if (close(fd) != 0)
+		rc = err_set(err, US_EIO, "cannot close %s: %s", path, strerror(errno));
+	return rc;
+}

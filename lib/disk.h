@@ -51,6 +51,11 @@ int disk_dir_remember(const char *dir, struct disk_dir *id, struct us_err *err);
 int disk_check(const char *dir, const struct disk_dir *id, const struct disk_reserve *r,
 	       struct us_err *err);
 
+/* fsync of path, a file or (is_dir) a directory, so that what was written
+ * to it, or renamed in it, survives a power loss. 0, or US_ENOSPC / US_EIO
+ * naming path; errno stays the failing call's (for callers without err). */
+int disk_sync_path(const char *path, bool is_dir, struct us_err *err);
+
 /* Creates dir and its parents as needed (mode 0755). 0, US_EINVAL (an empty
  * or too long path), US_EIO naming the part that could not be made. */
 int disk_mkdir_p(const char *dir, struct us_err *err);

@@ -54,6 +54,19 @@ static void save_ctx_free(struct save_ctx *ctx)
 	free(ctx);
 }
 
+/* The last message's fields: the save is whole, and what it holds. */
+static void fill_done(Understudy__V1__SaveResponse *m, const struct store_position *pos,
+		      const struct save_summary *sum)
+{
+	m->done = true;
+	m->generation = pos->generation;
+	m->seq = pos->seq;
+	m->time_ms = pos->time_ms;
+	m->files = sum->files;
+	m->bytes = sum->bytes;
+	m->xxh64 = sum->xxh64;
+}
+
 /* Moves entries from the image into the writer until about a chunk of the
  * save is ready, or the end (then the trailer). */
 static int save_fill(struct save_ctx *ctx, struct us_err *err)
@@ -105,15 +118,8 @@ static void save_step(struct rpc_call *call, void *arg)
 	m.data.data = ctx->out.p;
 	m.data.len = ctx->out.len;
 	m.items = ctx->items;
-	if (is_last) {
-		m.done = true;
-		m.generation = ctx->pos.generation;
-		m.seq = ctx->pos.seq;
-		m.time_ms = ctx->pos.time_ms;
-		m.files = ctx->summary.files;
-		m.bytes = ctx->summary.bytes;
-		m.xxh64 = ctx->summary.xxh64;
-	}
+	if (is_last)
+		fill_done(&m, &ctx->pos, &ctx->summary);
 	if (wire_pack(&m.base, &ctx->msg)) {
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
 		save_ctx_free(ctx);
@@ -135,26 +141,20 @@ static void save_step(struct rpc_call *call, void *arg)
 static int check_scope(struct store *st, const struct store_snap *at, uint64_t seq,
 		       const char *ns, const char *account, const char *file, struct us_err *err)
 {
-	struct store_file_info *files = NULL;
-	bool is_found = false;
-	size_t n = 0;
+	bool is_found;
 	int rc;
 
 	if (!account || !account[0])
 		return 0;
-	if ((rc = store_list_files(st, at, account, &files, &n, err)))
+	if ((rc = store_has_files(st, at, account, file && file[0] ? file : NULL, &is_found, err)))
 		return rc;
-	for (size_t i = 0; i < n && !is_found; i++)
-		is_found = !file || !file[0] || strcmp(files[i].file, file) == 0;
-	free(files);
-	if (!is_found)
-		return file && file[0]
-			       ? err_set(err, US_ENOTFOUND, "file %s/%s does not exist in %s at seq %llu",
-					 account, file, ns, (unsigned long long)seq)
-			       : err_set(err, US_ENOTFOUND,
-					 "account %s has no files in %s at seq %llu", account, ns,
-					 (unsigned long long)seq);
-	return 0;
+	if (is_found)
+		return 0;
+	return file && file[0]
+		       ? err_set(err, US_ENOTFOUND, "file %s/%s does not exist in %s at seq %llu",
+				 account, file, ns, (unsigned long long)seq)
+		       : err_set(err, US_ENOTFOUND, "account %s has no files in %s at seq %llu",
+				 account, ns, (unsigned long long)seq);
 }
 
 /* The header of a save of ns's store s at pos, scope account/file ("" or
@@ -283,13 +283,7 @@ static void kept(void *arg, int rc, const struct us_err *err, const struct kept_
 	}
 	understudy__v1__save_response__init(&m);
 	m.items = ks->summary.items;
-	m.done = true;
-	m.generation = ks->pos.generation;
-	m.seq = ks->pos.seq;
-	m.time_ms = ks->pos.time_ms;
-	m.files = ks->summary.files;
-	m.bytes = ks->summary.bytes;
-	m.xxh64 = ks->summary.xxh64;
+	fill_done(&m, &ks->pos, &ks->summary);
 	m.path = (char *)ks->path;
 	buf_init(&b);
 	if (wire_pack(&m.base, &b))

@@ -148,6 +148,11 @@ struct store_file_info {
 	uint64_t stale_since_seq;   /* replica: logging turned off at this seq (file or account); 0 */
 };
 
+/* Whether file account/file exists at `at` (file NULL: whether the account
+ * has any file), without counting anything: one point read or one seek. */
+int store_has_files(struct store *s, const struct store_snap *at, const char *account,
+		    const char *file, bool *is_found, struct us_err *err);
+
 /* Every file (of account, when not NULL) sorted by account then file, with item
  * counts, all read at one point (at's, or now's). *files is a new array
  * (free()) of *n. */

@@ -291,6 +291,44 @@ static int count_prefix(struct store *s, const struct store_snap *at, const stru
 	return store__take_rocks_err(&errptr, err, "cannot count items");
 }
 
+int store_has_files(struct store *s, const struct store_snap *at, const char *account,
+		    const char *file, bool *is_found, struct us_err *err)
+{
+	rocksdb_iterator_t *it;
+	struct buf prefix, upper;
+	char *errptr = NULL;
+	int rc;
+
+	*is_found = false;
+	if (file) {
+		rc = check_file_exists(s, read_opts_at(s, at), account, file, err);
+		*is_found = rc == 0;
+		return rc == US_ENOTFOUND ? 0 : rc;
+	}
+	buf_init(&prefix);
+	buf_init(&upper);
+	if (store__key_file(&prefix, 'F', account, strlen(account), "", 0) ||
+	    store__key_successor(&upper, prefix.p, prefix.len)) {
+		rc = err_set(err, US_ENOMEM, "out of memory");
+		goto out;
+	}
+	{
+		rocksdb_readoptions_t *ro = iter_opts_at(at, &upper);
+
+		it = rocksdb_create_iterator(s->db, ro);
+		rocksdb_iter_seek(it, (char *)prefix.p, prefix.len);
+		*is_found = rocksdb_iter_valid(it);
+		rocksdb_iter_get_error(it, &errptr);
+		rocksdb_iter_destroy(it);
+		rocksdb_readoptions_destroy(ro);
+	}
+	rc = store__take_rocks_err(&errptr, err, "cannot read the file list");
+out:
+	buf_release(&prefix);
+	buf_release(&upper);
+	return rc;
+}
+
 /* An account's logged flag and stale seq (no record: logged, not stale). */
 static int read_account_flags(struct store *s, const struct store_snap *at, const char *account,
 			      size_t len, bool *is_logged, uint64_t *stale_since_seq,

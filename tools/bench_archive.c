@@ -221,6 +221,34 @@ static int item_bytes(const char *path, uint64_t *bytes)
 	return rc;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The median of v[0..n) (sorts v). */
+static double median(double *v, long n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return v[(n - 1) / 2];
+}
+
+/* One interleaved round: ours against the copy, both in MB/s of item data;
+ * returns copy / ours (how many times faster ours was). */
+static double round_ratio(const struct args *a, long r, const char *ours, const char *copy,
+			  double ours_s, double copy_s, uint64_t bytes)
+{
+	double ratio = copy_s / ours_s;
+
+	if (!a->is_json)
+		printf("round %ld: %s %.2f s (%.1f MB/s), %s %.2f s (%.1f MB/s), %s/tar %.2fx\n",
+		       r + 1, ours, ours_s, (double)bytes / 1e6 / ours_s, copy, copy_s,
+		       (double)bytes / 1e6 / copy_s, ours, ratio);
+	return ratio;
+}
+
 static int timed_save(us_client_t *c, const struct args *a, const char *path, double *secs)
 {
 	struct sink s;
@@ -254,12 +282,6 @@ static int timed_tar(const struct args *a, const char *path, double *secs)
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static int bench_save(const struct args *a)
 {
@@ -290,19 +312,11 @@ static int bench_save(const struct args *a)
 			fail("cannot read back %s", save_path);
 			goto out;
 		}
-		ratio[r] = tar_s[r] / save_s[r];
-		if (!a->is_json)
-			printf("round %ld: save %.2f s (%.1f MB/s), tar|lz4 %.2f s (%.1f MB/s), "
-			       "save/tar %.2fx\n",
-			       r + 1, save_s[r], (double)bytes / 1e6 / save_s[r], tar_s[r],
-			       (double)bytes / 1e6 / tar_s[r], ratio[r]);
+		ratio[r] = round_ratio(a, r, "save", "tar|lz4", save_s[r], tar_s[r], bytes);
 	}
-	qsort(save_s, (size_t)a->rounds, sizeof(double), cmp_double);
-	qsort(tar_s, (size_t)a->rounds, sizeof(double), cmp_double);
-	qsort(ratio, (size_t)a->rounds, sizeof(double), cmp_double);
 	{
-		double ms = save_s[(a->rounds - 1) / 2], mt = tar_s[(a->rounds - 1) / 2];
-		double mr = ratio[(a->rounds - 1) / 2];
+		double ms = median(save_s, a->rounds), mt = median(tar_s, a->rounds);
+		double mr = median(ratio, a->rounds);
 
 		if (a->is_json)
 			bench_print_json(json_pack("{s:s,s:s,s:I,s:I,s:f,s:f,s:f}", "bench", "save",
@@ -373,18 +387,10 @@ static int bench_restore(const struct args *a, const char *self)
 			 dir, dir, copy, dir, dir);
 		if (run_timed(cmd, &ts[r]))
 			goto out;
-		ratio[r] = ts[r] / rs[r];
-		if (!a->is_json)
-			printf("round %ld: restore %.2f s (%.1f MB/s), lz4 -d|tar %.2f s (%.1f MB/s), "
-			       "restore/tar %.2fx\n",
-			       r + 1, rs[r], (double)bytes / 1e6 / rs[r], ts[r],
-			       (double)bytes / 1e6 / ts[r], ratio[r]);
+		ratio[r] = round_ratio(a, r, "restore", "lz4 -d|tar", rs[r], ts[r], bytes);
 	}
-	qsort(rs, (size_t)a->rounds, sizeof(double), cmp_double);
-	qsort(ts, (size_t)a->rounds, sizeof(double), cmp_double);
-	qsort(ratio, (size_t)a->rounds, sizeof(double), cmp_double);
 	{
-		double mr = rs[(a->rounds - 1) / 2], mt = ts[(a->rounds - 1) / 2];
+		double mr = median(rs, a->rounds), mt = median(ts, a->rounds);
 
 		if (a->is_json)
 			bench_print_json(json_pack("{s:s,s:I,s:I,s:f,s:f,s:f}", "bench", "restore",
@@ -392,13 +398,13 @@ static int bench_restore(const struct args *a, const char *self)
 						   (json_int_t)a->rounds, "restore_mb_s",
 						   (double)bytes / 1e6 / mr, "tar_lz4_mb_s",
 						   (double)bytes / 1e6 / mt, "ratio",
-						   ratio[(a->rounds - 1) / 2]));
+						   median(ratio, a->rounds)));
 		else
 			printf("median of %ld rounds, %.1f MB of item data: restore %.1f MB/s, "
 			       "lz4 -d|tar %.1f MB/s, restore/tar %.2fx (median of the per-round "
 			       "ratios)\n",
 			       a->rounds, (double)bytes / 1e6, (double)bytes / 1e6 / mr,
-			       (double)bytes / 1e6 / mt, ratio[(a->rounds - 1) / 2]);
+			       (double)bytes / 1e6 / mt, median(ratio, a->rounds));
 	}
 	rc = 0;
 out:

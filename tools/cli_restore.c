@@ -50,6 +50,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "stream.h"
+#include "disk.h"
 #include "err.h"
 #include "image_batch.h"
 #include "names.h"
@@ -167,30 +168,14 @@ static int rmtree(const char *dir)
 }
 
 /* fsync of one path (a file or a directory); 0 or -1 (errno). */
-static int sync_path(const char *path, bool is_dir)
-{
-	int fd = open(path, (is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
-	int saved;
-
-	if (fd < 0)
-		return -1;
-	if (fsync(fd) != 0) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	return close(fd);
-}
-
 static int sync_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
 	(void)ftw;
 	if (flag == FTW_F)
-		return sync_path(path, false);
+		return disk_sync_path(path, false, NULL) ? -1 : 0;
 	if (flag == FTW_DP)
-		return sync_path(path, true);
+		return disk_sync_path(path, true, NULL) ? -1 : 0;
 	return 0; /* a symlink or the like: RocksDB makes none */
 }
 
@@ -494,9 +479,8 @@ static int finish(struct restore *rs, const struct cli *cli)
 					? "it is no longer empty"
 					: strerror(errno));
 	rs->tmp[0] = '\0'; /* DIR now: never removed */
-	if (sync_path(rs->parent, true) != 0)
-		return cli_fail(EXIT_FAIL, "restored into %s, but cannot sync its directory %s: %s",
-				rs->dir, rs->parent, strerror(errno));
+	if (disk_sync_path(rs->parent, true, &err) != 0)
+		return cli_fail(EXIT_FAIL, "restored into %s, but %s", rs->dir, err.msg);
 	return 0;
 }
 

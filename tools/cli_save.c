@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "disk.h"
 #include "err.h"
 #include "save.h"
 #include "us_limits.h"
@@ -128,24 +129,17 @@ static uint64_t count_items(struct cli *cli, uint64_t snap)
 	return n;
 }
 
-/* Makes path durable in its directory: fsync of the directory. */
-static int sync_dir_of(const char *path)
+/* Makes path's rename durable: fsync of its directory. */
+static int sync_dir_of(const char *path, us_err_t *err)
 {
 	char dir[4096];
 	const char *slash = strrchr(path, '/');
-	FILE *d;
-	int rc;
 
 	if (!slash)
 		snprintf(dir, sizeof(dir), ".");
 	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path ? slash - path : 1), path);
-	d = fopen(dir, "r");
-	if (!d)
-		return -1;
-	rc = fsync(fileno(d));
-	fclose(d);
-	return rc;
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash == path ? 1 : slash - path), path);
+	return disk_sync_path(dir, true, err);
 }
 
 static int no_bytes(void *arg, const uint8_t *data, size_t len, uint64_t items)
@@ -313,9 +307,8 @@ int cmd_save(struct cli *cli)
 			goto out_file;
 		}
 		partial[0] = '\0';
-		if (sync_dir_of(cli->output) != 0) {
-			rc = cli_fail(EXIT_FAIL, "cannot sync the directory of %s: %s", cli->output,
-				      strerror(errno));
+		if (sync_dir_of(cli->output, &err) != 0) {
+			rc = cli_fail(EXIT_FAIL, "saved %s, but %s", cli->output, err.msg);
 			goto out_release;
 		}
 	}

@@ -266,14 +266,24 @@ static void prune(struct archive *ar, const char *ns)
 struct stoppable_sink {
 	struct archive *ar;
 	FILE *f;
+	struct pacer pace;  /* save_max_rate */
 };
+
+static bool is_stopping(const struct archive *ar)
+{
+	return __atomic_load_n(&ar->is_stopping, __ATOMIC_RELAXED);
+}
 
 static int stoppable_file_sink(void *arg, const uint8_t *p, size_t len, struct us_err *err)
 {
 	struct stoppable_sink *ss = arg;
+	uint64_t ms;
 
-	if (__atomic_load_n(&ss->ar->is_stopping, __ATOMIC_RELAXED))
+	while ((ms = pacer_wait_ms(&ss->pace)) > 0 && !is_stopping(ss->ar))
+		usleep((useconds_t)(ms < US_PACE_SLICE_MS ? ms : US_PACE_SLICE_MS) * 1000u);
+	if (is_stopping(ss->ar))
 		return err_set(err, US_EUNAVAIL, "the archiver is stopping: the save was given up");
+	pacer_take(&ss->pace, len);
 	return save_file_sink(ss->f, p, len, err);
 }
 
@@ -323,6 +333,8 @@ static int run_save(struct archive *ar, const struct keep_request *req, struct k
 	}
 	{
 		struct stoppable_sink ss = {.ar = ar, .f = f};
+
+		pacer_init(&ss.pace, a->cfg.save_max_rate);
 
 		rc = save_service_write(ns->store, at ? at : own, req->ns, req->account, req->file,
 					stoppable_file_sink, &ss, &ks->summary, NULL, err);
@@ -580,6 +592,7 @@ static void *saver(void *arg)
 	char ns[US_NAMESPACE_MAX_LEN + 1];
 
 	pthread_setname_np(pthread_self(), "us-saver");
+	save_service_lower_priority();
 	pthread_mutex_lock(&ar->lock);
 	while (!ar->is_stopping) {
 		struct archive_job *job = ar->head;

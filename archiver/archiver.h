@@ -39,6 +39,7 @@ struct archiver_config {
 	char save_dir[1024];            /* "": DATA_DIR/saves */
 	uint64_t journal_retention_ms;  /* the archived journal's least reach */
 	uint64_t save_every_ms;         /* 0: no scheduled saves */
+	uint64_t save_max_rate;         /* bytes a second per save; 0: no bound */
 	uint64_t keep_saves;
 	struct ns_config *namespaces;   /* the sections, owned */
 	size_t n_namespaces;

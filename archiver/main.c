@@ -85,6 +85,9 @@ static const struct config_key archiver_keys[] = {
 	 "where the on-line archive keeps saves (SAVE_DIR/NAMESPACE/; empty: DATA_DIR/saves)"},
 	{"save_every", CFG_DURATION, F(save_every_ms), 0, "0", 0, 0, NULL, NULL,
 	 "take a save of every namespace this often into the archive (0: only on request)"},
+	{"save_max_rate", CFG_SIZE, F(save_max_rate), 0, "0", 0, 0, NULL, NULL,
+	 "bytes a second a save may read and send, per save (0: no bound), to leave CPU and "
+	 "disk to the stream and the commits"},
 	{"journal_retention", CFG_DURATION, F(journal_retention_ms), 0, "168h", 0, 0, NULL, NULL,
 	 "each namespace's journal is kept back to its oldest kept save, and at least this "
 	 "long; the rest is trimmed"},
@@ -245,7 +248,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		goto out_ns;
 	}
-	a->save_ops = (struct save_service_ops){.store = &a->store_ops, .keep = archive_keep,
+	a->save_ops = (struct save_service_ops){.store = &a->store_ops,
+						.max_rate = a->cfg.save_max_rate,
+						.keep = archive_keep,
 						.arg = a};
 	n_methods += save_service_methods(&a->save_ops, methods + n_methods, 16 - n_methods);
 	n_methods += journal_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);

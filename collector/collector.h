@@ -43,6 +43,7 @@ struct collector_config {
 	struct disk_reserve reserve;   /* parsed from it at start */
 	uint64_t snapshot_ttl_ms;
 	uint64_t max_snapshots;
+	uint64_t save_max_rate;         /* bytes a second per save; 0: no bound */
 };
 
 struct collector {

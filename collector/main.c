@@ -96,6 +96,9 @@ static const struct config_key collector_keys[] = {
 	 "a snapshot (understudy snapshot) ends after this long without a read"},
 	{"max_snapshots", CFG_UINT, F(max_snapshots), 0, "64", 1, US_SNAPSHOTS_MAX_PER_NS, NULL,
 	 NULL, "most snapshots open at once in one namespace"},
+	{"save_max_rate", CFG_SIZE, F(save_max_rate), 0, "0", 0, 0, NULL, NULL,
+	 "bytes a second a save may read and send, per save (0: no bound), to leave CPU and "
+	 "disk to the stream and the commits"},
 };
 #undef F
 
@@ -283,7 +286,8 @@ int main(int argc, char **argv)
 						   .admit = admit_commit, .await_ack = await_ack,
 						   .snapshots = col.snapshots};
 	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
-	col.save_ops = (struct save_service_ops){.store = &col.store_ops};
+	col.save_ops = (struct save_service_ops){.store = &col.store_ops,
+						  .max_rate = col.cfg.save_max_rate};
 	n_methods += save_service_methods(&col.save_ops, methods + n_methods, 16 - n_methods);
 	n_methods += journal_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);

@@ -32,3 +32,28 @@ struct timespec clock_deadline(uint64_t ms)
 	}
 	return ts;
 }
+
+void pacer_init(struct pacer *p, uint64_t bytes_per_s)
+{
+	p->bytes_per_s = bytes_per_s;
+	p->start_ms = clock_mono_ms();
+	p->bytes = 0;
+}
+
+void pacer_take(struct pacer *p, uint64_t bytes)
+{
+	p->bytes += bytes;
+}
+
+uint64_t pacer_wait_ms(const struct pacer *p)
+{
+	uint64_t due_ms, elapsed_ms;
+
+	if (!p->bytes_per_s)
+		return 0;
+	/* when the bytes so far are due at the rate (in ms, without overflow
+	 * for any size a save can have) */
+	due_ms = p->bytes / p->bytes_per_s * 1000u + p->bytes % p->bytes_per_s * 1000u / p->bytes_per_s;
+	elapsed_ms = clock_mono_ms() - p->start_ms;
+	return due_ms > elapsed_ms ? due_ms - elapsed_ms : 0;
+}

@@ -18,4 +18,16 @@ uint64_t clock_mono_ms(void);
 /* The realtime instant ms from now. */
 struct timespec clock_deadline(uint64_t ms);
 
+/* Paces a flow of bytes at a rate: pacer_take counts what went, and
+ * pacer_wait_ms says how long to wait before the next. The caller sleeps
+ * (in slices it can interrupt), so that pacing never holds a shutdown. */
+struct pacer {
+	uint64_t bytes_per_s;  /* 0: no bound */
+	uint64_t start_ms;     /* monotonic */
+	uint64_t bytes;
+};
+void pacer_init(struct pacer *p, uint64_t bytes_per_s);
+void pacer_take(struct pacer *p, uint64_t bytes);
+uint64_t pacer_wait_ms(const struct pacer *p);
+
 #endif

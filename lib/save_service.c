@@ -4,17 +4,25 @@
  * A save reads a snapshot (the one the request names, or one taken for it)
  * through the store's image iterator (store.h), writes it with the save
  * writer (save.h) into a buffer, and streams the buffer in messages of about
- * US_SAVE_CHUNK_BYTES, one send in flight, as Scan does: reading is done on
- * the gRPC worker between sends, and never blocks a commit or an apply (a
- * RocksDB snapshot read takes no lock they need). The namespace is held
+ * US_SAVE_CHUNK_BYTES, one send in flight. The reading, encoding and
+ * compressing run on a thread of the save's own, at a lower priority
+ * (US_SAVE_NICE), one message ahead of the send: the gRPC workers stay free
+ * for the stream and the commits, and a save takes the CPU they leave. It
+ * never blocks a commit or an apply (a RocksDB snapshot read takes no lock
+ * they need). The namespace is held
  * (acquire) for the whole save, so its store cannot be swapped from under
  * it; an archiver's full copy waits for it a bounded time (namespaces.c).
  */
 #include "save_service.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "names.h"
@@ -23,7 +31,14 @@
 #include "us_limits.h"
 #include "wire.h"
 
+/* Saves being streamed by this process, each on its own thread. */
+static atomic_int n_running;
+
 struct save_ctx {
+	struct rpc_call *call;
+	pthread_mutex_t mu;            /* guards is_sending */
+	pthread_cond_t cv;
+	bool is_sending;               /* a message is in flight */
 	const struct store_service_ops *ops;
 	const struct save_service_ops *svc;
 	struct ns_handle h;            /* held until the save ends */
@@ -36,6 +51,7 @@ struct save_ctx {
 	struct buf msg;                /* one SaveResponse, packed */
 	struct store_position pos;
 	struct save_summary summary;
+	struct pacer pace;             /* save_max_rate */
 	uint64_t items;
 	bool is_done;                  /* the trailer is in out */
 };
@@ -51,6 +67,8 @@ static void save_ctx_free(struct save_ctx *ctx)
 	store_service_release(ctx->ops, &ctx->h);
 	buf_release(&ctx->out);
 	buf_release(&ctx->msg);
+	pthread_cond_destroy(&ctx->cv);
+	pthread_mutex_destroy(&ctx->mu);
 	free(ctx);
 }
 
@@ -90,50 +108,102 @@ static int save_fill(struct save_ctx *ctx, struct us_err *err)
 	return 0;
 }
 
-/* Sends the next message, or finishes; also the `more` callback of each send. */
-static void save_step(struct rpc_call *call, void *arg)
+void save_service_lower_priority(void)
+{
+	/* Linux: the nice value of this thread alone; raising it needs no
+	 * privilege, so it does not fail */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), US_SAVE_NICE);
+}
+
+/* The send in flight has been taken by grpc (or the call died): runs on
+ * the call's worker, and only wakes the save's thread. */
+static void on_sent(struct rpc_call *call, void *arg)
 {
 	struct save_ctx *ctx = arg;
-	Understudy__V1__SaveResponse m;
-	bool is_last;
-	struct us_err err;
 
-	if (rpc_call_is_cancelled(call)) {
-		rpc_call_finish(call, US_ECANCELLED, "save cancelled", NULL, 0);
-		save_ctx_free(ctx);
-		return;
-	}
-	if (ctx->is_done && ctx->out.len == 0) {
-		rpc_call_finish(call, 0, NULL, NULL, 0);
-		save_ctx_free(ctx);
-		return;
-	}
-	if (save_fill(ctx, &err)) {
-		rpc_call_finish_err(call, &err);
-		save_ctx_free(ctx);
-		return;
-	}
-	is_last = ctx->is_done;
+	(void)call;
+	pthread_mutex_lock(&ctx->mu);
+	ctx->is_sending = false;
+	pthread_cond_signal(&ctx->cv);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+static void wait_sent(struct save_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->mu);
+	while (ctx->is_sending)
+		pthread_cond_wait(&ctx->cv, &ctx->mu);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Packs and sends the next message; the chunk after it is read and
+ * compressed while this one travels. */
+static int save_send(struct save_ctx *ctx, struct us_err *err)
+{
+	Understudy__V1__SaveResponse m;
+	int rc;
+
 	understudy__v1__save_response__init(&m);
 	m.data.data = ctx->out.p;
 	m.data.len = ctx->out.len;
 	m.items = ctx->items;
-	if (is_last)
+	if (ctx->is_done)
 		fill_done(&m, &ctx->pos, &ctx->summary);
-	if (wire_pack(&m.base, &ctx->msg)) {
-		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
-		save_ctx_free(ctx);
-		return;
-	}
+	if (wire_pack(&m.base, &ctx->msg))
+		return err_set(err, US_ENOMEM, "out of memory");
 	buf_reset(&ctx->out);
-	{
-		int rc = rpc_call_send(call, ctx->msg.p, ctx->msg.len, save_step, ctx);
-
-		if (rc) {
-			rpc_call_finish(call, rc, "cannot send the save", NULL, 0);
-			save_ctx_free(ctx);
-		}
+	wait_sent(ctx);
+	if (rpc_call_is_cancelled(ctx->call))
+		return err_set(err, US_ECANCELLED, "save cancelled");
+	ctx->is_sending = true; /* no send in flight: on_sent cannot race this */
+	if ((rc = rpc_call_send(ctx->call, ctx->msg.p, ctx->msg.len, on_sent, ctx))) {
+		ctx->is_sending = false;
+		return err_set(err, rc, "cannot send the save");
 	}
+	pacer_take(&ctx->pace, ctx->msg.len);
+	return 0;
+}
+
+/* save_max_rate: waits until the bytes sent so far are due, in slices, so
+ * that a cancelled call ends at once. */
+static void save_pace(struct save_ctx *ctx)
+{
+	uint64_t ms;
+
+	while ((ms = pacer_wait_ms(&ctx->pace)) > 0 && !rpc_call_is_cancelled(ctx->call))
+		usleep((useconds_t)(ms < US_PACE_SLICE_MS ? ms : US_PACE_SLICE_MS) * 1000u);
+}
+
+/* The save's own thread, at a lower priority than the stream's apply and
+ * the site's commits: reads, encodes and compresses the save, one message
+ * ahead of what grpc is sending, then finishes the call. */
+static void *save_thread(void *arg)
+{
+	struct save_ctx *ctx = arg;
+	struct rpc_call *call = ctx->call;
+	struct us_err err;
+	int rc = 0;
+
+	pthread_setname_np(pthread_self(), "us-save");
+	save_service_lower_priority();
+	pacer_init(&ctx->pace, ctx->svc->max_rate);
+	while (!rc && !(ctx->is_done && ctx->out.len == 0)) {
+		save_pace(ctx);
+		if ((rc = save_fill(ctx, &err)) == 0)
+			rc = save_send(ctx, &err);
+	}
+	wait_sent(ctx);
+	if (!rc && rpc_call_is_cancelled(call))
+		rc = err_set(&err, US_ECANCELLED, "save cancelled");
+	/* everything the save holds goes before the call ends: a daemon stopping
+	 * waits for its calls, then frees the stores */
+	save_ctx_free(ctx);
+	atomic_fetch_sub(&n_running, 1);
+	if (rc)
+		rpc_call_finish_err(call, &err);
+	else
+		rpc_call_finish(call, 0, NULL, NULL, 0);
+	return NULL;
 }
 
 /* The save's scope exists at the snapshot: an account with at least one
@@ -324,7 +394,9 @@ static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	const struct save_service_ops *svc = arg;
 	Understudy__V1__SaveRequest *in;
 	struct save_ctx *ctx;
+	pthread_t thread;
 	struct us_err err;
+	int rc;
 
 	in = (Understudy__V1__SaveRequest *)wire_unpack(&understudy__v1__save_request__descriptor,
 							 req, req_len, &err);
@@ -337,24 +409,45 @@ static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		understudy__v1__save_request__free_unpacked(in, NULL);
 		return;
 	}
+	if (atomic_fetch_add(&n_running, 1) >= US_SAVES_RUNNING_MAX) {
+		atomic_fetch_sub(&n_running, 1);
+		understudy__v1__save_request__free_unpacked(in, NULL);
+		err_set(&err, US_ETOOBIG,
+			"%d saves are running here, the most one daemon streams at once: try "
+			"again when one has ended", US_SAVES_RUNNING_MAX);
+		rpc_call_finish_err(call, &err);
+		return;
+	}
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
+		atomic_fetch_sub(&n_running, 1);
 		understudy__v1__save_request__free_unpacked(in, NULL);
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
 		return;
 	}
+	ctx->call = call;
+	pthread_mutex_init(&ctx->mu, NULL);
+	pthread_cond_init(&ctx->cv, NULL);
 	ctx->svc = svc;
 	ctx->ops = svc->store;
 	buf_init(&ctx->out);
 	buf_init(&ctx->msg);
-	if (save_start(ctx, in, &err)) {
-		understudy__v1__save_request__free_unpacked(in, NULL);
-		rpc_call_finish_err(call, &err);
-		save_ctx_free(ctx);
-		return;
-	}
+	rc = save_start(ctx, in, &err);
 	understudy__v1__save_request__free_unpacked(in, NULL);
-	save_step(call, ctx);
+	if (!rc) {
+		pthread_attr_t attr;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&thread, &attr, save_thread, ctx) != 0)
+			rc = err_set(&err, US_ENOMEM, "cannot start a thread for the save");
+		pthread_attr_destroy(&attr);
+	}
+	if (rc) {
+		save_ctx_free(ctx);
+		atomic_fetch_sub(&n_running, 1);
+		rpc_call_finish_err(call, &err);
+	}
 }
 
 size_t save_service_methods(const struct save_service_ops *ops, struct rpc_method *out,

@@ -23,6 +23,10 @@ int save_service_write(struct store *s, const struct store_snap *at, const char 
 		       const char *account, const char *file, save_sink_fn sink, void *arg,
 		       struct save_summary *out, struct store_position *pos, struct us_err *err);
 
+/* Lowers the calling thread's priority to a save's (US_SAVE_NICE): a
+ * thread that writes saves runs on the CPU the stream and the commits leave. */
+void save_service_lower_priority(void);
+
 /* A save to keep in the on-line archive (Admin.Save with archive set). */
 struct keep_request {
 	char ns[US_NAMESPACE_MAX_LEN + 1];
@@ -52,6 +56,7 @@ struct save_service_ops {
 	 * any thread. NULL: a daemon that keeps no saves. */
 	void (*keep)(void *arg, const struct keep_request *req, keep_done_fn done, void *ctx);
 	void *arg;
+	uint64_t max_rate;  /* bytes a second a streamed save sends at most (0: no bound) */
 };
 
 /* Fills out (room for max) with the methods; ops is borrowed and must

@@ -104,6 +104,9 @@ int store__take_write_err(struct store *s, char **errptr, struct us_err *err, co
 
 /* Before a write that will be acknowledged (disk.h): the directory is still
  * there and writable and, when is_space, the reserve is free. */
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
+
 static int check_disk(struct store *s, bool is_space, struct us_err *err)
 {
 	return disk_check(s->dir, &s->dir_id, is_space ? s->reserve : NULL, err);
@@ -571,6 +574,8 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	rocksdb_options_increase_parallelism(s->opts, 2);
 	rocksdb_options_set_max_background_jobs(s->opts, 2);
 	rocksdb_options_set_write_buffer_size(s->opts, 64u << 20);
+	rocksdb_options_set_level0_slowdown_writes_trigger(s->opts, US_STORE_L0_SLOWDOWN);
+	rocksdb_options_set_level0_stop_writes_trigger(s->opts, US_STORE_L0_STOP);
 	/* RocksDB's flushes and compactions keep the normal CPU priority: at
 	 * nice 19 (tried, session I of docs/performance.md) they cut the p99
 	 * replication lag at half load, but starved on a saturated machine they
@@ -599,6 +604,8 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	s->write_opts = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(s->write_opts, 1);
 	s->write_opts_nosync = rocksdb_writeoptions_create();
+	s->write_opts_nowal = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_disable_WAL(s->write_opts_nowal, 1);
 
 	if (s->is_read_only)
 		s->db = rocksdb_open_for_read_only(s->opts, dir, 0, &errptr);
@@ -637,6 +644,8 @@ void store_close(struct store *s)
 		rocksdb_writeoptions_destroy(s->write_opts);
 	if (s->write_opts_nosync)
 		rocksdb_writeoptions_destroy(s->write_opts_nosync);
+	if (s->write_opts_nowal)
+		rocksdb_writeoptions_destroy(s->write_opts_nowal);
 	if (s->read_opts)
 		rocksdb_readoptions_destroy(s->read_opts);
 	if (s->opts)
@@ -1305,6 +1314,7 @@ struct store_image_iter {
 	char file[US_FILE_MAX_LEN + 1];
 	struct store_snap *own;    /* the snapshot taken here when none was given */
 	const struct store_snap *at;
+	rocksdb_readoptions_t *ro; /* at's snapshot, read once: no block cache fill */
 	rocksdb_iterator_t *it;
 	uint64_t time_ms;
 	bool is_started;
@@ -1375,7 +1385,13 @@ int store_image_iter_new(struct store *s, const struct store_snap *at,
 	it->time_ms = pos->time_ms;
 	if ((rc = catalog_read(s, it->at->ro, &it->cat, err)))
 		goto out_free;
-	it->it = rocksdb_create_iterator(s->db, it->at->ro);
+	/* a whole-store scan would evict what the live reads keep in the
+	 * shared block cache, and costs more for filling it */
+	it->ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_snapshot(it->ro, it->at->snap);
+	rocksdb_readoptions_set_fill_cache(it->ro, 0);
+	rocksdb_readoptions_set_readahead_size(it->ro, US_IMAGE_READAHEAD_BYTES);
+	it->it = rocksdb_create_iterator(s->db, it->ro);
 	if (image_seek(it, it->opts.is_shipped_only ? 'F' : 'A')) {
 		rc = err_set(err, US_ENOMEM, "out of memory");
 		goto out_free;
@@ -1487,6 +1503,8 @@ void store_image_iter_free(struct store_image_iter *it)
 		return;
 	if (it->it)
 		rocksdb_iter_destroy(it->it);
+	if (it->ro)
+		rocksdb_readoptions_destroy(it->ro);
 	store_snap_free(it->own);
 	buf_release(&it->prefix);
 	buf_release(&it->file_prefix);
@@ -1544,7 +1562,23 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 		catalog_copy(&s->cat, &s->cat_saved);
 		return rc;
 	}
-	rocksdb_write(s->db, s->write_opts_nosync, b, &errptr);
+	if (!s->is_load_unflushed) {
+		/* a bulk load: its memtables are flushed as they fill, in key
+		 * order, and nothing rewrites them while it runs (the store's
+		 * daemon compacts them later, mostly by moving files) */
+		const char *k[] = {"disable_auto_compactions", "level0_slowdown_writes_trigger",
+				   "level0_stop_writes_trigger"};
+		const char *v[] = {"true", "100000", "100000"};
+
+		rocksdb_set_options(s->db, 3, k, v, &errptr);
+		if ((rc = store__take_write_err(s, &errptr, err, "cannot start a load"))) {
+			rocksdb_writebatch_destroy(b);
+			catalog_copy(&s->cat, &s->cat_saved);
+			return rc;
+		}
+		s->is_load_unflushed = true;
+	}
+	rocksdb_write(s->db, s->write_opts_nowal, b, &errptr);
 	rocksdb_writebatch_destroy(b);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
@@ -1565,6 +1599,25 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 
 	if ((rc = store__check_writable(s, err)))
 		return rc;
+	if (s->is_load_unflushed) {
+		/* the image went in without the WAL: into SST files before the
+		 * position that says it is whole */
+		rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+
+		const char *k[] = {"disable_auto_compactions", "level0_slowdown_writes_trigger",
+				   "level0_stop_writes_trigger"};
+		const char *v[] = {"false", STORE_STR(US_STORE_L0_SLOWDOWN), STORE_STR(US_STORE_L0_STOP)};
+
+		rocksdb_flushoptions_set_wait(fo, 1);
+		rocksdb_flush(s->db, fo, &errptr);
+		rocksdb_flushoptions_destroy(fo);
+		if ((rc = store__take_write_err(s, &errptr, err, "cannot flush the loaded image")))
+			return rc;
+		rocksdb_set_options(s->db, 1, k, v, &errptr);
+		if ((rc = store__take_write_err(s, &errptr, err, "cannot end a load")))
+			return rc;
+		s->is_load_unflushed = false;
+	}
 	encode_pos(posv, pos);
 	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
 	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, pos->generation);

@@ -220,14 +220,15 @@ void store_image_iter_free(struct store_image_iter *it);
  * store: applies an image's entries (store_image_iter's, a save's: a
  * CREATE_FILE with the file's own logged flag, on or off; a SET_LOGGING of
  * an account, file_len 0, off; a WRITE to a file created before, DATA or
- * DICT) as a replica would, with no journal, no position change and no
- * fsync. The flags it writes are the ones a site's own commits write (never
+ * DICT) as a replica would, with no journal, no position change, no
+ * fsync and no WAL (the store is thrown away unless loaded whole). The flags it writes are the ones a site's own commits write (never
  * stale: stale_since_seq 0), so the store equals its source in files, flags
  * and items. Any other entry (another op, a file reset, a file's
  * SET_LOGGING, an account turned on) is US_EINVAL; a write to a file not
  * created before is US_ENOTFOUND; a refused call changes nothing. Then
- * store_set_position puts the copy at pos (with the generation history) and
- * syncs: the journal stays empty, the next commit is pos.seq + 1. */
+ * store_set_position flushes what was loaded into SST files, puts the copy at
+ * pos (with the generation history) and syncs: the journal stays empty, the
+ * next commit is pos.seq + 1. */
 int store_load_entries(struct store *s, struct entry *entries, size_t n, struct us_err *err);
 int store_set_position(struct store *s, const struct store_position *pos, struct us_err *err);
 

@@ -71,6 +71,10 @@ struct store {
 	rocksdb_readoptions_t *read_opts;
 	rocksdb_writeoptions_t *write_opts;   /* sync = 1 */
 	rocksdb_writeoptions_t *write_opts_nosync;
+	/* store_load_entries: no WAL (an image is loaded into a store that is
+	 * discarded unless whole); store_set_position flushes it first */
+	rocksdb_writeoptions_t *write_opts_nowal;
+	bool is_load_unflushed;
 	bool is_read_only;
 	size_t max_body;
 	char *dir;                            /* as opened (owned) */

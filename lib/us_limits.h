@@ -116,6 +116,21 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 
 /* Admin.Save streams a save in messages of about this many bytes. */
 #define US_SAVE_CHUNK_BYTES (256u * 1024u)
+/* Saves one daemon streams at once (each on its own thread); more are
+ * refused with RESOURCE_EXHAUSTED. */
+#define US_SAVES_RUNNING_MAX 4
+/* The nice value of a save's threads (streamed or kept in the archive): a
+ * save takes the CPU that the stream's apply and the commits leave. */
+#define US_SAVE_NICE 10
+/* A store's level-0 files past which RocksDB slows writes, then stops them
+ * until compaction catches up (RocksDB's defaults). A load (restore, full
+ * copy) lifts both and compacts nothing while it runs. */
+#define US_STORE_L0_SLOWDOWN 20
+#define US_STORE_L0_STOP 36
+/* A paced save (save_max_rate) sleeps at most this long at a time. */
+#define US_PACE_SLICE_MS 100u
+/* A store's image (a save, a full copy) reads its files ahead this far. */
+#define US_IMAGE_READAHEAD_BYTES (2u * 1024u * 1024u)
 
 /* wire_check: how deep messages may nest. */
 #define US_WIRE_MAX_DEPTH 32

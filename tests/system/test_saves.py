@@ -6,15 +6,22 @@
   - A site's save holds every file with its own logged flag, DICT items and
     any byte in bodies; `dump` prints it with load's escapes, and what it
     prints goes back through `load` to the same bytes; --json too.
+  - save_max_rate paces a save (it takes at least its size over the rate),
+    streamed or kept in the archive; a daemon streams at most 4 saves at
+    once and refuses a fifth with RESOURCE_EXHAUSTED; a save whose client
+    was killed frees its place at once.
   - Scopes (an account, a file) hold exactly that; a scope that does not
     exist is NOT_FOUND (exit 3); usage errors exit 2; a failed save leaves no
     file behind; a truncated, bit-flipped or wrong-version save is refused by
     dump with exit 1 and one line naming the offset.
 """
 
+import base64
 import json
 import os
+import signal
 import subprocess
+import time
 
 import harness
 from harness import Proto, SystemTest, dump_namespace, run_cli, tsv_escape, wait_until
@@ -183,6 +190,66 @@ class SaveTest(SystemTest):
             self.assertIn(b"offset", err, what)
         rc, _, err = self.dump(os.path.join(self.tmp, "absent.save"))
         self.assertEqual(rc, 3)
+
+    def load_incompressible(self, d, n, body_bytes):
+        """n items of body_bytes that LZ4 cannot shrink much, in ACC/F."""
+        self.cli_ok("create-file", NS, ACC, "F", collector=d)
+        lines = b"".join(b"i%05d\t%s\n" % (i, base64.b64encode(os.urandom(body_bytes * 3 // 4)))
+                         for i in range(n))
+        self.cli_ok("load", NS, ACC, "F", stdin=lines, collector=d)
+
+    def start_save(self, d, path):
+        return subprocess.Popen([harness.binary("understudy"), "--addr", d.addr, "save", NS,
+                                 "-o", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def test_pacing_and_the_limit_on_saves_running(self):
+        rate = 128 * 1024
+        col = self.start_collector(save_max_rate="128KiB")
+        self.load_incompressible(col, 1000, 1000)
+        t0 = time.monotonic()
+        first = os.path.join(self.tmp, "paced.save")
+        info = self.cli_json("save", NS, "-o", first, collector=col)
+        took = time.monotonic() - t0
+        self.assertEqual(info["items"], 1000)
+        size = os.path.getsize(first)
+        self.assertGreater(size, 900 * 1000)
+        # paced: every message but the last (at most two 256 KiB chunks) waits
+        # for the bytes before it; unpaced, this save takes a tenth of a second
+        self.assertGreaterEqual(took, (size - 600 * 1024) / rate, "a save of %d bytes" % size)
+        # four at once; the fifth is refused, and nothing is left of it
+        paths = [os.path.join(self.tmp, "s%d.save" % i) for i in range(6)]
+        running = [self.start_save(col, paths[i]) for i in range(4)]
+        time.sleep(1.0)  # each takes at least 3 s
+        rc, _, err = self.cli("save", NS, "-o", paths[4], collector=col)
+        self.assertEqual(rc, 1, err)
+        self.assert_one_line(err, "fifth save")
+        self.assertIn(b"4 saves are running", err)
+        self.assertFalse(os.path.exists(paths[4]))
+        # a save whose client died frees its place: a new one starts while
+        # the other three still run
+        running[0].send_signal(signal.SIGKILL)
+        running[0].wait()
+        time.sleep(0.5)
+        self.assertEqual([p.poll() for p in running[1:]], [None] * 3)
+        late = self.start_save(col, paths[5])
+        for p in running[1:] + [late]:
+            _, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+        for path in paths[1:4] + paths[5:]:
+            self.assertEqual(self.dump_ok(path), self.dump_ok(first), path)
+
+    def test_archive_saves_are_paced(self):
+        arch = self.start_archiver(save_max_rate="256KiB")
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        self.load_incompressible(col, 1000, 1000)
+        last = self.last_seq(collector=col)
+        wait_until(lambda: (self.archived_ns(arch, NS) or {}).get("applied_seq") == last, 30,
+                   "the archiver to apply the load")
+        t0 = time.monotonic()
+        info = self.cli_json("save", NS, "--archive", collector=arch)
+        took = time.monotonic() - t0
+        self.assertEqual(info["items"], 1000)
+        self.assertGreaterEqual(took, (info["bytes"] - 600 * 1024) / (256 * 1024))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 			memset(&pos, 0, sizeof(pos)); /* unavailable after a failed swap */
 		understudy__v1__namespace_status__init(&st[i]);
 		st[i].namespace_ = ns->name;
-		st[i].role = ns->store ? "standby" : "unavailable";
+		st[i].role = ns->store ? (char *)role_name(store_role(ns->store)) : "unavailable";
 		st[i].generation = pos.generation;
 		st[i].applied_seq = pos.seq;
 		st[i].durable_seq = ns->durable_seq;

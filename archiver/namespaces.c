@@ -39,7 +39,8 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 static int open_store(struct archiver *a, const char *name, struct store **out,
 		      uint64_t *durable_seq, struct us_err *err)
 {
-	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache,
+	struct store_opts o = {.role = ROLE_STANDBY,
+				.max_body = a->cfg.max_body, .cache = a->cache,
 				.reserve = &a->cfg.reserve};
 	char dir[1200];
 	int rc;
@@ -202,7 +203,8 @@ void archiver_ns_release(struct ns *ns)
 static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
 			 const char *why, struct us_err *err)
 {
-	struct store_opts o = {.max_body = a->cfg.max_body, .cache = a->cache,
+	struct store_opts o = {.role = ROLE_STANDBY,
+				.max_body = a->cfg.max_body, .cache = a->cache,
 				.reserve = &a->cfg.reserve};
 	char dir[1200];
 	struct store_position pos;

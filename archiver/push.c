@@ -501,7 +501,8 @@ static void seed_abandon(struct push *p)
 
 static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, struct us_err *err)
 {
-	struct store_opts o = {.max_body = p->a->cfg.max_body, .cache = p->a->cache,
+	struct store_opts o = {.role = ROLE_STANDBY,
+				.max_body = p->a->cfg.max_body, .cache = p->a->cache,
 				.reserve = &p->a->cfg.reserve};
 	struct ns *ns = p->ns;
 	struct store_position pos;

@@ -26,7 +26,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	understudy__v1__status_response__init(&out);
 	out.node = "collector";
 	out.namespace_ = col->cfg.ns;
-	out.role = "primary";
+	out.role = (char *)role_name(store_role(col->store));
 	out.generation = pos.generation;
 	out.last_seq = pos.seq;
 	{

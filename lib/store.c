@@ -37,6 +37,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <pthread.h>
@@ -510,6 +511,34 @@ const char *store_site_id(const struct store *s)
 	return s->site_id;
 }
 
+enum ns_role store_role(const struct store *s)
+{
+	return (enum ns_role)atomic_load(&s->role);
+}
+
+void store_set_role(struct store *s, enum ns_role to)
+{
+	assert(role_may_become(store_role(s), to));
+	atomic_store(&s->role, (int)to);
+}
+
+/* Commits need the primary's role; applies and loads a standby's. */
+static int check_role(struct store *s, bool is_commit, struct us_err *err)
+{
+	enum ns_role r = store_role(s);
+
+	if (is_commit && !role_takes_commits(r))
+		return err_set(err, US_EPRECOND,
+			       "this node is %s for the namespace, not its primary: it takes no "
+			       "commits",
+			       role_name(r));
+	if (!is_commit && !role_applies_stream(r))
+		return err_set(err, US_EPRECOND,
+			       "this node is %s for the namespace: it applies no primary's stream",
+			       role_name(r));
+	return 0;
+}
+
 int store_bind_site(struct store *s, const char *node_id, struct us_err *err)
 {
 	size_t len = strlen(node_id);
@@ -553,6 +582,7 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 	if (!s)
 		return err_set(err, US_ENOMEM, "cannot open store %s: out of memory", dir);
 	s->is_read_only = o->is_read_only;
+	atomic_init(&s->role, (int)o->role);
 	s->max_body = o->max_body ? o->max_body : US_BODY_MAX_BYTES;
 	pthread_mutex_init(&s->pos_lock, NULL);
 	buf_init(&s->key);
@@ -752,8 +782,10 @@ static int delete_file_items(struct store *s, rocksdb_writebatch_t *b, const str
  * SET_LOGGING of a file the replica does not hold change nothing (a site ships
  * both for any file); SET_LOGGING off marks the file stale since seq. */
 static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
-		    bool is_replica, uint64_t seq, bool *is_journaled, struct us_err *err)
+		    enum ns_role role, uint64_t seq, bool *is_journaled, struct us_err *err)
 {
+	/* a standby applies what its primary journaled; a primary commits */
+	const bool is_replica = role_applies_stream(role);
 	char name[US_ACCOUNT_MAX_LEN + US_FILE_MAX_LEN + 2];
 	struct buf *k = &s->key;
 	struct cat_row *f = NULL;
@@ -1061,7 +1093,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		e->time_ms = time_ms;
 		e->is_commit_end = false;
 		reship_before(s, e, &rs);
-		rc = apply_op(s, b, e, false, 0, &is_journaled, &c->err);
+		rc = apply_op(s, b, e, ROLE_PRIMARY, 0, &is_journaled, &c->err);
 		if (rc == 0 && rs.is_needed)
 			rc = reship_after(s, b, e, &rs, &next, &c->err);
 		if (rc == 0 && is_journaled) {
@@ -1177,7 +1209,8 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err))) {
+	if ((rc = check_role(s, true, err)) || (rc = store__check_writable(s, err)) ||
+	    (rc = check_disk(s, true, err))) {
 		for (size_t i = 0; i < n; i++) {
 			commits[i]->rc = rc;
 			commits[i]->err = *err;
@@ -1209,7 +1242,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = store__check_writable(s, err)))
+	if ((rc = check_role(s, false, err)) || (rc = store__check_writable(s, err)))
 		return rc;
 	if (n == 0)
 		return err_set(err, US_EINVAL, "no entries to apply");
@@ -1242,7 +1275,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 
 		seq++;
 		if (e->op < ENTRY_HEARTBEAT) {
-			rc = apply_op(s, b, e, true, seq, &is_journaled, err);
+			rc = apply_op(s, b, e, ROLE_STANDBY, seq, &is_journaled, err);
 			if (rc) {
 				if (rc == US_ENOMEM)
 					err_set(err, rc, "out of memory");
@@ -1519,7 +1552,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	int rc = 0;
 
 	store__perf_off();
-	if ((rc = store__check_writable(s, err)))
+	if ((rc = check_role(s, false, err)) || (rc = store__check_writable(s, err)))
 		return rc;
 	if ((rc = check_disk(s, true, err)))
 		return rc;
@@ -1553,7 +1586,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 		/* As a replica at seq 0: nothing is journaled, and a flag that
 		 * is off is stale since seq 0, which is to say not stale (the
 		 * record is the same one a site's own commit writes). */
-		rc = apply_op(s, b, e, true, 0, &is_journaled, err);
+		rc = apply_op(s, b, e, ROLE_STANDBY, 0, &is_journaled, err);
 		if (rc == US_ENOMEM)
 			err_set(err, rc, "out of memory");
 	}

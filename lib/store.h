@@ -23,6 +23,7 @@
 #include "entry.h"
 #include "disk.h"
 #include "err.h"
+#include "role.h"
 
 struct store;
 struct store_iter;
@@ -46,6 +47,11 @@ struct store_opts {
 	 * the store's directory is gone, replaced or read-only: nothing is
 	 * acknowledged that may not be durable. */
 	const struct disk_reserve *reserve;
+	/* The namespace's role on this node (role.h): ROLE_PRIMARY (0: a site)
+	 * takes commits (store_commit_group), ROLE_STANDBY and ROLE_REJOINING
+	 * apply a primary's stream and images (store_apply_entries,
+	 * store_load_entries); each refuses the other with US_EPRECOND. */
+	enum ns_role role;
 };
 
 /* Opens (creating when missing, unless read-only) the store in dir and returns
@@ -55,6 +61,13 @@ int store_open(struct store **out, const char *dir, const struct store_opts *opt
 	       struct us_err *err);
 /* Closes and frees; NULL is a no-op. No call may be in flight. */
 void store_close(struct store *s);
+
+/* The namespace's role on this node. Any thread. */
+enum ns_role store_role(const struct store *s);
+/* Moves the role along one of role.h's transitions (asserted: any other is a
+ * bug of the caller, which handles "already in that role" itself). Not
+ * kept across a restart: the daemon decides the role it opens with. */
+void store_set_role(struct store *s, enum ns_role to);
 
 /* One application commit. ops are entries (op, account, file, section, id,
  * body, flag) borrowed for the call; the store fills time_ms and END. */

@@ -75,6 +75,7 @@ struct store {
 	 * discarded unless whole); store_set_position flushes it first */
 	rocksdb_writeoptions_t *write_opts_nowal;
 	bool is_load_unflushed;
+	_Atomic int role;                     /* enum ns_role */
 	bool is_read_only;
 	size_t max_body;
 	char *dir;                            /* as opened (owned) */

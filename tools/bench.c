@@ -1889,7 +1889,7 @@ static int apply_pass(const struct bench_opts *o, const struct built_frame *fram
 			strerror(errno));
 		return 1;
 	}
-	if (store_open(&s, dir, NULL, &err) != 0) {
+	if (store_open(&s, dir, &(struct store_opts){.role = ROLE_STANDBY}, &err) != 0) {
 		fprintf(stderr, "understudy-bench: %s\n", err.msg);
 		goto out_rm;
 	}

@@ -595,7 +595,9 @@ int cmd_restore(struct cli *cli)
 		rs->tmp[0] = '\0'; /* not ours to remove */
 		goto out_signals;
 	}
-	if (store_open(&rs->store, rs->tmp, NULL, &err)) {
+	/* a standby of the save's history while it loads and rolls forward;
+	 * whoever opens DIR later decides its role there */
+	if (store_open(&rs->store, rs->tmp, &(struct store_opts){.role = ROLE_STANDBY}, &err)) {
 		rc = cli_fail(EXIT_FAIL, "cannot restore %s: %s", rs->path, err.msg);
 		goto out_tmp;
 	}

@@ -47,6 +47,18 @@ static struct store *open_store(const char *dir, size_t max_body)
 	return s;
 }
 
+/* A store in the standby role: it applies a primary's stream and images. */
+static struct store *open_replica(const char *dir)
+{
+	struct store_opts o = {.role = ROLE_STANDBY};
+	struct store *s = NULL;
+	struct us_err err;
+
+	if (store_open(&s, dir, &o, &err))
+		fail_msg("store_open: %s", err.msg);
+	return s;
+}
+
 static struct entry op(uint8_t kind, const char *account, const char *file, const char *id,
 		       const char *body)
 {
@@ -368,10 +380,71 @@ static void test_lock_and_foreign_db(void **state)
 	assert_non_null(strstr(err.msg, "not an understudy store"));
 }
 
+/* A primary takes commits and applies nothing; a standby the reverse; the
+ * roles' transitions are role.h's and no other. */
+static void test_roles(void **state)
+{
+	char rdir[512];
+	struct store *p = open_store(*state, 0), *r;
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct store_commit c = {.ops = mk, .n_ops = 1};
+	struct store_commit *pc = &c;
+	struct us_err err;
+
+	mk[0].is_commit_end = true;
+	snprintf(rdir, sizeof(rdir), "%s/replica", (const char *)*state);
+	r = open_replica(rdir);
+	assert_int_equal(store_role(p), ROLE_PRIMARY);
+	assert_int_equal(store_role(r), ROLE_STANDBY);
+	assert_int_equal(store_apply_entries(p, 1, mk, 1, NULL, 0, false, &err), US_EPRECOND);
+	assert_non_null(strstr(err.msg, "this node is primary for the namespace"));
+	assert_int_equal(store_load_entries(p, mk, 1, &err), US_EPRECOND);
+	assert_int_equal(store_commit_group(r, &pc, 1, 1000, &err), US_EPRECOND);
+	assert_int_equal(c.rc, US_EPRECOND);
+	assert_non_null(strstr(c.err.msg, "standby for the namespace, not its primary"));
+	assert_int_equal(pos_seq(r), 0);
+	assert_int_equal(pos_seq(p), 0);
+	/* the standby applies, is promoted, then commits; the old primary,
+	 * fenced, does neither */
+	assert_int_equal(store_apply_entries(r, 1, mk, 1, NULL, 0, false, &err), 0);
+	store_set_role(r, ROLE_PRIMARY);
+	store_set_role(p, ROLE_FENCED);
+	c.ops = (struct entry[]){op(ENTRY_WRITE, "ACC", "F", "k", "v")};
+	assert_int_equal(store_commit_group(r, &pc, 1, 1000, &err), 0);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(pos_seq(r), 2);
+	assert_int_equal(store_commit_group(p, &pc, 1, 1000, &err), US_EPRECOND);
+	assert_int_equal(store_apply_entries(p, 1, mk, 1, NULL, 0, false, &err), US_EPRECOND);
+	assert_non_null(strstr(err.msg, "fenced"));
+	store_set_role(p, ROLE_REJOINING);
+	assert_int_equal(store_apply_entries(p, 1, mk, 1, NULL, 0, false, &err), 0);
+	store_set_role(p, ROLE_STANDBY);
+	store_close(r);
+	store_close(p);
+	/* every transition, against the table of role.h */
+	{
+		static const bool may[4][4] = {
+			/* to: primary standby fenced rejoining */
+			[ROLE_PRIMARY] = {false, true, true, true},
+			[ROLE_STANDBY] = {true, false, false, true},
+			[ROLE_FENCED] = {false, false, false, true},
+			[ROLE_REJOINING] = {false, true, false, false},
+		};
+
+		for (int from = 0; from < 4; from++)
+			for (int to = 0; to < 4; to++)
+				assert_int_equal(role_may_become(from, to), may[from][to]);
+		assert_string_equal(role_name(ROLE_REJOINING), "rejoining");
+		assert_true(role_takes_commits(ROLE_PRIMARY) && !role_takes_commits(ROLE_FENCED));
+		assert_true(role_applies_stream(ROLE_REJOINING) &&
+			    !role_applies_stream(ROLE_FENCED));
+	}
+}
+
 /* The archiver's side: replicated entries at given seqs. */
 static void test_replica_apply(void **state)
 {
-	struct store *s = open_store(*state, 0);
+	struct store *s = open_replica(*state);
 	struct entry e[4] = {op(ENTRY_WRITE, "ACC", "F", "k1", "v1"),
 			     op(ENTRY_WRITE, "ACC", "F", "k2", "v2"),
 			     op(ENTRY_SET_LOGGING, "ACC", "F", NULL, NULL),
@@ -494,7 +567,7 @@ static void test_seed_copy_and_trim(void **state)
 	struct entry late[1] = {op(ENTRY_WRITE, "ACC", "F", "late", "1")};
 	assert_int_equal(commit1(s, late, 1, NULL, NULL), 0);
 	snprintf(dir2, sizeof(dir2), "%s/copy", (char *)*state);
-	t = open_store(dir2, 0);
+	t = open_replica(dir2);
 	while ((rc = store_image_iter_next(it, &e[n], &err)) == 1) {
 		assert_true(n < 16);
 		assert_true(e[n].is_commit_end);
@@ -650,7 +723,7 @@ static void test_journal_blocks(void **state)
 		fe[0].is_commit_end = true; /* two whole commits: n = 1 fails on the count alone */
 		fe[1].is_commit_end = true;
 		snprintf(rdir, sizeof(rdir), "%s/replica", (const char *)*state);
-		r = open_store(rdir, 0);
+		r = open_replica(rdir);
 		buf_init(&blk);
 		assert_int_equal(entry_block_begin(&w, &blk, 2), 0);
 		assert_int_equal(entry_block_add(&w, &fe[0], &err), 0);
@@ -791,7 +864,7 @@ static void test_history_chain(void **state)
 	snprintf(xdir, sizeof(xdir), "%s/other", (const char *)*state);
 	assert_int_equal(store_open(&s, *state, &o, &err), 0);
 	assert_int_equal(store_open(&x, xdir, &o, &err), 0);
-	r = open_store(rdir, 0);
+	r = open_replica(rdir);
 	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
 	assert_int_equal(commit1(x, mk, 1, NULL, NULL), 0);
 	for (int i = 0; i < 4; i++)
@@ -1171,7 +1244,7 @@ static void test_restore_image(void **state)
 	assert_int_equal(commit1(s, w, 7, NULL, NULL), 0);
 
 	snprintf(dir2, sizeof(dir2), "%s/restored", (char *)*state);
-	t = open_store(dir2, 0);
+	t = open_replica(dir2);
 	assert_string_not_equal(store_node_id(t), store_node_id(s)); /* a new node */
 	/* what an image never holds is refused, and changes nothing */
 	{
@@ -1319,6 +1392,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_logging_and_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear_delete_and_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_and_foreign_db, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),

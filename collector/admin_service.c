@@ -10,7 +10,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	Understudy__V1__StatusRequest *in;
 	Understudy__V1__StatusResponse out;
 	Understudy__V1__ArchiverLink links[64], *plinks[64];
-	struct link_status ls[64];
+	struct repl_sender_status ls[64];
 	size_t n_links = col->n_links < 64 ? col->n_links : 64;
 	struct store_position pos;
 	uint8_t *bytes;
@@ -38,7 +38,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	}
 	out.commit_mode = (char *)guard_mode_name(col->guard);
 	for (size_t i = 0; i < n_links; i++) {
-		link_get_status(col->links[i], &ls[i]);
+		repl_sender_status(col->links[i], &ls[i]);
 		understudy__v1__archiver_link__init(&links[i]);
 		links[i].addr = ls[i].addr;
 		links[i].connected = ls[i].is_connected;

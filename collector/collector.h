@@ -12,7 +12,7 @@
 
 #include "committer.h"
 #include "guard.h"
-#include "link.h"
+#include "repl_send.h"
 #include "retention.h"
 #include "config.h"
 #include "us_limits.h"
@@ -53,7 +53,8 @@ struct collector {
 	struct rpc_server *rpc;
 	struct guard *guard;          /* the loss bound: admission and sync answers */
 	struct retention *retention;  /* journal trimming */
-	struct link **links;          /* one per archiver; set before the server starts */
+	struct repl_sender **links;   /* one per archiver; set before the server starts */
+	struct repl_sender_ops sender_ops; /* the links' hooks */
 	size_t n_links;
 	struct store_service_ops store_ops; /* the Store service's view of this collector */
 	struct snapshots *snapshots;  /* open snapshots of the store (their own lock) */

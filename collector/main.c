@@ -154,7 +154,7 @@ static void on_written(void *arg, uint64_t last_seq)
 	struct collector *col = arg;
 
 	for (size_t i = 0; i < col->n_links; i++)
-		link_notify(col->links[i], last_seq);
+		repl_sender_notify(col->links[i], last_seq);
 }
 
 static int start_links(struct collector *col, struct us_err *err)
@@ -166,12 +166,14 @@ static int start_links(struct collector *col, struct us_err *err)
 	col->links = calloc(col->cfg.archivers.n, sizeof(*col->links));
 	if (!col->links)
 		return err_set(err, US_ENOMEM, "out of memory");
+	col->sender_ops = (struct repl_sender_ops){.on_acked = on_acked, .arg = col};
 	for (size_t i = 0; i < col->cfg.archivers.n; i++) {
-		struct link_opts o = {.addr = col->cfg.archivers.v[i], .ns = col->cfg.ns,
-				      .store = col->store, .heartbeat_ms = col->cfg.heartbeat_ms,
-				      .index = (int)i, .on_acked = on_acked, .on_acked_arg = col};
+		struct repl_sender_opts o = {.addr = col->cfg.archivers.v[i], .ns = col->cfg.ns,
+					     .store = col->store,
+					     .heartbeat_ms = col->cfg.heartbeat_ms, .index = (int)i,
+					     .ops = &col->sender_ops};
 
-		if ((rc = link_new(&col->links[i], &o, err)))
+		if ((rc = repl_sender_new(&col->links[i], &o, err)))
 			return err_wrap(err, "archiver %s", col->cfg.archivers.v[i]);
 		col->n_links++;
 	}
@@ -192,7 +194,7 @@ static int start_retention(struct collector *col, struct us_err *err)
 static void stop_links(struct collector *col)
 {
 	for (size_t i = 0; i < col->n_links; i++)
-		link_free(col->links[i]);
+		repl_sender_free(col->links[i]);
 	free(col->links);
 	col->links = NULL;
 	col->n_links = 0;

@@ -32,9 +32,9 @@ static int trim_point(struct retention *r, uint64_t *upto, struct us_err *err)
 	store_get_position(r->o.store, &pos);
 	limit = pos.seq;
 	for (size_t i = 0; i < r->o.n_links; i++) {
-		struct link_status st;
+		struct repl_sender_status st;
 
-		link_get_status(r->o.links[i], &st);
+		repl_sender_status(r->o.links[i], &st);
 		if (st.acked_seq < limit)
 			limit = st.acked_seq;
 	}

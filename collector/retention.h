@@ -12,12 +12,12 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "link.h"
+#include "repl_send.h"
 #include "store.h"
 
 struct retention_opts {
 	struct store *store;       /* borrowed */
-	struct link **links;       /* borrowed: the archivers' acked seqs */
+	struct repl_sender **links;       /* borrowed: the archivers' acked seqs */
 	size_t n_links;
 	uint64_t retention_ms;     /* journal_retention */
 	uint64_t journal_max;      /* entries */

@@ -87,7 +87,7 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 
 /* A site's link to an archiver: the Welcome must come within this; after a
  * failed session the link waits (+-20 % jitter) from _MIN doubling to _MAX,
- * started over only by real progress (collector/link.c). */
+ * started over only by real progress (lib/repl_send.c). */
 #define US_LINK_WELCOME_TIMEOUT_MS 10000
 #define US_LINK_BACKOFF_MIN_MS 100
 #define US_LINK_BACKOFF_MAX_MS 5000

@@ -1,6 +1,5 @@
-/* link.c - see link.h. */
-#include "link.h"
-#include "clock.h"
+/* repl_send.c - see repl_send.h. */
+#include "repl_send.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -9,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "save.h"
 #include "rpc.h"
@@ -23,7 +23,7 @@ enum link_state {
 	LINK_IDLE,       /* not connected; waiting out the backoff */
 	LINK_CONNECTING, /* stream open, Hello sent, waiting for the Welcome */
 	LINK_STREAMING,  /* sending frames, receiving acks */
-	LINK_STOPPED,    /* link_free: the thread ends */
+	LINK_STOPPED,    /* repl_sender_free: the thread ends */
 };
 
 /* One frame sent and not yet durable on the archiver. */
@@ -32,14 +32,13 @@ struct inflight {
 	size_t bytes;
 };
 
-struct link {
+struct repl_sender {
 	char addr[256];
 	char ns[US_NAMESPACE_MAX_LEN + 1];
 	struct store *store;
 	uint64_t heartbeat_ms;
 	int index;
-	void (*on_acked)(void *arg, uint64_t durable_seq);
-	void *on_acked_arg;
+	struct repl_sender_ops ops;
 	pthread_t thread;
 	struct rpc_channel *ch;      /* the link thread's; NULL until (re)dialled */
 	/* An archiver that sends nothing (no Progress, no answer to a heartbeat)
@@ -59,7 +58,7 @@ struct link {
 	uint64_t down_since_ms;      /* monotonic: the outage's first failure */
 
 	pthread_mutex_t lock;        /* guards the fields below */
-	pthread_cond_t cond;         /* backoff wait; signalled by link_free */
+	pthread_cond_t cond;         /* backoff wait; signalled by repl_sender_free */
 	enum link_state state;
 	bool is_stopping;
 	struct rpc_bidi *bidi;       /* set while a stream is open: wake it under lock */
@@ -68,7 +67,7 @@ struct link {
 	uint64_t applied_seq;
 };
 
-static void set_state(struct link *l, enum link_state to)
+static void set_state(struct repl_sender *l, enum link_state to)
 {
 	pthread_mutex_lock(&l->lock);
 	/* STOPPED is final; the others cycle IDLE -> CONNECTING -> STREAMING. */
@@ -80,7 +79,7 @@ static void set_state(struct link *l, enum link_state to)
 	pthread_mutex_unlock(&l->lock);
 }
 
-static bool is_stopping(struct link *l)
+static bool is_stopping(struct repl_sender *l)
 {
 	bool v;
 
@@ -104,7 +103,7 @@ static int send_frame(struct rpc_bidi *b, Understudy__V1__Frame *f, struct buf *
 	return rpc_bidi_send(b, tmp->p, tmp->len, err);
 }
 
-static int send_hello(struct link *l, struct rpc_bidi *b, struct buf *tmp, struct us_err *err)
+static int send_hello(struct repl_sender *l, struct rpc_bidi *b, struct buf *tmp, struct us_err *err)
 {
 	Understudy__V1__Frame f;
 	Understudy__V1__Hello h;
@@ -132,7 +131,7 @@ static int send_hello(struct link *l, struct rpc_bidi *b, struct buf *tmp, struc
 	return send_frame(b, &f, tmp, err);
 }
 
-static int send_heartbeat(struct link *l, struct rpc_bidi *b, struct buf *tmp,
+static int send_heartbeat(struct repl_sender *l, struct rpc_bidi *b, struct buf *tmp,
 			  struct us_err *err)
 {
 	Understudy__V1__Frame f;
@@ -175,7 +174,7 @@ struct session {
 };
 
 /* Real progress (link thread): the backoff starts over; an outage ends. */
-static void note_progress(struct link *l)
+static void note_progress(struct repl_sender *l)
 {
 	if (l->failures > 0)
 		log_info("ns=%s event=link_restored archiver=%s failures=%llu down_ms=%llu", l->ns,
@@ -186,7 +185,7 @@ static void note_progress(struct link *l)
 }
 
 /* Handles one Ack; 0 or an error that ends the session. */
-static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t len,
+static int on_ack(struct repl_sender *l, struct session *ss, const uint8_t *msg, size_t len,
 		  struct us_err *err)
 {
 	Understudy__V1__Ack *a =
@@ -217,8 +216,8 @@ static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t
 		pthread_mutex_unlock(&l->lock);
 		if (is_progress)
 			note_progress(l);
-		if (l->on_acked)
-			l->on_acked(l->on_acked_arg, durable);
+		if (l->ops.on_acked)
+			l->ops.on_acked(l->ops.arg, durable);
 		while (ss->win_n && ss->win[ss->win_head].last_seq <= durable) {
 			ss->win_bytes -= ss->win[ss->win_head].bytes;
 			ss->win_head = (ss->win_head + 1) % US_STREAM_WINDOW_FRAMES;
@@ -231,7 +230,7 @@ static int on_ack(struct link *l, struct session *ss, const uint8_t *msg, size_t
 
 /* Sends the next frame if there is journal to send and room in the window.
  * *is_sent tells whether it did. */
-static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
+static int maybe_send_entries(struct repl_sender *l, struct session *ss, bool *is_sent,
 			      struct us_err *err)
 {
 	Understudy__V1__Frame f;
@@ -286,7 +285,7 @@ static int maybe_send_entries(struct link *l, struct session *ss, bool *is_sent,
 }
 
 /* Waits until the send in flight is done, handling acks meanwhile. */
-static int wait_sent(struct link *l, struct session *ss, struct us_err *err)
+static int wait_sent(struct repl_sender *l, struct session *ss, struct us_err *err)
 {
 	while (rpc_bidi_is_sending(ss->b)) {
 		uint8_t *msg = NULL;
@@ -317,7 +316,7 @@ static int wait_sent(struct link *l, struct session *ss, struct us_err *err)
 /* The save writer's sink of a full copy: each piece (the header, a frame,
  * the trailer) goes as one SeedData. */
 struct seed_out {
-	struct link *l;
+	struct repl_sender *l;
 	struct session *ss;
 };
 
@@ -344,7 +343,7 @@ static int send_seed_piece(void *arg, const uint8_t *p, size_t len, struct us_er
 /* A full copy: SeedBegin, a save file of one consistent state in SeedData
  * pieces (docs/save-format.md), SeedEnd; the journal tail follows from the
  * copy's seq + 1. The site keeps committing. */
-static int send_seed(struct link *l, struct session *ss, struct us_err *err)
+static int send_seed(struct repl_sender *l, struct session *ss, struct us_err *err)
 {
 	Understudy__V1__Frame f;
 	Understudy__V1__SeedBegin sb;
@@ -415,7 +414,7 @@ out_it:
  * compares the Welcome's chain with this store's at that seq, and keeps it
  * as the chain before the first frame. A seq no longer retained here cannot
  * be compared: a full copy follows then, which replaces that copy. */
-static int check_history(struct link *l, struct session *ss, const Understudy__V1__Welcome *w,
+static int check_history(struct repl_sender *l, struct session *ss, const Understudy__V1__Welcome *w,
 			 struct us_err *err)
 {
 	uint64_t mine;
@@ -440,7 +439,7 @@ static int check_history(struct link *l, struct session *ss, const Understudy__V
 }
 
 /* Waits for the Welcome; fills ss->next_seq. */
-static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
+static int await_welcome(struct repl_sender *l, struct session *ss, struct us_err *err)
 {
 	uint64_t deadline = clock_mono_ms() + US_LINK_WELCOME_TIMEOUT_MS;
 
@@ -505,8 +504,8 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 			l->applied_seq = a->welcome->applied_seq;
 			l->acked_seq = a->welcome->durable_seq;
 			pthread_mutex_unlock(&l->lock);
-			if (l->on_acked)
-				l->on_acked(l->on_acked_arg, a->welcome->durable_seq);
+			if (l->ops.on_acked)
+				l->ops.on_acked(l->ops.arg, a->welcome->durable_seq);
 			/* during an outage, a Welcome is no news: link_restored is */
 			log_event(l->failures ? LOG_LVL_DEBUG : LOG_LVL_INFO,
 				"ns=%s event=link_up archiver=%s resume_seq=%llu durable_seq=%llu "
@@ -521,7 +520,7 @@ static int await_welcome(struct link *l, struct session *ss, struct us_err *err)
 }
 
 /* One connection, from open to failure (or stop). Returns the reason. */
-static int run_session(struct link *l, struct session *ss, struct us_err *err)
+static int run_session(struct repl_sender *l, struct session *ss, struct us_err *err)
 {
 	bool is_sending = false;
 	int rc;
@@ -612,12 +611,12 @@ static int run_session(struct link *l, struct session *ss, struct us_err *err)
 	return err_set(err, US_ECANCELLED, "stopping");
 }
 
-static void end_session(struct link *l, struct session *ss)
+static void end_session(struct repl_sender *l, struct session *ss)
 {
 	pthread_mutex_lock(&l->lock);
 	l->bidi = NULL;
 	l->is_connected = false;
-	/* freed under the lock: link_notify wakes it under the same lock */
+	/* freed under the lock: repl_sender_notify wakes it under the same lock */
 	rpc_bidi_free(ss->b);
 	pthread_mutex_unlock(&l->lock);
 	ss->b = NULL;
@@ -636,7 +635,7 @@ static uint64_t jitter_ms(uint64_t ms, unsigned *state)
 
 static void *link_main(void *arg)
 {
-	struct link *l = arg;
+	struct repl_sender *l = arg;
 	struct session ss;
 	unsigned rand_state = (unsigned)clock_mono_ms() ^ (unsigned)(uintptr_t)l;
 	char name[16];
@@ -694,9 +693,9 @@ static void *link_main(void *arg)
 	return NULL;
 }
 
-int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
+int repl_sender_new(struct repl_sender **out, const struct repl_sender_opts *o, struct us_err *err)
 {
-	struct link *l = calloc(1, sizeof(*l));
+	struct repl_sender *l = calloc(1, sizeof(*l));
 	int rc;
 
 	if (!l)
@@ -707,8 +706,8 @@ int link_new(struct link **out, const struct link_opts *o, struct us_err *err)
 	l->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
 	l->silence_ms = us_silence_ms(l->heartbeat_ms);
 	l->index = o->index;
-	l->on_acked = o->on_acked;
-	l->on_acked_arg = o->on_acked_arg;
+	if (o->ops)
+		l->ops = *o->ops;
 	l->state = LINK_IDLE;
 	l->backoff_ms = US_LINK_BACKOFF_MIN_MS;
 	pthread_mutex_init(&l->lock, NULL);
@@ -731,7 +730,7 @@ out_free:
 	return rc;
 }
 
-void link_notify(struct link *l, uint64_t last_seq)
+void repl_sender_notify(struct repl_sender *l, uint64_t last_seq)
 {
 	(void)last_seq;
 	pthread_mutex_lock(&l->lock);
@@ -740,7 +739,7 @@ void link_notify(struct link *l, uint64_t last_seq)
 	pthread_mutex_unlock(&l->lock);
 }
 
-void link_get_status(struct link *l, struct link_status *st)
+void repl_sender_status(struct repl_sender *l, struct repl_sender_status *st)
 {
 	pthread_mutex_lock(&l->lock);
 	snprintf(st->addr, sizeof(st->addr), "%s", l->addr);
@@ -750,7 +749,7 @@ void link_get_status(struct link *l, struct link_status *st)
 	pthread_mutex_unlock(&l->lock);
 }
 
-void link_free(struct link *l)
+void repl_sender_free(struct repl_sender *l)
 {
 	if (!l)
 		return;

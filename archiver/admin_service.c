@@ -14,7 +14,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	Understudy__V1__StatusRequest *in;
 	Understudy__V1__StatusResponse out;
 	Understudy__V1__NamespaceStatus *st = NULL, **pst = NULL;
-	char (*refusals)[sizeof(((struct ns *)0)->refusal)] = NULL;
+	char (*refusals)[sizeof(((struct repl_ns *)0)->refusal)] = NULL;
 	size_t n, len;
 	uint8_t *bytes;
 	int64_t now;
@@ -39,7 +39,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct ns *ns = a->ns[i];
+		struct repl_ns *ns = a->ns[i];
 		struct store_position pos;
 		int64_t behind_since;
 
@@ -114,7 +114,7 @@ static void on_adopt(struct rpc_call *call, const uint8_t *req, size_t req_len, 
 	Understudy__V1__AdoptResponse out;
 	struct archiver_adopted adopted;
 	struct us_err err;
-	struct ns *ns;
+	struct repl_ns *ns;
 
 	in = (Understudy__V1__AdoptRequest *)wire_unpack(&understudy__v1__adopt_request__descriptor,
 							 req, req_len, &err);

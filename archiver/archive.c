@@ -295,13 +295,13 @@ static int run_save(struct archive *ar, const struct keep_request *req, struct k
 	struct store_snap *own = NULL;
 	const struct store_snap *at = NULL;
 	char dir[1200], partial[1600], meta[1600], meta_tmp[1600], final[1500];
-	struct ns *ns;
+	struct repl_ns *ns;
 	FILE *f = NULL;
 	int rc;
 
 	if ((rc = archiver_get_ns(a, req->ns, false, &ns, err)))
 		return rc;
-	if ((rc = archiver_ns_acquire(ns, err)))
+	if ((rc = repl_ns_acquire(ns, err)))
 		return rc;
 	if (req->snapshot) {
 		if ((rc = snapshots_use(a->snapshots, req->ns, req->snapshot, ns->store, &at, err)))
@@ -366,7 +366,7 @@ out_snap:
 	if (at)
 		snapshots_done(a->snapshots, req->snapshot);
 out_release:
-	archiver_ns_release(ns);
+	repl_ns_release(ns);
 	return rc;
 }
 
@@ -447,7 +447,7 @@ static struct archive_ns *stats_of(struct archive *ar, const char *ns)
 }
 
 /* One namespace: its saves' figures, then its journal trimmed. */
-static void trim_one(struct archive *ar, struct ns *ns)
+static void trim_one(struct archive *ar, struct repl_ns *ns)
 {
 	struct archive_status st = {0};
 	struct kept_save *v;
@@ -468,13 +468,13 @@ static void trim_one(struct archive *ar, struct ns *ns)
 			st.oldest_save_seq = v[i].pos.seq;
 	}
 	free(v);
-	if (archiver_ns_acquire(ns, &err) == 0) {
+	if (repl_ns_acquire(ns, &err) == 0) {
 		if (!store_is_failed(ns->store) &&
 		    trim_point(ar, ns->store, st.oldest_save_seq, &upto, &err) == 0 && upto &&
 		    store_journal_trim(ns->store, upto, &err))
 			is_failed = true;
 		store_journal_first(ns->store, &st.journal_first_seq, NULL);
-		archiver_ns_release(ns);
+		repl_ns_release(ns);
 	}
 out_stats:
 	pthread_mutex_lock(&ar->lock);

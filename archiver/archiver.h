@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "rpc.h"
+#include "repl_recv.h"
 #include "save_service.h"
 #include "store.h"
 #include "store_service.h"
@@ -45,40 +46,10 @@ struct archiver_config {
 	size_t n_namespaces;
 };
 
-struct push;
-
-/* One site's namespace on the archiver. */
-struct ns {
-	char name[US_NAMESPACE_MAX_LEN + 1];
-	struct store *store;        /* opened once, closed at exit */
-	pthread_mutex_t apply_lock; /* one apply at a time into store (push.c) */
-	pthread_mutex_t lock;       /* guards the fields below */
-	struct push *push;          /* the attached Push stream, or NULL */
-	unsigned readers;           /* handlers using store outside apply_lock */
-	bool is_swapping;           /* a full copy replaces store: readers wait out */
-	pthread_cond_t readers_cond;/* signalled when readers drops to 0 */
-	bool is_dirty;              /* applied but not yet synced */
-	bool is_sync_failing;       /* the syncer's last sync failed (syncer only) */
-	bool is_connected;          /* a Push stream is attached (written by its handler) */
-	uint64_t durable_seq;       /* synced here */
-	uint64_t master_seq;        /* last seq the site reported (Hello, Heartbeat) */
-	int64_t behind_since_ms;    /* since when master_seq has been ahead of applied; 0 */
-	int64_t heartbeat_ms;       /* when the site last spoke, ms since the epoch; 0 never */
-	uint64_t silence_ms;        /* connected no more when silent this long; 0: never */
-	/* Refusals of this site's pushes since its last applied frame (push
-	 * handlers): the first of an outage, or one of another code, is a WARN,
-	 * the repeats are DEBUG, and the next applied frame logs one INFO. */
-	uint64_t refusals;
-	int refusal_code;
-	char refusal[US_ERR_MSG_MAX]; /* the last refusal's message */
-	char refused_node[US_NODE_ID_MAX_LEN + 1]; /* the node it refused */
-	int64_t refused_since_ms;
-};
-
 struct archiver {
 	struct archiver_config cfg;
 	pthread_mutex_t ns_lock;    /* guards ns[] and n_ns (entries never move or go) */
-	struct ns *ns[ARCHIVER_MAX_NAMESPACES];
+	struct repl_ns *ns[ARCHIVER_MAX_NAMESPACES];
 	size_t n_ns;
 	struct rpc_server *rpc;
 	struct store_service_ops store_ops;
@@ -87,34 +58,28 @@ struct archiver {
 	struct save_service_ops save_ops;
 	struct archive *archive;    /* the on-line archive (archive.c; own lock) */
 
-	/* The syncer (push.c): fsyncs applied frames, acks them. */
-	pthread_t syncer;
-	pthread_mutex_t sync_lock;  /* guards is_sync_needed, is_stopping */
-	pthread_cond_t sync_cond;
-	bool is_sync_needed;
-	bool is_stopping;
+	/* The receiving end of the sites' streams (lib/repl_recv.c), with
+	 * its syncer; its hooks are replication.c's. */
+	struct repl_recv *recv;
+	struct repl_recv_ops recv_ops;
 };
 
 /* Finds namespace name, opening (and creating, when is_create) its store.
  * US_ENOTFOUND for an unknown one (is_create false), US_EPERM for one the
  * config does not list. The ns lives until archiver_close_namespaces. */
-int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct ns **out,
+int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct repl_ns **out,
 		    struct us_err *err);
 /* Opens the store of ns again: one unavailable (ns->store NULL) since it did
  * not open at start or after a full copy, or one that failed a write
  * (store_is_failed), once the data dir has its reserve free again. Caller
  * holds ns->apply_lock. */
-int archiver_ns_reopen(struct archiver *a, struct ns *ns, struct us_err *err);
-/* Takes a reference on ns->store for use outside apply_lock (a read, a sync);
- * US_EUNAVAIL while a full copy is being swapped in. */
-int archiver_ns_acquire(struct ns *ns, struct us_err *err);
-void archiver_ns_release(struct ns *ns);
+int archiver_ns_reopen(struct archiver *a, struct repl_ns *ns, struct us_err *err);
 /* Directory names of a namespace's store and of a full copy being received. */
 void archiver_ns_dir(const struct archiver *a, const char *name, const char *prefix, char *out,
 		     size_t size);
 /* Replaces ns's store with the complete copy in its ".ready-" directory.
  * Caller holds ns->apply_lock; waits for readers to finish. */
-int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err);
+int archiver_swap_store(struct archiver *a, struct repl_ns *ns, struct us_err *err);
 /* Adopt: ns's copy (bound to a site that no longer is) is moved aside, kept
  * on disk and no longer served; a fresh, unbound store takes its place, and
  * the next site to connect is bound to it. The attached push is ended. */
@@ -123,12 +88,8 @@ struct archiver_adopted {
 	uint64_t previous_seq;
 	char kept_in[1200];
 };
-int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *out,
+int archiver_adopt(struct archiver *a, struct repl_ns *ns, struct archiver_adopted *out,
 		   struct us_err *err);
-/* Ends ns's attached push, if any, with UNAVAILABLE and why (push.c). */
-void archiver_end_ns_push(struct ns *ns, const char *why);
-/* Removes a directory tree (a copy that was abandoned or replaced). */
-int archiver_rmtree(const char *dir);
 
 /* Opens every namespace found under data_dir (at start-up), first finishing a
  * swap that a crash interrupted and removing abandoned copies. */
@@ -162,11 +123,8 @@ int archive_list(struct archiver *a, const char *ns, struct kept_save **out, siz
 
 /* Services (archiver/admin_service.c); arg of every method is the archiver. */
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max);
-/* Replication.Push (archiver/push.c). */
-size_t archiver_replication_methods(struct archiver *a, struct rpc_bidi_method *out, size_t max);
-int archiver_syncer_start(struct archiver *a, struct us_err *err);
-/* Ends every attached Push (UNAVAILABLE: the sites reconnect later). */
-void archiver_end_pushes(struct archiver *a);
-void archiver_syncer_stop(struct archiver *a);
+/* The receiving end of the sites' streams (archiver/replication.c): hands
+ * lib/repl_recv.c the namespaces and starts its syncer. */
+int archiver_replication_start(struct archiver *a, struct us_err *err);
 
 #endif

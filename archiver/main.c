@@ -7,9 +7,12 @@
  *                (blocked in every thread) and shuts down.
  *   us-rpc-N     gRPC workers (lib/rpc.c), one completion queue each; they run
  *                the Store (read side), Admin and Replication.Push handlers.
- *                A Push handler checks and applies each frame without fsync.
- *   us-syncer    fsyncs what the pushes applied (one fsync for every frame of
- *                every namespace applied meanwhile) and acks it to the sites.
+ *                A Push handler (lib/repl_recv.c, the stream's receiving end,
+ *                hooked to the namespaces by replication.c) checks and
+ *                applies each frame without fsync.
+ *   us-syncer    (lib/repl_recv.c) fsyncs what the pushes applied (one fsync
+ *                for every frame of every namespace applied meanwhile) and
+ *                acks it to the sites.
  *   us-saver     the on-line archive (archive.c): takes the saves asked for
  *                (save --archive) and those save_every schedules, one at a
  *                time, into save_dir; prunes beyond keep_saves.
@@ -141,7 +144,7 @@ static int acquire_ns(void *arg, const char *name, bool is_write, struct ns_hand
 		      struct us_err *err)
 {
 	struct archiver *a = arg;
-	struct ns *ns;
+	struct repl_ns *ns;
 	int rc;
 
 	if ((rc = archiver_get_ns(a, name, false, &ns, err)))
@@ -151,7 +154,7 @@ static int acquire_ns(void *arg, const char *name, bool is_write, struct ns_hand
 			       "namespace %s is a standby on this archiver: commit at its site "
 			       "(or promote it here)",
 			       name);
-	if ((rc = archiver_ns_acquire(ns, err)))
+	if ((rc = repl_ns_acquire(ns, err)))
 		return rc;
 	h->store = ns->store;
 	h->priv = ns;
@@ -162,7 +165,7 @@ static void release_ns(void *arg, struct ns_handle *h)
 {
 	(void)arg;
 	if (h->priv)
-		archiver_ns_release(h->priv);
+		repl_ns_release(h->priv);
 }
 
 static void usage(FILE *f)
@@ -255,12 +258,12 @@ int main(int argc, char **argv)
 	n_methods += save_service_methods(&a->save_ops, methods + n_methods, 16 - n_methods);
 	n_methods += journal_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
-	n_bidi += archiver_replication_methods(a, bidi + n_bidi, 4 - n_bidi);
-	if (archiver_syncer_start(a, &err)) {
+	if (archiver_replication_start(a, &err)) {
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		archive_stop(a);
 		goto out_ns;
 	}
+	n_bidi += repl_recv_methods(a->recv, bidi + n_bidi, 4 - n_bidi);
 
 	rpc_set_log_hook(log_grpc_line);
 	rpc_global_init();
@@ -275,7 +278,7 @@ int main(int argc, char **argv)
 		log_error("event=listen_failed addr=%s reason=\"%s\"", a->cfg.listen, err.msg);
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		rpc_global_shutdown();
-		archiver_syncer_stop(a);
+		repl_recv_free(a->recv);
 		archive_stop(a);
 		goto out_ns;
 	}
@@ -285,11 +288,11 @@ int main(int argc, char **argv)
 	if (sigwait(&sigs, &sig) != 0)
 		sig = SIGTERM;
 	log_info("event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	archiver_end_pushes(a); /* streams never end by themselves */
+	repl_recv_end_all(a->recv); /* streams never end by themselves */
 	archive_stop(a);        /* a save in progress is given up, its call answered */
 	rpc_server_stop(a->rpc, 5000);
 	rpc_global_shutdown();
-	archiver_syncer_stop(a); /* last sync of what the pushes applied */
+	repl_recv_free(a->recv); /* last sync of what the pushes applied */
 	rc = 0;
 out_ns:
 	archive_free(a); /* the server is stopped: no call reaches it */

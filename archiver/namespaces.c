@@ -7,7 +7,6 @@
  */
 #define _XOPEN_SOURCE 700
 #include <dirent.h>
-#include <ftw.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +31,7 @@ static bool is_listed(const struct archiver *a, const char *name)
 	return false;
 }
 
-static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
+static int replace_store(struct archiver *a, struct repl_ns *ns, const char *ready, const char *aside,
 			 const char *why, struct us_err *err);
 
 /* Opens ns's store in dir and syncs what a killed process left unsynced. */
@@ -63,9 +62,9 @@ static int open_store(struct archiver *a, const char *name, struct store **out,
  * unavailable: the others are served meanwhile, and the site's next Hello
  * tries again (archiver_ns_reopen). */
 static int open_ns(struct archiver *a, const char *name, bool is_kept_unavailable,
-		   struct ns **out, struct us_err *err)
+		   struct repl_ns **out, struct us_err *err)
 {
-	struct ns *ns;
+	struct repl_ns *ns;
 	int rc;
 
 	if (a->n_ns == ARCHIVER_MAX_NAMESPACES)
@@ -74,24 +73,22 @@ static int open_ns(struct archiver *a, const char *name, bool is_kept_unavailabl
 	ns = calloc(1, sizeof(*ns));
 	if (!ns)
 		return err_set(err, US_ENOMEM, "out of memory");
-	snprintf(ns->name, sizeof(ns->name), "%s", name);
+	repl_ns_init(ns, name);
 	if ((rc = open_store(a, name, &ns->store, &ns->durable_seq, err))) {
 		if (!is_kept_unavailable) {
+			repl_ns_destroy(ns);
 			free(ns);
 			return rc;
 		}
 		log_error("ns=%s event=store_unavailable reason=\"%s\"", name, err->msg);
 		ns->is_swapping = true; /* refuses readers while store is NULL */
 	}
-	pthread_mutex_init(&ns->lock, NULL);
-	pthread_mutex_init(&ns->apply_lock, NULL);
-	pthread_cond_init(&ns->readers_cond, NULL);
 	a->ns[a->n_ns++] = ns;
 	*out = ns;
 	return 0;
 }
 
-int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct ns **out,
+int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct repl_ns **out,
 		    struct us_err *err)
 {
 	int rc;
@@ -118,7 +115,7 @@ int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct
 	return rc;
 }
 
-int archiver_ns_reopen(struct archiver *a, struct ns *ns, struct us_err *err)
+int archiver_ns_reopen(struct archiver *a, struct repl_ns *ns, struct us_err *err)
 {
 	struct store *st;
 	uint64_t durable;
@@ -150,48 +147,6 @@ void archiver_ns_dir(const struct archiver *a, const char *name, const char *pre
 	snprintf(out, size, "%s/ns/%s%s", a->cfg.data_dir, prefix, name);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-int archiver_rmtree(const char *dir)
-{
-	int rc = nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-
-	return rc && errno != ENOENT ? US_EIO : 0;
-}
-
-int archiver_ns_acquire(struct ns *ns, struct us_err *err)
-{
-	pthread_mutex_lock(&ns->lock);
-	if (ns->is_swapping) {
-		bool is_unavailable = !ns->store;
-
-		pthread_mutex_unlock(&ns->lock);
-		return err_set(err, US_EUNAVAIL,
-			       is_unavailable
-				       ? "namespace %s is unavailable: its store could not be opened "
-					 "(see the archiver's log); it is tried again when its site "
-					 "connects"
-				       : "namespace %s is taking a full copy from its site: retry shortly",
-			       ns->name);
-	}
-	ns->readers++;
-	pthread_mutex_unlock(&ns->lock);
-	return 0;
-}
-
-void archiver_ns_release(struct ns *ns)
-{
-	pthread_mutex_lock(&ns->lock);
-	if (--ns->readers == 0)
-		pthread_cond_broadcast(&ns->readers_cond);
-	pthread_mutex_unlock(&ns->lock);
-}
 
 
 /* Replaces ns's store: waits (bounded) for its readers, closes it, moves its
@@ -200,7 +155,7 @@ void archiver_ns_release(struct ns *ns)
  * closed and opened again (one that failed a write). Caller holds ns->apply_lock. On failure the
  * old store is put back when it can be; with no store at all the namespace
  * stays unavailable until it opens again (archiver_ns_reopen). */
-static int replace_store(struct archiver *a, struct ns *ns, const char *ready, const char *aside,
+static int replace_store(struct archiver *a, struct repl_ns *ns, const char *ready, const char *aside,
 			 const char *why, struct us_err *err)
 {
 	struct store_opts o = {.role = ROLE_STANDBY,
@@ -236,7 +191,7 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 	store_close(ns->store);
 	ns->store = NULL;
 	if (aside)
-		archiver_rmtree(aside);
+		disk_rmtree(aside);
 	if (aside && (rename(dir, aside) != 0 || (ready && rename(ready, dir) != 0))) {
 		rc = err_set(err, US_EIO, "cannot replace the store of %s: %s", ns->name,
 			     strerror(errno));
@@ -263,7 +218,7 @@ static int replace_store(struct archiver *a, struct ns *ns, const char *ready, c
 	return rc;
 }
 
-int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
+int archiver_swap_store(struct archiver *a, struct repl_ns *ns, struct us_err *err)
 {
 	char ready[1200], old[1200], prefix[64];
 	struct store_position pos;
@@ -281,18 +236,18 @@ int archiver_swap_store(struct archiver *a, struct ns *ns, struct us_err *err)
 	archiver_ns_dir(a, ns->name, prefix, old, sizeof(old));
 	if ((rc = replace_store(a, ns, ready, old,
 				"ended: the store was replaced by a full copy from the site", err))) {
-		archiver_rmtree(ready); /* never swapped in later by recover_copies */
+		disk_rmtree(ready); /* never swapped in later by recover_copies */
 		return err_wrap(err, "the full copy will be sent again");
 	}
 	if (pos.seq > 0)
 		log_warn("ns=%s event=copy_replaced seq=%llu kept_in=%s", ns->name,
 			 (unsigned long long)pos.seq, old);
 	else
-		archiver_rmtree(old);
+		disk_rmtree(old);
 	return 0;
 }
 
-int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *out,
+int archiver_adopt(struct archiver *a, struct repl_ns *ns, struct archiver_adopted *out,
 		   struct us_err *err)
 {
 	struct store_position pos;
@@ -305,7 +260,7 @@ int archiver_adopt(struct archiver *a, struct ns *ns, struct archiver_adopted *o
 		pthread_mutex_unlock(&ns->apply_lock);
 		return err_set(err, US_EUNAVAIL, "namespace %s is unavailable", ns->name);
 	}
-	archiver_end_ns_push(ns, "the namespace was adopted by a new site: connect again");
+	repl_recv_end_ns(ns, "the namespace was adopted by a new site: connect again");
 	store_get_position(ns->store, &pos);
 	snprintf(out->previous_site, sizeof(out->previous_site), "%s", store_site_id(ns->store));
 	out->previous_seq = pos.seq;
@@ -341,7 +296,7 @@ static void recover_copies(struct archiver *a, DIR *d)
 
 		if (strncmp(de->d_name, ".seed-", 6) == 0 || strncmp(de->d_name, ".old-", 5) == 0) {
 			snprintf(path, sizeof(path), "%s/ns/%s", a->cfg.data_dir, de->d_name);
-			archiver_rmtree(path);
+			disk_rmtree(path);
 			continue;
 		}
 		if (strncmp(de->d_name, ".ready-", 7) != 0)
@@ -376,7 +331,7 @@ int archiver_open_namespaces(struct archiver *a, struct us_err *err)
 	}
 	recover_copies(a, d);
 	while ((de = readdir(d)) != NULL && rc == 0) {
-		struct ns *ns;
+		struct repl_ns *ns;
 
 		if (de->d_name[0] == '.')
 			continue;
@@ -394,9 +349,7 @@ void archiver_close_namespaces(struct archiver *a)
 {
 	for (size_t i = 0; i < a->n_ns; i++) {
 		store_close(a->ns[i]->store);
-		pthread_mutex_destroy(&a->ns[i]->lock);
-		pthread_mutex_destroy(&a->ns[i]->apply_lock);
-		pthread_cond_destroy(&a->ns[i]->readers_cond);
+		repl_ns_destroy(a->ns[i]);
 		free(a->ns[i]);
 		a->ns[i] = NULL;
 	}

@@ -2,6 +2,7 @@
 #include "disk.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,4 +208,19 @@ int disk_sync_path(const char *path, bool is_dir, struct us_err *err)
 	if (close(fd) != 0)
 		rc = err_set(err, US_EIO, "cannot close %s: %s", path, strerror(errno));
 	return rc;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+int disk_rmtree(const char *dir)
+{
+	int rc = nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	return rc && errno != ENOENT ? US_EIO : 0;
 }

@@ -59,6 +59,9 @@ int disk_sync_path(const char *path, bool is_dir, struct us_err *err);
 /* Creates dir and its parents as needed (mode 0755). 0, US_EINVAL (an empty
  * or too long path), US_EIO naming the part that could not be made. */
 int disk_mkdir_p(const char *dir, struct us_err *err);
+/* Removes a directory tree (a copy abandoned or replaced): 0 (also when it
+ * is absent) or US_EIO. */
+int disk_rmtree(const char *dir);
 
 /* The filesystem of dir is writable and, when r is not NULL, has the reserve
  * free: 0, US_EIO (read-only) or US_ENOSPC, as disk_check. */

@@ -1,6 +1,6 @@
 /*
  * fuzz_frame.c - a replication Frame as the archiver takes it off a Push
- * stream (archiver/push.c): wire_unpack (our walk of the wire, refusing a
+ * stream (lib/repl_recv.c): wire_unpack (our walk of the wire, refusing a
  * string that holds a NUL, then protobuf-c's unpack), then, for an Entries
  * or a SeedChunk body, stream_decode_entries on its fields; for a Hello, the
  * name checks. Everything is freed.

@@ -1,45 +1,39 @@
-/*
- * push.c - Replication.Push on the archiver: one site's stream into its
- * namespace, and the syncer that makes applied frames durable.
- *
- * A push (one call) goes: opened -> Hello checked (namespace allowed, protocol,
- * generation, the site not behind this archive) -> attached to its namespace
- * (a push already attached there is ended: the newest connection wins) ->
- * Welcome{applied, durable} -> Entries frames, each checked whole
- * (stream_decode_entries) and applied in one batch without fsync
- * (store_apply_entries), one frame in flight -> the syncer fsyncs what was
- * applied (one fsync for every frame of every namespace applied meanwhile)
- * and pushes Progress{applied, durable} back. A refused frame ends the call
- * with its precise status; nothing of it was applied.
- *
- * Locks: ns.apply_lock (serializes applies to one store, across pushes), then
- * ns.lock (attachment, link fields), then push.lock (is_finished). The syncer
- * takes ns.lock then push.lock. A push is freed by its on_end, after it has
- * detached, so a pointer read under ns.lock is valid while ns.lock is held.
- */
+/* repl_recv.c - see repl_recv.h. */
+#include "repl_recv.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "archiver.h"
 #include "clock.h"
 #include "log.h"
 #include "image_batch.h"
 #include "names.h"
+#include "disk.h"
 #include "save.h"
 #include "stream.h"
 #include "understudy.pb-c.h"
 #include "wire.h"
 
 
-struct push {
-	struct archiver *a;
+/* The receiving end: the daemon's hooks and the syncer. */
+struct repl_recv {
+	struct repl_recv_ops ops;
+	pthread_t syncer;
+	pthread_mutex_t sync_lock;  /* guards is_sync_needed, is_stopping */
+	pthread_cond_t sync_cond;
+	bool is_sync_needed;
+	bool is_stopping;
+};
+
+struct repl_push {
+	struct repl_recv *r;
 	struct rpc_call *call;
 	pthread_mutex_t lock;       /* guards is_finished */
 	bool is_finished;           /* rpc_call_finish done: the call is not touched again */
-	struct ns *ns;              /* set by the Hello (worker thread only) */
-	struct ns *hello_ns;        /* the namespace a Hello named, also when refused:
+	struct repl_ns *ns;              /* set by the Hello (worker thread only) */
+	struct repl_ns *hello_ns;        /* the namespace a Hello named, also when refused:
 				     * where its refusals are counted */
 	char node_id[64];
 	struct stream_frame frame;  /* decode scratch (worker thread only) */
@@ -55,7 +49,7 @@ struct push {
 };
 
 /* Ends the call once; later calls do nothing. */
-static void push_finish(struct push *p, int code, const char *msg)
+static void push_finish(struct repl_push *p, int code, const char *msg)
 {
 	pthread_mutex_lock(&p->lock);
 	if (!p->is_finished) {
@@ -67,7 +61,7 @@ static void push_finish(struct push *p, int code, const char *msg)
 
 /* Packs an Ack and queues it, unless the call is finished. Caller holds no
  * push lock. */
-static void push_send_ack(struct push *p, Understudy__V1__Ack *ack, struct buf *tmp)
+static void push_send_ack(struct repl_push *p, Understudy__V1__Ack *ack, struct buf *tmp)
 {
 	size_t len = understudy__v1__ack__get_packed_size(ack);
 
@@ -82,7 +76,7 @@ static void push_send_ack(struct push *p, Understudy__V1__Ack *ack, struct buf *
 	pthread_mutex_unlock(&p->lock);
 }
 
-static void send_progress(struct push *p, uint64_t applied, uint64_t durable, struct buf *tmp)
+static void send_progress(struct repl_push *p, uint64_t applied, uint64_t durable, struct buf *tmp)
 {
 	Understudy__V1__Ack ack;
 	Understudy__V1__Progress pr;
@@ -99,9 +93,9 @@ static void send_progress(struct push *p, uint64_t applied, uint64_t durable, st
 /* Refuses: logs, ends the call with code and the message. A site that is
  * refused retries (backing off up to US_LINK_BACKOFF_MAX_MS): the same
  * refusal again is logged at DEBUG, not once per retry. */
-static void refuse(struct push *p, const struct us_err *err)
+static void refuse(struct repl_push *p, const struct us_err *err)
 {
-	struct ns *ns = p->ns ? p->ns : p->hello_ns;
+	struct repl_ns *ns = p->ns ? p->ns : p->hello_ns;
 	bool is_repeat = false;
 	uint64_t n = 1;
 
@@ -129,7 +123,7 @@ static void refuse(struct push *p, const struct us_err *err)
 /* A frame of node applied: its outage of refusals is over (another node's
  * refusals go on counting: a second site with this namespace). ns->lock
  * held. */
-static void note_applied(struct ns *ns, const char *node)
+static void note_applied(struct repl_ns *ns, const char *node)
 {
 	if (ns->refusals == 0 || strcmp(ns->refused_node, node) != 0)
 		return;
@@ -142,7 +136,7 @@ static void note_applied(struct ns *ns, const char *node)
 
 /* Keeps behind_since_ms: set when the site is first seen ahead of what is
  * applied here, cleared once caught up. ns->lock held. */
-static void note_lag(struct ns *ns, uint64_t applied)
+static void note_lag(struct repl_ns *ns, uint64_t applied)
 {
 	if (ns->master_seq <= applied)
 		ns->behind_since_ms = 0;
@@ -151,7 +145,7 @@ static void note_lag(struct ns *ns, uint64_t applied)
 }
 
 /* The site spoke (a frame that carries no position news: a full copy's). */
-static void note_heard(struct ns *ns)
+static void note_heard(struct repl_ns *ns)
 {
 	pthread_mutex_lock(&ns->lock);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
@@ -162,19 +156,19 @@ static void note_heard(struct ns *ns)
 
 static void *syncer_main(void *arg)
 {
-	struct archiver *a = arg;
+	struct repl_recv *r = arg;
 	struct buf tmp;
 
 	pthread_setname_np(pthread_self(), "us-syncer");
 	buf_init(&tmp);
-	pthread_mutex_lock(&a->sync_lock);
+	pthread_mutex_lock(&r->sync_lock);
 	for (;;) {
-		while (!a->is_sync_needed && !a->is_stopping)
-			pthread_cond_wait(&a->sync_cond, &a->sync_lock);
-		if (!a->is_sync_needed && a->is_stopping)
+		while (!r->is_sync_needed && !r->is_stopping)
+			pthread_cond_wait(&r->sync_cond, &r->sync_lock);
+		if (!r->is_sync_needed && r->is_stopping)
 			break;
-		a->is_sync_needed = false;
-		pthread_mutex_unlock(&a->sync_lock);
+		r->is_sync_needed = false;
+		pthread_mutex_unlock(&r->sync_lock);
 
 		bool is_retry_needed = false;
 
@@ -182,26 +176,24 @@ static void *syncer_main(void *arg)
 			struct store_position pos;
 			struct us_err err;
 			uint64_t durable;
-			struct ns *ns;
+			struct repl_ns *ns;
 			bool is_dirty;
 
-			pthread_mutex_lock(&a->ns_lock);
-			ns = i < a->n_ns ? a->ns[i] : NULL;
-			pthread_mutex_unlock(&a->ns_lock);
+			ns = r->ops.ns_at(r->ops.arg, i);
 			if (!ns)
 				break;
 			pthread_mutex_lock(&ns->lock);
 			is_dirty = ns->is_dirty;
 			ns->is_dirty = false;
 			pthread_mutex_unlock(&ns->lock);
-			if (!is_dirty || archiver_ns_acquire(ns, &err))
+			if (!is_dirty || repl_ns_acquire(ns, &err))
 				continue; /* a full copy being swapped in is synced already */
 			if (store_sync(ns->store, &durable, &err)) {
 				/* one ERROR when syncing starts failing, retries at DEBUG */
 				log_event(ns->is_sync_failing ? LOG_LVL_DEBUG : LOG_LVL_ERROR,
 					  "ns=%s event=sync_failed reason=\"%s\"", ns->name, err.msg);
 				ns->is_sync_failing = true;
-				archiver_ns_release(ns);
+				repl_ns_release(ns);
 				/* durable stays behind (the site keeps its journal); try
 				 * again on the next round rather than wait for a frame */
 				pthread_mutex_lock(&ns->lock);
@@ -222,53 +214,112 @@ static void *syncer_main(void *arg)
 			if (ns->push)
 				send_progress(ns->push, pos.seq, ns->durable_seq, &tmp);
 			pthread_mutex_unlock(&ns->lock);
-			archiver_ns_release(ns);
+			repl_ns_release(ns);
 		}
-		pthread_mutex_lock(&a->sync_lock);
-		if (is_retry_needed && !a->is_stopping) {
+		pthread_mutex_lock(&r->sync_lock);
+		if (is_retry_needed && !r->is_stopping) {
 			struct timespec ts = clock_deadline(1000);
 
-			a->is_sync_needed = true;
-			pthread_cond_timedwait(&a->sync_cond, &a->sync_lock, &ts);
+			r->is_sync_needed = true;
+			pthread_cond_timedwait(&r->sync_cond, &r->sync_lock, &ts);
 		}
 	}
-	pthread_mutex_unlock(&a->sync_lock);
+	pthread_mutex_unlock(&r->sync_lock);
 	buf_release(&tmp);
 	return NULL;
 }
 
-static void request_sync(struct archiver *a, struct ns *ns)
+static void request_sync(struct repl_recv *r, struct repl_ns *ns)
 {
 	pthread_mutex_lock(&ns->lock);
 	ns->is_dirty = true;
 	pthread_mutex_unlock(&ns->lock);
-	pthread_mutex_lock(&a->sync_lock);
-	a->is_sync_needed = true;
-	pthread_cond_signal(&a->sync_cond);
-	pthread_mutex_unlock(&a->sync_lock);
+	pthread_mutex_lock(&r->sync_lock);
+	r->is_sync_needed = true;
+	pthread_cond_signal(&r->sync_cond);
+	pthread_mutex_unlock(&r->sync_lock);
 }
 
-int archiver_syncer_start(struct archiver *a, struct us_err *err)
+int repl_recv_new(struct repl_recv **out, const struct repl_recv_ops *ops, struct us_err *err)
 {
+	struct repl_recv *r = calloc(1, sizeof(*r));
 	int rc;
 
-	pthread_mutex_init(&a->sync_lock, NULL);
-	pthread_cond_init(&a->sync_cond, NULL);
-	rc = pthread_create(&a->syncer, NULL, syncer_main, a);
-	if (rc)
+	*out = NULL;
+	if (!r)
+		return err_set(err, US_ENOMEM, "out of memory");
+	r->ops = *ops;
+	pthread_mutex_init(&r->sync_lock, NULL);
+	pthread_cond_init(&r->sync_cond, NULL);
+	rc = pthread_create(&r->syncer, NULL, syncer_main, r);
+	if (rc) {
+		pthread_cond_destroy(&r->sync_cond);
+		pthread_mutex_destroy(&r->sync_lock);
+		free(r);
 		return err_set(err, US_EIO, "cannot start the syncer thread: error %d", rc);
+	}
+	*out = r;
 	return 0;
 }
 
-void archiver_syncer_stop(struct archiver *a)
+void repl_recv_free(struct repl_recv *r)
 {
-	pthread_mutex_lock(&a->sync_lock);
-	a->is_stopping = true;
-	pthread_cond_signal(&a->sync_cond);
-	pthread_mutex_unlock(&a->sync_lock);
-	pthread_join(a->syncer, NULL);
-	pthread_cond_destroy(&a->sync_cond);
-	pthread_mutex_destroy(&a->sync_lock);
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->sync_lock);
+	r->is_stopping = true;
+	pthread_cond_signal(&r->sync_cond);
+	pthread_mutex_unlock(&r->sync_lock);
+	pthread_join(r->syncer, NULL);
+	pthread_cond_destroy(&r->sync_cond);
+	pthread_mutex_destroy(&r->sync_lock);
+	free(r);
+}
+
+/* ---- namespaces ---- */
+
+void repl_ns_init(struct repl_ns *ns, const char *name)
+{
+	memset(ns, 0, sizeof(*ns));
+	snprintf(ns->name, sizeof(ns->name), "%s", name);
+	pthread_mutex_init(&ns->lock, NULL);
+	pthread_mutex_init(&ns->apply_lock, NULL);
+	pthread_cond_init(&ns->readers_cond, NULL);
+}
+
+void repl_ns_destroy(struct repl_ns *ns)
+{
+	pthread_mutex_destroy(&ns->lock);
+	pthread_mutex_destroy(&ns->apply_lock);
+	pthread_cond_destroy(&ns->readers_cond);
+}
+
+int repl_ns_acquire(struct repl_ns *ns, struct us_err *err)
+{
+	pthread_mutex_lock(&ns->lock);
+	if (ns->is_swapping) {
+		bool is_unavailable = !ns->store;
+
+		pthread_mutex_unlock(&ns->lock);
+		return err_set(err, US_EUNAVAIL,
+			       is_unavailable
+				       ? "namespace %s is unavailable: its store could not be opened "
+					 "(see the archiver's log); it is tried again when its site "
+					 "connects"
+				       : "namespace %s is taking a full copy from its site: retry shortly",
+			       ns->name);
+	}
+	ns->readers++;
+	pthread_mutex_unlock(&ns->lock);
+	return 0;
+}
+
+void repl_ns_release(struct repl_ns *ns)
+{
+	pthread_mutex_lock(&ns->lock);
+	if (--ns->readers == 0)
+		pthread_cond_broadcast(&ns->readers_cond);
+	pthread_mutex_unlock(&ns->lock);
 }
 
 /* ---- frames ---- */
@@ -301,7 +352,7 @@ static int check_hello(const Understudy__V1__Hello *h, struct us_err *err)
 }
 
 /* The refusal of a site whose history differs from this copy's at seq. */
-static int history_differs(const struct ns *ns, uint64_t seq, struct us_err *err)
+static int history_differs(const struct repl_ns *ns, uint64_t seq, struct us_err *err)
 {
 	return err_set(err, US_EPRECOND,
 		       "namespace %s: the site's history differs from this copy's at seq %llu "
@@ -315,7 +366,7 @@ static int history_differs(const struct ns *ns, uint64_t seq, struct us_err *err
  * first_seq - 1, must hold the same history up to there. US_ENOTFOUND when
  * this copy's journal does not reach back so far (it began with a full copy):
  * then nothing is known either way. Caller holds ns->apply_lock. */
-static int check_first_chain(const struct ns *ns, const Understudy__V1__Hello *h,
+static int check_first_chain(const struct repl_ns *ns, const Understudy__V1__Hello *h,
 			     struct us_err *err)
 {
 	uint64_t mine;
@@ -326,19 +377,19 @@ static int check_first_chain(const struct ns *ns, const Understudy__V1__Hello *h
 	return mine == h->first_chain ? 0 : history_differs(ns, h->first_seq - 1, err);
 }
 
-static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_err *err)
+static int on_hello(struct repl_push *p, const Understudy__V1__Hello *h, struct us_err *err)
 {
 	Understudy__V1__Ack ack;
 	Understudy__V1__Welcome w;
 	struct store_position pos;
-	struct push *old;
-	struct ns *ns;
+	struct repl_push *old;
+	struct repl_ns *ns;
 	int rc;
 
 	if ((rc = check_hello(h, err)))
 		return rc;
 	snprintf(p->node_id, sizeof(p->node_id), "%s", h->node_id);
-	rc = archiver_get_ns(p->a, h->namespace_, false, &ns, err);
+	rc = p->r->ops.get_ns(p->r->ops.arg, h->namespace_, false, &ns, err);
 	if (rc == US_ENOTFOUND) {
 		/* A new namespace starts at generation 1, seq 0: check the Hello
 		 * against that before anything is created, so a refusal leaves no
@@ -348,7 +399,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 				       "namespace %s: the site is at generation %llu, this archiver "
 				       "has no copy of it yet (a new copy starts at generation 1)",
 				       h->namespace_, (unsigned long long)h->generation);
-		rc = archiver_get_ns(p->a, h->namespace_, true, &ns, err);
+		rc = p->r->ops.get_ns(p->r->ops.arg, h->namespace_, true, &ns, err);
 	}
 	if (rc)
 		return rc;
@@ -356,7 +407,7 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	pthread_mutex_lock(&ns->apply_lock);
 	/* A store that did not open (at start, after a full copy) is tried
 	 * again at each of its site's connections: space may be back. */
-	if ((!ns->store || store_is_failed(ns->store)) && (rc = archiver_ns_reopen(p->a, ns, err))) {
+	if ((!ns->store || store_is_failed(ns->store)) && (rc = p->r->ops.reopen(p->r->ops.arg, ns, err))) {
 		pthread_mutex_unlock(&ns->apply_lock);
 		return err_wrap(err, "namespace %s is unavailable", ns->name);
 	}
@@ -423,9 +474,9 @@ static int on_hello(struct push *p, const Understudy__V1__Hello *h, struct us_er
 	return 0;
 }
 
-static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct us_err *err)
+static int on_entries(struct repl_push *p, const Understudy__V1__Entries *e, struct us_err *err)
 {
-	struct ns *ns = p->ns;
+	struct repl_ns *ns = p->ns;
 	bool is_attached;
 	int rc;
 
@@ -462,22 +513,22 @@ static int on_entries(struct push *p, const Understudy__V1__Entries *e, struct u
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
 	note_applied(ns, p->node_id);
 	pthread_mutex_unlock(&ns->lock);
-	request_sync(p->a, ns);
+	request_sync(p->r, ns);
 	return 0;
 }
 
 /* Each push builds its copy in a directory of its own, ".seed-NAME.<push>",
  * so that a replaced push abandoning its copy never touches its successor's. */
-static void seed_dir(const struct push *p, char *out, size_t size)
+static void seed_dir(const struct repl_push *p, char *out, size_t size)
 {
 	char prefix[64];
 
 	snprintf(prefix, sizeof(prefix), ".seed-%p.", (const void *)p);
-	archiver_ns_dir(p->a, p->ns->name, prefix, out, size);
+	p->r->ops.ns_dir(p->r->ops.arg, p->ns->name, prefix, out, size);
 }
 
 /* The copy's reading ends (taken or given up). */
-static void seed_reader_end(struct push *p)
+static void seed_reader_end(struct repl_push *p)
 {
 	save_reader_free(p->seed_r);
 	p->seed_r = NULL;
@@ -486,7 +537,7 @@ static void seed_reader_end(struct push *p)
 	p->seed_batch = NULL;
 }
 
-static void seed_abandon(struct push *p)
+static void seed_abandon(struct repl_push *p)
 {
 	char dir[1400];
 
@@ -496,15 +547,13 @@ static void seed_abandon(struct push *p)
 	store_close(p->seed);
 	p->seed = NULL;
 	seed_dir(p, dir, sizeof(dir));
-	archiver_rmtree(dir);
+	disk_rmtree(dir);
 }
 
-static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, struct us_err *err)
+static int on_seed_begin(struct repl_push *p, const Understudy__V1__SeedBegin *b, struct us_err *err)
 {
-	struct store_opts o = {.role = ROLE_STANDBY,
-				.max_body = p->a->cfg.max_body, .cache = p->a->cache,
-				.reserve = &p->a->cfg.reserve};
-	struct ns *ns = p->ns;
+	struct store_opts o = p->r->ops.seed_opts;
+	struct repl_ns *ns = p->ns;
 	struct store_position pos;
 	char dir[1400];
 	int rc;
@@ -530,7 +579,7 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 	if (b->seq == pos.seq && b->chain != pos.chain)
 		return history_differs(ns, pos.seq, err);
 	seed_dir(p, dir, sizeof(dir));
-	archiver_rmtree(dir);
+	disk_rmtree(dir);
 	p->seed_batch = image_batch_new();
 	if (!p->seed_batch)
 		return err_set(err, US_ENOMEM, "out of memory");
@@ -547,7 +596,7 @@ static int on_seed_begin(struct push *p, const Understudy__V1__SeedBegin *b, str
 }
 
 /* The save's header must be the copy SeedBegin announced. */
-static int check_seed_header(const struct push *p, const struct save_header *h,
+static int check_seed_header(const struct repl_push *p, const struct save_header *h,
 			     struct us_err *err)
 {
 	if (h->kind != SAVE_KIND_SEED || strcmp(h->ns, p->ns->name) != 0 || h->scope_account[0] ||
@@ -565,7 +614,7 @@ static int check_seed_header(const struct push *p, const struct save_header *h,
 
 /* Reads what the queue holds into the copy: until the reader wants more
  * (SAVE_MORE), or the end of the save (0: the whole of it checked). */
-static int seed_read(struct push *p, struct us_err *err)
+static int seed_read(struct repl_push *p, struct us_err *err)
 {
 	struct entry e;
 	int rc;
@@ -596,7 +645,7 @@ static int seed_read(struct push *p, struct us_err *err)
 	return got; /* 0: the end, checked; SAVE_MORE */
 }
 
-static int on_seed_data(struct push *p, const Understudy__V1__SeedData *d, struct us_err *err)
+static int on_seed_data(struct repl_push *p, const Understudy__V1__SeedData *d, struct us_err *err)
 {
 	int rc;
 
@@ -616,9 +665,9 @@ static int on_seed_data(struct push *p, const Understudy__V1__SeedData *d, struc
 	return 0;
 }
 
-static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct us_err *err)
+static int on_seed_end(struct repl_push *p, const Understudy__V1__SeedEnd *e, struct us_err *err)
 {
-	struct ns *ns = p->ns;
+	struct repl_ns *ns = p->ns;
 	char sdir[1400], ready_dir[1400];
 	int rc;
 
@@ -647,7 +696,7 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 	store_close(p->seed);
 	p->seed = NULL;
 	seed_dir(p, sdir, sizeof(sdir));
-	archiver_ns_dir(p->a, ns->name, ".ready-", ready_dir, sizeof(ready_dir));
+	p->r->ops.ns_dir(p->r->ops.arg, ns->name, ".ready-", ready_dir, sizeof(ready_dir));
 	pthread_mutex_lock(&ns->apply_lock);
 	/* Only the attached push may swap, and never backwards: a push replaced
 	 * while it was sending its copy gives it up. */
@@ -667,15 +716,15 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 	}
 	pthread_mutex_unlock(&ns->lock);
 	if (rc == 0) {
-		archiver_rmtree(ready_dir);
+		disk_rmtree(ready_dir);
 		if (rename(sdir, ready_dir) != 0)
 			rc = err_set(err, US_EIO, "cannot keep the full copy of %s: %s", ns->name,
 				     strerror(errno));
 	}
 	if (rc == 0)
-		rc = archiver_swap_store(p->a, ns, err);
+		rc = p->r->ops.swap_store(p->r->ops.arg, ns, err);
 	pthread_mutex_unlock(&ns->apply_lock);
-	archiver_rmtree(sdir);
+	disk_rmtree(sdir);
 	if (rc)
 		return rc;
 	log_info("ns=%s event=seeded node=%s seq=%llu entries=%llu", ns->name, p->node_id,
@@ -689,9 +738,9 @@ static int on_seed_end(struct push *p, const Understudy__V1__SeedEnd *e, struct 
 	return 0;
 }
 
-static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h, struct us_err *err)
+static int on_heartbeat(struct repl_push *p, const Understudy__V1__Heartbeat *h, struct us_err *err)
 {
-	struct ns *ns = p->ns;
+	struct repl_ns *ns = p->ns;
 	struct store_position pos;
 	uint64_t durable;
 
@@ -718,13 +767,13 @@ static int on_heartbeat(struct push *p, const Understudy__V1__Heartbeat *h, stru
 
 static void *push_open(struct rpc_call *call, void *arg)
 {
-	struct push *p = calloc(1, sizeof(*p));
+	struct repl_push *p = calloc(1, sizeof(*p));
 
 	if (!p) {
 		rpc_call_finish(call, US_ENOMEM, "out of memory", NULL, 0);
 		return NULL;
 	}
-	p->a = arg;
+	p->r = arg;
 	p->call = call;
 	pthread_mutex_init(&p->lock, NULL);
 	stream_frame_init(&p->frame);
@@ -736,7 +785,7 @@ static void *push_open(struct rpc_call *call, void *arg)
 
 static void push_message(struct rpc_call *call, void *ctx, const uint8_t *msg, size_t len)
 {
-	struct push *p = ctx;
+	struct repl_push *p = ctx;
 	struct us_err err;
 	Understudy__V1__Frame *f = (Understudy__V1__Frame *)wire_unpack(
 		&understudy__v1__frame__descriptor, msg, len, &err);
@@ -780,7 +829,7 @@ static void push_message(struct rpc_call *call, void *ctx, const uint8_t *msg, s
 
 static void push_end(struct rpc_call *call, void *ctx, bool is_cancelled)
 {
-	struct push *p = ctx;
+	struct repl_push *p = ctx;
 
 	(void)call;
 	if (!p)
@@ -803,7 +852,7 @@ static void push_end(struct rpc_call *call, void *ctx, bool is_cancelled)
 	free(p);
 }
 
-void archiver_end_ns_push(struct ns *ns, const char *why)
+void repl_recv_end_ns(struct repl_ns *ns, const char *why)
 {
 	pthread_mutex_lock(&ns->lock);
 	if (ns->push) {
@@ -816,21 +865,19 @@ void archiver_end_ns_push(struct ns *ns, const char *why)
 	pthread_mutex_unlock(&ns->lock);
 }
 
-void archiver_end_pushes(struct archiver *a)
+void repl_recv_end_all(struct repl_recv *r)
 {
-	pthread_mutex_lock(&a->ns_lock);
-	for (size_t i = 0; i < a->n_ns; i++) {
-		struct ns *ns = a->ns[i];
+	struct repl_ns *ns;
 
+	for (size_t i = 0; (ns = r->ops.ns_at(r->ops.arg, i)) != NULL; i++) {
 		pthread_mutex_lock(&ns->lock);
 		if (ns->push)
 			push_finish(ns->push, US_EUNAVAIL, "the archiver is stopping");
 		pthread_mutex_unlock(&ns->lock);
 	}
-	pthread_mutex_unlock(&a->ns_lock);
 }
 
-size_t archiver_replication_methods(struct archiver *a, struct rpc_bidi_method *out, size_t max)
+size_t repl_recv_methods(struct repl_recv *r, struct rpc_bidi_method *out, size_t max)
 {
 	if (max < 1)
 		return 0;
@@ -839,7 +886,7 @@ size_t archiver_replication_methods(struct archiver *a, struct rpc_bidi_method *
 		.on_open = push_open,
 		.on_message = push_message,
 		.on_end = push_end,
-		.arg = a,
+		.arg = r,
 	};
 	return 1;
 }

@@ -56,8 +56,15 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 		st[i].role = ns->store ? (char *)role_name(store_role(ns->store)) : "unavailable";
 		st[i].generation = pos.generation;
 		st[i].applied_seq = pos.seq;
-		st[i].durable_seq = ns->durable_seq;
-		st[i].master_seq = ns->master_seq > pos.seq ? ns->master_seq : pos.seq;
+		if (ns->store && store_role(ns->store) == ROLE_PRIMARY) {
+			/* its own commits: each answered once synced, and it is
+			 * the namespace's master */
+			st[i].durable_seq = pos.seq;
+			st[i].master_seq = pos.seq;
+		} else {
+			st[i].durable_seq = ns->durable_seq;
+			st[i].master_seq = ns->master_seq > pos.seq ? ns->master_seq : pos.seq;
+		}
 		st[i].heartbeat_age_ms = ns->heartbeat_ms ? now - ns->heartbeat_ms : -1;
 		/* attached, and heard from lately: a hung site's stream can stay
 		 * open long after it stopped speaking */
@@ -139,6 +146,38 @@ static void on_adopt(struct rpc_call *call, const uint8_t *req, size_t req_len, 
 	wire_finish(call, &out.base);
 }
 
+static void on_promote(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	struct archiver *a = arg;
+	Understudy__V1__PromoteRequest *in;
+	Understudy__V1__PromoteResponse out;
+	struct archiver_promoted pr;
+	struct us_err err;
+	struct repl_ns *ns;
+	int rc;
+
+	in = (Understudy__V1__PromoteRequest *)wire_unpack(
+		&understudy__v1__promote_request__descriptor, req, req_len, &err);
+	if (!in) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	rc = archiver_get_ns(a, in->namespace_, false, &ns, &err);
+	if (rc == 0)
+		rc = archiver_promote(a, ns, in->force, &pr, &err);
+	understudy__v1__promote_request__free_unpacked(in, NULL);
+	if (rc) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	understudy__v1__promote_response__init(&out);
+	out.generation = pr.generation;
+	out.first_seq = pr.first_seq;
+	out.was_primary = pr.was_primary;
+	out.fenced_site = pr.fenced_site;
+	wire_finish(call, &out.base);
+}
+
 static void on_list_saves(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
 	struct archiver *a = arg;
@@ -194,10 +233,11 @@ out:
 
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max)
 {
-	if (max < 3)
+	if (max < 4)
 		return 0;
 	out[0] = (struct rpc_method){"/understudy.v1.Admin/Status", on_status, a};
 	out[1] = (struct rpc_method){"/understudy.v1.Admin/Adopt", on_adopt, a};
 	out[2] = (struct rpc_method){"/understudy.v1.Admin/ListSaves", on_list_saves, a};
-	return 3;
+	out[3] = (struct rpc_method){"/understudy.v1.Admin/Promote", on_promote, a};
+	return 4;
 }

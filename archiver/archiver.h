@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "rpc.h"
+#include "committer.h"
 #include "repl_recv.h"
 #include "save_service.h"
 #include "store.h"
@@ -45,6 +46,20 @@ struct archiver_config {
 	struct ns_config *namespaces;   /* the sections, owned */
 	size_t n_namespaces;
 };
+
+/* A namespace on the archiver: what the stream's receiving end sees, and
+ * what only the archiver holds. a->ns[] points at r. */
+struct archiver_ns {
+	struct repl_ns r;            /* first */
+	/* Its group commit while it is primary here (promoted), else NULL; set
+	 * under r.lock, freed at exit after the server stopped. */
+	struct committer *committer;
+};
+
+static inline struct archiver_ns *archiver_ns_of(struct repl_ns *ns)
+{
+	return (struct archiver_ns *)ns;
+}
 
 struct archiver {
 	struct archiver_config cfg;
@@ -80,6 +95,18 @@ void archiver_ns_dir(const struct archiver *a, const char *name, const char *pre
 /* Replaces ns's store with the complete copy in its ".ready-" directory.
  * Caller holds ns->apply_lock; waits for readers to finish. */
 int archiver_swap_store(struct archiver *a, struct repl_ns *ns, struct us_err *err);
+/* Promote: ns's copy becomes the namespace's primary here (store_promote),
+ * with a group commit of its own; refused (US_EPRECOND) while its site is
+ * connected unless is_force, which ends the site's stream (fenced_site). A
+ * primary already is answered with was_primary and changes nothing. */
+struct archiver_promoted {
+	uint64_t generation;
+	uint64_t first_seq;
+	bool was_primary;
+	bool fenced_site;
+};
+int archiver_promote(struct archiver *a, struct repl_ns *ns, bool is_force,
+		     struct archiver_promoted *out, struct us_err *err);
 /* Adopt: ns's copy (bound to a site that no longer is) is moved aside, kept
  * on disk and no longer served; a fresh, unbound store takes its place, and
  * the next site to connect is bound to it. The attached push is ended. */

@@ -139,17 +139,22 @@ static const struct config_schema archiver_schema = {
 	.n_sections = sizeof(archiver_sections) / sizeof(archiver_sections[0]),
 };
 
-/* The Store service's view: every namespace readable, none writable here. */
+/* The Store service's view: every namespace readable; a namespace promoted
+ * here writable too, through its own group commit, as on a site. */
 static int acquire_ns(void *arg, const char *name, bool is_write, struct ns_handle *h,
 		      struct us_err *err)
 {
 	struct archiver *a = arg;
+	struct committer *cm;
 	struct repl_ns *ns;
 	int rc;
 
 	if ((rc = archiver_get_ns(a, name, false, &ns, err)))
 		return rc;
-	if (is_write)
+	pthread_mutex_lock(&ns->lock);
+	cm = archiver_ns_of(ns)->committer;
+	pthread_mutex_unlock(&ns->lock);
+	if (is_write && !cm)
 		return err_set(err, US_EPRECOND,
 			       "namespace %s is a standby on this archiver: commit at its site "
 			       "(or promote it here)",
@@ -157,6 +162,7 @@ static int acquire_ns(void *arg, const char *name, bool is_write, struct ns_hand
 	if ((rc = repl_ns_acquire(ns, err)))
 		return rc;
 	h->store = ns->store;
+	h->committer = is_write ? cm : NULL;
 	h->priv = ns;
 	return 0;
 }

@@ -64,24 +64,33 @@ static int open_store(struct archiver *a, const char *name, struct store **out,
 static int open_ns(struct archiver *a, const char *name, bool is_kept_unavailable,
 		   struct repl_ns **out, struct us_err *err)
 {
+	struct archiver_ns *an;
 	struct repl_ns *ns;
 	int rc;
 
 	if (a->n_ns == ARCHIVER_MAX_NAMESPACES)
 		return err_set(err, US_ETOOBIG, "cannot add namespace %s: this archiver holds %d already",
 			       name, ARCHIVER_MAX_NAMESPACES);
-	ns = calloc(1, sizeof(*ns));
-	if (!ns)
+	an = calloc(1, sizeof(*an));
+	if (!an)
 		return err_set(err, US_ENOMEM, "out of memory");
+	ns = &an->r;
 	repl_ns_init(ns, name);
 	if ((rc = open_store(a, name, &ns->store, &ns->durable_seq, err))) {
 		if (!is_kept_unavailable) {
 			repl_ns_destroy(ns);
-			free(ns);
+			free(an);
 			return rc;
 		}
 		log_error("ns=%s event=store_unavailable reason=\"%s\"", name, err->msg);
 		ns->is_swapping = true; /* refuses readers while store is NULL */
+	} else if (store_role(ns->store) == ROLE_PRIMARY &&
+		   (rc = committer_new(&an->committer, ns->store, err))) {
+		/* promoted before a restart: it takes its commits again */
+		store_close(ns->store);
+		repl_ns_destroy(ns);
+		free(an);
+		return err_wrap(err, "namespace %s", name);
 	}
 	a->ns[a->n_ns++] = ns;
 	*out = ns;
@@ -121,6 +130,11 @@ int archiver_ns_reopen(struct archiver *a, struct repl_ns *ns, struct us_err *er
 	uint64_t durable;
 	int rc;
 
+	if (archiver_ns_of(ns)->committer)
+		return err_set(err, US_EUNAVAIL,
+			       "namespace %s is primary here and its store failed a write: restart "
+			       "the archiver once the disk is fixed",
+			       ns->name);
 	if (ns->store) { /* failed: close and open again, as after a kill -9 */
 		if ((rc = disk_check_space(a->cfg.data_dir, &a->cfg.reserve, err)) ||
 		    (rc = replace_store(a, ns, NULL, NULL,
@@ -260,6 +274,13 @@ int archiver_adopt(struct archiver *a, struct repl_ns *ns, struct archiver_adopt
 		pthread_mutex_unlock(&ns->apply_lock);
 		return err_set(err, US_EUNAVAIL, "namespace %s is unavailable", ns->name);
 	}
+	if (archiver_ns_of(ns)->committer) {
+		pthread_mutex_unlock(&ns->apply_lock);
+		return err_set(err, US_EPRECOND,
+			       "namespace %s is primary here (promoted): its copy takes commits and "
+			       "is not replaced by adopt",
+			       ns->name);
+	}
 	repl_recv_end_ns(ns, "the namespace was adopted by a new site: connect again");
 	store_get_position(ns->store, &pos);
 	snprintf(out->previous_site, sizeof(out->previous_site), "%s", store_site_id(ns->store));
@@ -348,10 +369,77 @@ int archiver_open_namespaces(struct archiver *a, struct us_err *err)
 void archiver_close_namespaces(struct archiver *a)
 {
 	for (size_t i = 0; i < a->n_ns; i++) {
+		committer_free(archiver_ns_of(a->ns[i])->committer);
 		store_close(a->ns[i]->store);
 		repl_ns_destroy(a->ns[i]);
 		free(a->ns[i]);
 		a->ns[i] = NULL;
 	}
 	a->n_ns = 0;
+}
+
+int archiver_promote(struct archiver *a, struct repl_ns *ns, bool is_force,
+		     struct archiver_promoted *out, struct us_err *err)
+{
+	struct archiver_ns *an = archiver_ns_of(ns);
+	struct committer *cm = NULL;
+	struct store_position pos;
+	bool is_connected;
+	int rc = 0;
+
+	(void)a;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&ns->apply_lock); /* no frame is applied meanwhile */
+	if (!ns->store) {
+		rc = err_set(err, US_EUNAVAIL, "namespace %s is unavailable: its store could not be "
+			     "opened (see the archiver's log)", ns->name);
+		goto out;
+	}
+	store_get_position(ns->store, &pos);
+	if (store_role(ns->store) == ROLE_PRIMARY) {
+		out->was_primary = true;
+		out->generation = pos.generation;
+		rc = store_generation_start(ns->store, pos.generation, &out->first_seq, err);
+		goto out;
+	}
+	pthread_mutex_lock(&ns->lock);
+	is_connected = ns->is_connected;
+	pthread_mutex_unlock(&ns->lock);
+	if (is_connected && !is_force) {
+		rc = err_set(err, US_EPRECOND,
+			     "namespace %s: its site is connected and streaming (seq %llu applied "
+			     "here): stop the site first, or promote --force, which ends its stream "
+			     "and fences it (it must rejoin)",
+			     ns->name, (unsigned long long)pos.seq);
+		goto out;
+	}
+	/* the writer first: once promoted, nothing may fail on the way to
+	 * taking commits */
+	if ((rc = committer_new(&cm, ns->store, err)))
+		goto out;
+	if ((rc = store_promote(ns->store, &pos, err))) {
+		committer_free(cm);
+		goto out;
+	}
+	pthread_mutex_lock(&ns->lock);
+	an->committer = cm;
+	pthread_mutex_unlock(&ns->lock);
+	out->generation = pos.generation;
+	out->first_seq = pos.seq + 1;
+	if (is_connected) {
+		char why[200];
+
+		snprintf(why, sizeof(why),
+			 "namespace %s was promoted on the archiver (generation %llu): this site is "
+			 "fenced",
+			 ns->name, (unsigned long long)pos.generation);
+		repl_recv_end_ns(ns, why);
+		out->fenced_site = true;
+	}
+	log_info("ns=%s event=promoted generation=%llu first_seq=%llu fenced_site=%d", ns->name,
+		 (unsigned long long)out->generation, (unsigned long long)out->first_seq,
+		 out->fenced_site);
+out:
+	pthread_mutex_unlock(&ns->apply_lock);
+	return rc;
 }

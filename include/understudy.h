@@ -266,6 +266,18 @@ typedef struct us_adopted {
 
 int us_adopt(us_client_t *c, const char *ns, us_adopted_t *out, us_err_t *err);
 
+/* Admin.Promote on an archiver: ns's copy becomes the namespace's primary
+ * there (generation + 1). force: also while its site is connected (the site
+ * is fenced). Promoting a primary changes nothing (was_primary set). */
+typedef struct us_promoted {
+	uint64_t generation;      /* the namespace's generation there now */
+	uint64_t first_seq;       /* the first seq of that generation */
+	int was_primary;          /* nothing changed */
+	int fenced_site;          /* a connected site was cut off */
+} us_promoted_t;
+
+int us_promote(us_client_t *c, const char *ns, int force, us_promoted_t *out, us_err_t *err);
+
 #ifdef __cplusplus
 }
 #endif

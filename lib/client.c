@@ -525,6 +525,34 @@ int us_adopt(us_client_t *c, const char *ns, us_adopted_t *out, us_err_t *err)
 	return 0;
 }
 
+int us_promote(us_client_t *c, const char *ns, int force, us_promoted_t *out, us_err_t *err)
+{
+	Understudy__V1__PromoteRequest req;
+	Understudy__V1__PromoteResponse *ans;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	understudy__v1__promote_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.force = force != 0;
+	rc = call_unary(c, "/understudy.v1.Admin/Promote", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	ans = understudy__v1__promote_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!ans)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to Promote from %s",
+			       c->addr);
+	memset(out, 0, sizeof(*out));
+	out->generation = ans->generation;
+	out->first_seq = ans->first_seq;
+	out->was_primary = ans->was_primary;
+	out->fenced_site = ans->fenced_site;
+	understudy__v1__promote_response__free_unpacked(ans, NULL);
+	return 0;
+}
+
 int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 {
 	Understudy__V1__StatusRequest req;

@@ -412,7 +412,18 @@ static int on_hello(struct repl_push *p, const Understudy__V1__Hello *h, struct 
 		return err_wrap(err, "namespace %s is unavailable", ns->name);
 	}
 	store_get_position(ns->store, &pos);
-	if (h->generation != pos.generation)
+	if (store_role(ns->store) == ROLE_PRIMARY) {
+		uint64_t first = 0;
+
+		(void)store_generation_start(ns->store, pos.generation, &first, NULL);
+		/* fenced: this copy took over the namespace's role */
+		rc = err_set(err, US_EPRECOND,
+			     "namespace %s was promoted here: this node is its primary at generation "
+			     "%llu (from seq %llu); the site, at generation %llu, is fenced: its "
+			     "commits go to the primary, and it rejoins to follow it",
+			     ns->name, (unsigned long long)pos.generation, (unsigned long long)first,
+			     (unsigned long long)h->generation);
+	} else if (h->generation != pos.generation)
 		rc = err_set(err, US_EPRECOND,
 			     "namespace %s: the site is at generation %llu, this archiver at %llu",
 			     ns->name, (unsigned long long)h->generation,

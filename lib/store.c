@@ -432,6 +432,17 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 		return err_set(err, US_ECORRUPT, "%s: missing or bad position record", dir);
 	}
 	rocksdb_free(v);
+	/* a role this store took (a promote) holds over the daemon's default */
+	v = rocksdb_get(s->db, s->read_opts, KEY_ROLE, strlen(KEY_ROLE), &len, &errptr);
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read store role")))
+		return rc;
+	if (v && (len != 1 || (uint8_t)v[0] > ROLE_REJOINING)) {
+		rocksdb_free(v);
+		return err_set(err, US_ECORRUPT, "%s: bad role record", dir);
+	}
+	if (v)
+		atomic_store(&s->role, (int)(uint8_t)v[0]);
+	rocksdb_free(v);
 	return 0;
 }
 
@@ -520,6 +531,48 @@ void store_set_role(struct store *s, enum ns_role to)
 {
 	assert(role_may_become(store_role(s), to));
 	atomic_store(&s->role, (int)to);
+}
+
+int store_promote(struct store *s, struct store_position *out, struct us_err *err)
+{
+	uint8_t posv[POS_BYTES], first[8], role = ROLE_PRIMARY;
+	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+	struct store_position pos;
+	rocksdb_writebatch_t *b;
+	char *errptr = NULL;
+	int rc;
+
+	if (store_role(s) != ROLE_STANDBY)
+		return err_set(err, US_EPRECOND, "only a standby is promoted: this node is %s",
+			       role_name(store_role(s)));
+	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
+		return rc;
+	store_get_position(s, &pos);
+	if (pos.generation >= US_SEQ_MAX)
+		return err_set(err, US_ERANGE, "generation %llu is the last one",
+			       (unsigned long long)pos.generation);
+	pos.generation++;
+	encode_pos(posv, &pos);
+	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
+	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, pos.generation);
+	buf_put_u64le(first, pos.seq + 1);
+	/* the new generation, its place in the history and the role, at once
+	 * and durably, before any commit of it is taken */
+	b = rocksdb_writebatch_create();
+	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
+	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
+	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
+	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot promote the store")))
+		return rc;
+	pthread_mutex_lock(&s->pos_lock);
+	s->pos.generation = pos.generation;
+	pthread_mutex_unlock(&s->pos_lock);
+	store_set_role(s, ROLE_PRIMARY);
+	if (out)
+		*out = pos;
+	return 0;
 }
 
 /* Commits need the primary's role; applies and loads a standby's. */

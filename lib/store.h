@@ -27,6 +27,7 @@
 
 struct store;
 struct store_iter;
+struct store_position;
 
 /* A block cache several stores share (the archiver's namespaces): one memory
  * budget however many namespaces. RocksDB's background threads are process-
@@ -65,9 +66,21 @@ void store_close(struct store *s);
 /* The namespace's role on this node. Any thread. */
 enum ns_role store_role(const struct store *s);
 /* Moves the role along one of role.h's transitions (asserted: any other is a
- * bug of the caller, which handles "already in that role" itself). Not
- * kept across a restart: the daemon decides the role it opens with. */
+ * bug of the caller, which handles "already in that role" itself). In
+ * memory only: a change that must outlive a restart is one of the calls
+ * below, which write it with what goes with it. A store opens in the role
+ * it last wrote, or else in store_opts.role. */
 void store_set_role(struct store *s, enum ns_role to);
+/* Promote: a standby becomes the namespace's primary. Its generation goes
+ * up by one and the history gets (generation, position.seq + 1), with the
+ * role, in one synced batch, before any commit of the new generation can
+ * be taken. US_EPRECOND unless a standby. *out (may be NULL): the new
+ * position. */
+int store_promote(struct store *s, struct store_position *out, struct us_err *err);
+/* The history: the first seq of generation (what a promote, a full copy or
+ * the store's creation recorded); US_ENOTFOUND for one it does not hold. */
+int store_generation_start(struct store *s, uint64_t generation, uint64_t *first_seq,
+			   struct us_err *err);
 
 /* One application commit. ops are entries (op, account, file, section, id,
  * body, flag) borrowed for the call; the store fills time_ms and END. */

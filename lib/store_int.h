@@ -27,6 +27,7 @@
 #define KEY_GEN "Mgen"
 #define KEY_NODE "Mnode"
 #define KEY_SITE "Msite"
+#define KEY_ROLE "Mrole"  /* one byte, enum ns_role: set by a role change (promote) */
 /* The position record: generation, seq, time_ms, chain (u64le each). */
 #define POS_BYTES 32
 

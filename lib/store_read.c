@@ -461,3 +461,28 @@ int store_list_files(struct store *s, const struct store_snap *at, const char *a
 	store_snap_free(now);
 	return rc;
 }
+
+int store_generation_start(struct store *s, uint64_t generation, uint64_t *first_seq,
+			   struct us_err *err)
+{
+	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+	char *errptr = NULL;
+	size_t len;
+	char *v;
+	int rc;
+
+	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
+	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, generation);
+	v = rocksdb_get(s->db, s->read_opts, (char *)genkey, sizeof(genkey), &len, &errptr);
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read the generation history")))
+		return rc;
+	if (!v)
+		return err_set(err, US_ENOTFOUND, "generation %llu is not in this store's history",
+			       (unsigned long long)generation);
+	rc = len == 8 ? 0 : err_set(err, US_ECORRUPT, "bad history record of generation %llu",
+				    (unsigned long long)generation);
+	if (rc == 0)
+		*first_seq = buf_get_u64le((const uint8_t *)v);
+	rocksdb_free(v);
+	return rc;
+}

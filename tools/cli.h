@@ -36,6 +36,7 @@ struct cli {
 	uint64_t at;
 	const char *output;   /* -o FILE, or "-" for stdout */
 	bool is_archive;      /* save --archive */
+	bool is_force;        /* promote --force */
 	const char *data_dir; /* --data-dir DIR (restore) */
 	const char *ns;       /* --namespace NS (restore) */
 	const char *until;    /* --until SEQ|TIME (restore) */

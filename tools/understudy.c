@@ -603,6 +603,32 @@ static int cmd_adopt(struct cli *cli)
 	return 0;
 }
 
+static int cmd_promote(struct cli *cli)
+{
+	us_promoted_t pr;
+	us_err_t err;
+
+	if (us_promote(cli->client, cli->args[0], cli->is_force, &pr, &err))
+		return cli_fail_err(&err);
+	if (cli->is_json) {
+		json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:b}", "namespace", cli->args[0],
+				      "generation", (json_int_t)pr.generation, "first_seq",
+				      (json_int_t)pr.first_seq, "was_primary", pr.was_primary,
+				      "fenced_site", pr.fenced_site);
+
+		return cli_print_json(stdout, o);
+	}
+	if (pr.was_primary)
+		printf("%s is primary here already (generation %llu from seq %llu): nothing changed\n",
+		       cli->args[0], (unsigned long long)pr.generation,
+		       (unsigned long long)pr.first_seq);
+	else
+		printf("promoted %s: primary here, generation %llu from seq %llu%s\n", cli->args[0],
+		       (unsigned long long)pr.generation, (unsigned long long)pr.first_seq,
+		       pr.fenced_site ? "; its site's stream was ended and it is fenced" : "");
+	return 0;
+}
+
 /* ---- table and main ---- */
 
 static const struct command commands[] = {
@@ -665,6 +691,10 @@ static const struct command commands[] = {
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
 	 "differs; the old copy is kept aside, the next site to connect starts a new one",
 	 cmd_adopt, false},
+	{"promote", 1, 1, "promote NS [--force]",
+	 "on the archiver: take over NS's role (generation + 1); its commits go there until "
+	 "the site rejoins; refused while the site is connected unless --force, which fences it",
+	 cmd_promote, false},
 };
 
 static const struct command *find_command(const char *name)
@@ -725,6 +755,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				cli->is_archive = true;
 			} else if (strcmp(a, "--unlogged") == 0) {
 				cli->is_unlogged = true;
+			} else if (strcmp(a, "--force") == 0) {
+				cli->is_force = true;
 			} else if (strcmp(a, "--addr") == 0 || strcmp(a, "--token-file") == 0 ||
 				   strcmp(a, "--tls-ca") == 0 || strcmp(a, "--limit") == 0 ||
 				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0 ||

@@ -460,7 +460,7 @@ class Proto:
                      "Ack",
                      "Welcome", "Progress", "OpenSnapshotRequest", "OpenSnapshotResponse",
                      "ReleaseSnapshotRequest", "ReleaseSnapshotResponse", "SaveRequest",
-                     "SaveResponse"):
+                     "SaveResponse", "PromoteRequest", "PromoteResponse"):
             d = self.pool.FindMessageTypeByName("understudy.v1." + name)
             cls = get_class(d) if get_class else factory.GetPrototype(d)
             setattr(self, name, cls)
@@ -507,6 +507,9 @@ class Stub:
         self.Status = channel.unary_unary("/understudy.v1.Admin/Status",
                                           request_serializer=p.StatusRequest.SerializeToString,
                                           response_deserializer=p.StatusResponse.FromString)
+        self.Promote = channel.unary_unary("/understudy.v1.Admin/Promote",
+                                           request_serializer=p.PromoteRequest.SerializeToString,
+                                           response_deserializer=p.PromoteResponse.FromString)
         self.Push = channel.stream_stream("/understudy.v1.Replication/Push",
                                           request_serializer=p.Frame.SerializeToString,
                                           response_deserializer=p.Ack.FromString)

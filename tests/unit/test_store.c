@@ -441,6 +441,42 @@ static void test_roles(void **state)
 	}
 }
 
+/* Promote: generation + 1 and its history record, durably, with the role;
+ * a reopened store keeps its role over the one it is opened with. */
+static void test_promote(void **state)
+{
+	struct store *r = open_replica(*state);
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct store_position pos;
+	struct us_err err;
+	uint64_t first;
+
+	mk[0].is_commit_end = true;
+	assert_int_equal(store_apply_entries(r, 1, mk, 1, NULL, 0, true, &err), 0);
+	assert_int_equal(store_generation_start(r, 1, &first, &err), 0);
+	assert_int_equal(first, 1);
+	assert_int_equal(store_generation_start(r, 2, &first, &err), US_ENOTFOUND);
+	assert_int_equal(store_promote(r, &pos, &err), 0);
+	assert_int_equal(pos.generation, 2);
+	assert_int_equal(pos.seq, 1);
+	assert_int_equal(store_role(r), ROLE_PRIMARY);
+	assert_int_equal(store_generation_start(r, 2, &first, &err), 0);
+	assert_int_equal(first, 2);
+	/* a primary is not promoted again: the caller says so */
+	assert_int_equal(store_promote(r, NULL, &err), US_EPRECOND);
+	assert_non_null(strstr(err.msg, "only a standby is promoted"));
+	store_close(r);
+	/* opened "as a standby": it is the namespace's primary, and commits */
+	r = open_replica(*state);
+	assert_int_equal(store_role(r), ROLE_PRIMARY);
+	store_get_position(r, &pos);
+	assert_int_equal(pos.generation, 2);
+	mk[0] = op(ENTRY_WRITE, "ACC", "F", "k", "v");
+	assert_int_equal(commit1(r, mk, 1, NULL, NULL), 0);
+	assert_int_equal(pos_seq(r), 2);
+	store_close(r);
+}
+
 /* The archiver's side: replicated entries at given seqs. */
 static void test_replica_apply(void **state)
 {
@@ -1393,6 +1429,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clear_delete_and_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_and_foreign_db, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_promote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),

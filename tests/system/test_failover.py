@@ -1,0 +1,154 @@
+"""test_failover.py - taking over a dead site's role (issue 10, promote).
+
+  - A site is killed -9; `understudy promote NS` on the archiver makes its
+    copy the namespace's primary there: generation + 1, kept across an
+    archiver restart; commits go to the archiver through the Store service
+    (the CLI's put, and python3-grpcio's Commit), every commit the site had
+    acknowledged before it died is there, and another site streaming to the
+    same archiver meanwhile is untouched.
+  - Promote is idempotent: a second one says so and changes nothing.
+  - While the site is connected and streaming, promote is refused (exit 1,
+    one line) and changes nothing; --force promotes and fences the site:
+    its stream is ended and its Hello refused from then on, naming the new
+    generation; nothing it commits afterwards reaches the archiver's copy.
+  - Bad input: an unknown namespace (exit 3), a bad name, promote against a
+    collector, adopt of a promoted namespace: one line, nothing changed.
+"""
+
+import time
+
+import harness
+from harness import Proto, SystemTest, wait_until
+
+NS, NS_B, ACC = "site-a", "site-b", "ACC"
+
+
+class FailoverTest(SystemTest):
+
+    def start_pair(self):
+        arch = self.start_archiver()
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        self.cli_ok("create-file", NS, ACC, "F", collector=col)
+        return arch, col
+
+    def wait_applied(self, arch, ns, seq):
+        wait_until(lambda: (self.archived_ns(arch, ns) or {}).get("applied_seq", 0) >= seq, 30,
+                   "the archiver to apply %s up to seq %d" % (ns, seq))
+
+    def test_promote_a_dead_site_then_restart(self):
+        arch, col = self.start_pair()
+        colb = self.start_collector(archiver=arch.addr, namespace=NS_B,
+                                    heartbeat_interval="100ms")
+        self.cli_ok("create-file", NS_B, ACC, "G", collector=colb)
+        for i in range(20):
+            self.cli_ok("put", NS, ACC, "F", "k%d" % i, "v%d" % i, collector=col)
+        acked = self.last_seq(collector=col)
+        self.wait_applied(arch, NS, acked)
+        col.kill()
+        wait_until(lambda: not self.archived_ns(arch, NS)["connected"], 30,
+                   "the archiver to see the site gone")
+        before = self.archived_ns(arch, NS)
+        self.assertEqual((before["role"], before["generation"]), ("standby", 1))
+        # a standby takes no commits
+        rc, _, err = self.cli("put", NS, ACC, "F", "early", "x", collector=arch)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(b"standby", err)
+        p = self.cli_json("promote", NS, collector=arch)
+        self.assertEqual(p, {"namespace": NS, "generation": 2, "first_seq": acked + 1,
+                             "was_primary": False, "fenced_site": False})
+        st = self.archived_ns(arch, NS)
+        self.assertEqual((st["role"], st["generation"], st["applied_seq"]),
+                         ("primary", 2, acked))
+        # commits here, from the CLI and from python3-grpcio
+        self.cli_ok("put", NS, ACC, "F", "after", "on the archiver", collector=arch)
+        proto = Proto()
+        stub = proto.stub(proto.channel(arch.addr))
+        op = proto.Op(kind=proto.Op.WRITE, account=ACC, file="F", id=b"py", body=b"grpcio")
+        stub.Commit(proto.CommitRequest(namespace=NS, ops=[op]), timeout=30)
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "py", collector=arch), b"grpcio")
+        for i in range(20):
+            self.assertEqual(self.cli_ok("get", NS, ACC, "F", "k%d" % i, collector=arch),
+                             b"v%d" % i)
+        self.assertEqual(self.archived_ns(arch, NS)["applied_seq"], acked + 2)
+        # the other site streamed all along, untouched
+        for i in range(5):
+            self.cli_ok("put", NS_B, ACC, "G", "b%d" % i, "w", collector=colb)
+        self.wait_applied(arch, NS_B, self.last_seq(collector=colb))
+        self.assertEqual(self.archived_ns(arch, NS_B)["role"], "standby")
+        self.assertEqual(self.archived_ns(arch, NS_B)["generation"], 1)
+        # again: said, nothing changed
+        again = self.cli_json("promote", NS, collector=arch)
+        self.assertEqual(again, {"namespace": NS, "generation": 2, "first_seq": acked + 1,
+                                 "was_primary": True, "fenced_site": False})
+        out = self.cli_ok("promote", NS, collector=arch)
+        self.assertIn(b"primary here already", out)
+        self.assertEqual(self.archived_ns(arch, NS)["applied_seq"], acked + 2)
+        # the role and the generation outlive a kill -9 of the archiver
+        arch.restart()
+        st = self.archived_ns(arch, NS)
+        self.assertEqual((st["role"], st["generation"], st["applied_seq"], st["durable_seq"]),
+                         ("primary", 2, acked + 2, acked + 2))
+        self.cli_ok("put", NS, ACC, "F", "after-restart", "1", collector=arch)
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "after", collector=arch),
+                         b"on the archiver")
+        # a primary's copy is not replaced by adopt
+        rc, _, err = self.cli("adopt", NS, collector=arch)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(b"primary here", err)
+        # the old site comes back at generation 1: fenced, never merged
+        col.start()
+        wait_until(lambda: "fenced" in (self.archived_ns(arch, NS).get("refusal") or ""), 30,
+                   "the site's Hello to be refused as fenced")
+        st = self.archived_ns(arch, NS)
+        self.assertIn("generation 2", st["refusal"])
+        self.assertEqual(st["applied_seq"], acked + 3)
+        self.assertFalse(st["connected"])
+
+    def test_promote_refused_while_connected_then_forced(self):
+        arch, col = self.start_pair()
+        self.cli_ok("put", NS, ACC, "F", "k", "v", collector=col)
+        seq = self.last_seq(collector=col)
+        self.wait_applied(arch, NS, seq)
+        rc, _, err = self.cli("promote", NS, collector=arch)
+        self.assertEqual(rc, 1, err)
+        self.assert_one_line(err, "promote while connected")
+        self.assertIn(b"connected and streaming", err)
+        st = self.archived_ns(arch, NS)
+        self.assertEqual((st["role"], st["generation"], st["connected"]), ("standby", 1, True))
+        # the site streams on as before
+        self.cli_ok("put", NS, ACC, "F", "k2", "v2", collector=col)
+        seq = self.last_seq(collector=col)
+        self.wait_applied(arch, NS, seq)
+        p = self.cli_json("promote", NS, "--force", collector=arch)
+        self.assertEqual((p["generation"], p["first_seq"], p["fenced_site"]), (2, seq + 1, True))
+        wait_until(lambda: "fenced" in (self.archived_ns(arch, NS).get("refusal") or ""), 30,
+                   "the site's next Hello to be refused as fenced")
+        # what the fenced site commits stays there; the archiver takes its own
+        self.cli_ok("put", NS, ACC, "F", "site-only", "x", collector=col)
+        self.cli_ok("put", NS, ACC, "F", "arch-only", "y", collector=arch)
+        time.sleep(0.5)  # the site retries meanwhile (100 ms backoff at first)
+        rc, _, _ = self.cli("get", NS, ACC, "F", "site-only", collector=arch)
+        self.assertEqual(rc, 3)
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "k2", collector=arch), b"v2")
+        self.assertEqual(self.archived_ns(arch, NS)["applied_seq"], seq + 1)
+
+    def test_bad_input(self):
+        arch, col = self.start_pair()
+        self.cli_ok("put", NS, ACC, "F", "k", "v", collector=col)
+        self.wait_applied(arch, NS, self.last_seq(collector=col))
+        for args, code in (((NS + "x",), 3), (("Bad/NS",), 1)):
+            rc, _, err = self.cli("promote", *args, collector=arch)
+            self.assertEqual(rc, code, (args, err))
+            self.assert_one_line(err, "promote %s" % (args,))
+        rc, _, err = self.cli("promote", collector=arch)
+        self.assertEqual(rc, 2)
+        rc, _, err = self.cli("promote", NS, collector=col)  # a collector has no Promote
+        self.assertNotEqual(rc, 0)
+        self.assert_one_line(err, "promote against a collector")
+        st = self.archived_ns(arch, NS)
+        self.assertEqual((st["role"], st["generation"]), ("standby", 1))
+        self.assertEqual(self.status(collector=col)["role"], "primary")
+
+
+if __name__ == "__main__":
+    harness.main()

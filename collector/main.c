@@ -148,6 +148,26 @@ static void on_acked(void *arg, uint64_t durable_seq)
 	guard_acked(col->guard, durable_seq);
 }
 
+/* A link was told this site was superseded: no commit is taken from now on
+ * (the role is kept across restarts). */
+static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const char *primary)
+{
+	struct collector *col = arg;
+	struct us_err err;
+
+	if (store_role(col->store) == ROLE_FENCED)
+		return;
+	if (store_fence(col->store, generation, primary, &err)) {
+		log_error("ns=%s event=fence_failed primary=%s reason=\"%s\"", col->cfg.ns, primary,
+			  err.msg);
+		return;
+	}
+	log_warn("ns=%s event=fenced primary=%s generation=%llu first_seq=%llu "
+		 "reason=\"superseded: no commits here until this site rejoins\"",
+		 col->cfg.ns, primary, (unsigned long long)generation,
+		 (unsigned long long)first_seq);
+}
+
 /* Committer hook: new journal entries; wake every link. */
 static void on_written(void *arg, uint64_t last_seq)
 {
@@ -166,7 +186,8 @@ static int start_links(struct collector *col, struct us_err *err)
 	col->links = calloc(col->cfg.archivers.n, sizeof(*col->links));
 	if (!col->links)
 		return err_set(err, US_ENOMEM, "out of memory");
-	col->sender_ops = (struct repl_sender_ops){.on_acked = on_acked, .arg = col};
+	col->sender_ops =
+		(struct repl_sender_ops){.on_acked = on_acked, .on_fenced = on_fenced, .arg = col};
 	for (size_t i = 0; i < col->cfg.archivers.n; i++) {
 		struct repl_sender_opts o = {.addr = col->cfg.archivers.v[i], .ns = col->cfg.ns,
 					     .store = col->store,

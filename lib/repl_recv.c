@@ -90,6 +90,21 @@ static void send_progress(struct repl_push *p, uint64_t applied, uint64_t durabl
 	push_send_ack(p, &ack, tmp);
 }
 
+/* Tells the site it was superseded: this node is the primary now. */
+static void send_fenced(struct repl_push *p, uint64_t generation, uint64_t first_seq)
+{
+	Understudy__V1__Ack ack;
+	Understudy__V1__Fenced f;
+
+	understudy__v1__fenced__init(&f);
+	f.generation = generation;
+	f.first_seq = first_seq;
+	understudy__v1__ack__init(&ack);
+	ack.body_case = UNDERSTUDY__V1__ACK__BODY_FENCED;
+	ack.fenced = &f;
+	push_send_ack(p, &ack, &p->out);
+}
+
 /* Refuses: logs, ends the call with code and the message. A site that is
  * refused retries (backing off up to US_LINK_BACKOFF_MAX_MS): the same
  * refusal again is logged at DEBUG, not once per retry. */
@@ -416,7 +431,9 @@ static int on_hello(struct repl_push *p, const Understudy__V1__Hello *h, struct 
 		uint64_t first = 0;
 
 		(void)store_generation_start(ns->store, pos.generation, &first, NULL);
-		/* fenced: this copy took over the namespace's role */
+		/* fenced: this copy took over the namespace's role; the site is
+		 * told in a message of its own, then by the status */
+		send_fenced(p, pos.generation, first);
 		rc = err_set(err, US_EPRECOND,
 			     "namespace %s was promoted here: this node is its primary at generation "
 			     "%llu (from seq %llu); the site, at generation %llu, is fenced: its "

@@ -470,6 +470,20 @@ static int await_welcome(struct repl_sender *l, struct session *ss, struct us_er
 		Understudy__V1__Ack *a = (Understudy__V1__Ack *)wire_unpack(
 			&understudy__v1__ack__descriptor, msg, len, NULL);
 		free(msg);
+		if (a && a->body_case == UNDERSTUDY__V1__ACK__BODY_FENCED) {
+			const char *primary = a->fenced->primary[0] ? a->fenced->primary : l->addr;
+			int rc = err_set(err, US_EPRECOND,
+					 "superseded: the namespace's primary is %s at generation "
+					 "%llu (from seq %llu): this site is fenced",
+					 primary, (unsigned long long)a->fenced->generation,
+					 (unsigned long long)a->fenced->first_seq);
+
+			if (l->ops.on_fenced)
+				l->ops.on_fenced(l->ops.arg, a->fenced->generation,
+						 a->fenced->first_seq, primary);
+			understudy__v1__ack__free_unpacked(a, NULL);
+			return rc;
+		}
 		if (!a || a->body_case != UNDERSTUDY__V1__ACK__BODY_WELCOME) {
 			if (a)
 				understudy__v1__ack__free_unpacked(a, NULL);

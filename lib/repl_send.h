@@ -34,6 +34,11 @@ struct repl_sender_ops {
 	/* Called (on the sender's thread) when the standby reports a new
 	 * durable seq. May be NULL. */
 	void (*on_acked)(void *arg, uint64_t durable_seq);
+	/* Called (on the sender's thread) when the standby says this node was
+	 * superseded: the namespace's primary is at primary (HOST:PORT), at
+	 * generation, from first_seq. May be NULL. */
+	void (*on_fenced)(void *arg, uint64_t generation, uint64_t first_seq,
+			  const char *primary);
 	void *arg;
 };
 

@@ -443,6 +443,19 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 	if (v)
 		atomic_store(&s->role, (int)(uint8_t)v[0]);
 	rocksdb_free(v);
+	v = rocksdb_get(s->db, s->read_opts, KEY_PRIMARY, strlen(KEY_PRIMARY), &len, &errptr);
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read store primary")))
+		return rc;
+	if (v && (len < 8 || len - 8 >= sizeof(s->primary))) {
+		rocksdb_free(v);
+		return err_set(err, US_ECORRUPT, "%s: bad primary record", dir);
+	}
+	if (v) {
+		s->primary_generation = buf_get_u64le((const uint8_t *)v);
+		memcpy(s->primary, v + 8, len - 8);
+		s->primary[len - 8] = '\0';
+	}
+	rocksdb_free(v);
 	return 0;
 }
 
@@ -575,10 +588,70 @@ int store_promote(struct store *s, struct store_position *out, struct us_err *er
 	return 0;
 }
 
+int store_fence(struct store *s, uint64_t generation, const char *primary, struct us_err *err)
+{
+	uint8_t role = ROLE_FENCED;
+	size_t plen = strlen(primary);
+	rocksdb_writebatch_t *b;
+	char *errptr = NULL;
+	struct buf v;
+	int rc;
+
+	if (store_role(s) == ROLE_FENCED)
+		return 0;
+	if (store_role(s) != ROLE_PRIMARY)
+		return err_set(err, US_EPRECOND, "only a primary is fenced: this node is %s",
+			       role_name(store_role(s)));
+	if (plen == 0 || plen >= sizeof(s->primary))
+		return err_set(err, US_EINVAL, "bad primary address of %zu bytes", plen);
+	if ((rc = store__check_writable(s, err)))
+		return rc;
+	buf_init(&v);
+	if (buf_append_u64le(&v, generation) || buf_append(&v, primary, plen)) {
+		buf_release(&v);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	b = rocksdb_writebatch_create();
+	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
+	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	buf_release(&v);
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot fence the store")))
+		return rc;
+	pthread_mutex_lock(&s->pos_lock);
+	memcpy(s->primary, primary, plen + 1);
+	s->primary_generation = generation;
+	pthread_mutex_unlock(&s->pos_lock);
+	store_set_role(s, ROLE_FENCED);
+	return 0;
+}
+
+void store_primary(struct store *s, char *addr, size_t size, uint64_t *generation)
+{
+	pthread_mutex_lock(&s->pos_lock);
+	snprintf(addr, size, "%s", s->primary);
+	if (generation)
+		*generation = s->primary_generation;
+	pthread_mutex_unlock(&s->pos_lock);
+}
+
 /* Commits need the primary's role; applies and loads a standby's. */
 static int check_role(struct store *s, bool is_commit, struct us_err *err)
 {
 	enum ns_role r = store_role(s);
+
+	if (is_commit && r == ROLE_FENCED) {
+		char primary[256];
+		uint64_t gen;
+
+		store_primary(s, primary, sizeof(primary), &gen);
+		return err_set(err, US_EPRECOND,
+			       "this site was superseded: the namespace's primary is %s (generation "
+			       "%llu); this node is fenced and takes no commits: commit at %s, or "
+			       "rejoin this site to follow it",
+			       primary, (unsigned long long)gen, primary);
+	}
 
 	if (is_commit && !role_takes_commits(r))
 		return err_set(err, US_EPRECOND,

@@ -28,6 +28,7 @@
 #define KEY_NODE "Mnode"
 #define KEY_SITE "Msite"
 #define KEY_ROLE "Mrole"  /* one byte, enum ns_role: set by a role change (promote) */
+#define KEY_PRIMARY "Mprimary" /* fenced: u64le generation, then the primary's HOST:PORT */
 /* The position record: generation, seq, time_ms, chain (u64le each). */
 #define POS_BYTES 32
 
@@ -77,6 +78,9 @@ struct store {
 	rocksdb_writeoptions_t *write_opts_nowal;
 	bool is_load_unflushed;
 	_Atomic int role;                     /* enum ns_role */
+	/* fenced: where the primary that superseded this node is (pos_lock) */
+	char primary[256];
+	uint64_t primary_generation;
 	bool is_read_only;
 	size_t max_body;
 	char *dir;                            /* as opened (owned) */

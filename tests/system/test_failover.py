@@ -10,12 +10,11 @@
   - While the site is connected and streaming, promote is refused (exit 1,
     one line) and changes nothing; --force promotes and fences the site:
     its stream is ended and its Hello refused from then on, naming the new
-    generation; nothing it commits afterwards reaches the archiver's copy.
+    generation; the site learns it (a Fenced message), goes to role fenced,
+    kept across a kill -9, and refuses commits naming the primary's address.
   - Bad input: an unknown namespace (exit 3), a bad name, promote against a
     collector, adopt of a promoted namespace: one line, nothing changed.
 """
-
-import time
 
 import harness
 from harness import Proto, SystemTest, wait_until
@@ -103,6 +102,11 @@ class FailoverTest(SystemTest):
         self.assertIn("generation 2", st["refusal"])
         self.assertEqual(st["applied_seq"], acked + 3)
         self.assertFalse(st["connected"])
+        wait_until(lambda: self.status(collector=col)["role"] == "fenced", 30,
+                   "the restarted site to fence itself")
+        rc, _, err = self.cli("put", NS, ACC, "F", "late", "x", collector=col)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(b"fenced", err)
 
     def test_promote_refused_while_connected_then_forced(self):
         arch, col = self.start_pair()
@@ -123,14 +127,28 @@ class FailoverTest(SystemTest):
         self.assertEqual((p["generation"], p["first_seq"], p["fenced_site"]), (2, seq + 1, True))
         wait_until(lambda: "fenced" in (self.archived_ns(arch, NS).get("refusal") or ""), 30,
                    "the site's next Hello to be refused as fenced")
-        # what the fenced site commits stays there; the archiver takes its own
-        self.cli_ok("put", NS, ACC, "F", "site-only", "x", collector=col)
+        # the site learns it: fenced, it refuses commits naming the primary
+        wait_until(lambda: self.status(collector=col)["role"] == "fenced", 30,
+                   "the site to fence itself")
+        rc, _, err = self.cli("put", NS, ACC, "F", "site-only", "x", collector=col)
+        self.assertEqual(rc, 1, err)
+        self.assert_one_line(err, "a commit at a fenced site")
+        self.assertIn(b"fenced", err)
+        self.assertIn(arch.addr.encode(), err)
+        self.assertIn(b"generation 2", err)
+        self.assertEqual(self.last_seq(collector=col), seq)
+        # the archiver takes its own
         self.cli_ok("put", NS, ACC, "F", "arch-only", "y", collector=arch)
-        time.sleep(0.5)  # the site retries meanwhile (100 ms backoff at first)
-        rc, _, _ = self.cli("get", NS, ACC, "F", "site-only", collector=arch)
-        self.assertEqual(rc, 3)
         self.assertEqual(self.cli_ok("get", NS, ACC, "F", "k2", collector=arch), b"v2")
         self.assertEqual(self.archived_ns(arch, NS)["applied_seq"], seq + 1)
+        # fenced it stays, restarted (kill -9) while the archiver is down too
+        arch.kill()
+        col.restart()
+        self.assertEqual(self.status(collector=col)["role"], "fenced")
+        rc, _, err = self.cli("put", NS, ACC, "F", "site-only", "x", collector=col)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(arch.addr.encode(), err)
+        self.assertEqual(self.last_seq(collector=col), seq)
 
     def test_bad_input(self):
         arch, col = self.start_pair()

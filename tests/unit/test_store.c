@@ -477,6 +477,41 @@ static void test_promote(void **state)
 	store_close(r);
 }
 
+/* Fence: a superseded primary refuses commits naming the primary, and stays
+ * fenced when reopened. */
+static void test_fence(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
+	struct store_commit c = {.ops = mk, .n_ops = 1};
+	struct store_commit *pc = &c;
+	char addr[256];
+	struct us_err err;
+	uint64_t gen;
+
+	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
+	store_primary(s, addr, sizeof(addr), &gen);
+	assert_string_equal(addr, "");
+	assert_int_equal(store_fence(s, 2, "", &err), US_EINVAL);
+	assert_int_equal(store_role(s), ROLE_PRIMARY);
+	assert_int_equal(store_fence(s, 2, "arch.example:7440", &err), 0);
+	assert_int_equal(store_fence(s, 2, "arch.example:7440", &err), 0); /* again: nothing */
+	assert_int_equal(store_role(s), ROLE_FENCED);
+	mk[0] = op(ENTRY_WRITE, "ACC", "F", "k", "v");
+	assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), US_EPRECOND);
+	assert_non_null(strstr(c.err.msg, "primary is arch.example:7440 (generation 2)"));
+	assert_int_equal(pos_seq(s), 1);
+	store_close(s);
+	s = open_store(*state, 0);
+	assert_int_equal(store_role(s), ROLE_FENCED);
+	store_primary(s, addr, sizeof(addr), &gen);
+	assert_string_equal(addr, "arch.example:7440");
+	assert_int_equal(gen, 2);
+	assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), US_EPRECOND);
+	assert_int_equal(store_promote(s, NULL, &err), US_EPRECOND);
+	store_close(s);
+}
+
 /* The archiver's side: replicated entries at given seqs. */
 static void test_replica_apply(void **state)
 {
@@ -1430,6 +1465,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lock_and_foreign_db, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promote, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),

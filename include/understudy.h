@@ -84,12 +84,26 @@ typedef struct us_client_opts {
 	int timeout_ms;          /* per call; 0: 30 s */
 	const char *token;       /* bearer token, or NULL */
 	const char *tls_ca_file; /* PEM CA to verify the server with, or NULL */
+	int is_prefer_standby;   /* several addresses: reads go to a standby when one has the
+				  * namespace (reports), else to the primary */
 } us_client_opts_t;
 
 typedef struct us_client us_client_t;
 
 /* Returns a new client for HOST:PORT (opts may be NULL), or NULL with err set.
- * No connection is made until the first call. Free with us_client_free. */
+ * No connection is made until the first call. Free with us_client_free.
+ *
+ * addr may list several nodes, HOST:PORT,HOST:PORT (a site and the
+ * archiver; at most 8). Then the client follows the namespace's primary:
+ * it asks each node's status, sends commits where the namespace's role is
+ * primary, and asks again after a failure. A commit refused by a node that
+ * is not the primary (FAILED_PRECONDITION: nothing was applied), or that
+ * could not reach its node at all, is sent once more to the primary found
+ * then; a commit whose answer was lost is never repeated: its error says
+ * the outcome is unknown. Reads go to the primary (or a standby, with
+ * is_prefer_standby), and once more elsewhere when their node is gone.
+ * Admin calls (status, promote, adopt, saves, save --archive) go to the
+ * first address. */
 us_client_t *us_client_new(const char *addr, const us_client_opts_t *opts, us_err_t *err);
 void us_client_free(us_client_t *c);
 

@@ -17,10 +17,26 @@
 #include "understudy.pb-c.h"
 #include "wire.h"
 
-struct us_client {
+/* One address of the client's list. */
+struct node {
 	struct rpc_channel *ch;
-	int timeout_ms;
 	char addr[256];
+};
+
+struct us_client {
+	struct node nodes[US_CLIENT_MAX_NODES];
+	size_t n_nodes;
+	/* the node the next call goes to, and its address for messages */
+	struct rpc_channel *ch;
+	char addr[256];
+	int timeout_ms;
+	bool is_prefer_standby;
+	/* with several nodes: where ns's primary (and, for reads, the node to
+	 * read from) was found last; -1 until found, and again after a failure */
+	char routed_ns[US_NAMESPACE_MAX_LEN + 1];
+	int primary;
+	int reader;
+	int cur;                   /* index of the node ch is */
 };
 
 /* grpc_init once per process for the library's users; never shut down, so
@@ -32,12 +48,20 @@ static void client_global_init(void)
 	rpc_global_init();
 }
 
+static void use_node(us_client_t *c, int i)
+{
+	c->cur = i;
+	c->ch = c->nodes[i].ch;
+	snprintf(c->addr, sizeof(c->addr), "%s", c->nodes[i].addr);
+}
+
 us_client_t *us_client_new(const char *addr, const us_client_opts_t *opts, us_err_t *err)
 {
 	struct rpc_channel_opts copts = {0};
 	us_client_t *c;
+	const char *p;
 
-	if (!addr || !addr[0] || strlen(addr) >= sizeof(c->addr)) {
+	if (!addr || !addr[0]) {
 		err_set(err, US_EINVAL, "bad server address '%s'", addr ? addr : "");
 		return NULL;
 	}
@@ -47,16 +71,45 @@ us_client_t *us_client_new(const char *addr, const us_client_opts_t *opts, us_er
 		err_set(err, US_ENOMEM, "out of memory");
 		return NULL;
 	}
-	strcpy(c->addr, addr);
 	c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : US_DEFAULT_CALL_TIMEOUT_MS;
+	c->is_prefer_standby = opts && opts->is_prefer_standby;
+	c->primary = c->reader = -1;
 	if (opts) {
 		copts.token = opts->token;
 		copts.tls_ca_file = opts->tls_ca_file;
 	}
-	if (rpc_channel_new(&c->ch, addr, &copts, err)) {
-		free(c);
-		return NULL;
+	/* HOST:PORT[,HOST:PORT...] */
+	for (p = addr; *p;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		struct node *n = &c->nodes[c->n_nodes];
+
+		if (len == 0 || len >= sizeof(n->addr) || c->n_nodes == US_CLIENT_MAX_NODES) {
+			if (c->n_nodes == US_CLIENT_MAX_NODES)
+				err_set(err, US_EINVAL, "bad server address '%s': more than %d addresses",
+					addr, US_CLIENT_MAX_NODES);
+			else
+				err_set(err, US_EINVAL, "bad server address '%s': %s", addr,
+					len ? "an address too long" : "an empty address in the list");
+			us_client_free(c);
+			return NULL;
+		}
+		memcpy(n->addr, p, len);
+		n->addr[len] = '\0';
+		if (rpc_channel_new(&n->ch, n->addr, &copts, err)) {
+			us_client_free(c);
+			return NULL;
+		}
+		c->n_nodes++;
+		p += len;
+		if (*p == ',' && !*++p) {
+			err_set(err, US_EINVAL, "bad server address '%s': an empty address in the list",
+				addr);
+			us_client_free(c);
+			return NULL;
+		}
 	}
+	use_node(c, 0);
 	return c;
 }
 
@@ -64,8 +117,113 @@ void us_client_free(us_client_t *c)
 {
 	if (!c)
 		return;
-	rpc_channel_free(c->ch);
+	for (size_t i = 0; i < c->n_nodes; i++)
+		rpc_channel_free(c->nodes[i].ch);
 	free(c);
+}
+
+/* ---- several addresses: where a namespace's calls go ---- */
+
+/* ns's role on node i, from its Status ("" when it does not hold ns). */
+static int probe(us_client_t *c, int i, const char *ns, char *role, size_t size, us_err_t *err)
+{
+	Understudy__V1__StatusRequest req;
+	Understudy__V1__StatusResponse *out;
+	uint8_t bytes[8], *resp = NULL;
+	size_t len, resp_len = 0;
+	int rc;
+
+	understudy__v1__status_request__init(&req);
+	len = understudy__v1__status_request__pack(&req, bytes);
+	rc = rpc_unary(c->nodes[i].ch, "/understudy.v1.Admin/Status", bytes, len,
+		       c->timeout_ms < US_CLIENT_PROBE_TIMEOUT_MS ? c->timeout_ms
+								  : US_CLIENT_PROBE_TIMEOUT_MS,
+		       &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	out = understudy__v1__status_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!out)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to Status");
+	role[0] = '\0';
+	if (strcmp(out->namespace_, ns) == 0)
+		snprintf(role, size, "%s", out->role); /* a collector: its one namespace */
+	for (size_t k = 0; k < out->n_namespaces; k++)
+		if (strcmp(out->namespaces[k]->namespace_, ns) == 0)
+			snprintf(role, size, "%s", out->namespaces[k]->role);
+	understudy__v1__status_response__free_unpacked(out, NULL);
+	return 0;
+}
+
+/* Points ch at the node for ns: its primary for a write; for a read, a
+ * standby when the client prefers one, else the primary, else any node
+ * that holds ns. With one address: that one, unasked. Found by asking each
+ * node's status; kept until a call fails. */
+static int route(us_client_t *c, const char *ns, bool is_write, us_err_t *err)
+{
+	char why[US_ERR_MSG_MAX];
+	int primary = -1, standby = -1, holder = -1, want;
+	size_t at = 0;
+
+	if (c->n_nodes == 1)
+		return 0;
+	if (strcmp(c->routed_ns, ns) != 0) {
+		snprintf(c->routed_ns, sizeof(c->routed_ns), "%s", ns);
+		c->primary = c->reader = -1;
+	}
+	want = is_write ? c->primary : c->reader;
+	if (want >= 0) {
+		use_node(c, want);
+		return 0;
+	}
+	why[0] = '\0';
+	for (size_t i = 0; i < c->n_nodes; i++) {
+		char role[32];
+		us_err_t e;
+
+		if (probe(c, (int)i, ns, role, sizeof(role), &e))
+			snprintf(role, sizeof(role), "unreachable");
+		else if (!role[0])
+			snprintf(role, sizeof(role), "no such namespace");
+		else if (strcmp(role, "primary") == 0 && primary < 0)
+			primary = (int)i;
+		else if (strcmp(role, "standby") == 0 && standby < 0)
+			standby = (int)i;
+		if (strcmp(role, "unreachable") != 0 && strcmp(role, "no such namespace") != 0 &&
+		    holder < 0)
+			holder = (int)i;
+		if (at < sizeof(why))
+			at += (size_t)snprintf(why + at, sizeof(why) - at, "%s%s: %s", i ? ", " : "",
+					       c->nodes[i].addr, role);
+	}
+	c->primary = primary;
+	c->reader = c->is_prefer_standby && standby >= 0 ? standby : primary >= 0 ? primary : holder;
+	want = is_write ? c->primary : c->reader;
+	if (want < 0)
+		return err_set(err, US_EUNAVAIL, "no %s for namespace %s among the %zu addresses (%s)",
+			       is_write ? "primary" : "node", ns, c->n_nodes, why);
+	use_node(c, want);
+	return 0;
+}
+
+/* A call failed: the next one asks the nodes again. */
+static void route_failed(us_client_t *c, int rc)
+{
+	if (rc == US_EUNAVAIL || rc == US_EPRECOND || rc == US_ETIMEOUT)
+		c->primary = c->reader = -1;
+}
+
+/* A call that never left: grpc found no connection to the node ("failed to
+ * connect to all addresses"), so nothing of it can have been applied. */
+static bool is_never_sent(int rc, const us_err_t *err)
+{
+	return rc == US_EUNAVAIL && strstr(err->msg, "failed to connect") != NULL;
+}
+
+/* Admin calls go to the first address. */
+static void use_first(us_client_t *c)
+{
+	use_node(c, 0);
 }
 
 /* Packs msg, calls method, returns the answer's bytes (caller frees). */
@@ -97,8 +255,8 @@ static int op_kind(us_op_kind_t k, Understudy__V1__Op__Kind *out)
 	return US_EINVAL;
 }
 
-int us_commit(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
-	      uint64_t *last_seq, us_err_t *err)
+static int commit_once(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
+		       uint64_t *last_seq, us_err_t *err)
 {
 	Understudy__V1__CommitRequest req;
 	Understudy__V1__CommitResponse *out;
@@ -152,9 +310,33 @@ out_free:
 	return rc;
 }
 
-int us_read(us_client_t *c, const char *ns, const char *account, const char *file, int is_dict,
-	    const uint8_t *id, size_t id_len, uint64_t snapshot, uint8_t **body, size_t *body_len,
-	    us_err_t *err)
+int us_commit(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
+	      uint64_t *last_seq, us_err_t *err)
+{
+	int rc;
+
+	for (int attempt = 0;; attempt++) {
+		if ((rc = route(c, ns, true, err)))
+			return rc;
+		rc = commit_once(c, ns, ops, n_ops, last_seq, err);
+		if (rc == 0 || c->n_nodes == 1)
+			return rc;
+		route_failed(c, rc);
+		/* refused (a standby, a fenced site: nothing applied) or never
+		 * sent: once more, at the primary found now */
+		if (attempt == 0 && (rc == US_EPRECOND || is_never_sent(rc, err)))
+			continue;
+		if (rc == US_EUNAVAIL || rc == US_ETIMEOUT || rc == US_ECANCELLED)
+			err_wrap(err, "commit at %s: outcome unknown (the answer was lost: it may "
+				 "have been applied; read before committing it again)",
+				 c->addr);
+		return rc;
+	}
+}
+
+static int read_once(us_client_t *c, const char *ns, const char *account, const char *file,
+		     int is_dict, const uint8_t *id, size_t id_len, uint64_t snapshot,
+		     uint8_t **body, size_t *body_len, us_err_t *err)
 {
 	Understudy__V1__ReadRequest req;
 	Understudy__V1__ReadResponse *out;
@@ -189,6 +371,27 @@ int us_read(us_client_t *c, const char *ns, const char *account, const char *fil
 	return 0;
 }
 
+int us_read(us_client_t *c, const char *ns, const char *account, const char *file, int is_dict,
+	    const uint8_t *id, size_t id_len, uint64_t snapshot, uint8_t **body, size_t *body_len,
+	    us_err_t *err)
+{
+	int rc;
+
+	for (int attempt = 0;; attempt++) {
+		if ((rc = route(c, ns, false, err)))
+			return rc;
+		rc = read_once(c, ns, account, file, is_dict, id, id_len, snapshot, body, body_len,
+			       err);
+		if (rc == 0 || c->n_nodes == 1)
+			return rc;
+		route_failed(c, rc);
+		/* a read changes nothing: once more elsewhere when the node is gone */
+		if (attempt == 0 && rc == US_EUNAVAIL)
+			continue;
+		return rc;
+	}
+}
+
 int us_scan(us_client_t *c, const char *ns, const char *account, const char *file,
 	    const us_scan_opts_t *opts, us_scan_fn fn, void *arg, us_err_t *err)
 {
@@ -200,6 +403,8 @@ int us_scan(us_client_t *c, const char *ns, const char *account, const char *fil
 	int stop = 0;
 	int rc;
 
+	if ((rc = route(c, ns, false, err)))
+		return rc;
 	if (!opts)
 		opts = &dflt;
 	understudy__v1__scan_request__init(&req);
@@ -263,6 +468,10 @@ int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_
 	struct buf b;
 	int rc;
 
+	if (opts && opts->is_archive)
+		use_first(c);
+	else if ((rc = route(c, ns, false, err)))
+		return rc;
 	understudy__v1__save_request__init(&req);
 	req.namespace_ = (char *)ns;
 	if (!opts)
@@ -323,6 +532,8 @@ int us_read_journal(us_client_t *c, const char *ns, uint64_t from, us_journal_fn
 	struct buf b;
 	int rc;
 
+	if ((rc = route(c, ns, false, err)))
+		return rc;
 	understudy__v1__read_journal_request__init(&req);
 	req.namespace_ = (char *)ns;
 	req.from_seq = from;
@@ -367,6 +578,7 @@ int us_list_saves(us_client_t *c, const char *ns, us_saved_t **saves, size_t *n,
 	us_saved_t *v;
 	int rc;
 
+	use_first(c);
 	understudy__v1__list_saves_request__init(&req);
 	req.namespace_ = (char *)ns;
 	rc = call_unary(c, "/understudy.v1.Admin/ListSaves", &req.base, &resp, &resp_len, err);
@@ -422,6 +634,8 @@ int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t 
 	us_file_info_t *v;
 	int rc;
 
+	if ((rc = route(c, ns, false, err)))
+		return rc;
 	understudy__v1__list_files_request__init(&req);
 	req.namespace_ = (char *)ns;
 	req.account = (char *)(account ? account : "");
@@ -465,6 +679,8 @@ int us_open_snapshot(us_client_t *c, const char *ns, us_snapshot_t *out, us_err_
 	size_t resp_len = 0;
 	int rc;
 
+	if ((rc = route(c, ns, false, err)))
+		return rc;
 	understudy__v1__open_snapshot_request__init(&req);
 	req.namespace_ = (char *)ns;
 	rc = call_unary(c, "/understudy.v1.Store/OpenSnapshot", &req.base, &resp, &resp_len, err);
@@ -491,6 +707,8 @@ int us_release_snapshot(us_client_t *c, const char *ns, uint64_t id, us_err_t *e
 	size_t resp_len = 0;
 	int rc;
 
+	if ((rc = route(c, ns, false, err)))
+		return rc;
 	understudy__v1__release_snapshot_request__init(&req);
 	req.namespace_ = (char *)ns;
 	req.snapshot = id;
@@ -508,6 +726,7 @@ int us_adopt(us_client_t *c, const char *ns, us_adopted_t *out, us_err_t *err)
 	size_t resp_len = 0;
 	int rc;
 
+	use_first(c);
 	understudy__v1__adopt_request__init(&req);
 	req.namespace_ = (char *)ns;
 	rc = call_unary(c, "/understudy.v1.Admin/Adopt", &req.base, &resp, &resp_len, err);
@@ -533,6 +752,7 @@ int us_promote(us_client_t *c, const char *ns, int force, us_promoted_t *out, us
 	size_t resp_len = 0;
 	int rc;
 
+	use_first(c);
 	understudy__v1__promote_request__init(&req);
 	req.namespace_ = (char *)ns;
 	req.force = force != 0;
@@ -562,6 +782,7 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 	us_status_t *s;
 	int rc;
 
+	use_first(c);
 	understudy__v1__status_request__init(&req);
 	rc = call_unary(c, "/understudy.v1.Admin/Status", &req.base, &resp, &resp_len, err);
 	if (rc)

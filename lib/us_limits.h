@@ -116,6 +116,10 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 
 /* Admin.Save streams a save in messages of about this many bytes. */
 #define US_SAVE_CHUNK_BYTES (256u * 1024u)
+/* A client's addresses (HOST:PORT,HOST:PORT...), and how long it waits
+ * for each node's status when it looks for a namespace's primary. */
+#define US_CLIENT_MAX_NODES 8
+#define US_CLIENT_PROBE_TIMEOUT_MS 2000
 /* Saves one daemon streams at once (each on its own thread); more are
  * refused with RESOURCE_EXHAUSTED. */
 #define US_SAVES_RUNNING_MAX 4

@@ -98,6 +98,7 @@ static int connect_client(struct cli *cli)
 		opts.token = token;
 	}
 	opts.tls_ca_file = cli->tls_ca;
+	opts.is_prefer_standby = cli->is_prefer_standby;
 	cli->client = us_client_new(cli->addr, &opts, &err);
 	if (!cli->client)
 		return cli_fail_err(&err);
@@ -707,9 +708,12 @@ static const struct command *find_command(const char *name)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: understudy [--addr HOST:PORT] [--json] [--token-file F] [--tls-ca F] "
-		   "COMMAND ARGS\n"
-		   "--addr defaults to $UNDERSTUDY_ADDR, else %s (the archiver).\n"
+	fprintf(f, "usage: understudy [--addr HOST:PORT[,HOST:PORT...]] [--prefer standby|primary] "
+		   "[--json] [--token-file F] [--tls-ca F] COMMAND ARGS\n"
+		   "--addr defaults to $UNDERSTUDY_ADDR, else %s (the archiver). With several\n"
+		   "addresses (a site and the archiver) commits go to the namespace's primary, found\n"
+		   "from each node's status and followed across a promote; reads too, or to a\n"
+		   "standby with --prefer standby; admin commands go to the first address.\n"
 		   "Exit status: 0 success, 1 failure, 2 usage, 3 not found.\n\ncommands:\n",
 		US_DEFAULT_ARCHIVER_ADDR);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -761,7 +765,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				   strcmp(a, "--tls-ca") == 0 || strcmp(a, "--limit") == 0 ||
 				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0 ||
 				   strcmp(a, "--data-dir") == 0 || strcmp(a, "--namespace") == 0 ||
-				   strcmp(a, "--until") == 0 || strcmp(a, "--journal-from") == 0) {
+				   strcmp(a, "--until") == 0 || strcmp(a, "--journal-from") == 0 ||
+				   strcmp(a, "--prefer") == 0) {
 				if (!val)
 					return cli_fail(EXIT_USAGE, "%s needs a value", a);
 				i++;
@@ -787,6 +792,11 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 					cli->journal_from = val;
 				else if (strcmp(a, "--namespace") == 0)
 					cli->ns = val;
+				else if (strcmp(a, "--prefer") == 0 && strcmp(val, "standby") == 0)
+					cli->is_prefer_standby = true;
+				else if (strcmp(a, "--prefer") == 0 && strcmp(val, "primary") != 0)
+					return cli_fail(EXIT_USAGE,
+							"--prefer takes standby or primary, not '%s'", val);
 			} else {
 				return cli_fail(EXIT_USAGE, "unknown option %s (see understudy --help)", a);
 			}

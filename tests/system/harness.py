@@ -47,8 +47,28 @@ def binary(name):
     return path
 
 
+_port_rng = random.SystemRandom()  # never a seeded sequence shared by parallel tests
+
+
+def _ephemeral_start():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A loopback TCP port nobody listens on right now."""
+    """A loopback TCP port nobody listens on right now, below the kernel's
+    ephemeral range: a daemon restarted on its port must find it free, and a
+    port of that range can be taken meanwhile as the local end of any
+    outgoing connection (a client's, another test's)."""
+    top = _ephemeral_start()
+    low = max(1024, top - 12000)
+    for _ in range(200):
+        port = _port_rng.randrange(low, top)
+        if port_is_free(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

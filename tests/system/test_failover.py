@@ -12,6 +12,11 @@
     its stream is ended and its Hello refused from then on, naming the new
     generation; the site learns it (a Fenced message), goes to role fenced,
     kept across a kill -9, and refuses commits naming the primary's address.
+  - A client given both addresses (--addr SITE,ARCHIVER) commits at the
+    site, gets a clear error while there is no primary (reads still work,
+    from the archiver), commits at the archiver once it is promoted and
+    after the old site came back fenced; --prefer standby takes a report's
+    snapshot on the archiver.
   - Bad input: an unknown namespace (exit 3), a bad name, promote against a
     collector, adopt of a promoted namespace: one line, nothing changed.
 """
@@ -149,6 +154,52 @@ class FailoverTest(SystemTest):
         self.assertEqual(rc, 1, err)
         self.assertIn(arch.addr.encode(), err)
         self.assertEqual(self.last_seq(collector=col), seq)
+
+    def test_a_client_given_both_addresses_follows_the_primary(self):
+        arch, col = self.start_pair()
+        both = "%s,%s" % (col.addr, arch.addr)
+        c = lambda *a, **kw: self.cli_ok(*a, addr=both, **kw)
+        c("put", NS, ACC, "F", "k1", "at the site")
+        self.assertEqual(self.last_seq(collector=col), 2)  # went to the site
+        self.assertEqual(c("get", NS, ACC, "F", "k1"), b"at the site")
+        self.wait_applied(arch, NS, 2)
+        # --prefer standby: a report's snapshot is taken on the archiver
+        snap = self.cli_json("snapshot", NS, "--prefer", "standby", addr=both)
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "k1", "--at", str(snap["snapshot"]),
+                                     collector=arch), b"at the site")
+        rc, _, _ = self.cli("get", NS, ACC, "F", "k1", "--at", str(snap["snapshot"]),
+                            collector=col)
+        self.assertEqual(rc, 3)
+        col.kill()
+        # no primary: said, nothing written anywhere
+        rc, _, err = self.cli("put", NS, ACC, "F", "k2", "lost?", addr=both)
+        self.assertEqual(rc, 1, err)
+        self.assert_one_line(err, "a commit with no primary")
+        self.assertIn(b"no primary for namespace site-a", err)
+        self.assertIn(b"unreachable", err)
+        self.assertIn(b"standby", err)
+        # reads still work, from the archiver
+        self.assertEqual(c("get", NS, ACC, "F", "k1"), b"at the site")
+        self.cli_ok("promote", NS, collector=arch)
+        c("put", NS, ACC, "F", "k2", "at the archiver")
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "k2", collector=arch),
+                         b"at the archiver")
+        self.assertEqual(c("get", NS, ACC, "F", "k2"), b"at the archiver")
+        # the old site back, fenced: commits still go to the archiver
+        col.start()
+        wait_until(lambda: self.status(collector=col)["role"] == "fenced", 30,
+                   "the restarted site to fence itself")
+        c("put", NS, ACC, "F", "k3", "still the archiver")
+        self.assertEqual(self.archived_ns(arch, NS)["applied_seq"], 4)
+        self.assertEqual(self.last_seq(collector=col), 2)
+        # bad lists and flags: one line, exit 2 for usage, 1 for a bad address
+        rc, _, err = self.cli("get", NS, ACC, "F", "k1", "--prefer", "nearest", addr=both)
+        self.assertEqual(rc, 2, err)
+        for bad in (both + ",", "," + both, "a:1,,b:2"):
+            rc, _, err = self.cli("get", NS, ACC, "F", "k1", addr=bad)
+            self.assertEqual(rc, 1, (bad, err))
+            self.assert_one_line(err, bad)
+            self.assertIn(b"empty address", err)
 
     def test_bad_input(self):
         arch, col = self.start_pair()

@@ -157,7 +157,10 @@ static void usage(FILE *out)
 		"                             [--out-dir D] [--json]\n"
 		"       understudy-bench restore --save FILE --store DIR [--rounds R] [--out-dir D]\n"
 		"                                [--json]\n"
-		"         (snapshot, save, restore: tools/bench_archive.c's header says what they do)\n"
+		"       understudy-bench failover --archiver HOST:PORT --ns NS[,NS...]\n"
+		"                                 [--sites ADDR[,ADDR...]] [--json]\n"
+		"         (snapshot, save, restore: tools/bench_archive.c's header says what they do;\n"
+		"         failover: tools/bench_failover.c's)\n"
 		"\n"
 		"commit: commits in a loop from N concurrent clients and reports throughput and\n"
 		"commit latency (each commit is durable on the collector when acknowledged).\n"
@@ -2031,6 +2034,8 @@ int main(int argc, char **argv)
 	if (argc > 1 && (strcmp(argv[1], "snapshot") == 0 || strcmp(argv[1], "save") == 0 ||
 			 strcmp(argv[1], "restore") == 0))
 		return bench_archive_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "failover") == 0)
+		return bench_failover_main(argc, argv);
 	rc = parse_args(argc, argv, &o);
 	if (rc == 1) {
 		free(o.sites_arg);

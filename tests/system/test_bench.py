@@ -224,5 +224,42 @@ class BenchTest(SystemTest):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "no-such-store")))
 
 
+    def test_failover(self):
+        """understudy-bench failover: a dead site's namespace promoted while
+        another site commits; its figures, and its refusals."""
+        arch = self.start_archiver()
+        dead = self.start_collector(archiver=arch.addr, namespace="site-x",
+                                    heartbeat_interval="100ms")
+        other = self.start_collector(archiver=arch.addr, namespace="site-y",
+                                     heartbeat_interval="100ms")
+        self.cli_ok("create-file", "site-x", "ACC", "F", collector=dead)
+        harness.wait_until(lambda: (self.archived_ns(arch, "site-x") or {}).get("applied_seq")
+                           == 1, 30, "the archiver to apply site-x")
+        dead.kill()
+        rc, out, err = self.bench("failover", "--archiver", arch.addr, "--ns", "site-x",
+                                  "--sites", other.addr, "--json")
+        self.assertEqual(rc, 0, err)
+        j = json.loads(out)
+        self.assertEqual((j["bench"], j["rounds"], j["other_sites"]), ("failover", 1, 1))
+        self.assertGreater(j["promote_ms"], 0)
+        self.assertGreaterEqual(j["first_commit_ms"], j["promote_ms"])
+        self.assertGreater(j["others_commits_before"], 0)
+        self.assertGreater(j["others_commits_during"], 0)
+        st = self.archived_ns(arch, "site-x")
+        self.assertEqual((st["role"], st["generation"], st["applied_seq"]), ("primary", 2, 2))
+        # a primary already, no such namespace, bad flags: exit 1 or 2, nothing changed
+        rc, _, err = self.bench("failover", "--archiver", arch.addr, "--ns", "site-x")
+        self.assertEqual(rc, 1, err)
+        self.assertIn(b"primary already", err)
+        rc, _, err = self.bench("failover", "--archiver", arch.addr, "--ns", "nope")
+        self.assertEqual(rc, 1, err)
+        rc, _, err = self.bench("failover", "--ns", "site-x")
+        self.assertEqual(rc, 2, err)
+        rc, _, err = self.bench("failover", "--archiver", arch.addr, "--ns", "site-y",
+                                "--bogus", "1")
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(self.archived_ns(arch, "site-y")["role"], "standby")
+        self.assertEqual(self.archived_ns(arch, "site-x")["applied_seq"], 2)
+
 if __name__ == "__main__":
     harness.main()

@@ -1,10 +1,14 @@
-/* admin_service.c - the archiver's Admin service: Status, Adopt. */
+/* admin_service.c - the archiver's Admin service: Status, Adopt, ListSaves,
+ * Promote. */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "archiver.h"
 #include "clock.h"
 #include "log.h"
+#include "names.h"
 #include "understudy.pb-c.h"
 #include "wire.h"
 
@@ -146,14 +150,49 @@ static void on_adopt(struct rpc_call *call, const uint8_t *req, size_t req_len, 
 	wire_finish(call, &out.base);
 }
 
-static void on_promote(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+/* A promote waits for the namespace's apply and fsyncs: off the gRPC
+ * workers, on a thread of its own that answers the call. */
+struct promote_job {
+	struct archiver *a;
+	struct rpc_call *call;
+	char ns[US_NAMESPACE_MAX_LEN + 1];
+	bool is_force;
+};
+
+static void *promote_main(void *arg)
 {
-	struct archiver *a = arg;
-	Understudy__V1__PromoteRequest *in;
+	struct promote_job *job = arg;
 	Understudy__V1__PromoteResponse out;
 	struct archiver_promoted pr;
 	struct us_err err;
 	struct repl_ns *ns;
+	int rc;
+
+	pthread_setname_np(pthread_self(), "us-promote");
+	rc = archiver_get_ns(job->a, job->ns, false, &ns, &err);
+	if (rc == 0)
+		rc = archiver_promote(job->a, ns, job->is_force, &pr, &err);
+	if (rc) {
+		rpc_call_finish_err(job->call, &err);
+	} else {
+		understudy__v1__promote_response__init(&out);
+		out.generation = pr.generation;
+		out.first_seq = pr.first_seq;
+		out.was_primary = pr.was_primary;
+		out.fenced_site = pr.fenced_site;
+		wire_finish(job->call, &out.base);
+	}
+	free(job);
+	return NULL;
+}
+
+static void on_promote(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	Understudy__V1__PromoteRequest *in;
+	struct promote_job *job;
+	pthread_attr_t attr;
+	pthread_t thread;
+	struct us_err err;
 	int rc;
 
 	in = (Understudy__V1__PromoteRequest *)wire_unpack(
@@ -162,20 +201,28 @@ static void on_promote(struct rpc_call *call, const uint8_t *req, size_t req_len
 		rpc_call_finish_err(call, &err);
 		return;
 	}
-	rc = archiver_get_ns(a, in->namespace_, false, &ns, &err);
-	if (rc == 0)
-		rc = archiver_promote(a, ns, in->force, &pr, &err);
-	understudy__v1__promote_request__free_unpacked(in, NULL);
-	if (rc) {
+	job = calloc(1, sizeof(*job));
+	if (!job || names_check_namespace(in->namespace_, strlen(in->namespace_), &err)) {
+		if (!job)
+			err_set(&err, US_ENOMEM, "out of memory");
+		understudy__v1__promote_request__free_unpacked(in, NULL);
+		free(job);
 		rpc_call_finish_err(call, &err);
 		return;
 	}
-	understudy__v1__promote_response__init(&out);
-	out.generation = pr.generation;
-	out.first_seq = pr.first_seq;
-	out.was_primary = pr.was_primary;
-	out.fenced_site = pr.fenced_site;
-	wire_finish(call, &out.base);
+	job->a = arg;
+	job->call = call;
+	snprintf(job->ns, sizeof(job->ns), "%s", in->namespace_);
+	job->is_force = in->force;
+	understudy__v1__promote_request__free_unpacked(in, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&thread, &attr, promote_main, job);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		free(job);
+		rpc_call_finish(call, US_ENOMEM, "cannot start a thread for the promote", NULL, 0);
+	}
 }
 
 static void on_list_saves(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)

@@ -126,6 +126,7 @@ int archiver_get_ns(struct archiver *a, const char *name, bool is_create, struct
 
 int archiver_ns_reopen(struct archiver *a, struct repl_ns *ns, struct us_err *err)
 {
+	struct committer *cm = NULL;
 	struct store *st;
 	uint64_t durable;
 	int rc;
@@ -146,12 +147,18 @@ int archiver_ns_reopen(struct archiver *a, struct repl_ns *ns, struct us_err *er
 	}
 	if ((rc = open_store(a, ns->name, &st, &durable, err)))
 		return rc;
+	/* promoted before it became unavailable: it takes its commits again */
+	if (store_role(st) == ROLE_PRIMARY && (rc = committer_new(&cm, st, err))) {
+		store_close(st);
+		return rc;
+	}
 	pthread_mutex_lock(&ns->lock);
 	ns->store = st;
 	ns->durable_seq = durable;
 	ns->is_swapping = false;
+	archiver_ns_of(ns)->committer = cm;
 	pthread_mutex_unlock(&ns->lock);
-	log_info("ns=%s event=store_reopened", ns->name);
+	log_info("ns=%s event=store_reopened role=%s", ns->name, role_name(store_role(st)));
 	return 0;
 }
 

@@ -153,8 +153,18 @@ static void on_acked(void *arg, uint64_t durable_seq)
 static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const char *primary)
 {
 	struct collector *col = arg;
+	struct store_position pos;
 	struct us_err err;
 
+
+	store_get_position(col->store, &pos);
+	if (generation <= pos.generation) {
+		log_warn("ns=%s event=fence_ignored primary=%s generation=%llu "
+			 "reason=\"not newer than this site's generation %llu\"",
+			 col->cfg.ns, primary, (unsigned long long)generation,
+			 (unsigned long long)pos.generation);
+		return;
+	}
 	if (store_role(col->store) == ROLE_FENCED)
 		return;
 	if (store_fence(col->store, generation, primary, &err)) {

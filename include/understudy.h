@@ -102,8 +102,8 @@ typedef struct us_client us_client_t;
  * then; a commit whose answer was lost is never repeated: its error says
  * the outcome is unknown. Reads go to the primary (or a standby, with
  * is_prefer_standby), and once more elsewhere when their node is gone.
- * Admin calls (status, promote, adopt, saves, save --archive) go to the
- * first address. */
+ * Admin calls (promote, adopt, saves, save --archive) go to the first
+ * address that answers as an archiver; status to the first address. */
 us_client_t *us_client_new(const char *addr, const us_client_opts_t *opts, us_err_t *err);
 void us_client_free(us_client_t *c);
 

@@ -124,8 +124,10 @@ void us_client_free(us_client_t *c)
 
 /* ---- several addresses: where a namespace's calls go ---- */
 
-/* ns's role on node i, from its Status ("" when it does not hold ns). */
-static int probe(us_client_t *c, int i, const char *ns, char *role, size_t size, us_err_t *err)
+/* ns's role on node i, from its Status ("" when it does not hold ns; ns
+ * NULL: none asked), and whether the node is an archiver. */
+static int probe(us_client_t *c, int i, const char *ns, char *role, size_t size,
+		 bool *is_archiver, us_err_t *err)
 {
 	Understudy__V1__StatusRequest req;
 	Understudy__V1__StatusResponse *out;
@@ -146,9 +148,10 @@ static int probe(us_client_t *c, int i, const char *ns, char *role, size_t size,
 	if (!out)
 		return err_set(err, US_ECORRUPT, "cannot decode the answer to Status");
 	role[0] = '\0';
-	if (strcmp(out->namespace_, ns) == 0)
+	*is_archiver = strcmp(out->node, "archiver") == 0;
+	if (ns && strcmp(out->namespace_, ns) == 0)
 		snprintf(role, size, "%s", out->role); /* a collector: its one namespace */
-	for (size_t k = 0; k < out->n_namespaces; k++)
+	for (size_t k = 0; ns && k < out->n_namespaces; k++)
 		if (strcmp(out->namespaces[k]->namespace_, ns) == 0)
 			snprintf(role, size, "%s", out->namespaces[k]->role);
 	understudy__v1__status_response__free_unpacked(out, NULL);
@@ -179,9 +182,10 @@ static int route(us_client_t *c, const char *ns, bool is_write, us_err_t *err)
 	why[0] = '\0';
 	for (size_t i = 0; i < c->n_nodes; i++) {
 		char role[32];
+		bool is_archiver;
 		us_err_t e;
 
-		if (probe(c, (int)i, ns, role, sizeof(role), &e))
+		if (probe(c, (int)i, ns, role, sizeof(role), &is_archiver, &e))
 			snprintf(role, sizeof(role), "unreachable");
 		else if (!role[0])
 			snprintf(role, sizeof(role), "no such namespace");
@@ -220,9 +224,33 @@ static bool is_never_sent(int rc, const us_err_t *err)
 	return rc == US_EUNAVAIL && strstr(err->msg, "failed to connect") != NULL;
 }
 
-/* Admin calls go to the first address. */
-static void use_first(us_client_t *c)
+/* A call sent whose answer never came: no answer in time, or the
+ * connection lost during the call (grpc's own status, which rpc.c words
+ * "cannot reach ADDR: ..."; a daemon's own UNAVAILABLE, such as a commit
+ * refused for the loss bound, is an answer). */
+static bool is_answer_lost(int rc, const us_err_t *err)
 {
+	if (rc == US_ETIMEOUT)
+		return true;
+	return rc == US_EUNAVAIL && strncmp(err->msg, "cannot reach ", 13) == 0 &&
+	       !is_never_sent(rc, err);
+}
+
+/* Admin calls (promote, adopt, the archive's saves) go to the archiver: the
+ * first address that answers as one, else the first address. */
+static void use_archiver(us_client_t *c)
+{
+	for (size_t i = 0; c->n_nodes > 1 && i < c->n_nodes; i++) {
+		bool is_archiver = false;
+		char role[8];
+		us_err_t e;
+
+		if (probe(c, (int)i, NULL, role, sizeof(role), &is_archiver, &e) == 0 &&
+		    is_archiver) {
+			use_node(c, (int)i);
+			return;
+		}
+	}
 	use_node(c, 0);
 }
 
@@ -326,7 +354,7 @@ int us_commit(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
 		 * sent: once more, at the primary found now */
 		if (attempt == 0 && (rc == US_EPRECOND || is_never_sent(rc, err)))
 			continue;
-		if (rc == US_EUNAVAIL || rc == US_ETIMEOUT || rc == US_ECANCELLED)
+		if (is_answer_lost(rc, err))
 			err_wrap(err, "commit at %s: outcome unknown (the answer was lost: it may "
 				 "have been applied; read before committing it again)",
 				 c->addr);
@@ -469,7 +497,7 @@ int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_
 	int rc;
 
 	if (opts && opts->is_archive)
-		use_first(c);
+		use_archiver(c);
 	else if ((rc = route(c, ns, false, err)))
 		return rc;
 	understudy__v1__save_request__init(&req);
@@ -578,7 +606,7 @@ int us_list_saves(us_client_t *c, const char *ns, us_saved_t **saves, size_t *n,
 	us_saved_t *v;
 	int rc;
 
-	use_first(c);
+	use_archiver(c);
 	understudy__v1__list_saves_request__init(&req);
 	req.namespace_ = (char *)ns;
 	rc = call_unary(c, "/understudy.v1.Admin/ListSaves", &req.base, &resp, &resp_len, err);
@@ -726,7 +754,7 @@ int us_adopt(us_client_t *c, const char *ns, us_adopted_t *out, us_err_t *err)
 	size_t resp_len = 0;
 	int rc;
 
-	use_first(c);
+	use_archiver(c);
 	understudy__v1__adopt_request__init(&req);
 	req.namespace_ = (char *)ns;
 	rc = call_unary(c, "/understudy.v1.Admin/Adopt", &req.base, &resp, &resp_len, err);
@@ -752,7 +780,7 @@ int us_promote(us_client_t *c, const char *ns, int force, us_promoted_t *out, us
 	size_t resp_len = 0;
 	int rc;
 
-	use_first(c);
+	use_archiver(c);
 	understudy__v1__promote_request__init(&req);
 	req.namespace_ = (char *)ns;
 	req.force = force != 0;
@@ -782,7 +810,7 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 	us_status_t *s;
 	int rc;
 
-	use_first(c);
+	use_node(c, 0); /* the node named first */
 	understudy__v1__status_request__init(&req);
 	rc = call_unary(c, "/understudy.v1.Admin/Status", &req.base, &resp, &resp_len, err);
 	if (rc)

@@ -427,18 +427,26 @@ static int on_hello(struct repl_push *p, const Understudy__V1__Hello *h, struct 
 		return err_wrap(err, "namespace %s is unavailable", ns->name);
 	}
 	store_get_position(ns->store, &pos);
-	if (store_role(ns->store) == ROLE_PRIMARY) {
+	if (store_role(ns->store) == ROLE_PRIMARY && store_site_id(ns->store)[0] &&
+	    strcmp(store_site_id(ns->store), h->node_id) == 0 && h->generation < pos.generation) {
 		uint64_t first = 0;
 
 		(void)store_generation_start(ns->store, pos.generation, &first, NULL);
-		/* fenced: this copy took over the namespace's role; the site is
-		 * told in a message of its own, then by the status */
+		/* the site this copy took the role from: told in a message of its
+		 * own that it is fenced (only it: another node is refused below
+		 * and changes nothing there), then by the status */
 		send_fenced(p, pos.generation, first);
 		rc = err_set(err, US_EPRECOND,
 			     "namespace %s was promoted here: this node is its primary at generation "
 			     "%llu (from seq %llu); the site, at generation %llu, is fenced: its "
 			     "commits go to the primary, and it rejoins to follow it",
 			     ns->name, (unsigned long long)pos.generation, (unsigned long long)first,
+			     (unsigned long long)h->generation);
+	} else if (store_role(ns->store) == ROLE_PRIMARY) {
+		rc = err_set(err, US_EPRECOND,
+			     "namespace %s is primary here at generation %llu: it takes no stream "
+			     "from node %s at generation %llu",
+			     ns->name, (unsigned long long)pos.generation, h->node_id,
 			     (unsigned long long)h->generation);
 	} else if (h->generation != pos.generation)
 		rc = err_set(err, US_EPRECOND,

@@ -546,7 +546,19 @@ void store_set_role(struct store *s, enum ns_role to)
 	atomic_store(&s->role, (int)to);
 }
 
+static int promote_locked(struct store *s, struct store_position *out, struct us_err *err);
+
 int store_promote(struct store *s, struct store_position *out, struct us_err *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->role_lock);
+	rc = promote_locked(s, out, err);
+	pthread_mutex_unlock(&s->role_lock);
+	return rc;
+}
+
+static int promote_locked(struct store *s, struct store_position *out, struct us_err *err)
 {
 	uint8_t posv[POS_BYTES], first[8], role = ROLE_PRIMARY;
 	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
@@ -556,7 +568,7 @@ int store_promote(struct store *s, struct store_position *out, struct us_err *er
 	int rc;
 
 	if (store_role(s) != ROLE_STANDBY)
-		return err_set(err, US_EPRECOND, "only a standby is promoted: this node is %s",
+		return err_set(err, US_EPRECOND, "cannot promote: only a standby is, this node is %s",
 			       role_name(store_role(s)));
 	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
 		return rc;
@@ -588,7 +600,21 @@ int store_promote(struct store *s, struct store_position *out, struct us_err *er
 	return 0;
 }
 
+static int fence_locked(struct store *s, uint64_t generation, const char *primary,
+			struct us_err *err);
+
 int store_fence(struct store *s, uint64_t generation, const char *primary, struct us_err *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->role_lock);
+	rc = fence_locked(s, generation, primary, err);
+	pthread_mutex_unlock(&s->role_lock);
+	return rc;
+}
+
+static int fence_locked(struct store *s, uint64_t generation, const char *primary,
+			struct us_err *err)
 {
 	uint8_t role = ROLE_FENCED;
 	size_t plen = strlen(primary);
@@ -600,7 +626,7 @@ int store_fence(struct store *s, uint64_t generation, const char *primary, struc
 	if (store_role(s) == ROLE_FENCED)
 		return 0;
 	if (store_role(s) != ROLE_PRIMARY)
-		return err_set(err, US_EPRECOND, "only a primary is fenced: this node is %s",
+		return err_set(err, US_EPRECOND, "cannot fence: only a primary is, this node is %s",
 			       role_name(store_role(s)));
 	if (plen == 0 || plen >= sizeof(s->primary))
 		return err_set(err, US_EINVAL, "bad primary address of %zu bytes", plen);
@@ -709,6 +735,7 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 		return err_set(err, US_ENOMEM, "cannot open store %s: out of memory", dir);
 	s->is_read_only = o->is_read_only;
 	atomic_init(&s->role, (int)o->role);
+	pthread_mutex_init(&s->role_lock, NULL);
 	s->max_body = o->max_body ? o->max_body : US_BODY_MAX_BYTES;
 	pthread_mutex_init(&s->pos_lock, NULL);
 	buf_init(&s->key);
@@ -815,6 +842,7 @@ void store_close(struct store *s)
 	buf_release(&s->key);
 	store__journal_release(&s->jb);
 	pthread_mutex_destroy(&s->pos_lock);
+	pthread_mutex_destroy(&s->role_lock);
 	free(s);
 }
 

@@ -78,6 +78,7 @@ struct store {
 	rocksdb_writeoptions_t *write_opts_nowal;
 	bool is_load_unflushed;
 	_Atomic int role;                     /* enum ns_role */
+	pthread_mutex_t role_lock;            /* one role change at a time (promote, fence) */
 	/* fenced: where the primary that superseded this node is (pos_lock) */
 	char primary[256];
 	uint64_t primary_generation;

@@ -112,6 +112,15 @@ class FailoverTest(SystemTest):
         rc, _, err = self.cli("put", NS, ACC, "F", "late", "x", collector=col)
         self.assertEqual(rc, 1, err)
         self.assertIn(b"fenced", err)
+        # another node with this namespace is refused, and not fenced: only
+        # the site the role was taken from is
+        stranger = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        wait_until(lambda: "takes no stream from node" in
+                   (self.archived_ns(arch, NS).get("refusal") or ""), 30,
+                   "the stranger's Hello to be refused")
+        self.assertEqual(self.status(collector=stranger)["role"], "primary")
+        self.cli_ok("create-file", NS, ACC, "S", collector=stranger)
+        self.assertEqual(self.archived_ns(arch, NS)["applied_seq"], acked + 3)
 
     def test_promote_refused_while_connected_then_forced(self):
         arch, col = self.start_pair()
@@ -180,7 +189,8 @@ class FailoverTest(SystemTest):
         self.assertIn(b"standby", err)
         # reads still work, from the archiver
         self.assertEqual(c("get", NS, ACC, "F", "k1"), b"at the site")
-        self.cli_ok("promote", NS, collector=arch)
+        # promote finds the archiver among the addresses, the site's first
+        self.assertIn(b"promoted site-a", c("promote", NS))
         c("put", NS, ACC, "F", "k2", "at the archiver")
         self.assertEqual(self.cli_ok("get", NS, ACC, "F", "k2", collector=arch),
                          b"at the archiver")

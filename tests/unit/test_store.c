@@ -464,7 +464,7 @@ static void test_promote(void **state)
 	assert_int_equal(first, 2);
 	/* a primary is not promoted again: the caller says so */
 	assert_int_equal(store_promote(r, NULL, &err), US_EPRECOND);
-	assert_non_null(strstr(err.msg, "only a standby is promoted"));
+	assert_non_null(strstr(err.msg, "cannot promote: only a standby is"));
 	store_close(r);
 	/* opened "as a standby": it is the namespace's primary, and commits */
 	r = open_replica(*state);

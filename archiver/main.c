@@ -17,6 +17,9 @@
  *                (save --archive) and those save_every schedules, one at a
  *                time, into save_dir; prunes beyond keep_saves.
  *   us-snapreap  ends snapshots idle for snapshot_ttl (lib/snapshots.c).
+ *   us-save      one per streamed save (lib/save_service.c), at nice 10.
+ *   us-promote   one per Admin.Promote while it runs (admin_service.c).
+ *   us-writer    one per namespace promoted here (lib/committer.c).
  *   (RocksDB and gRPC run threads of their own.)
  *
  * State: one struct archiver (archiver.h). Settings are written by main before
@@ -31,8 +34,9 @@
  *
  * A report's read: understudy get/list/files -> Store.Read/Scan/ListFiles on a
  * worker -> the namespace's store (RocksDB reads are thread-safe and see only
- * whole batches). Writes are refused: a namespace on the archiver is a standby
- * of its site.
+ * whole batches). Writes are refused while a namespace is a standby of its
+ * site; once promoted here (understudy promote), its commits go through a
+ * group commit of its own (us-writer), as on a site.
  *
  * SIGTERM: stop accepting calls, let calls in flight finish (5 s grace, then
  * cancel), close every store, exit 0.

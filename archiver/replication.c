@@ -4,6 +4,7 @@
  * full copy. Everything about the stream itself is in lib/repl_recv.c.
  */
 #include "archiver.h"
+#include "log.h"
 
 static int get_ns(void *arg, const char *name, bool is_create, struct repl_ns **out,
 		  struct us_err *err)
@@ -37,6 +38,12 @@ static int swap_store(void *arg, struct repl_ns *ns, struct us_err *err)
 	return archiver_swap_store(arg, ns, err);
 }
 
+static void on_event(void *arg, int level, const char *line)
+{
+	(void)arg;
+	log_event((enum log_level)level, "%s", line);
+}
+
 int archiver_replication_start(struct archiver *a, struct us_err *err)
 {
 	a->recv_ops = (struct repl_recv_ops){
@@ -45,6 +52,7 @@ int archiver_replication_start(struct archiver *a, struct us_err *err)
 		.reopen = reopen,
 		.ns_dir = ns_dir,
 		.swap_store = swap_store,
+		.on_event = on_event,
 		.arg = a,
 		.seed_opts = {.role = ROLE_STANDBY, .max_body = a->cfg.max_body,
 			      .cache = a->cache, .reserve = &a->cfg.reserve},

@@ -8,6 +8,12 @@
  *   us-rpc-N     gRPC workers (lib/rpc.c), one completion queue each; they run
  *                the Store and Admin handlers, which never block.
  *   us-writer    the committer (lib/committer.c): the only writer of the store.
+ *   us-link-N    the stream to archiver N (lib/repl_send.c, the sending end),
+ *                its hooks here: acks to the guard, Fenced to the store.
+ *   us-guard     the loss bound's timers (guard.c); us-retention trims the
+ *                journal the archivers have (retention.c).
+ *   us-snapreap  ends idle snapshots (lib/snapshots.c).
+ *   us-save      one per streamed save (lib/save_service.c), at nice 10.
  *   (RocksDB and gRPC run threads of their own.)
  *
  * State: one struct collector (collector.h), filled by main before any thread
@@ -178,6 +184,13 @@ static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const 
 		 (unsigned long long)first_seq);
 }
 
+/* The links' events, into the daemon's log. */
+static void on_link_event(void *arg, int level, const char *line)
+{
+	(void)arg;
+	log_event((enum log_level)level, "%s", line);
+}
+
 /* Committer hook: new journal entries; wake every link. */
 static void on_written(void *arg, uint64_t last_seq)
 {
@@ -197,7 +210,8 @@ static int start_links(struct collector *col, struct us_err *err)
 	if (!col->links)
 		return err_set(err, US_ENOMEM, "out of memory");
 	col->sender_ops =
-		(struct repl_sender_ops){.on_acked = on_acked, .on_fenced = on_fenced, .arg = col};
+		(struct repl_sender_ops){.on_acked = on_acked, .on_fenced = on_fenced,
+					 .on_event = on_link_event, .arg = col};
 	for (size_t i = 0; i < col->cfg.archivers.n; i++) {
 		struct repl_sender_opts o = {.addr = col->cfg.archivers.v[i], .ns = col->cfg.ns,
 					     .store = col->store,

@@ -2,6 +2,7 @@
 #include "repl_recv.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,24 @@ struct repl_recv {
 	bool is_sync_needed;
 	bool is_stopping;
 };
+
+/* An event for the daemon's log, through its hook: lib/ never logs. */
+static void emit(const struct repl_recv_ops *ops, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void emit(const struct repl_recv_ops *ops, int level, const char *fmt, ...)
+{
+	char line[US_ERR_MSG_MAX + 512];
+	va_list ap;
+
+	if (!ops->on_event)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	ops->on_event(ops->arg, level, line);
+}
+
 
 struct repl_push {
 	struct repl_recv *r;
@@ -128,7 +147,7 @@ static void refuse(struct repl_push *p, const struct us_err *err)
 		n = ns->refusals;
 		pthread_mutex_unlock(&ns->lock);
 	}
-	log_event(is_repeat ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+	emit(&p->r->ops, is_repeat ? LOG_LVL_DEBUG : LOG_LVL_WARN,
 		  "ns=%s event=push_refused node=%s peer=%s code=%d refusals=%llu reason=\"%s\"",
 		  ns ? ns->name : "-", p->node_id[0] ? p->node_id : "-",
 		  rpc_call_peer(p->call), err->code, (unsigned long long)n, err->msg);
@@ -138,11 +157,11 @@ static void refuse(struct repl_push *p, const struct us_err *err)
 /* A frame of node applied: its outage of refusals is over (another node's
  * refusals go on counting: a second site with this namespace). ns->lock
  * held. */
-static void note_applied(struct repl_ns *ns, const char *node)
+static void note_applied(const struct repl_recv *r, struct repl_ns *ns, const char *node)
 {
 	if (ns->refusals == 0 || strcmp(ns->refused_node, node) != 0)
 		return;
-	log_info("ns=%s event=push_recovered refusals=%llu refused_ms=%lld", ns->name,
+	emit(&r->ops, LOG_LVL_INFO, "ns=%s event=push_recovered refusals=%llu refused_ms=%lld", ns->name,
 		 (unsigned long long)ns->refusals,
 		 (long long)((int64_t)clock_wall_ms() - ns->refused_since_ms));
 	ns->refusals = 0;
@@ -205,7 +224,7 @@ static void *syncer_main(void *arg)
 				continue; /* a full copy being swapped in is synced already */
 			if (store_sync(ns->store, &durable, &err)) {
 				/* one ERROR when syncing starts failing, retries at DEBUG */
-				log_event(ns->is_sync_failing ? LOG_LVL_DEBUG : LOG_LVL_ERROR,
+				emit(&r->ops, ns->is_sync_failing ? LOG_LVL_DEBUG : LOG_LVL_ERROR,
 					  "ns=%s event=sync_failed reason=\"%s\"", ns->name, err.msg);
 				ns->is_sync_failing = true;
 				repl_ns_release(ns);
@@ -218,7 +237,7 @@ static void *syncer_main(void *arg)
 				continue;
 			}
 			if (ns->is_sync_failing)
-				log_info("ns=%s event=sync_recovered", ns->name);
+				emit(&r->ops, LOG_LVL_INFO, "ns=%s event=sync_recovered", ns->name);
 			ns->is_sync_failing = false;
 			store_get_position(ns->store, &pos);
 			/* still a reader here: no swap or adopt can replace the store
@@ -482,7 +501,7 @@ static int on_hello(struct repl_push *p, const Understudy__V1__Hello *h, struct 
 	pthread_mutex_lock(&ns->lock);
 	old = ns->push;
 	if (old) {
-		log_info("ns=%s event=push_replaced node=%s", ns->name, p->node_id);
+		emit(&p->r->ops, LOG_LVL_INFO, "ns=%s event=push_replaced node=%s", ns->name, p->node_id);
 		push_finish(old, US_EUNAVAIL, "replaced by a newer connection of the same site");
 	}
 	ns->push = p;
@@ -504,7 +523,7 @@ static int on_hello(struct repl_push *p, const Understudy__V1__Hello *h, struct 
 	push_send_ack(p, &ack, &p->out);
 	pthread_mutex_unlock(&ns->lock);
 	pthread_mutex_unlock(&ns->apply_lock);
-	log_info("ns=%s event=push_attached node=%s peer=%s site_seq=%llu applied_seq=%llu",
+	emit(&p->r->ops, LOG_LVL_INFO, "ns=%s event=push_attached node=%s peer=%s site_seq=%llu applied_seq=%llu",
 		 ns->name, p->node_id, rpc_call_peer(p->call), (unsigned long long)h->last_seq,
 		 (unsigned long long)pos.seq);
 	return 0;
@@ -547,7 +566,7 @@ static int on_entries(struct repl_push *p, const Understudy__V1__Entries *e, str
 		ns->master_seq = e->first_seq + e->count - 1;
 	note_lag(ns, e->first_seq + e->count - 1);
 	ns->heartbeat_ms = (int64_t)clock_wall_ms();
-	note_applied(ns, p->node_id);
+	note_applied(p->r, ns, p->node_id);
 	pthread_mutex_unlock(&ns->lock);
 	request_sync(p->r, ns);
 	return 0;
@@ -625,7 +644,7 @@ static int on_seed_begin(struct repl_push *p, const Understudy__V1__SeedBegin *b
 					      .time_ms = b->time_ms, .chain = b->chain};
 	p->seed_entries = 0;
 	save_queue_init(&p->seed_q);
-	log_info("ns=%s event=seed_begin node=%s seq=%llu", ns->name, p->node_id,
+	emit(&p->r->ops, LOG_LVL_INFO, "ns=%s event=seed_begin node=%s seq=%llu", ns->name, p->node_id,
 		 (unsigned long long)b->seq);
 	note_heard(ns);
 	return 0;
@@ -763,12 +782,12 @@ static int on_seed_end(struct repl_push *p, const Understudy__V1__SeedEnd *e, st
 	disk_rmtree(sdir);
 	if (rc)
 		return rc;
-	log_info("ns=%s event=seeded node=%s seq=%llu entries=%llu", ns->name, p->node_id,
+	emit(&p->r->ops, LOG_LVL_INFO, "ns=%s event=seeded node=%s seq=%llu entries=%llu", ns->name, p->node_id,
 		 (unsigned long long)e->seq, (unsigned long long)e->entries);
 	/* the site may have spoken while the swap kept this worker busy */
 	note_heard(ns);
 	pthread_mutex_lock(&ns->lock);
-	note_applied(ns, p->node_id);
+	note_applied(p->r, ns, p->node_id);
 	pthread_mutex_unlock(&ns->lock);
 	send_progress(p, e->seq, e->seq, &p->out);
 	return 0;
@@ -875,7 +894,7 @@ static void push_end(struct rpc_call *call, void *ctx, bool is_cancelled)
 		if (p->ns->push == p) {
 			p->ns->push = NULL;
 			p->ns->is_connected = false;
-			log_info("ns=%s event=push_detached node=%s cancelled=%d", p->ns->name,
+			emit(&p->r->ops, LOG_LVL_INFO, "ns=%s event=push_detached node=%s cancelled=%d", p->ns->name,
 				 p->node_id, is_cancelled);
 		}
 		pthread_mutex_unlock(&p->ns->lock);

@@ -98,6 +98,9 @@ struct repl_recv_ops {
 	/* Replaces ns's store with the complete copy in its ".ready-"
 	 * directory. Caller holds ns->apply_lock. */
 	int (*swap_store)(void *arg, struct repl_ns *ns, struct us_err *err);
+	/* An event for the daemon's log: level (enum log_level) and one line
+	 * of key=value fields. May be NULL. */
+	void (*on_event)(void *arg, int level, const char *line);
 	void *arg;
 	/* How a full copy's store is opened (role standby; cache, reserve...). */
 	struct store_opts seed_opts;

@@ -2,6 +2,7 @@
 #include "repl_send.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -18,6 +19,23 @@
 #include "us_limits.h"
 
 #define PUSH_METHOD "/understudy.v1.Replication/Push"
+
+/* An event for the daemon's log, through its hook: lib/ never logs. */
+static void emit(const struct repl_sender_ops *ops, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void emit(const struct repl_sender_ops *ops, int level, const char *fmt, ...)
+{
+	char line[US_ERR_MSG_MAX + 512];
+	va_list ap;
+
+	if (!ops->on_event)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	ops->on_event(ops->arg, level, line);
+}
 
 enum link_state {
 	LINK_IDLE,       /* not connected; waiting out the backoff */
@@ -177,7 +195,7 @@ struct session {
 static void note_progress(struct repl_sender *l)
 {
 	if (l->failures > 0)
-		log_info("ns=%s event=link_restored archiver=%s failures=%llu down_ms=%llu", l->ns,
+		emit(&l->ops, LOG_LVL_INFO, "ns=%s event=link_restored archiver=%s failures=%llu down_ms=%llu", l->ns,
 			 l->addr, (unsigned long long)l->failures,
 			 (unsigned long long)(clock_mono_ms() - l->down_since_ms));
 	l->failures = 0;
@@ -360,7 +378,7 @@ static int send_seed(struct repl_sender *l, struct session *ss, struct us_err *e
 
 	if ((rc = store_image_iter_new(l->store, NULL, &ship, &it, &pos, err)))
 		return rc;
-	log_info("ns=%s event=seed_begin archiver=%s seq=%llu", l->ns, l->addr,
+	emit(&l->ops, LOG_LVL_INFO, "ns=%s event=seed_begin archiver=%s seq=%llu", l->ns, l->addr,
 		 (unsigned long long)pos.seq);
 	understudy__v1__seed_begin__init(&sb);
 	sb.seq = pos.seq;
@@ -401,7 +419,7 @@ static int send_seed(struct repl_sender *l, struct session *ss, struct us_err *e
 		goto out_it;
 	ss->next_seq = pos.seq + 1;
 	ss->chain = pos.chain;
-	log_info("ns=%s event=seed_sent archiver=%s seq=%llu entries=%llu bytes=%llu", l->ns,
+	emit(&l->ops, LOG_LVL_INFO, "ns=%s event=seed_sent archiver=%s seq=%llu entries=%llu bytes=%llu", l->ns,
 		 l->addr, (unsigned long long)pos.seq, (unsigned long long)sum.entries,
 		 (unsigned long long)sum.bytes);
 out_it:
@@ -521,7 +539,7 @@ static int await_welcome(struct repl_sender *l, struct session *ss, struct us_er
 			if (l->ops.on_acked)
 				l->ops.on_acked(l->ops.arg, a->welcome->durable_seq);
 			/* during an outage, a Welcome is no news: link_restored is */
-			log_event(l->failures ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+			emit(&l->ops, l->failures ? LOG_LVL_DEBUG : LOG_LVL_INFO,
 				"ns=%s event=link_up archiver=%s resume_seq=%llu durable_seq=%llu "
 				"last_seq=%llu",
 				l->ns, l->addr, (unsigned long long)ss->next_seq,
@@ -683,10 +701,10 @@ static void *link_main(void *arg)
 			note_progress(l);
 		if (l->failures++ == 0) {
 			l->down_since_ms = clock_mono_ms();
-			log_warn("ns=%s event=link_lost archiver=%s code=%d retry_ms=%llu reason=\"%s\"",
+			emit(&l->ops, LOG_LVL_WARN, "ns=%s event=link_lost archiver=%s code=%d retry_ms=%llu reason=\"%s\"",
 				 l->ns, l->addr, rc, (unsigned long long)l->backoff_ms, err.msg);
 		} else {
-			log_debug("ns=%s event=link_retry_failed archiver=%s failures=%llu code=%d "
+			emit(&l->ops, LOG_LVL_DEBUG, "ns=%s event=link_retry_failed archiver=%s failures=%llu code=%d "
 				  "retry_ms=%llu reason=\"%s\"",
 				  l->ns, l->addr, (unsigned long long)l->failures, rc,
 				  (unsigned long long)l->backoff_ms, err.msg);

@@ -39,6 +39,9 @@ struct repl_sender_ops {
 	 * generation, from first_seq. May be NULL. */
 	void (*on_fenced)(void *arg, uint64_t generation, uint64_t first_seq,
 			  const char *primary);
+	/* An event for the daemon's log: level (enum log_level) and one line
+	 * of key=value fields. May be NULL. */
+	void (*on_event)(void *arg, int level, const char *line);
 	void *arg;
 };
 

@@ -1800,6 +1800,15 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 		rocksdb_flushoptions_destroy(fo);
 		if ((rc = store__take_write_err(s, &errptr, err, "cannot flush the loaded image")))
 			return rc;
+		{
+			/* so many level-0 files that RocksDB would stop the first
+			 * writes until compaction caught up: compact them now */
+			char *n0 = rocksdb_property_value(s->db, "rocksdb.num-files-at-level0");
+
+			if (n0 && strtoull(n0, NULL, 10) >= US_STORE_L0_STOP)
+				rocksdb_compact_range(s->db, NULL, 0, NULL, 0);
+			rocksdb_free(n0);
+		}
 		rocksdb_set_options(s->db, 1, k, v, &errptr);
 		if ((rc = store__take_write_err(s, &errptr, err, "cannot end a load")))
 			return rc;

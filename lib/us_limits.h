@@ -128,7 +128,8 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 #define US_SAVE_NICE 10
 /* A store's level-0 files past which RocksDB slows writes, then stops them
  * until compaction catches up (RocksDB's defaults). A load (restore, full
- * copy) lifts both and compacts nothing while it runs. */
+ * copy) lifts both and compacts nothing while it runs; at its end, one that
+ * left US_STORE_L0_STOP files or more is compacted before it is whole. */
 #define US_STORE_L0_SLOWDOWN 20
 #define US_STORE_L0_STOP 36
 /* A paced save (save_max_rate) sleeps at most this long at a time. */

@@ -2,12 +2,12 @@
 #include "repl_recv.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "event.h"
 #include "log.h"
 #include "image_batch.h"
 #include "names.h"
@@ -29,21 +29,7 @@ struct repl_recv {
 };
 
 /* An event for the daemon's log, through its hook: lib/ never logs. */
-static void emit(const struct repl_recv_ops *ops, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void emit(const struct repl_recv_ops *ops, int level, const char *fmt, ...)
-{
-	char line[US_ERR_MSG_MAX + 512];
-	va_list ap;
-
-	if (!ops->on_event)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	ops->on_event(ops->arg, level, line);
-}
+#define emit(ops, level, ...) event_emit((ops)->on_event, (ops)->arg, (level), __VA_ARGS__)
 
 
 struct repl_push {

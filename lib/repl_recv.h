@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "rpc.h"
+#include "event.h"
 #include "store.h"
 #include "us_limits.h"
 
@@ -100,7 +101,7 @@ struct repl_recv_ops {
 	int (*swap_store)(void *arg, struct repl_ns *ns, struct us_err *err);
 	/* An event for the daemon's log: level (enum log_level) and one line
 	 * of key=value fields. May be NULL. */
-	void (*on_event)(void *arg, int level, const char *line);
+	event_fn on_event;
 	void *arg;
 	/* How a full copy's store is opened (role standby; cache, reserve...). */
 	struct store_opts seed_opts;

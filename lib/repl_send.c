@@ -2,7 +2,6 @@
 #include "repl_send.h"
 
 #include <assert.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "event.h"
 #include "log.h"
 #include "save.h"
 #include "rpc.h"
@@ -21,21 +21,7 @@
 #define PUSH_METHOD "/understudy.v1.Replication/Push"
 
 /* An event for the daemon's log, through its hook: lib/ never logs. */
-static void emit(const struct repl_sender_ops *ops, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void emit(const struct repl_sender_ops *ops, int level, const char *fmt, ...)
-{
-	char line[US_ERR_MSG_MAX + 512];
-	va_list ap;
-
-	if (!ops->on_event)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	ops->on_event(ops->arg, level, line);
-}
+#define emit(ops, level, ...) event_emit((ops)->on_event, (ops)->arg, (level), __VA_ARGS__)
 
 enum link_state {
 	LINK_IDLE,       /* not connected; waiting out the backoff */

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "event.h"
 #include "store.h"
 
 struct repl_sender;
@@ -41,7 +42,7 @@ struct repl_sender_ops {
 			  const char *primary);
 	/* An event for the daemon's log: level (enum log_level) and one line
 	 * of key=value fields. May be NULL. */
-	void (*on_event)(void *arg, int level, const char *line);
+	event_fn on_event;
 	void *arg;
 };
 

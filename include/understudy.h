@@ -259,6 +259,8 @@ typedef struct us_status {
 	uint64_t last_seq;
 	uint64_t journal_first_seq; /* first journal seq still retained; 0: none */
 	uint64_t snapshots;       /* open snapshots of the namespace */
+	char primary[256];        /* fenced: the primary that superseded it ("" none) */
+	uint64_t primary_generation;
 	us_archiver_link_t *archivers;
 	size_t n_archivers;
 	/* archiver */

@@ -838,6 +838,8 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 	s->last_seq = out->last_seq;
 	s->journal_first_seq = out->journal_first_seq;
 	s->snapshots = out->snapshots;
+	snprintf(s->primary, sizeof(s->primary), "%s", out->primary);
+	s->primary_generation = out->primary_generation;
 	s->n_archivers = out->n_archivers;
 	for (size_t i = 0; i < out->n_archivers; i++) {
 		const Understudy__V1__ArchiverLink *a = out->archivers[i];

@@ -162,6 +162,11 @@ static int cmd_status(struct cli *cli)
 				      "journal_first_seq", (json_int_t)st->journal_first_seq,
 				      "commit_mode", st->commit_mode, "snapshots",
 				      (json_int_t)st->snapshots, "archivers", a);
+			if (o && st->primary[0]) {
+				json_object_set_new(o, "primary", json_string(st->primary));
+				json_object_set_new(o, "primary_generation",
+						    json_integer((json_int_t)st->primary_generation));
+			}
 		}
 		us_status_free(st);
 		return cli_print_json(stdout, o);
@@ -194,6 +199,9 @@ static int cmd_status(struct cli *cli)
 		       (unsigned long long)st->last_seq,
 		       (unsigned long long)st->journal_first_seq, st->commit_mode,
 		       (unsigned long long)st->snapshots);
+		if (st->primary[0])
+			printf("primary: %s (generation %llu): this site is fenced\n", st->primary,
+			       (unsigned long long)st->primary_generation);
 		for (size_t i = 0; i < st->n_archivers; i++)
 			printf("archiver %s connected=%s acked_seq=%llu lag_entries=%llu\n",
 			       st->archivers[i].addr, st->archivers[i].is_connected ? "yes" : "no",

@@ -158,7 +158,9 @@ class FailoverTest(SystemTest):
         # fenced it stays, restarted (kill -9) while the archiver is down too
         arch.kill()
         col.restart()
-        self.assertEqual(self.status(collector=col)["role"], "fenced")
+        st = self.status(collector=col)
+        self.assertEqual((st["role"], st["primary"], st["primary_generation"]),
+                         ("fenced", arch.addr, 2))
         rc, _, err = self.cli("put", NS, ACC, "F", "site-only", "x", collector=col)
         self.assertEqual(rc, 1, err)
         self.assertIn(arch.addr.encode(), err)

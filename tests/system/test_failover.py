@@ -17,9 +17,16 @@
     from the archiver), commits at the archiver once it is promoted and
     after the old site came back fenced; --prefer standby takes a report's
     snapshot on the archiver.
+  - One client loading item by item through both addresses across a
+    forced promote ends well: the commits the fenced site refuses go to the
+    archiver; every item is on the archiver or, committed by the site before
+    it heard it was fenced, on the site alone.
   - Bad input: an unknown namespace (exit 3), a bad name, promote against a
     collector, adopt of a promoted namespace: one line, nothing changed.
 """
+
+import os
+import subprocess
 
 import harness
 from harness import Proto, SystemTest, wait_until
@@ -212,6 +219,38 @@ class FailoverTest(SystemTest):
             self.assertEqual(rc, 1, (bad, err))
             self.assert_one_line(err, bad)
             self.assertIn(b"empty address", err)
+
+    def test_a_load_across_a_forced_promote(self):
+        """One client (`load --batch 1`, both addresses) commits item after
+        item while the archiver is promoted by force: the commits refused by
+        the site once it is fenced are sent again to the archiver, so the
+        load ends well; every item is on the archiver or, committed by the
+        site before it heard it was fenced, on the site alone."""
+        arch, col = self.start_pair()
+        both = "%s,%s" % (col.addr, arch.addr)
+        n = 4000
+        items = os.path.join(self.tmp, "items.tsv")
+        with open(items, "wb") as f:
+            f.write(b"".join(b"i%05d\tv%d\n" % (i, i) for i in range(n)))
+        with open(items, "rb") as f:
+            load = subprocess.Popen([harness.binary("understudy"), "--addr", both, "load", NS,
+                                     ACC, "F", "--batch", "1"], stdin=f,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=harness.child_env())
+        wait_until(lambda: self.last_seq(collector=col) > 200, 60, "the load to begin")
+        self.cli_ok("promote", NS, "--force", collector=arch)
+        _, err = load.communicate(timeout=300)
+        self.assertEqual(load.returncode, 0, err)
+        wait_until(lambda: self.status(collector=col)["role"] == "fenced", 30, "the fence")
+        on_arch = set(self.list_ids(NS, ACC, "F", collector=arch))
+        on_site = set(self.list_ids(NS, ACC, "F", collector=col))
+        want = {b"i%05d" % i for i in range(n)}
+        self.assertEqual(on_arch | on_site, want)
+        # the end of the load went to the archiver, the new primary
+        self.assertIn(b"i%05d" % (n - 1), on_arch)
+        self.assertNotIn(b"i%05d" % (n - 1), on_site)
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "i%05d" % (n - 1), collector=arch),
+                         b"v%d" % (n - 1))
 
     def test_bad_input(self):
         arch, col = self.start_pair()

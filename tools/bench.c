@@ -55,7 +55,7 @@
  *               midpoint of its Status call, each site's its own.
  * Lock order: site.q_lock and run.lock are never held together.
  *
- * apply: opens a collector's store read-only (no lock taken: it may be
+ * apply (tools/bench_apply.c): opens a collector's store read-only (no lock taken: it may be
  * running), builds every frame of its journal as the collector's link does
  * (stream_build_entries, US_FRAME_TARGET_BYTES) into memory, then times only
  * decoding (stream_decode_entries) and applying (store_apply_entries) them
@@ -68,7 +68,6 @@
  * cannot be read, 2 on a usage error, 0 on success.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -87,13 +86,10 @@
 
 #include "understudy.h"
 /* apply only: the archiver's own path (lib/) */
-#include "store.h"
-#include "stream.h"
 #include "us_limits.h"
 
 /* Bounds of the options; the commit bounds are the SPEC's (us_limits.h). */
 #define BENCH_MAX_CLIENTS 4096     /* workers in all, every site together */
-#define BENCH_MAX_SITES 64
 #define BENCH_MAX_OPS US_COMMIT_MAX_OPS
 #define BENCH_MAX_BODY US_BODY_MAX_BYTES
 #define BENCH_MAX_COMMIT_BYTES ((unsigned long long)US_COMMIT_MAX_BYTES)
@@ -108,43 +104,9 @@
 #define BENCH_LINK_WAIT_NS 30000000000LL   /* setup: the archiver must catch up in 30 s */
 #define BENCH_DRAIN_NS 60000000000LL       /* after the load: everything durable in 60 s */
 
-enum bench_cmd {
-	CMD_NONE = 0,
-	CMD_COMMIT = 1,
-	CMD_REPLICATE = 2,
-	CMD_APPLY = 3,
-};
-
 static const char *const cmd_names[] = { "", "commit", "replicate", "apply" };
 
-struct bench_opts {
-	enum bench_cmd cmd;
-	/* commit */
-	const char *addr;
-	const char *ns;
-	/* commit, replicate */
-	const char *account;
-	const char *file;
-	long clients;          /* commit: in all; replicate: per site */
-	long ops;
-	long body_bytes;
-	int is_text_body;      /* --body-kind text: each item its own random words */
-	int64_t duration_ns;
-	int64_t warmup_ns;
-	/* replicate */
-	const char *archiver;
-	char *sites_arg;       /* a copy of --sites, cut at the commas */
-	const char *sites[BENCH_MAX_SITES];
-	size_t n_sites;
-	const char *ns_prefix;
-	long rate;             /* commits/s over all workers; 0: as fast as possible */
-	int64_t lag_poll_ns;   /* us-lag's period */
-	/* apply */
-	const char *from;
-	long frames;           /* 0: all */
-	const char *tmp_dir;
-	int is_json;
-};
+
 
 static void usage(FILE *out)
 {
@@ -208,7 +170,7 @@ static void usage(FILE *out)
 
 /* ---- small helpers ---- */
 
-static int64_t now_ns(void)
+int64_t bench_now_ns(void)
 {
 	struct timespec ts;
 
@@ -813,9 +775,9 @@ static void *worker_main(void *arg)
 			sleep_until_ns(next_ns);
 			t_start = next_ns;
 			next_ns += run->interval_ns;
-			t0 = now_ns();
+			t0 = bench_now_ns();
 		} else {
-			t0 = now_ns();
+			t0 = bench_now_ns();
 			t_start = t0;
 			if (t0 >= run->measure_end_ns)
 				break;
@@ -827,7 +789,7 @@ static void *worker_main(void *arg)
 		}
 		n_commit++;
 		rc = us_commit(w->client, ns, ops, n_ops, &last_seq, &err);
-		t1 = now_ns();
+		t1 = bench_now_ns();
 		if (rc != 0) {
 			if (err.code == 0)
 				err.code = rc;
@@ -1059,7 +1021,7 @@ static int cmd_commit(const struct bench_opts *o, struct bench_run *run)
 		w[i].index = (long)i;
 		w[i].global_index = i;
 	}
-	run->start_ns = now_ns();
+	run->start_ns = bench_now_ns();
 	run->measure_start_ns = run->start_ns + o->warmup_ns;
 	run->measure_end_ns = run->measure_start_ns + o->duration_ns;
 	if (run_workers(run, w, o->addr) != 0)
@@ -1168,7 +1130,7 @@ static void *lag_main(void *arg)
 	us_client_opts_t copts = { .timeout_ms = BENCH_STATUS_TIMEOUT_MS };
 	us_client_t *c;
 	us_err_t err;
-	int64_t next = now_ns();
+	int64_t next = bench_now_ns();
 
 	pthread_setname_np(pthread_self(), "us-lag");
 	c = us_client_new(run->opts->archiver, &copts, &err);
@@ -1182,7 +1144,7 @@ static void *lag_main(void *arg)
 		int rc;
 
 		rc = us_status(c, &st, &err);
-		t_recv = now_ns();
+		t_recv = bench_now_ns();
 		if (rc != 0) {
 			if (err.code == 0)
 				err.code = rc;
@@ -1271,9 +1233,9 @@ static void *sample_main(void *arg)
 
 		if (wait_tick(run, t) || atomic_load(&run->is_stopping))
 			break;
-		t0 = now_ns();
+		t0 = bench_now_ns();
 		rc = us_status(arch, &st, &err);
-		t1 = now_ns();
+		t1 = bench_now_ns();
 		if (rc != 0) {
 			record_error(run, run->opts->archiver, &err);
 			break;
@@ -1296,12 +1258,12 @@ static void *sample_main(void *arg)
 			struct site *s = &run->sites[i];
 
 			st = NULL;
-			t0 = now_ns();
+			t0 = bench_now_ns();
 			if ((rc = us_status(sc[i], &st, &err)) != 0) {
 				record_error(run, s->addr, &err);
 				break;
 			}
-			t1 = now_ns();
+			t1 = bench_now_ns();
 			s->last_seq_last = st->last_seq;
 			s->site_last_ns = t0 + (t1 - t0) / 2;
 			if (run->n_samples == 0) {
@@ -1320,8 +1282,8 @@ static void *sample_main(void *arg)
 		if (is_last)
 			break;
 		t += BENCH_SAMPLE_NS;
-		if (t < now_ns()) /* behind: skip ticks, keep the last at the end */
-			t = now_ns();
+		if (t < bench_now_ns()) /* behind: skip ticks, keep the last at the end */
+			t = bench_now_ns();
 		if (t > run->measure_end_ns)
 			t = run->measure_end_ns;
 	}
@@ -1402,7 +1364,7 @@ static int setup_sites(const struct bench_opts *o, struct site *sites, size_t n_
 			goto out;
 	}
 	/* The streams must be up before the load: no setup time in the figures. */
-	deadline = now_ns() + BENCH_LINK_WAIT_NS;
+	deadline = bench_now_ns() + BENCH_LINK_WAIT_NS;
 	for (size_t i = 0; i < n_sites;) {
 		const us_ns_status_t *n;
 		int rc = us_status(arch, &st, &err);
@@ -1419,7 +1381,7 @@ static int setup_sites(const struct bench_opts *o, struct site *sites, size_t n_
 			i++;
 			continue;
 		}
-		if (now_ns() >= deadline) {
+		if (bench_now_ns() >= deadline) {
 			fprintf(stderr, "understudy-bench: archiver %s has not made namespace %s "
 				"durable up to seq %" PRIu64 " within %lld s (%s): does site %s "
 				"stream to it (archiver = %s)?\n", o->archiver, sites[i].ns,
@@ -1430,7 +1392,7 @@ static int setup_sites(const struct bench_opts *o, struct site *sites, size_t n_
 		}
 		us_status_free(st);
 		/* a remote condition: poll it, with the deadline above */
-		sleep_until_ns(now_ns() + 20000000LL);
+		sleep_until_ns(bench_now_ns() + 20000000LL);
 	}
 	status = 0;
 out:
@@ -1455,7 +1417,7 @@ static bool is_drained(struct bench_run *run)
  * take_samples saw every sample. */
 static int wait_drained(struct bench_run *run)
 {
-	struct timespec ts = mono_ts(now_ns() + BENCH_DRAIN_NS);
+	struct timespec ts = mono_ts(bench_now_ns() + BENCH_DRAIN_NS);
 	bool is_ok = false;
 	uint64_t n0;
 
@@ -1637,7 +1599,7 @@ static int cmd_replicate(const struct bench_opts *o, struct bench_run *run)
 	}
 	if (o->rate)
 		run->interval_ns = (int64_t)(1e9 * (double)run->n_workers / (double)o->rate);
-	run->start_ns = now_ns();
+	run->start_ns = bench_now_ns();
 	run->measure_start_ns = run->start_ns + o->warmup_ns;
 	run->measure_end_ns = run->measure_start_ns + o->duration_ns;
 	if (pthread_create(&lag_tid, NULL, lag_main, run) != 0) {
@@ -1752,278 +1714,6 @@ out:
 	return status;
 }
 
-/* ---- apply ---- */
-
-/* One frame as the collector's link sends it. */
-struct built_frame {
-	uint64_t first_seq;
-	uint32_t count;
-	uint32_t raw_len;
-	uint8_t *block;     /* LZ4, owned */
-	size_t block_len;
-};
-
-struct apply_pass {
-	double seconds;      /* decode + apply + sync */
-	double decode_s, apply_s, sync_s;
-	uint64_t syncs;
-};
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* Builds the frames of the store in dir, from its first journal seq (which
- * must be 1: a fresh store takes seq 1 first). Returns 0, or 1 with one
- * line printed. */
-static int build_frames(const struct bench_opts *o, struct built_frame **out, size_t *n_out,
-			uint64_t *last_seq)
-{
-	struct store_opts sopts = { .is_read_only = true };
-	struct built_frame *v = NULL;
-	size_t n = 0, cap = 0;
-	struct buf scratch, block;
-	struct store *s = NULL;
-	struct us_err err;
-	uint64_t from = 0;
-	int status = 1;
-
-	buf_init(&scratch);
-	buf_init(&block);
-	err_clear(&err);
-	if (store_open(&s, o->from, &sopts, &err) != 0) {
-		fprintf(stderr, "understudy-bench: %s\n", err.msg);
-		goto out;
-	}
-	if (store_journal_first(s, &from, &err) != 0) {
-		fprintf(stderr, "understudy-bench: cannot read the journal of %s: %s\n", o->from,
-			err.msg);
-		goto out;
-	}
-	if (from == 0) {
-		fprintf(stderr, "understudy-bench: the journal of %s is empty\n", o->from);
-		goto out;
-	}
-	if (from != 1) {
-		fprintf(stderr, "understudy-bench: the journal of %s starts at seq %" PRIu64
-			", not 1: a fresh store cannot take it\n", o->from, from);
-		goto out;
-	}
-	while (o->frames == 0 || n < (size_t)o->frames) {
-		uint64_t first;
-		uint32_t count, raw_len;
-
-		if (stream_build_entries(s, from, US_FRAME_TARGET_BYTES, &scratch, &block, &first,
-					 &count, &raw_len, &err) != 0) {
-			fprintf(stderr, "understudy-bench: cannot build the frame at seq %" PRIu64
-				" of %s: %s\n", from, o->from, err.msg);
-			goto out;
-		}
-		if (count == 0)
-			break;
-		if (n == cap) {
-			size_t c = cap ? cap * 2 : 256;
-			struct built_frame *p = realloc(v, c * sizeof(*p));
-
-			if (!p)
-				goto out_oom;
-			v = p;
-			cap = c;
-		}
-		v[n].block = malloc(block.len ? block.len : 1);
-		if (!v[n].block)
-			goto out_oom;
-		memcpy(v[n].block, block.p, block.len);
-		v[n].block_len = block.len;
-		v[n].first_seq = first;
-		v[n].count = count;
-		v[n].raw_len = raw_len;
-		n++;
-		from = first + count;
-	}
-	*last_seq = from - 1;
-	*out = v;
-	*n_out = n;
-	v = NULL;
-	n = 0;
-	status = 0;
-	goto out;
-out_oom:
-	fprintf(stderr, "understudy-bench: out of memory for the frames of %s (try --frames)\n",
-		o->from);
-out:
-	for (size_t i = 0; i < n; i++)
-		free(v[i].block);
-	free(v);
-	store_close(s);
-	buf_release(&scratch);
-	buf_release(&block);
-	return status;
-}
-
-/* Decodes and applies every frame into a fresh store under o->tmp_dir,
- * syncing after each frame or once at the end; only that is timed. Returns
- * 0, or 1 with one line printed. The store is removed afterwards. */
-static int apply_pass(const struct bench_opts *o, const struct built_frame *frames,
-		      size_t n_frames, uint64_t last_seq, bool is_sync_each, struct apply_pass *p)
-{
-	char dir[PATH_MAX];
-	struct stream_frame f;
-	struct store *s = NULL;
-	struct us_err err;
-	uint64_t durable = 0;
-	int64_t t0, t1, ta, tb;
-	int status = 1;
-
-	memset(p, 0, sizeof(*p));
-	stream_frame_init(&f);
-	err_clear(&err);
-	if (snprintf(dir, sizeof(dir), "%s/understudy-bench-apply-XXXXXX", o->tmp_dir) >=
-	    (int)sizeof(dir)) {
-		fprintf(stderr, "understudy-bench: --tmp-dir %s is too long\n", o->tmp_dir);
-		return 1;
-	}
-	if (!mkdtemp(dir)) {
-		fprintf(stderr, "understudy-bench: cannot make a directory in %s: %s\n", o->tmp_dir,
-			strerror(errno));
-		return 1;
-	}
-	if (store_open(&s, dir, &(struct store_opts){.role = ROLE_STANDBY}, &err) != 0) {
-		fprintf(stderr, "understudy-bench: %s\n", err.msg);
-		goto out_rm;
-	}
-	t0 = now_ns();
-	for (size_t i = 0; i < n_frames; i++) {
-		const struct built_frame *b = &frames[i];
-
-		ta = now_ns();
-		if (stream_decode_entries(b->first_seq, b->count, b->raw_len, b->block, b->block_len,
-					  &f, &err) != 0) {
-			fprintf(stderr, "understudy-bench: %s\n", err.msg);
-			goto out;
-		}
-		tb = now_ns();
-		p->decode_s += (double)(tb - ta) / 1e9;
-		if (store_apply_entries(s, f.first_seq, f.entries, f.n, f.raw.p, f.raw.len, false,
-					&err) != 0) {
-			fprintf(stderr, "understudy-bench: cannot apply the frame at seq %" PRIu64
-				": %s\n", b->first_seq, err.msg);
-			goto out;
-		}
-		ta = now_ns();
-		p->apply_s += (double)(ta - tb) / 1e9;
-		if (is_sync_each) {
-			if (store_sync(s, &durable, &err) != 0) {
-				fprintf(stderr, "understudy-bench: %s\n", err.msg);
-				goto out;
-			}
-			p->syncs++;
-			p->sync_s += (double)(now_ns() - ta) / 1e9;
-		}
-	}
-	ta = now_ns();
-	if (store_sync(s, &durable, &err) != 0) {
-		fprintf(stderr, "understudy-bench: %s\n", err.msg);
-		goto out;
-	}
-	p->syncs++;
-	t1 = now_ns();
-	p->sync_s += (double)(t1 - ta) / 1e9;
-	p->seconds = (double)(t1 - t0) / 1e9;
-	if (durable != last_seq) {
-		fprintf(stderr, "understudy-bench: the fresh store is durable up to seq %" PRIu64
-			", not %" PRIu64 "\n", durable, last_seq);
-		goto out;
-	}
-	status = 0;
-out:
-	store_close(s);
-out_rm:
-	stream_frame_release(&f);
-	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && status == 0) {
-		fprintf(stderr, "understudy-bench: cannot remove %s: %s\n", dir, strerror(errno));
-		status = 1;
-	}
-	return status;
-}
-
-static json_t *pass_json(const struct apply_pass *p, uint64_t entries, uint64_t raw_bytes)
-{
-	double s = p->seconds > 0 ? p->seconds : 1e-9;
-
-	return json_pack("{s:f, s:f, s:f, s:f, s:I, s:f, s:f}", "seconds", p->seconds,
-			 "decode_s", p->decode_s, "apply_s", p->apply_s, "sync_s", p->sync_s,
-			 "syncs", (json_int_t)p->syncs, "entries_per_s", (double)entries / s,
-			 "mb_per_s", (double)raw_bytes / 1e6 / s);
-}
-
-static int cmd_apply(const struct bench_opts *o)
-{
-	struct built_frame *frames = NULL;
-	struct apply_pass once, each;
-	size_t n_frames = 0;
-	uint64_t last_seq = 0, entries = 0, raw_bytes = 0, lz4_bytes = 0;
-	int64_t t0;
-	double build_s;
-	int status = 1;
-
-	t0 = now_ns();
-	if (build_frames(o, &frames, &n_frames, &last_seq) != 0)
-		return 1;
-	build_s = (double)(now_ns() - t0) / 1e9;
-	for (size_t i = 0; i < n_frames; i++) {
-		entries += frames[i].count;
-		raw_bytes += frames[i].raw_len;
-		lz4_bytes += frames[i].block_len;
-	}
-	if (apply_pass(o, frames, n_frames, last_seq, false, &once) != 0 ||
-	    apply_pass(o, frames, n_frames, last_seq, true, &each) != 0)
-		goto out;
-	if (o->is_json) {
-		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}",
-				      "from", o->from, "frames", (json_int_t)n_frames,
-				      "entries", (json_int_t)entries, "first_seq", (json_int_t)1,
-				      "last_seq", (json_int_t)last_seq,
-				      "raw_bytes", (json_int_t)raw_bytes,
-				      "lz4_bytes", (json_int_t)lz4_bytes, "build_s", build_s,
-				      "entries_per_s", (double)entries / once.seconds,
-				      "mb_per_s", (double)raw_bytes / 1e6 / once.seconds,
-				      "entries_per_s_sync_each", (double)entries / each.seconds,
-				      "mb_per_s_sync_each", (double)raw_bytes / 1e6 / each.seconds);
-
-		if (j) {
-			json_object_set_new(j, "sync_once", pass_json(&once, entries, raw_bytes));
-			json_object_set_new(j, "sync_each_frame", pass_json(&each, entries, raw_bytes));
-		}
-		bench_print_json(j);
-	} else {
-		printf("from              %s\n", o->from);
-		printf("frames            %zu (built in %.3f s)\n", n_frames, build_s);
-		printf("entries           %" PRIu64 " (seq 1..%" PRIu64 ")\n", entries, last_seq);
-		printf("raw / lz4         %.1f / %.1f MB\n", (double)raw_bytes / 1e6,
-		       (double)lz4_bytes / 1e6);
-		printf("sync at the end   %.3f s: %.1f entries/s, %.1f MB/s (decode %.3f s, "
-		       "apply %.3f s, sync %.3f s)\n", once.seconds, (double)entries / once.seconds,
-		       (double)raw_bytes / 1e6 / once.seconds, once.decode_s, once.apply_s,
-		       once.sync_s);
-		printf("sync each frame   %.3f s: %.1f entries/s, %.1f MB/s (decode %.3f s, "
-		       "apply %.3f s, sync %.3f s)\n", each.seconds, (double)entries / each.seconds,
-		       (double)raw_bytes / 1e6 / each.seconds, each.decode_s, each.apply_s,
-		       each.sync_s);
-	}
-	fflush(stdout);
-	status = 0;
-out:
-	for (size_t i = 0; i < n_frames; i++)
-		free(frames[i].block);
-	free(frames);
-	return status;
-}
-
 int main(int argc, char **argv)
 {
 	struct bench_opts o;
@@ -2048,7 +1738,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (o.cmd == CMD_APPLY)
-		return cmd_apply(&o);
+		return bench_apply(&o);
 
 	memset(&run, 0, sizeof(run));
 	run.opts = &o;

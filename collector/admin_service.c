@@ -13,7 +13,7 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	struct repl_sender_status ls[64];
 	size_t n_links = col->n_links < 64 ? col->n_links : 64;
 	struct store_position pos;
-	char primary[256];
+	struct store_primary_info primary;
 	uint8_t *bytes;
 	size_t len;
 
@@ -28,8 +28,13 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 	out.node = "collector";
 	out.namespace_ = col->cfg.ns;
 	out.role = (char *)role_name(store_role(col->store));
-	store_primary(col->store, primary, sizeof(primary), &out.primary_generation);
-	out.primary = primary;
+	store_primary(col->store, &primary);
+	out.primary = primary.addr;
+	out.primary_generation = primary.generation;
+	out.fork_seq = primary.first_seq;
+	/* a fenced site's own commits from the fork on: what rejoin exports */
+	out.divergent_entries =
+		primary.first_seq && pos.seq >= primary.first_seq ? pos.seq - primary.first_seq + 1 : 0;
 	out.generation = pos.generation;
 	out.last_seq = pos.seq;
 	{

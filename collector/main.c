@@ -159,9 +159,9 @@ static void on_acked(void *arg, uint64_t durable_seq)
 static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const char *primary)
 {
 	struct collector *col = arg;
+	struct store_primary_info p;
 	struct store_position pos;
 	struct us_err err;
-
 
 	store_get_position(col->store, &pos);
 	if (generation <= pos.generation) {
@@ -173,7 +173,11 @@ static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const 
 	}
 	if (store_role(col->store) == ROLE_FENCED)
 		return;
-	if (store_fence(col->store, generation, primary, &err)) {
+	memset(&p, 0, sizeof(p));
+	snprintf(p.addr, sizeof(p.addr), "%s", primary);
+	p.generation = generation;
+	p.first_seq = first_seq;
+	if (store_fence(col->store, &p, &err)) {
 		log_error("ns=%s event=fence_failed primary=%s reason=\"%s\"", col->cfg.ns, primary,
 			  err.msg);
 		return;

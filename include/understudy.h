@@ -261,6 +261,8 @@ typedef struct us_status {
 	uint64_t snapshots;       /* open snapshots of the namespace */
 	char primary[256];        /* fenced: the primary that superseded it ("" none) */
 	uint64_t primary_generation;
+	uint64_t fork_seq;        /* fenced: where its history forked from the primary's */
+	uint64_t divergent_entries; /* fenced: its own entries from fork_seq on */
 	us_archiver_link_t *archivers;
 	size_t n_archivers;
 	/* archiver */

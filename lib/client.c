@@ -840,6 +840,8 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 	s->snapshots = out->snapshots;
 	snprintf(s->primary, sizeof(s->primary), "%s", out->primary);
 	s->primary_generation = out->primary_generation;
+	s->fork_seq = out->fork_seq;
+	s->divergent_entries = out->divergent_entries;
 	s->n_archivers = out->n_archivers;
 	for (size_t i = 0; i < out->n_archivers; i++) {
 		const Understudy__V1__ArchiverLink *a = out->archivers[i];

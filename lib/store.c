@@ -446,14 +446,15 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 	v = rocksdb_get(s->db, s->read_opts, KEY_PRIMARY, strlen(KEY_PRIMARY), &len, &errptr);
 	if ((rc = store__take_rocks_err(&errptr, err, "cannot read store primary")))
 		return rc;
-	if (v && (len < 8 || len - 8 >= sizeof(s->primary))) {
+	if (v && (len < 16 || len - 16 >= sizeof(s->primary.addr))) {
 		rocksdb_free(v);
 		return err_set(err, US_ECORRUPT, "%s: bad primary record", dir);
 	}
 	if (v) {
-		s->primary_generation = buf_get_u64le((const uint8_t *)v);
-		memcpy(s->primary, v + 8, len - 8);
-		s->primary[len - 8] = '\0';
+		s->primary.generation = buf_get_u64le((const uint8_t *)v);
+		s->primary.first_seq = buf_get_u64le((const uint8_t *)v + 8);
+		memcpy(s->primary.addr, v + 16, len - 16);
+		s->primary.addr[len - 16] = '\0';
 	}
 	rocksdb_free(v);
 	return 0;
@@ -600,24 +601,22 @@ static int promote_locked(struct store *s, struct store_position *out, struct us
 	return 0;
 }
 
-static int fence_locked(struct store *s, uint64_t generation, const char *primary,
-			struct us_err *err);
+static int fence_locked(struct store *s, const struct store_primary_info *p, struct us_err *err);
 
-int store_fence(struct store *s, uint64_t generation, const char *primary, struct us_err *err)
+int store_fence(struct store *s, const struct store_primary_info *primary, struct us_err *err)
 {
 	int rc;
 
 	pthread_mutex_lock(&s->role_lock);
-	rc = fence_locked(s, generation, primary, err);
+	rc = fence_locked(s, primary, err);
 	pthread_mutex_unlock(&s->role_lock);
 	return rc;
 }
 
-static int fence_locked(struct store *s, uint64_t generation, const char *primary,
-			struct us_err *err)
+static int fence_locked(struct store *s, const struct store_primary_info *p, struct us_err *err)
 {
 	uint8_t role = ROLE_FENCED;
-	size_t plen = strlen(primary);
+	size_t plen = strnlen(p->addr, sizeof(p->addr));
 	rocksdb_writebatch_t *b;
 	char *errptr = NULL;
 	struct buf v;
@@ -628,12 +627,14 @@ static int fence_locked(struct store *s, uint64_t generation, const char *primar
 	if (store_role(s) != ROLE_PRIMARY)
 		return err_set(err, US_EPRECOND, "cannot fence: only a primary is, this node is %s",
 			       role_name(store_role(s)));
-	if (plen == 0 || plen >= sizeof(s->primary))
-		return err_set(err, US_EINVAL, "bad primary address of %zu bytes", plen);
+	if (plen == 0 || plen >= sizeof(p->addr))
+		return err_set(err, US_EINVAL, "cannot fence: bad primary address of %zu bytes",
+			       plen);
 	if ((rc = store__check_writable(s, err)))
 		return rc;
 	buf_init(&v);
-	if (buf_append_u64le(&v, generation) || buf_append(&v, primary, plen)) {
+	if (buf_append_u64le(&v, p->generation) || buf_append_u64le(&v, p->first_seq) ||
+	    buf_append(&v, p->addr, plen)) {
 		buf_release(&v);
 		return err_set(err, US_ENOMEM, "out of memory");
 	}
@@ -646,19 +647,16 @@ static int fence_locked(struct store *s, uint64_t generation, const char *primar
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot fence the store")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);
-	memcpy(s->primary, primary, plen + 1);
-	s->primary_generation = generation;
+	s->primary = *p;
 	pthread_mutex_unlock(&s->pos_lock);
 	store_set_role(s, ROLE_FENCED);
 	return 0;
 }
 
-void store_primary(struct store *s, char *addr, size_t size, uint64_t *generation)
+void store_primary(struct store *s, struct store_primary_info *out)
 {
 	pthread_mutex_lock(&s->pos_lock);
-	snprintf(addr, size, "%s", s->primary);
-	if (generation)
-		*generation = s->primary_generation;
+	*out = s->primary;
 	pthread_mutex_unlock(&s->pos_lock);
 }
 
@@ -668,15 +666,14 @@ static int check_role(struct store *s, bool is_commit, struct us_err *err)
 	enum ns_role r = store_role(s);
 
 	if (is_commit && r == ROLE_FENCED) {
-		char primary[256];
-		uint64_t gen;
+		struct store_primary_info p;
 
-		store_primary(s, primary, sizeof(primary), &gen);
+		store_primary(s, &p);
 		return err_set(err, US_EPRECOND,
 			       "this site was superseded: the namespace's primary is %s (generation "
 			       "%llu); this node is fenced and takes no commits: commit at %s, or "
 			       "rejoin this site to follow it",
-			       primary, (unsigned long long)gen, primary);
+			       p.addr, (unsigned long long)p.generation, p.addr);
 	}
 
 	if (is_commit && !role_takes_commits(r))

@@ -24,6 +24,7 @@
 #include "disk.h"
 #include "err.h"
 #include "role.h"
+#include "us_limits.h"
 
 struct store;
 struct store_iter;
@@ -77,14 +78,22 @@ void store_set_role(struct store *s, enum ns_role to);
  * be taken. US_EPRECOND unless a standby. *out (may be NULL): the new
  * position. */
 int store_promote(struct store *s, struct store_position *out, struct us_err *err);
-/* Fence: a primary learned it was superseded (a newer generation's primary
- * is at primary, HOST:PORT). The role and where the primary is are written
- * in one synced batch; from then on a commit is refused (US_EPRECOND) with a
- * message naming the primary. Fencing a fenced store changes nothing; any
- * other role is US_EPRECOND. */
-int store_fence(struct store *s, uint64_t generation, const char *primary, struct us_err *err);
-/* Where the primary that superseded this node is ("" and 0 if none). */
-void store_primary(struct store *s, char *addr, size_t size, uint64_t *generation);
+/* Where the primary that superseded this node is: its address, its
+ * generation and that generation's first seq, which is where this node's
+ * history forked from the namespace's (its commits from there on are its
+ * own, never shipped). */
+struct store_primary_info {
+	char addr[US_ADDR_MAX_LEN + 1];  /* HOST:PORT */
+	uint64_t generation;
+	uint64_t first_seq;
+};
+/* Fence: a primary learned it was superseded. The role and where the
+ * primary is are written in one synced batch; from then on a commit is
+ * refused (US_EPRECOND) with a message naming the primary. Fencing a fenced
+ * store changes nothing; any other role is US_EPRECOND. */
+int store_fence(struct store *s, const struct store_primary_info *primary, struct us_err *err);
+/* *out: the primary that superseded this node (addr "" and 0s if none). */
+void store_primary(struct store *s, struct store_primary_info *out);
 /* The history: the first seq of generation (what a promote, a full copy or
  * the store's creation recorded); US_ENOTFOUND for one it does not hold. */
 int store_generation_start(struct store *s, uint64_t generation, uint64_t *first_seq,

@@ -28,7 +28,7 @@
 #define KEY_NODE "Mnode"
 #define KEY_SITE "Msite"
 #define KEY_ROLE "Mrole"  /* one byte, enum ns_role: set by a role change (promote) */
-#define KEY_PRIMARY "Mprimary" /* fenced: u64le generation, then the primary's HOST:PORT */
+#define KEY_PRIMARY "Mprimary" /* fenced: u64le generation, u64le first seq, HOST:PORT */
 /* The position record: generation, seq, time_ms, chain (u64le each). */
 #define POS_BYTES 32
 
@@ -80,8 +80,7 @@ struct store {
 	_Atomic int role;                     /* enum ns_role */
 	pthread_mutex_t role_lock;            /* one role change at a time (promote, fence) */
 	/* fenced: where the primary that superseded this node is (pos_lock) */
-	char primary[256];
-	uint64_t primary_generation;
+	struct store_primary_info primary;
 	bool is_read_only;
 	size_t max_body;
 	char *dir;                            /* as opened (owned) */

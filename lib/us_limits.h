@@ -116,6 +116,8 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 
 /* Admin.Save streams a save in messages of about this many bytes. */
 #define US_SAVE_CHUNK_BYTES (256u * 1024u)
+/* A HOST:PORT address. */
+#define US_ADDR_MAX_LEN 255
 /* A client's addresses (HOST:PORT,HOST:PORT...), and how long it waits
  * for each node's status when it looks for a namespace's primary. */
 #define US_CLIENT_MAX_NODES 8

@@ -166,6 +166,10 @@ static int cmd_status(struct cli *cli)
 				json_object_set_new(o, "primary", json_string(st->primary));
 				json_object_set_new(o, "primary_generation",
 						    json_integer((json_int_t)st->primary_generation));
+				json_object_set_new(o, "fork_seq",
+						    json_integer((json_int_t)st->fork_seq));
+				json_object_set_new(o, "divergent_entries",
+						    json_integer((json_int_t)st->divergent_entries));
 			}
 		}
 		us_status_free(st);
@@ -200,8 +204,11 @@ static int cmd_status(struct cli *cli)
 		       (unsigned long long)st->journal_first_seq, st->commit_mode,
 		       (unsigned long long)st->snapshots);
 		if (st->primary[0])
-			printf("primary: %s (generation %llu): this site is fenced\n", st->primary,
-			       (unsigned long long)st->primary_generation);
+			printf("primary: %s (generation %llu): this site is fenced\n"
+			       "fork_seq: %llu\ndivergent_entries: %llu\n",
+			       st->primary, (unsigned long long)st->primary_generation,
+			       (unsigned long long)st->fork_seq,
+			       (unsigned long long)st->divergent_entries);
 		for (size_t i = 0; i < st->n_archivers; i++)
 			printf("archiver %s connected=%s acked_seq=%llu lag_entries=%llu\n",
 			       st->archivers[i].addr, st->archivers[i].is_connected ? "yes" : "no",

@@ -166,8 +166,8 @@ class FailoverTest(SystemTest):
         arch.kill()
         col.restart()
         st = self.status(collector=col)
-        self.assertEqual((st["role"], st["primary"], st["primary_generation"]),
-                         ("fenced", arch.addr, 2))
+        self.assertEqual((st["role"], st["primary"], st["primary_generation"], st["fork_seq"],
+                          st["divergent_entries"]), ("fenced", arch.addr, 2, seq + 1, 0))
         rc, _, err = self.cli("put", NS, ACC, "F", "site-only", "x", collector=col)
         self.assertEqual(rc, 1, err)
         self.assertIn(arch.addr.encode(), err)
@@ -246,6 +246,11 @@ class FailoverTest(SystemTest):
         on_site = set(self.list_ids(NS, ACC, "F", collector=col))
         want = {b"i%05d" % i for i in range(n)}
         self.assertEqual(on_arch | on_site, want)
+        # the site's own commits from the fork on are exactly the items only
+        # it has (one entry each): what a rejoin will export
+        st = self.status(collector=col)
+        self.assertEqual(st["divergent_entries"], len(on_site - on_arch))
+        self.assertEqual(st["fork_seq"] + st["divergent_entries"], st["last_seq"] + 1)
         # the end of the load went to the archiver, the new primary
         self.assertIn(b"i%05d" % (n - 1), on_arch)
         self.assertNotIn(b"i%05d" % (n - 1), on_site)

@@ -485,17 +485,17 @@ static void test_fence(void **state)
 	struct entry mk[1] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL)};
 	struct store_commit c = {.ops = mk, .n_ops = 1};
 	struct store_commit *pc = &c;
-	char addr[256];
+	struct store_primary_info p = {.generation = 2, .first_seq = 2}, got;
 	struct us_err err;
-	uint64_t gen;
 
 	assert_int_equal(commit1(s, mk, 1, NULL, NULL), 0);
-	store_primary(s, addr, sizeof(addr), &gen);
-	assert_string_equal(addr, "");
-	assert_int_equal(store_fence(s, 2, "", &err), US_EINVAL);
+	store_primary(s, &got);
+	assert_string_equal(got.addr, "");
+	assert_int_equal(store_fence(s, &p, &err), US_EINVAL); /* no address */
 	assert_int_equal(store_role(s), ROLE_PRIMARY);
-	assert_int_equal(store_fence(s, 2, "arch.example:7440", &err), 0);
-	assert_int_equal(store_fence(s, 2, "arch.example:7440", &err), 0); /* again: nothing */
+	snprintf(p.addr, sizeof(p.addr), "arch.example:7440");
+	assert_int_equal(store_fence(s, &p, &err), 0);
+	assert_int_equal(store_fence(s, &p, &err), 0); /* again: nothing */
 	assert_int_equal(store_role(s), ROLE_FENCED);
 	mk[0] = op(ENTRY_WRITE, "ACC", "F", "k", "v");
 	assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), US_EPRECOND);
@@ -504,9 +504,10 @@ static void test_fence(void **state)
 	store_close(s);
 	s = open_store(*state, 0);
 	assert_int_equal(store_role(s), ROLE_FENCED);
-	store_primary(s, addr, sizeof(addr), &gen);
-	assert_string_equal(addr, "arch.example:7440");
-	assert_int_equal(gen, 2);
+	store_primary(s, &got);
+	assert_string_equal(got.addr, "arch.example:7440");
+	assert_int_equal(got.generation, 2);
+	assert_int_equal(got.first_seq, 2);
 	assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), US_EPRECOND);
 	assert_int_equal(store_promote(s, NULL, &err), US_EPRECOND);
 	store_close(s);

@@ -21,12 +21,16 @@
     forced promote ends well: the commits the fenced site refuses go to the
     archiver; every item is on the archiver or, committed by the site before
     it heard it was fenced, on the site alone.
+  - The archiver killed -9 while a promote runs comes back either a standby
+    at generation 1 or primary at generation 2, never between; promote
+    again is primary at 2 from the same seq; nothing is lost.
   - Bad input: an unknown namespace (exit 3), a bad name, promote against a
     collector, adopt of a promoted namespace: one line, nothing changed.
 """
 
 import os
 import subprocess
+import time
 
 import harness
 from harness import Proto, SystemTest, wait_until
@@ -256,6 +260,53 @@ class FailoverTest(SystemTest):
         self.assertNotIn(b"i%05d" % (n - 1), on_site)
         self.assertEqual(self.cli_ok("get", NS, ACC, "F", "i%05d" % (n - 1), collector=arch),
                          b"v%d" % (n - 1))
+
+    def test_kill_9_of_the_archiver_during_a_promote(self):
+        """The archiver killed (-9) while a promote runs, at a few moments
+        (one namespace each): after a restart the namespace is either still
+        a standby at generation 1 or primary at generation 2, never between;
+        promote again ends primary at generation 2 from the same seq;
+        nothing the site acknowledged is lost, and the commits taken on the
+        archiver after each promote are kept."""
+        arch = self.start_archiver()
+        delays = (0.0, 0.003, 0.02)
+        names = ["site-k%d" % i for i in range(len(delays))]
+        acked = {}
+        for name in names:
+            col = self.start_collector(archiver=arch.addr, namespace=name,
+                                       heartbeat_interval="100ms")
+            self.cli_ok("create-file", name, ACC, "F", collector=col)
+            for i in range(10):
+                self.cli_ok("put", name, ACC, "F", "k%d" % i, "v%d" % i, collector=col)
+            acked[name] = self.last_seq(collector=col)
+            self.wait_applied(arch, name, acked[name])
+            col.kill()
+        wait_until(lambda: not any(self.archived_ns(arch, n)["connected"] for n in names), 30,
+                   "the sites gone")
+        for name, delay_s in zip(names, delays):
+            promote = subprocess.Popen([harness.binary("understudy"), "--addr", arch.addr,
+                                        "promote", name], stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, env=harness.child_env())
+            time.sleep(delay_s)
+            arch.kill()
+            promote.communicate(timeout=60)
+            arch.start()
+            st = self.archived_ns(arch, name)
+            self.assertIn((st["role"], st["generation"]), {("standby", 1), ("primary", 2)},
+                          name)
+            self.assertEqual(st["applied_seq"], acked[name], name)
+            p = self.cli_json("promote", name, collector=arch)
+            self.assertEqual((p["generation"], p["first_seq"]), (2, acked[name] + 1), name)
+            self.cli_ok("put", name, ACC, "F", "after", "x", collector=arch)
+        arch.restart()
+        for name in names:
+            st = self.archived_ns(arch, name)
+            self.assertEqual((st["role"], st["generation"], st["applied_seq"]),
+                             ("primary", 2, acked[name] + 1), name)
+            for i in range(10):
+                self.assertEqual(self.cli_ok("get", name, ACC, "F", "k%d" % i, collector=arch),
+                                 b"v%d" % i)
+            self.assertEqual(self.cli_ok("get", name, ACC, "F", "after", collector=arch), b"x")
 
     def test_bad_input(self):
         arch, col = self.start_pair()

@@ -27,7 +27,7 @@ struct ns_config {
 };
 
 struct archiver_config {
-	char listen[256];
+	char listen[US_ADDR_MAX_LEN + 1];
 	char data_dir[1024];
 	uint64_t rpc_threads;
 	uint64_t max_body;

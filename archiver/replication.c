@@ -54,6 +54,7 @@ int archiver_replication_start(struct archiver *a, struct us_err *err)
 		.swap_store = swap_store,
 		.on_event = on_event,
 		.arg = a,
+		.node_name = "archiver",
 		.seed_opts = {.role = ROLE_STANDBY, .max_body = a->cfg.max_body,
 			      .cache = a->cache, .reserve = &a->cfg.reserve},
 	};

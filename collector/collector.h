@@ -25,7 +25,7 @@
 /* Settings, filled from the config schema in main.c. */
 struct collector_config {
 	char ns[US_NAMESPACE_MAX_LEN + 1];
-	char listen[256];
+	char listen[US_ADDR_MAX_LEN + 1];
 	char data_dir[1024];
 	uint64_t max_body;
 	uint64_t rpc_threads;

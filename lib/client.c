@@ -20,7 +20,7 @@
 /* One address of the client's list. */
 struct node {
 	struct rpc_channel *ch;
-	char addr[256];
+	char addr[US_ADDR_MAX_LEN + 1];
 };
 
 struct us_client {
@@ -28,7 +28,7 @@ struct us_client {
 	size_t n_nodes;
 	/* the node the next call goes to, and its address for messages */
 	struct rpc_channel *ch;
-	char addr[256];
+	char addr[US_ADDR_MAX_LEN + 1];
 	int timeout_ms;
 	bool is_prefer_standby;
 	/* with several nodes: where ns's primary (and, for reads, the node to

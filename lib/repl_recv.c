@@ -501,7 +501,7 @@ static int on_hello(struct repl_push *p, const Understudy__V1__Hello *h, struct 
 	w.generation = pos.generation;
 	w.applied_seq = pos.seq;
 	w.durable_seq = ns->durable_seq;
-	w.node_id = "archiver";
+	w.node_id = (char *)(p->r->ops.node_name ? p->r->ops.node_name : "");
 	w.chain = pos.chain;
 	understudy__v1__ack__init(&ack);
 	ack.body_case = UNDERSTUDY__V1__ACK__BODY_WELCOME;

@@ -103,6 +103,8 @@ struct repl_recv_ops {
 	 * of key=value fields. May be NULL. */
 	event_fn on_event;
 	void *arg;
+	/* What the Welcome says this node is ("archiver"). */
+	const char *node_name;
 	/* How a full copy's store is opened (role standby; cache, reserve...). */
 	struct store_opts seed_opts;
 };

@@ -37,7 +37,7 @@ struct inflight {
 };
 
 struct repl_sender {
-	char addr[256];
+	char addr[US_ADDR_MAX_LEN + 1];
 	char ns[US_NAMESPACE_MAX_LEN + 1];
 	struct store *store;
 	uint64_t heartbeat_ms;

@@ -27,6 +27,7 @@
 #include "err.h"
 #include "event.h"
 #include "store.h"
+#include "us_limits.h"
 
 struct repl_sender;
 
@@ -56,7 +57,7 @@ struct repl_sender_opts {
 };
 
 struct repl_sender_status {
-	char addr[256];
+	char addr[US_ADDR_MAX_LEN + 1];
 	bool is_connected;
 	uint64_t acked_seq;     /* durable on the archiver */
 	uint64_t applied_seq;   /* applied there (maybe not yet synced) */

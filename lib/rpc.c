@@ -1140,7 +1140,7 @@ int rpc_server_start(struct rpc_server **out, const struct rpc_server_opts *opts
 {
 	struct rpc_server *s;
 	pthread_condattr_t ca;
-	char host[256];
+	char host[US_ADDR_MAX_LEN + 1];
 	long port;
 	char *cert = NULL, *key = NULL;
 	grpc_server_credentials *creds;
@@ -1515,7 +1515,7 @@ int rpc_channel_new(struct rpc_channel **out, const char *addr,
 	grpc_arg args[8];
 	grpc_channel_args cargs;
 	size_t n_args = 0;
-	char host[256];
+	char host[US_ADDR_MAX_LEN + 1];
 	long port;
 	char *ca = NULL;
 	char *auth = NULL;

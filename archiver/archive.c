@@ -269,18 +269,18 @@ struct stoppable_sink {
 	struct pacer pace;  /* save_max_rate */
 };
 
-static bool is_stopping(const struct archive *ar)
+static bool is_stopping(void *arg)
 {
+	const struct archive *ar = arg;
+
 	return __atomic_load_n(&ar->is_stopping, __ATOMIC_RELAXED);
 }
 
 static int stoppable_file_sink(void *arg, const uint8_t *p, size_t len, struct us_err *err)
 {
 	struct stoppable_sink *ss = arg;
-	uint64_t ms;
 
-	while ((ms = pacer_wait_ms(&ss->pace)) > 0 && !is_stopping(ss->ar))
-		usleep((useconds_t)(ms < US_PACE_SLICE_MS ? ms : US_PACE_SLICE_MS) * 1000u);
+	pacer_sleep(&ss->pace, US_PACE_SLICE_MS, is_stopping, ss->ar);
 	if (is_stopping(ss->ar))
 		return err_set(err, US_EUNAVAIL, "the archiver is stopping: the save was given up");
 	pacer_take(&ss->pace, len);

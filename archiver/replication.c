@@ -38,12 +38,6 @@ static int swap_store(void *arg, struct repl_ns *ns, struct us_err *err)
 	return archiver_swap_store(arg, ns, err);
 }
 
-static void on_event(void *arg, int level, const char *line)
-{
-	(void)arg;
-	log_event((enum log_level)level, "%s", line);
-}
-
 int archiver_replication_start(struct archiver *a, struct us_err *err)
 {
 	a->recv_ops = (struct repl_recv_ops){
@@ -52,7 +46,7 @@ int archiver_replication_start(struct archiver *a, struct us_err *err)
 		.reopen = reopen,
 		.ns_dir = ns_dir,
 		.swap_store = swap_store,
-		.on_event = on_event,
+		.on_event = log_event_line,
 		.arg = a,
 		.node_name = "archiver",
 		.seed_opts = {.role = ROLE_STANDBY, .max_body = a->cfg.max_body,

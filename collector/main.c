@@ -188,13 +188,6 @@ static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const 
 		 (unsigned long long)first_seq);
 }
 
-/* The links' events, into the daemon's log. */
-static void on_link_event(void *arg, int level, const char *line)
-{
-	(void)arg;
-	log_event((enum log_level)level, "%s", line);
-}
-
 /* Committer hook: new journal entries; wake every link. */
 static void on_written(void *arg, uint64_t last_seq)
 {
@@ -215,7 +208,7 @@ static int start_links(struct collector *col, struct us_err *err)
 		return err_set(err, US_ENOMEM, "out of memory");
 	col->sender_ops =
 		(struct repl_sender_ops){.on_acked = on_acked, .on_fenced = on_fenced,
-					 .on_event = on_link_event, .arg = col};
+					 .on_event = log_event_line, .arg = col};
 	for (size_t i = 0; i < col->cfg.archivers.n; i++) {
 		struct repl_sender_opts o = {.addr = col->cfg.archivers.v[i], .ns = col->cfg.ns,
 					     .store = col->store,

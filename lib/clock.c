@@ -1,6 +1,8 @@
 /* clock.c - see clock.h. */
 #include "clock.h"
 
+#include <unistd.h>
+
 static uint64_t read_ms(clockid_t id)
 {
 	struct timespec ts;
@@ -56,4 +58,13 @@ uint64_t pacer_wait_ms(const struct pacer *p)
 	due_ms = p->bytes / p->bytes_per_s * 1000u + p->bytes % p->bytes_per_s * 1000u / p->bytes_per_s;
 	elapsed_ms = clock_mono_ms() - p->start_ms;
 	return due_ms > elapsed_ms ? due_ms - elapsed_ms : 0;
+}
+
+void pacer_sleep(const struct pacer *p, uint64_t slice_ms, bool (*is_stopped)(void *arg),
+		 void *arg)
+{
+	uint64_t ms;
+
+	while ((ms = pacer_wait_ms(p)) > 0 && !is_stopped(arg))
+		usleep((useconds_t)(ms < slice_ms ? ms : slice_ms) * 1000u);
 }

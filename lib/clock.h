@@ -10,6 +10,7 @@
 #ifndef US_CLOCK_H
 #define US_CLOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -29,5 +30,9 @@ struct pacer {
 void pacer_init(struct pacer *p, uint64_t bytes_per_s);
 void pacer_take(struct pacer *p, uint64_t bytes);
 uint64_t pacer_wait_ms(const struct pacer *p);
+/* Sleeps until the bytes taken so far are due, in slices of at most
+ * slice_ms, giving up as soon as is_stopped(arg) says so. */
+void pacer_sleep(const struct pacer *p, uint64_t slice_ms, bool (*is_stopped)(void *arg),
+		 void *arg);
 
 #endif

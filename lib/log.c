@@ -147,3 +147,9 @@ void log_grpc_line(int is_error, const char *file, int line, const char *msg)
 	log_event(LOG_LVL_DEBUG, "event=grpc_log severity=%s file=%s:%d msg=\"%s\"",
 		  is_error ? "error" : "info", file, line, flat);
 }
+
+void log_event_line(void *arg, int level, const char *line)
+{
+	(void)arg;
+	log_event((enum log_level)level, "%s", line);
+}

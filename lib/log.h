@@ -22,6 +22,10 @@ void log_event(enum log_level level, const char *fmt, ...) __attribute__((format
  * daemon's own line after it is. */
 void log_grpc_line(int is_error, const char *file, int line, const char *msg);
 
+/* An event_fn (event.h) for the daemons: a lib/ module's event line into
+ * this log, at its level. arg is unused. */
+void log_event_line(void *arg, int level, const char *line);
+
 #define log_error(...) log_event(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_event(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_event(LOG_LVL_INFO, __VA_ARGS__)

@@ -68,13 +68,8 @@ static void push_finish(struct repl_push *p, int code, const char *msg)
  * push lock. */
 static void push_send_ack(struct repl_push *p, Understudy__V1__Ack *ack, struct buf *tmp)
 {
-	size_t len = understudy__v1__ack__get_packed_size(ack);
-
-	buf_reset(tmp);
-	if (buf_reserve(tmp, len ? len : 1))
+	if (wire_pack(&ack->base, tmp))
 		return; /* out of memory: the site sees no ack and retries later */
-	understudy__v1__ack__pack(ack, tmp->p);
-	tmp->len = len;
 	pthread_mutex_lock(&p->lock);
 	if (!p->is_finished)
 		rpc_call_push(p->call, tmp->p, tmp->len);

@@ -97,13 +97,8 @@ static bool is_stopping(struct repl_sender *l)
 static int send_frame(struct rpc_bidi *b, Understudy__V1__Frame *f, struct buf *tmp,
 		      struct us_err *err)
 {
-	size_t len = understudy__v1__frame__get_packed_size(f);
-
-	buf_reset(tmp);
-	if (buf_reserve(tmp, len ? len : 1))
+	if (wire_pack(&f->base, tmp))
 		return err_set(err, US_ENOMEM, "out of memory");
-	understudy__v1__frame__pack(f, tmp->p);
-	tmp->len = len;
 	return rpc_bidi_send(b, tmp->p, tmp->len, err);
 }
 

@@ -164,14 +164,16 @@ static int save_send(struct save_ctx *ctx, struct us_err *err)
 	return 0;
 }
 
+static bool is_call_cancelled(void *arg)
+{
+	return rpc_call_is_cancelled(arg);
+}
+
 /* save_max_rate: waits until the bytes sent so far are due, in slices, so
  * that a cancelled call ends at once. */
 static void save_pace(struct save_ctx *ctx)
 {
-	uint64_t ms;
-
-	while ((ms = pacer_wait_ms(&ctx->pace)) > 0 && !rpc_call_is_cancelled(ctx->call))
-		usleep((useconds_t)(ms < US_PACE_SLICE_MS ? ms : US_PACE_SLICE_MS) * 1000u);
+	pacer_sleep(&ctx->pace, US_PACE_SLICE_MS, is_call_cancelled, ctx->call);
 }
 
 /* The save's own thread, at a lower priority than the stream's apply and

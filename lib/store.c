@@ -147,6 +147,12 @@ int store__key_section(struct buf *k, const char *account, size_t account_len, c
 	return 0;
 }
 
+void store__key_gen(uint8_t *out, uint64_t generation)
+{
+	memcpy(out, KEY_GEN, sizeof(KEY_GEN) - 1);
+	buf_put_u64be(out + sizeof(KEY_GEN) - 1, generation);
+}
+
 int store__key_item(struct buf *k, const struct entry *e)
 {
 	if (store__key_section(k, e->account, e->account_len, e->file, e->file_len, e->section) ||
@@ -387,7 +393,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 		bool is_empty;
 		rocksdb_writebatch_t *b;
 		uint8_t fmt[5], pos[POS_BYTES], first[8];
-		uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+		uint8_t genkey[KEY_GEN_BYTES];
 
 		rocksdb_iter_seek_to_first(it);
 		is_empty = !rocksdb_iter_valid(it);
@@ -401,8 +407,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 		fmt[4] = STORE_VERSION;
 		s->pos = (struct store_position){.generation = 1, .seq = 0, .time_ms = 0};
 		encode_pos(pos, &s->pos);
-		memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
-		buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, 1);
+		store__key_gen(genkey, 1);
 		buf_put_u64le(first, 1);
 		b = rocksdb_writebatch_create();
 		rocksdb_writebatch_put(b, KEY_FORMAT, strlen(KEY_FORMAT), (char *)fmt, sizeof(fmt));
@@ -562,7 +567,7 @@ int store_promote(struct store *s, struct store_position *out, struct us_err *er
 static int promote_locked(struct store *s, struct store_position *out, struct us_err *err)
 {
 	uint8_t posv[POS_BYTES], first[8], role = ROLE_PRIMARY;
-	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+	uint8_t genkey[KEY_GEN_BYTES];
 	struct store_position pos;
 	rocksdb_writebatch_t *b;
 	char *errptr = NULL;
@@ -579,8 +584,7 @@ static int promote_locked(struct store *s, struct store_position *out, struct us
 			       (unsigned long long)pos.generation);
 	pos.generation++;
 	encode_pos(posv, &pos);
-	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
-	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, pos.generation);
+	store__key_gen(genkey, pos.generation);
 	buf_put_u64le(first, pos.seq + 1);
 	/* the new generation, its place in the history and the role, at once
 	 * and durably, before any commit of it is taken */
@@ -1777,7 +1781,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 {
 	rocksdb_writebatch_t *b;
 	uint8_t posv[POS_BYTES], first[8];
-	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+	uint8_t genkey[KEY_GEN_BYTES];
 	char *errptr = NULL;
 	int rc;
 
@@ -1812,8 +1816,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 		s->is_load_unflushed = false;
 	}
 	encode_pos(posv, pos);
-	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
-	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, pos->generation);
+	store__key_gen(genkey, pos->generation);
 	buf_put_u64le(first, pos->seq + 1);
 	b = rocksdb_writebatch_create();
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));

@@ -25,6 +25,7 @@
 #define KEY_FORMAT "Mformat"
 #define KEY_POS "Mpos"
 #define KEY_GEN "Mgen"
+#define KEY_GEN_BYTES (sizeof(KEY_GEN) - 1 + 8) /* KEY_GEN, then the generation (u64be) */
 #define KEY_NODE "Mnode"
 #define KEY_SITE "Msite"
 #define KEY_ROLE "Mrole"  /* one byte, enum ns_role: set by a role change (promote) */
@@ -134,6 +135,8 @@ int store__key_file(struct buf *k, char tag, const char *account, size_t account
 		    const char *file, size_t file_len);
 int store__key_section(struct buf *k, const char *account, size_t account_len,
 		       const char *file, size_t file_len, uint8_t section);
+/* The generation history's key of generation (KEY_GEN_BYTES bytes). */
+void store__key_gen(uint8_t *out, uint64_t generation);
 int store__key_item(struct buf *k, const struct entry *e);
 /* The first key after every key that starts with prefix. */
 int store__key_successor(struct buf *out, const uint8_t *prefix, size_t len);

@@ -465,14 +465,13 @@ int store_list_files(struct store *s, const struct store_snap *at, const char *a
 int store_generation_start(struct store *s, uint64_t generation, uint64_t *first_seq,
 			   struct us_err *err)
 {
-	uint8_t genkey[sizeof(KEY_GEN) - 1 + 8];
+	uint8_t genkey[KEY_GEN_BYTES];
 	char *errptr = NULL;
 	size_t len;
 	char *v;
 	int rc;
 
-	memcpy(genkey, KEY_GEN, sizeof(KEY_GEN) - 1);
-	buf_put_u64be(genkey + sizeof(KEY_GEN) - 1, generation);
+	store__key_gen(genkey, generation);
 	v = rocksdb_get(s->db, s->read_opts, (char *)genkey, sizeof(genkey), &len, &errptr);
 	if ((rc = store__take_rocks_err(&errptr, err, "cannot read the generation history")))
 		return rc;

@@ -170,6 +170,19 @@ static void usage(FILE *out)
 
 /* ---- small helpers ---- */
 
+static int cmp_double_asc(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double bench_median(double *v, long n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double_asc);
+	return v[(n - 1) / 2];
+}
+
 int64_t bench_now_ns(void)
 {
 	struct timespec ts;

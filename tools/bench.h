@@ -53,6 +53,8 @@ struct bench_opts {
 
 /* The monotonic clock, in ns. */
 int64_t bench_now_ns(void);
+/* The median of v[0..n) (sorts v). */
+double bench_median(double *v, long n);
 /* `understudy-bench apply` (tools/bench_apply.c): 0, or 1 with one line. */
 int bench_apply(const struct bench_opts *o);
 

@@ -44,14 +44,6 @@
 #define BENCH_SNAPSHOT_COUNT 1000
 #define BENCH_SAVE_ROUNDS 3
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -147,14 +139,14 @@ static int bench_snapshot(const struct args *a)
 	items = count_items(c, a->ns);
 	for (long i = 0; i < a->count; i++) {
 		us_snapshot_t s;
-		int64_t t0 = mono_ns();
+		int64_t t0 = bench_now_ns();
 
 		if (us_open_snapshot(c, a->ns, &s, &err)) {
 			free(t);
 			us_client_free(c);
 			return fail("%s", err.msg);
 		}
-		t[i] = mono_ns() - t0;
+		t[i] = bench_now_ns() - t0;
 		if (us_release_snapshot(c, a->ns, s.id, &err)) {
 			free(t);
 			us_client_free(c);
@@ -221,20 +213,6 @@ static int item_bytes(const char *path, uint64_t *bytes)
 	return rc;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The median of v[0..n) (sorts v). */
-static double median(double *v, long n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return v[(n - 1) / 2];
-}
-
 /* One interleaved round: ours against the copy, both in MB/s of item data;
  * returns copy / ours (how many times faster ours was). */
 static double round_ratio(const struct args *a, long r, const char *ours, const char *copy,
@@ -262,7 +240,7 @@ static int timed_save(us_client_t *c, const struct args *a, const char *path, do
 	struct sink s;
 	us_saved_t saved;
 	us_err_t err;
-	int64_t t0 = mono_ns();
+	int64_t t0 = bench_now_ns();
 	int rc;
 
 	s.f = fopen(path, "wb");
@@ -273,20 +251,20 @@ static int timed_save(us_client_t *c, const struct args *a, const char *path, do
 		rc = US_EIO;
 	if (fclose(s.f) != 0)
 		rc = US_EIO;
-	*secs = (double)(mono_ns() - t0) / 1e9;
+	*secs = (double)(bench_now_ns() - t0) / 1e9;
 	return rc ? fail("save failed: %s", rc == US_EIO ? "cannot write" : err.msg) : 0;
 }
 
 static int timed_tar(const struct args *a, const char *path, double *secs)
 {
 	char cmd[4096];
-	int64_t t0 = mono_ns();
+	int64_t t0 = bench_now_ns();
 
 	snprintf(cmd, sizeof(cmd), "tar -C '%s' -cf - . | lz4 -1 -q > '%s' && sync '%s'", a->store,
 		 path, path);
 	if (system(cmd) != 0)
 		return fail("%s failed", "tar | lz4");
-	*secs = (double)(mono_ns() - t0) / 1e9;
+	*secs = (double)(bench_now_ns() - t0) / 1e9;
 	return 0;
 }
 
@@ -327,8 +305,8 @@ static int bench_save(const struct args *a)
 		ratio[r] = round_ratio(a, r, "save", "tar|lz4", save_s[r], tar_s[r], bytes);
 	}
 	{
-		double ms = median(save_s, a->rounds), mt = median(tar_s, a->rounds);
-		double mr = median(ratio, a->rounds);
+		double ms = bench_median(save_s, a->rounds), mt = bench_median(tar_s, a->rounds);
+		double mr = bench_median(ratio, a->rounds);
 
 		if (a->is_json)
 			bench_print_json(json_pack("{s:s,s:s,s:I,s:I,s:f,s:f,s:f}", "bench", "save",
@@ -357,11 +335,11 @@ out:
 
 static int run_timed(const char *cmd, double *secs)
 {
-	int64_t t0 = mono_ns();
+	int64_t t0 = bench_now_ns();
 
 	if (system(cmd) != 0)
 		return fail("failed: %s", cmd);
-	*secs = (double)(mono_ns() - t0) / 1e9;
+	*secs = (double)(bench_now_ns() - t0) / 1e9;
 	return 0;
 }
 
@@ -409,7 +387,7 @@ static int bench_restore(const struct args *a, const char *self)
 		ratio[r] = round_ratio(a, r, "restore", "lz4 -d|tar", rs[r], ts[r], bytes);
 	}
 	{
-		double mr = median(rs, a->rounds), mt = median(ts, a->rounds);
+		double mr = bench_median(rs, a->rounds), mt = bench_median(ts, a->rounds);
 
 		if (a->is_json)
 			bench_print_json(json_pack("{s:s,s:I,s:I,s:f,s:f,s:f}", "bench", "restore",
@@ -417,13 +395,13 @@ static int bench_restore(const struct args *a, const char *self)
 						   (json_int_t)a->rounds, "restore_mb_s",
 						   (double)bytes / 1e6 / mr, "tar_lz4_mb_s",
 						   (double)bytes / 1e6 / mt, "ratio",
-						   median(ratio, a->rounds)));
+						   bench_median(ratio, a->rounds)));
 		else
 			printf("median of %ld rounds, %.1f MB of item data: restore %.1f MB/s, "
 			       "lz4 -d|tar %.1f MB/s, restore/tar %.2fx (median of the per-round "
 			       "ratios)\n",
 			       a->rounds, (double)bytes / 1e6, (double)bytes / 1e6 / mr,
-			       (double)bytes / 1e6 / mt, median(ratio, a->rounds));
+			       (double)bytes / 1e6 / mt, bench_median(ratio, a->rounds));
 	}
 	rc = 0;
 out:

@@ -45,14 +45,6 @@ struct site_load {
 	char error[US_ERR_MSG_MAX];
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int split(char *list, char **out, int max)
 {
 	int n = 0;
@@ -106,19 +98,6 @@ static uint64_t total_commits(struct site_load *s, int n)
 	return t;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return v[(n - 1) / 2];
-}
-
 /* One round: promote ns, then commit to it until the archiver accepts. */
 static int round_once(us_client_t *arch, const char *ns, int r, struct site_load *sites,
 		      int n_sites, double *promote_ms, double *first_ms, double *before,
@@ -137,27 +116,27 @@ static int round_once(us_client_t *arch, const char *ns, int r, struct site_load
 	sleep(1);
 	c1 = total_commits(sites, n_sites);
 	*before = (double)(c1 - c0);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	if (us_promote(arch, ns, 1, &pr, &err)) {
 		fprintf(stderr, "understudy-bench: promote %s: %s\n", ns, err.msg);
 		return 1;
 	}
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	if (pr.was_primary) {
 		fprintf(stderr, "understudy-bench: %s was primary already: give a standby\n", ns);
 		return 1;
 	}
 	deadline = t0 + FAILOVER_FIRST_COMMIT_TIMEOUT_NS;
 	while (us_commit(arch, ns, &mk, 1, NULL, &err)) {
-		if (now_ns() > deadline) {
+		if (bench_now_ns() > deadline) {
 			fprintf(stderr, "understudy-bench: no commit accepted for %s in 30 s: %s\n",
 				ns, err.msg);
 			return 1;
 		}
 	}
 	*promote_ms = (double)(t1 - t0) / 1e6;
-	*first_ms = (double)(now_ns() - t0) / 1e6;
-	while (now_ns() < t0 + 1000000000LL)
+	*first_ms = (double)(bench_now_ns() - t0) / 1e6;
+	while (bench_now_ns() < t0 + 1000000000LL)
 		usleep(1000);
 	*during = (double)(total_commits(sites, n_sites) - c1);
 	return 0;
@@ -253,15 +232,15 @@ int bench_failover_main(int argc, char **argv)
 	if (is_json)
 		bench_print_json(json_pack("{s:s,s:i,s:i,s:f,s:f,s:f,s:f}", "bench", "failover",
 					   "rounds", n_ns, "other_sites", n_sites, "promote_ms",
-					   median(pm, n_ns), "first_commit_ms", median(fm, n_ns),
-					   "others_commits_before", median(bf, n_ns),
-					   "others_commits_during", median(du, n_ns)));
+					   bench_median(pm, n_ns), "first_commit_ms", bench_median(fm, n_ns),
+					   "others_commits_before", bench_median(bf, n_ns),
+					   "others_commits_during", bench_median(du, n_ns)));
 	else
 		printf("median of %d rounds with %d other sites committing: promote %.1f ms, first "
 		       "commit accepted at %.1f ms; other sites' commits/s %.0f before, %.0f "
 		       "during\n",
-		       n_ns, n_sites, median(pm, n_ns), median(fm, n_ns), median(bf, n_ns),
-		       median(du, n_ns));
+		       n_ns, n_sites, bench_median(pm, n_ns), bench_median(fm, n_ns), bench_median(bf, n_ns),
+		       bench_median(du, n_ns));
 	rc = 0;
 out_stop:
 	atomic_store(&stop, 1);

@@ -151,22 +151,6 @@ static int check_target(const char *dir)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) != 0 && errno != ENOENT ? -1 : 0;
-}
-
-/* Removes dir and everything in it; 0 or -1 (errno). */
-static int rmtree(const char *dir)
-{
-	if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
-		return -1;
-	return 0;
-}
-
 /* fsync of one path (a file or a directory); 0 or -1 (errno). */
 static int sync_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -611,7 +595,7 @@ out_tmp:
 	if (rc && rs->in.is_progress)
 		fputc('\n', stderr);
 	store_close(rs->store);
-	if (rs->tmp[0] && rmtree(rs->tmp) != 0)
+	if (rs->tmp[0] && disk_rmtree(rs->tmp) != 0)
 		cli_fail(EXIT_FAIL, "and cannot remove %s: %s", rs->tmp, strerror(errno));
 out_signals:
 	sigaction(SIGINT, &old_int, NULL);

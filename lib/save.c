@@ -61,6 +61,8 @@ struct image {
 	size_t n_slots;                /* a power of two, at least 2 x n_names */
 	size_t last;                   /* the name of the last write (a hint) */
 	bool is_writing;               /* a WRITE seen: declarations are over */
+	bool is_export;                /* kind 3: journaled entries, export_check's rules */
+	bool is_in_commit;             /* export: an entry without END was the last */
 	uint64_t entries;
 	uint64_t items;
 	uint64_t files;
@@ -73,6 +75,7 @@ static void image_init(struct image *im, const struct save_header *h)
 	im->scope_account = h->scope_account;
 	im->scope_file = h->scope_file;
 	im->last = SIZE_MAX;
+	im->is_export = h->kind == SAVE_KIND_EXPORT;
 }
 
 static void image_release(struct image *im)
@@ -195,6 +198,32 @@ static bool is_in_scope(const char *scope, const char *s, size_t len)
 	return scope[0] == '\0' || (strlen(scope) == len && memcmp(scope, s, len) == 0);
 }
 
+/* An export's entry (kind 3): a site's own commits as it journaled them,
+ * in order, each with its commit time and END: any data or file op, names
+ * and sizes as a commit's. No declarations and no scope. */
+static int export_check(const struct entry *e, int code, struct us_err *err)
+{
+	const char *op = entry_op_name(e->op);
+
+	if (e->op != ENTRY_WRITE && e->op != ENTRY_DELETE && e->op != ENTRY_CREATE_FILE &&
+	    e->op != ENTRY_CLEAR_FILE && e->op != ENTRY_DELETE_FILE && e->op != ENTRY_SET_LOGGING)
+		return err_set(err, code, "a %s entry (op %u) has no place in an export", op, e->op);
+	if (names_check_account(e->account, e->account_len, err))
+		return name_refused(err, code, op);
+	if ((e->op != ENTRY_SET_LOGGING || e->file_len != 0) &&
+	    names_check_file(e->file, e->file_len, err))
+		return name_refused(err, code, op);
+	if ((e->op == ENTRY_WRITE || e->op == ENTRY_DELETE || e->op == ENTRY_CLEAR_FILE) &&
+	    e->section != SECTION_DATA && e->section != SECTION_DICT)
+		return err_set(err, code, "%s entry: bad section %u", op, e->section);
+	if ((e->op == ENTRY_WRITE || e->op == ENTRY_DELETE) && names_check_id(e->id, e->id_len, err))
+		return name_refused(err, code, op);
+	if (e->op == ENTRY_WRITE && e->body_len > US_BODY_MAX_BYTES)
+		return err_set(err, code, "%s entry: body of %zu bytes over the limit of %u", op,
+			       e->body_len, US_BODY_MAX_BYTES);
+	return 0;
+}
+
 /* Whether e may come next, as the writer would write it: 0, or code (the
  * writer's US_EINVAL, the reader's US_ECORRUPT) and a message without a
  * prefix. *at: the name a WRITE goes to, SIZE_MAX for a declaration. Changes
@@ -206,6 +235,8 @@ static int image_check(const struct image *im, const struct entry *e, int code, 
 	const char *op = entry_op_name(e->op);
 
 	*at = SIZE_MAX;
+	if (im->is_export)
+		return export_check(e, code, err);
 	if (e->op != ENTRY_WRITE && e->op != ENTRY_CREATE_FILE && e->op != ENTRY_SET_LOGGING)
 		return err_set(err, code, "a %s entry (op %u) has no place in a save", op, e->op);
 	if (e->account_len > US_ACCOUNT_MAX_LEN || e->file_len > US_FILE_MAX_LEN)
@@ -273,7 +304,10 @@ static int image_check(const struct image *im, const struct entry *e, int code, 
  * image_reserve first. */
 static void image_take(struct image *im, const struct entry *e, size_t at)
 {
-	if (e->op == ENTRY_WRITE) {
+	if (im->is_export) {
+		im->items += e->op == ENTRY_WRITE;
+		im->is_in_commit = !e->is_commit_end;
+	} else if (e->op == ENTRY_WRITE) {
 		struct image_name *n = &im->names[at];
 
 		if (e->section == SECTION_DATA)
@@ -313,6 +347,8 @@ static int check_header(const struct save_header *h, int code, struct us_err *er
 
 	if (h->kind < SAVE_KIND_SAVE || h->kind > SAVE_KIND_EXPORT)
 		return err_set(err, code, "save header: unknown kind %u", h->kind);
+	if (h->kind == SAVE_KIND_EXPORT && (h->scope_account[0] || h->scope_file[0]))
+		return err_set(err, code, "save header: an export (kind 3) has no scope");
 	if ((rc = check_str(h->ns, US_NAMESPACE_MAX_LEN, false, names_check_namespace,
 			    "namespace", code, err)) ||
 	    (rc = check_str(h->scope_account, US_ACCOUNT_MAX_LEN, true, names_check_account,
@@ -510,7 +546,7 @@ int save_writer_add(struct save_writer *w, const struct entry *e, struct us_err 
 		err_wrap(err, "cannot add entry %" PRIu64 " to a save", w->im.entries + 1);
 		return rc;
 	}
-	if (e->op != ENTRY_WRITE && (rc = image_reserve(&w->im, err)))
+	if (e->op != ENTRY_WRITE && !w->im.is_export && (rc = image_reserve(&w->im, err)))
 		return rc;
 	if (!w->is_block_open) {
 		buf_reset(&w->block);
@@ -519,8 +555,10 @@ int save_writer_add(struct save_writer *w, const struct entry *e, struct us_err 
 		w->is_block_open = true;
 	}
 	copy = *e;
-	copy.is_commit_end = true;
-	copy.time_ms = w->h.time_ms;
+	if (!w->im.is_export) { /* an image has no commits; an export keeps them */
+		copy.is_commit_end = true;
+		copy.time_ms = w->h.time_ms;
+	}
 	if ((rc = entry_block_add(&w->bw, &copy, err))) {
 		err_wrap(err, "cannot add entry %" PRIu64 " to a save", w->im.entries + 1);
 		if (w->bw.count == 0) { /* nothing in it: as before the call */
@@ -545,6 +583,9 @@ int save_writer_finish(struct save_writer *w, struct save_summary *out, struct u
 		err = &scratch;
 	if (w->state != W_OPEN)
 		return writer_refuse_state(w, err);
+	if (w->im.is_export && w->im.is_in_commit)
+		return err_set(err, US_EINVAL,
+			       "cannot finish an export inside a commit (its last entry has no END)");
 	if ((rc = writer_flush(w, err)))
 		return rc;
 	buf_reset(&w->out);
@@ -990,6 +1031,10 @@ static int reader_trailer(struct save_reader *r, uint64_t at, struct us_err *err
 	entries = buf_get_u64le(t);
 	frames = buf_get_u64le(t + 8);
 	files = buf_get_u64le(t + 16);
+	if (r->im.is_in_commit)
+		return err_set(err, US_ECORRUPT,
+			       "damaged export: it ends inside a commit (entry %" PRIu64 " has no END)",
+			       r->im.entries);
 	if (entries != r->im.entries || frames != r->frames || files != r->im.files)
 		return err_set(err, US_ECORRUPT,
 			       "damaged save: trailer at offset %" PRIu64 " counts %" PRIu64
@@ -1064,7 +1109,7 @@ static int reader_take(struct save_reader *r, const struct entry *e, struct us_e
 	size_t at;
 	int rc;
 
-	if (!e->is_commit_end || e->time_ms != r->h.time_ms)
+	if (!r->im.is_export && (!e->is_commit_end || e->time_ms != r->h.time_ms))
 		return err_set(err, US_ECORRUPT,
 			       "damaged save: entry %" PRIu64 " (frame at offset %" PRIu64
 			       ") is not a whole commit at the header's time",
@@ -1074,7 +1119,7 @@ static int reader_take(struct save_reader *r, const struct entry *e, struct us_e
 			 r->frame_offset);
 		return rc;
 	}
-	if (e->op != ENTRY_WRITE && (rc = image_reserve(&r->im, err)))
+	if (e->op != ENTRY_WRITE && !r->im.is_export && (rc = image_reserve(&r->im, err)))
 		return rc;
 	image_take(&r->im, e, at);
 	return 0;

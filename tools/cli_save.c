@@ -7,7 +7,8 @@
  * to stdout instead. On a terminal, stderr shows progress (items, MB, MB/s
  * and, from the item counts of the snapshot it reads, an ETA).
  *
- * dump reads a save file locally (lib/save.h) and prints its items. Lines
+ * dump reads a save or an export locally (lib/save.h) and prints its items
+ * (an export: every entry, its other ops on "#OP" lines). Lines
  * are printed as frames are read, each frame checked on its own; the whole
  * file's checksum is checked at the end, and a save that fails it (or is
  * truncated) exits 1 after the lines of the frames before the damage.
@@ -340,20 +341,59 @@ out_release:
 
 /* ---- dump ---- */
 
-static int dump_item(const struct entry *e, bool is_json, FILE *f)
+/* An export's op as dump names it ("DELETE", "CLEAR-FILE", ...). */
+static const char *dump_op_name(uint8_t op)
 {
+	switch (op) {
+	case ENTRY_WRITE: return "WRITE";
+	case ENTRY_DELETE: return "DELETE";
+	case ENTRY_CREATE_FILE: return "CREATE-FILE";
+	case ENTRY_CLEAR_FILE: return "CLEAR-FILE";
+	case ENTRY_DELETE_FILE: return "DELETE-FILE";
+	case ENTRY_SET_LOGGING: return "SET-LOGGING";
+	default: return "?";
+	}
+}
+
+/* The flag of a CREATE_FILE or SET_LOGGING as dump prints it. */
+static const char *dump_flag(const struct entry *e)
+{
+	if (e->op == ENTRY_CREATE_FILE)
+		return e->is_reset ? "reset" : e->flag ? "logged" : "unlogged";
+	return e->flag ? "on" : "off";
+}
+
+/* One entry: a save's item (is_export false: WRITEs only reach here), or an
+ * export's entry seq. Text: an item is ACCOUNT<TAB>FILE<TAB>ID<TAB>BODY
+ * (a DICT item's file "DICT FILE"); an export's other ops are
+ * "#OP<TAB>ACCOUNT<TAB>FILE[<TAB>ID or flag]". JSON: one object a line. */
+static int dump_entry(const struct entry *e, bool is_export, uint64_t seq, bool is_json,
+		      FILE *f)
+{
+	bool has_id = e->op == ENTRY_WRITE || e->op == ENTRY_DELETE;
+	bool has_section = has_id || e->op == ENTRY_CLEAR_FILE;
+	bool has_flag = e->op == ENTRY_CREATE_FILE || e->op == ENTRY_SET_LOGGING;
 	FILE *m;
 	char *text = NULL;
 	size_t text_len = 0;
-	int rc = 0;
+	json_t *o;
+	int rc;
 
 	if (!is_json) {
-		if (fprintf(f, "%.*s\t%s%.*s\t", (int)e->account_len, e->account,
-			    e->section == SECTION_DICT ? "DICT " : "", (int)e->file_len, e->file) < 0 ||
-		    cli_put_escaped(f, e->id, e->id_len) || putc('\t', f) < 0 ||
-		    cli_put_escaped(f, e->body, e->body_len) || putc('\n', f) < 0)
+		if (e->op != ENTRY_WRITE && fprintf(f, "#%s\t", dump_op_name(e->op)) < 0)
 			return -1;
-		return 0;
+		if (fprintf(f, "%.*s\t%s%.*s", (int)e->account_len, e->account,
+			    has_section && e->section == SECTION_DICT ? "DICT " : "",
+			    (int)e->file_len, e->file) < 0)
+			return -1;
+		if (has_id && (putc('\t', f) < 0 || cli_put_escaped(f, e->id, e->id_len)))
+			return -1;
+		if (e->op == ENTRY_WRITE &&
+		    (putc('\t', f) < 0 || cli_put_escaped(f, e->body, e->body_len)))
+			return -1;
+		if (has_flag && fprintf(f, "\t%s", dump_flag(e)) < 0)
+			return -1;
+		return putc('\n', f) < 0 ? -1 : 0;
 	}
 	/* JSON: the same escaped text as strings (bodies are bytes, JSON text is
 	 * UTF-8) */
@@ -367,16 +407,28 @@ static int dump_item(const struct entry *e, bool is_json, FILE *f)
 		free(text);
 		return -1;
 	}
-	{
-		json_t *o = json_pack("{s:s%,s:s%,s:b,s:s,s:s}", "account", e->account,
-				      e->account_len, "file", e->file, e->file_len, "dict",
-				      e->section == SECTION_DICT, "id", text, "body",
-				      text + strlen(text) + 1);
-
-		rc = o ? cli_print_json(f, o) : -1;
+	o = json_pack("{s:s%,s:s%}", "account", e->account, e->account_len, "file", e->file,
+		      e->file_len);
+	rc = o ? 0 : -1;
+	if (!rc && has_section)
+		rc = json_object_set_new(o, "dict", json_boolean(e->section == SECTION_DICT));
+	if (!rc && has_id)
+		rc = json_object_set_new(o, "id", json_string(text));
+	if (!rc && e->op == ENTRY_WRITE)
+		rc = json_object_set_new(o, "body", json_string(text + strlen(text) + 1));
+	if (!rc && is_export) {
+		rc = json_object_set_new(o, "op", json_string(dump_op_name(e->op)));
+		rc = rc ? rc : json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+		rc = rc ? rc : json_object_set_new(o, "time_ms", json_integer((json_int_t)e->time_ms));
+		rc = rc || !has_flag ? rc : json_object_set_new(o, "flag", json_string(dump_flag(e)));
+		rc = rc ? rc : json_object_set_new(o, "end", json_boolean(e->is_commit_end));
 	}
 	free(text);
-	return rc;
+	if (rc) {
+		json_decref(o);
+		return -1;
+	}
+	return cli_print_json(f, o);
 }
 
 int cmd_dump(struct cli *cli)
@@ -386,6 +438,7 @@ int cmd_dump(struct cli *cli)
 	struct save_header h;
 	struct us_err err;
 	struct entry e;
+	uint64_t seq = 0;   /* entries read */
 	FILE *f;
 	int rc;
 
@@ -398,9 +451,12 @@ int cmd_dump(struct cli *cli)
 		goto out;
 	}
 	while ((rc = save_reader_next(r, &e, &err)) == 1) {
-		if (e.op != ENTRY_WRITE)
-			continue;
-		if (dump_item(&e, cli->is_json, stdout)) {
+		bool is_export = h.kind == SAVE_KIND_EXPORT;
+
+		seq++;
+		if (e.op != ENTRY_WRITE && !is_export)
+			continue; /* a save's declarations */
+		if (dump_entry(&e, is_export, h.seq + seq, cli->is_json, stdout)) {
 			rc = cli_fail(EXIT_FAIL, "cannot write to stdout: %s", strerror(errno));
 			goto out;
 		}

@@ -346,7 +346,7 @@ static void test_round_trip(void **state)
 	buf_release(&b);
 
 	/* scopes: an account, an account's file */
-	h = header(SAVE_KIND_EXPORT);
+	h = header(SAVE_KIND_SAVE);
 	strcpy(h.scope_account, "SALES");
 	buf_init(&b);
 	write_save(&h, e, 3, &b, NULL);
@@ -954,9 +954,10 @@ static void test_trailer_counts(void **state)
 /* A save built by hand from any entries (first_seq: the frame's, 0: 1), so
  * that the reader meets what the writer never writes; trailer for the
  * entries as given (files: CREATE_FILE count, no per-file records). */
-static void hand_save(struct buf *b, const struct entry *e, size_t n, uint64_t first_seq)
+static void hand_save_kind(struct buf *b, uint8_t kind, const struct entry *e, size_t n,
+			   uint64_t first_seq)
 {
-	struct save_header h = header(SAVE_KIND_SAVE);
+	struct save_header h = header(kind);
 	struct entry_block_writer bw;
 	struct save_writer *w;
 	struct us_err err;
@@ -991,11 +992,112 @@ static void hand_save(struct buf *b, const struct entry *e, size_t n, uint64_t f
 	buf_release(&raw);
 }
 
+static void hand_save(struct buf *b, const struct entry *e, size_t n, uint64_t first_seq)
+{
+	hand_save_kind(b, SAVE_KIND_SAVE, e, n, first_seq);
+}
+
 static struct entry whole(struct entry e)
 {
 	e.is_commit_end = true;
 	e.time_ms = TIME_MS;
 	return e;
+}
+
+/* An export (kind 3) keeps a site's journaled commits as they were: any
+ * data or file op, each entry's time and END; it refuses what has no place
+ * in a journal's tail, and a tail that ends inside a commit, on both sides. */
+static void test_export(void **state)
+{
+	struct save_header h = header(SAVE_KIND_EXPORT), got_h;
+	struct save_mem_source m;
+	struct save_summary sum, rsum;
+	struct save_reader *r;
+	struct save_writer *w;
+	struct entry e[7], got;
+	struct us_err err;
+	struct buf b;
+	size_t n = 0;
+
+	(void)state;
+	e[0] = create_file("ACC", "NEW", true);
+	e[1] = item("ACC", "NEW", SECTION_DATA, "k1", 2, marks_body, sizeof(marks_body));
+	e[2] = names(ENTRY_DELETE, "ACC", "CUST");
+	e[2].id = (const uint8_t *)"old";
+	e[2].id_len = 3;
+	e[3] = names(ENTRY_CLEAR_FILE, "ACC", "CUST");
+	e[3].section = SECTION_DICT;
+	e[4] = names(ENTRY_DELETE_FILE, "ACC", "GONE");
+	e[5] = names(ENTRY_SET_LOGGING, "ACC", "NEW");
+	e[6] = item("ACC", "CUST", SECTION_DATA, "k2", 2, "v", 1);
+	for (size_t i = 0; i < 7; i++)
+		e[i].time_ms = TIME_MS + 10 * (i / 2); /* commits of two entries, then one */
+	e[1].is_commit_end = e[3].is_commit_end = e[5].is_commit_end = true;
+	e[6].is_commit_end = true;
+	buf_init(&b);
+	write_save(&h, e, 7, &b, &sum);
+	assert_true(sum.entries == 7 && sum.items == 2 && sum.files == 0);
+
+	m = (struct save_mem_source){ .p = b.p, .len = b.len };
+	assert_int_equal(save_reader_new(&r, save_mem_source, &m, &got_h, &err), 0);
+	assert_header_equal(&h, &got_h);
+	while (save_reader_next(r, &got, &err) == 1) {
+		assert_true(n < 7);
+		assert_int_equal(got.op, e[n].op);
+		assert_int_equal(got.is_commit_end, e[n].is_commit_end);
+		assert_true(got.time_ms == e[n].time_ms);
+		assert_bytes(e[n].account, e[n].account_len, got.account, got.account_len);
+		assert_bytes(e[n].file, e[n].file_len, got.file, got.file_len);
+		assert_bytes(e[n].id, e[n].id_len, got.id, got.id_len);
+		assert_int_equal(got.section, e[n].section);
+		n++;
+	}
+	assert_int_equal(n, 7);
+	rsum = *save_reader_summary(r);
+	assert_true(rsum.entries == 7 && rsum.items == 2 && rsum.xxh64 == sum.xxh64);
+	save_reader_free(r);
+
+	/* what has no place: a heartbeat; a bad id; finishing inside a commit */
+	assert_int_equal(save_writer_new(&w, &h, save_buf_sink, &b, &err), 0);
+	{
+		struct entry hb = names(ENTRY_HEARTBEAT, "", "");
+		struct entry bad = item("ACC", "F", SECTION_DATA, "", 0, "v", 1);
+		struct entry open_commit = item("ACC", "F", SECTION_DATA, "k", 1, "v", 1);
+
+		assert_int_equal(save_writer_add(w, &hb, &err), US_EINVAL);
+		assert_msg(&err, "no place in an export");
+		assert_int_equal(save_writer_add(w, &bad, &err), US_EINVAL);
+		assert_int_equal(save_writer_add(w, &open_commit, &err), 0);
+		assert_int_equal(save_writer_finish(w, NULL, &err), US_EINVAL);
+		assert_msg(&err, "inside a commit");
+	}
+	save_writer_free(w);
+
+	/* the reader calls an export cut inside a commit damaged (a hand-made
+	 * one whose last entry has no END); the same entries with END read */
+	{
+		struct entry x[2];
+		struct buf hb;
+
+		x[0] = item("ACC", "F", SECTION_DATA, "k", 1, "v", 1);
+		x[1] = x[0];
+		x[0].time_ms = x[1].time_ms = TIME_MS - 7;
+		hand_save_kind(&hb, SAVE_KIND_EXPORT, x, 2, 0);
+		assert_true(read_save(hb.p, hb.len, NULL, NULL, NULL, NULL, &err) == US_ECORRUPT);
+		assert_msg(&err, "ends inside a commit");
+		buf_release(&hb);
+		x[1].is_commit_end = true;
+		hand_save_kind(&hb, SAVE_KIND_EXPORT, x, 2, 0);
+		assert_int_equal(read_save(hb.p, hb.len, NULL, NULL, &n, NULL, &err), 0);
+		assert_int_equal(n, 2);
+		buf_release(&hb);
+		/* as a save (kind 1), the same open commit is refused at once */
+		hand_save_kind(&hb, SAVE_KIND_SAVE, x, 2, 0);
+		assert_true(read_save(hb.p, hb.len, NULL, NULL, NULL, NULL, &err) == US_ECORRUPT);
+		assert_msg(&err, "not a whole commit");
+		buf_release(&hb);
+	}
+	buf_release(&b);
 }
 
 /* The reader checks every entry as the writer does. */
@@ -1284,6 +1386,7 @@ int main(void)
 		cmocka_unit_test(test_frame_lengths),
 		cmocka_unit_test(test_trailer_counts),
 		cmocka_unit_test(test_reader_checks_entries),
+		cmocka_unit_test(test_export),
 		cmocka_unit_test(test_file_io),
 		cmocka_unit_test(test_source_error),
 	};

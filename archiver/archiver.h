@@ -13,6 +13,7 @@
 
 #include "rpc.h"
 #include "committer.h"
+#include "repl_pull.h"
 #include "repl_recv.h"
 #include "save_service.h"
 #include "store.h"
@@ -54,6 +55,7 @@ struct archiver_ns {
 	/* Its group commit while it is primary here (promoted), else NULL; set
 	 * under r.lock, freed at exit after the server stopped. */
 	struct committer *committer;
+	struct archiver *a;          /* its archiver (set at creation) */
 };
 
 static inline struct archiver_ns *archiver_ns_of(struct repl_ns *ns)
@@ -77,7 +79,15 @@ struct archiver {
 	 * its syncer; its hooks are replication.c's. */
 	struct repl_recv *recv;
 	struct repl_recv_ops recv_ops;
+	/* The sending end of Pull (lib/repl_pull.c): a rejoined site follows a
+	 * namespace promoted here. */
+	struct repl_pull *pull;
 };
+
+/* A group commit for ns's store st (promoted here), which wakes the
+ * namespace's pull after each group. */
+int archiver_committer_new(struct archiver *a, struct repl_ns *ns, struct store *st,
+			   struct committer **out, struct us_err *err);
 
 /* Finds namespace name, opening (and creating, when is_create) its store.
  * US_ENOTFOUND for an unknown one (is_create false), US_EPERM for one the

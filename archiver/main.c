@@ -274,6 +274,7 @@ int main(int argc, char **argv)
 		goto out_ns;
 	}
 	n_bidi += repl_recv_methods(a->recv, bidi + n_bidi, 4 - n_bidi);
+	n_bidi += repl_pull_methods(a->pull, bidi + n_bidi, 4 - n_bidi);
 
 	rpc_set_log_hook(log_grpc_line);
 	rpc_global_init();
@@ -289,6 +290,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		rpc_global_shutdown();
 		repl_recv_free(a->recv);
+		repl_pull_free(a->pull);
 		archive_stop(a);
 		goto out_ns;
 	}
@@ -299,10 +301,12 @@ int main(int argc, char **argv)
 		sig = SIGTERM;
 	log_info("event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	repl_recv_end_all(a->recv); /* streams never end by themselves */
+	repl_pull_end(a->pull, NULL, "the archiver is stopping");
 	archive_stop(a);        /* a save in progress is given up, its call answered */
 	rpc_server_stop(a->rpc, 5000);
 	rpc_global_shutdown();
 	repl_recv_free(a->recv); /* last sync of what the pushes applied */
+	repl_pull_free(a->pull);
 	rc = 0;
 out_ns:
 	archive_free(a); /* the server is stopped: no call reaches it */

@@ -57,6 +57,26 @@ static int open_store(struct archiver *a, const char *name, struct store **out,
 	return 0;
 }
 
+static void on_ns_written(void *arg, uint64_t last_seq)
+{
+	struct repl_ns *ns = arg;
+
+	(void)last_seq;
+	repl_pull_notify(archiver_ns_of(ns)->a->pull, ns->name);
+}
+
+int archiver_committer_new(struct archiver *a, struct repl_ns *ns, struct store *st,
+			   struct committer **out, struct us_err *err)
+{
+	int rc;
+
+	(void)a;
+	if ((rc = committer_new(out, st, err)))
+		return rc;
+	committer_on_written(*out, on_ns_written, ns);
+	return 0;
+}
+
 /* Adds namespace name with its store. With is_kept_unavailable (at start),
  * a store that does not open (a full disk, say) still adds the namespace,
  * unavailable: the others are served meanwhile, and the site's next Hello
@@ -75,6 +95,7 @@ static int open_ns(struct archiver *a, const char *name, bool is_kept_unavailabl
 	if (!an)
 		return err_set(err, US_ENOMEM, "out of memory");
 	ns = &an->r;
+	an->a = a;
 	repl_ns_init(ns, name);
 	if ((rc = open_store(a, name, &ns->store, &ns->durable_seq, err))) {
 		if (!is_kept_unavailable) {
@@ -85,7 +106,7 @@ static int open_ns(struct archiver *a, const char *name, bool is_kept_unavailabl
 		log_error("ns=%s event=store_unavailable reason=\"%s\"", name, err->msg);
 		ns->is_swapping = true; /* refuses readers while store is NULL */
 	} else if (store_role(ns->store) == ROLE_PRIMARY &&
-		   (rc = committer_new(&an->committer, ns->store, err))) {
+		   (rc = archiver_committer_new(a, ns, ns->store, &an->committer, err))) {
 		/* promoted before a restart: it takes its commits again */
 		store_close(ns->store);
 		repl_ns_destroy(ns);
@@ -148,7 +169,7 @@ int archiver_ns_reopen(struct archiver *a, struct repl_ns *ns, struct us_err *er
 	if ((rc = open_store(a, ns->name, &st, &durable, err)))
 		return rc;
 	/* promoted before it became unavailable: it takes its commits again */
-	if (store_role(st) == ROLE_PRIMARY && (rc = committer_new(&cm, st, err))) {
+	if (store_role(st) == ROLE_PRIMARY && (rc = archiver_committer_new(a, ns, st, &cm, err))) {
 		store_close(st);
 		return rc;
 	}
@@ -422,7 +443,7 @@ int archiver_promote(struct archiver *a, struct repl_ns *ns, bool is_force,
 	}
 	/* the writer first: once promoted, nothing may fail on the way to
 	 * taking commits */
-	if ((rc = committer_new(&cm, ns->store, err)))
+	if ((rc = archiver_committer_new(a, ns, ns->store, &cm, err)))
 		goto out;
 	if ((rc = store_promote(ns->store, &pos, err))) {
 		committer_free(cm);

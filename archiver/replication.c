@@ -1,7 +1,8 @@
 /*
  * replication.c - the archiver's hooks for the receiving end of the stream
  * (lib/repl_recv.h): its namespaces, their directories and the swap of a
- * full copy. Everything about the stream itself is in lib/repl_recv.c.
+ * full copy; and the sending end of Pull (lib/repl_pull.h), for a site
+ * that follows a namespace promoted here. Everything about the stream itself is in lib/repl_recv.c.
  */
 #include "archiver.h"
 #include "log.h"
@@ -40,6 +41,9 @@ static int swap_store(void *arg, struct repl_ns *ns, struct us_err *err)
 
 int archiver_replication_start(struct archiver *a, struct us_err *err)
 {
+	struct repl_pull_ops pull_ops;
+	int rc;
+
 	a->recv_ops = (struct repl_recv_ops){
 		.get_ns = get_ns,
 		.ns_at = ns_at,
@@ -52,5 +56,13 @@ int archiver_replication_start(struct archiver *a, struct us_err *err)
 		.seed_opts = {.role = ROLE_STANDBY, .max_body = a->cfg.max_body,
 			      .cache = a->cache, .reserve = &a->cfg.reserve},
 	};
-	return repl_recv_new(&a->recv, &a->recv_ops, err);
+	if ((rc = repl_recv_new(&a->recv, &a->recv_ops, err)))
+		return rc;
+	pull_ops = (struct repl_pull_ops){.store_ops = &a->store_ops,
+					  .on_event = log_event_line, .arg = a};
+	if ((rc = repl_pull_new(&a->pull, &pull_ops, err))) {
+		repl_recv_free(a->recv);
+		a->recv = NULL;
+	}
+	return rc;
 }

@@ -8,10 +8,12 @@
 #ifndef US_COLLECTOR_H
 #define US_COLLECTOR_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "committer.h"
 #include "guard.h"
+#include "repl_follow.h"
 #include "repl_send.h"
 #include "retention.h"
 #include "config.h"
@@ -44,6 +46,7 @@ struct collector_config {
 	uint64_t snapshot_ttl_ms;
 	uint64_t max_snapshots;
 	uint64_t save_max_rate;         /* bytes a second per save; 0: no bound */
+	int rejoin_mode;                /* 0 auto, 1 manual */
 };
 
 struct collector {
@@ -59,7 +62,16 @@ struct collector {
 	struct store_service_ops store_ops; /* the Store service's view of this collector */
 	struct snapshots *snapshots;  /* open snapshots of the store (their own lock) */
 	struct save_service_ops save_ops; /* Admin.Save's view: streamed saves only */
+	/* Rejoin and follow the primary once fenced (follow_lock: started
+	 * once, by start-up or by the first link told of the fence) */
+	pthread_mutex_t follow_lock;
+	struct repl_follower *follower;
+	char export_dir[1100];        /* DATA_DIR/exports */
 };
+
+/* Starts the follower unless it runs (role fenced, rejoining or standby).
+ * Any thread. */
+int collector_start_follower(struct collector *col, struct us_err *err);
 
 /* The Admin service's method table (collector/admin_service.c); arg of every
  * method is the struct collector. */

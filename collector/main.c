@@ -46,6 +46,7 @@
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const commit_modes[] = {"async", "sync", NULL};
 static const char *const fallbacks[] = {"block", "async", NULL};
+static const char *const rejoin_modes[] = {"auto", "manual", NULL};
 
 static int check_ns_value(const char *v, struct us_err *err)
 {
@@ -81,6 +82,9 @@ static const struct config_key collector_keys[] = {
 	 "heartbeat to each archiver when idle this long"},
 	{"commit", CFG_ENUM, F(commit_mode), 0, "async", 0, 0, commit_modes, NULL,
 	 "async (answer once durable here) or sync (once durable on an archiver too)"},
+	{"rejoin", CFG_ENUM, F(rejoin_mode), 0, "auto", 0, 0, rejoin_modes, NULL,
+	 "once superseded (fenced): auto rejoins the primary at once (export of this site's "
+	 "own tail, rewind, follow); manual waits for `understudy rejoin`"},
 	{"max_lag", CFG_DURATION, F(max_lag_ms), 0, "5m", 0, 0, NULL, NULL,
 	 "async: commits wait, then fail UNAVAILABLE, rather than leave updates older than "
 	 "this unshipped (0: no bound)"},
@@ -135,6 +139,12 @@ static void admit_commit(void *arg, struct ns_handle *h,
 	struct collector *col = arg;
 
 	(void)h;
+	/* not primary: the store refuses it, naming the role; the loss bound
+	 * is a primary's */
+	if (store_role(col->store) != ROLE_PRIMARY) {
+		go(ctx, 0, NULL);
+		return;
+	}
 	guard_admit(col->guard, go, ctx);
 }
 
@@ -186,6 +196,25 @@ static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const 
 		 "reason=\"superseded: no commits here until this site rejoins\"",
 		 col->cfg.ns, primary, (unsigned long long)generation,
 		 (unsigned long long)first_seq);
+	if (col->cfg.rejoin_mode == 0 && collector_start_follower(col, &err))
+		log_error("ns=%s event=follower_failed reason=\"%s\"", col->cfg.ns, err.msg);
+}
+
+int collector_start_follower(struct collector *col, struct us_err *err)
+{
+	struct repl_follower_opts o = {.store = col->store, .ns = col->cfg.ns,
+				       .export_dir = col->export_dir,
+				       .heartbeat_ms = col->cfg.heartbeat_ms,
+				       .on_event = log_event_line, .arg = col};
+	int rc = 0;
+
+	if (store_role(col->store) == ROLE_PRIMARY)
+		return 0;
+	pthread_mutex_lock(&col->follow_lock);
+	if (!col->follower)
+		rc = repl_follower_new(&col->follower, &o, err);
+	pthread_mutex_unlock(&col->follow_lock);
+	return rc;
 }
 
 /* Committer hook: new journal entries; wake every link. */
@@ -338,9 +367,17 @@ int main(int argc, char **argv)
 
 	rpc_set_log_hook(log_grpc_line);
 	rpc_global_init();
-	if (start_links(&col, &err) || start_retention(&col, &err)) {
+	pthread_mutex_init(&col.follow_lock, NULL);
+	snprintf(col.export_dir, sizeof(col.export_dir), "%s/exports", col.cfg.data_dir);
+	/* a fenced site waits for `understudy rejoin` with rejoin = manual; a
+	 * rejoined one follows its primary again at once */
+	if (start_links(&col, &err) || start_retention(&col, &err) ||
+	    ((col.cfg.rejoin_mode == 0 || store_role(col.store) != ROLE_FENCED) &&
+	     collector_start_follower(&col, &err))) {
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
+		retention_free(col.retention);
 		stop_links(&col);
+		repl_follower_free(col.follower);
 		goto out_committer;
 	}
 	struct rpc_server_opts ropts = {
@@ -354,6 +391,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		retention_free(col.retention);
 		stop_links(&col);
+		repl_follower_free(col.follower);
 		goto out_committer;
 	}
 	{
@@ -376,7 +414,9 @@ int main(int argc, char **argv)
 	committer_free(col.committer);
 	col.committer = NULL;
 	retention_free(col.retention);
-	stop_links(&col);
+	stop_links(&col); /* first: a link told of a fence starts the follower */
+	repl_follower_free(col.follower);
+	col.follower = NULL;
 out_committer:
 	committer_free(col.committer);
 	snapshots_free(col.snapshots); /* no call is in flight: the server stopped */

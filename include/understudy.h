@@ -263,6 +263,13 @@ typedef struct us_status {
 	uint64_t primary_generation;
 	uint64_t fork_seq;        /* fenced: where its history forked from the primary's */
 	uint64_t divergent_entries; /* fenced: its own entries from fork_seq on */
+	/* rejoining or standby: following the primary (Replication.Pull) */
+	int is_following;         /* connected to it now */
+	uint64_t master_seq;      /* the primary's last seq, as last told */
+	uint64_t lag_entries;
+	char export_path[1200];   /* the last rejoin's export ("" none) */
+	uint64_t exported;        /* entries in it */
+	char follow_error[US_ERR_MSG_MAX]; /* the last rejoin or pull failure ("" none) */
 	us_archiver_link_t *archivers;
 	size_t n_archivers;
 	/* archiver */
@@ -295,6 +302,25 @@ typedef struct us_promoted {
 } us_promoted_t;
 
 int us_promote(us_client_t *c, const char *ns, int force, us_promoted_t *out, us_err_t *err);
+
+/* Admin.Rejoin (collector, the first address): a fenced site exports its own
+ * tail, rewinds to its primary's state and follows it; waits for the rewind.
+ * ns may be NULL (the collector's). A site that rejoined already:
+ * was_rejoined, nothing changed. */
+typedef struct us_rejoined {
+	int was_rejoined;
+	char role[16];            /* rejoining or standby */
+	char primary[256];
+	uint64_t generation;
+	uint64_t seq;             /* where the rewind put the store */
+	uint64_t fork_seq;
+	char export_path[1200];   /* "" when the site had no own tail */
+	uint64_t exported;
+	uint64_t keys;            /* items and files moved */
+	uint64_t bytes;           /* bytes read from the primary */
+} us_rejoined_t;
+
+int us_rejoin(us_client_t *c, const char *ns, us_rejoined_t *out, us_err_t *err);
 
 #ifdef __cplusplus
 }

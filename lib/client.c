@@ -801,6 +801,40 @@ int us_promote(us_client_t *c, const char *ns, int force, us_promoted_t *out, us
 	return 0;
 }
 
+int us_rejoin(us_client_t *c, const char *ns, us_rejoined_t *out, us_err_t *err)
+{
+	Understudy__V1__RejoinRequest req;
+	Understudy__V1__RejoinResponse *ans;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	use_node(c, 0); /* the site named first */
+	understudy__v1__rejoin_request__init(&req);
+	req.namespace_ = (char *)(ns ? ns : "");
+	rc = call_unary(c, "/understudy.v1.Admin/Rejoin", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	ans = understudy__v1__rejoin_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!ans)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to Rejoin from %s",
+			       c->addr);
+	memset(out, 0, sizeof(*out));
+	out->was_rejoined = ans->was_rejoined;
+	snprintf(out->role, sizeof(out->role), "%s", ans->role);
+	snprintf(out->primary, sizeof(out->primary), "%s", ans->primary);
+	out->generation = ans->generation;
+	out->seq = ans->seq;
+	out->fork_seq = ans->fork_seq;
+	snprintf(out->export_path, sizeof(out->export_path), "%s", ans->export_path);
+	out->exported = ans->exported;
+	out->keys = ans->keys;
+	out->bytes = ans->bytes;
+	understudy__v1__rejoin_response__free_unpacked(ans, NULL);
+	return 0;
+}
+
 int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 {
 	Understudy__V1__StatusRequest req;
@@ -842,6 +876,12 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 	s->primary_generation = out->primary_generation;
 	s->fork_seq = out->fork_seq;
 	s->divergent_entries = out->divergent_entries;
+	s->is_following = out->following;
+	s->master_seq = out->master_seq;
+	s->lag_entries = out->lag_entries;
+	snprintf(s->export_path, sizeof(s->export_path), "%s", out->export_path);
+	s->exported = out->exported;
+	snprintf(s->follow_error, sizeof(s->follow_error), "%s", out->follow_error);
 	s->n_archivers = out->n_archivers;
 	for (size_t i = 0; i < out->n_archivers; i++) {
 		const Understudy__V1__ArchiverLink *a = out->archivers[i];

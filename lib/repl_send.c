@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "event.h"
 #include "log.h"
+#include "role.h"
 #include "save.h"
 #include "rpc.h"
 #include "stream.h"
@@ -665,6 +666,16 @@ static void *link_main(void *arg)
 		int rc;
 
 		err_clear(&err);
+		if (store_role(l->store) != ROLE_PRIMARY) {
+			/* fenced, or following a primary elsewhere: nothing of
+			 * this node's to send until it is primary again */
+			until = clock_deadline(US_LINK_BACKOFF_MAX_MS / 5);
+			pthread_mutex_lock(&l->lock);
+			if (!l->is_stopping)
+				pthread_cond_timedwait(&l->cond, &l->lock, &until);
+			pthread_mutex_unlock(&l->lock);
+			continue;
+		}
 		rc = run_session(l, &ss, &err);
 		end_session(l, &ss);
 		set_state(l, LINK_IDLE);

@@ -657,6 +657,144 @@ static int fence_locked(struct store *s, const struct store_primary_info *p, str
 	return 0;
 }
 
+static int rewind_locked(struct store *s, const struct store_rewind *rw, struct us_err *err);
+static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+		    enum ns_role role, uint64_t seq, bool *is_journaled, struct us_err *err);
+
+int store_rewind(struct store *s, const struct store_rewind *rw, struct us_err *err)
+{
+	int rc;
+
+	store__perf_off();
+	pthread_mutex_lock(&s->role_lock);
+	rc = rewind_locked(s, rw, err);
+	pthread_mutex_unlock(&s->role_lock);
+	return rc;
+}
+
+/* Deletes every key of tag (one byte) in b. */
+static void delete_tag(rocksdb_writebatch_t *b, char tag)
+{
+	char lo[1] = {tag}, hi[1] = {(char)(tag + 1)};
+
+	rocksdb_writebatch_delete_range(b, lo, 1, hi, 1);
+}
+
+static int rewind_locked(struct store *s, const struct store_rewind *rw, struct us_err *err)
+{
+	uint8_t posv[POS_BYTES], first[8], role = ROLE_REJOINING;
+	uint8_t genkey[KEY_GEN_BYTES];
+	struct store_position pos;
+	rocksdb_writebatch_t *b;
+	char *errptr = NULL;
+	int rc = 0;
+
+	if (store_role(s) != ROLE_FENCED)
+		return err_set(err, US_EPRECOND, "cannot rewind: only a fenced node is, this node is %s",
+			       role_name(store_role(s)));
+	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
+		return rc;
+	store_get_position(s, &pos);
+	if (rw->to.generation <= pos.generation || rw->first_seq == 0 ||
+	    rw->first_seq > rw->to.seq + 1 || rw->to.seq > US_SEQ_MAX)
+		return err_set(err, US_EINVAL,
+			       "cannot rewind from generation %llu to generation %llu at seq %llu "
+			       "(from seq %llu)",
+			       (unsigned long long)pos.generation,
+			       (unsigned long long)rw->to.generation, (unsigned long long)rw->to.seq,
+			       (unsigned long long)rw->first_seq);
+	if (catalog_copy(&s->cat_saved, &s->cat))
+		return err_set(err, US_ENOMEM, "out of memory");
+	b = rocksdb_writebatch_create();
+	/* the journal goes: it holds this node's own tail, which the export
+	 * kept; the primary's history continues from to.seq + 1 */
+	delete_tag(b, 'J');
+	delete_tag(b, 'H');
+	for (size_t i = 0; i < rw->n_image && rc == 0; i++) {
+		bool is_journaled;
+
+		rc = apply_op(s, b, &rw->image[i], ROLE_STANDBY, rw->to.seq, &is_journaled, err);
+		if (rc) {
+			if (rc == US_ENOMEM)
+				err_set(err, rc, "out of memory");
+			err_wrap(err, "rewind entry %zu (%s)", i + 1, entry_op_name(rw->image[i].op));
+		}
+	}
+	if (rc) {
+		rocksdb_writebatch_destroy(b);
+		catalog_copy(&s->cat, &s->cat_saved);
+		return rc;
+	}
+	encode_pos(posv, &rw->to);
+	store__key_gen(genkey, rw->to.generation);
+	buf_put_u64le(first, rw->first_seq);
+	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
+	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
+	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
+	{
+		struct store_primary_info p;
+		struct buf v;
+
+		store_primary(s, &p);
+		buf_init(&v);
+		if (buf_append_u64le(&v, rw->to.generation) || buf_append_u64le(&v, rw->first_seq) ||
+		    buf_append(&v, p.addr, strnlen(p.addr, sizeof(p.addr)))) {
+			buf_release(&v);
+			rocksdb_writebatch_destroy(b);
+			catalog_copy(&s->cat, &s->cat_saved);
+			return err_set(err, US_ENOMEM, "out of memory");
+		}
+		rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+		buf_release(&v);
+	}
+	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot rewind the store"))) {
+		struct us_err lerr;
+
+		if (catalog_load(s, &lerr))
+			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
+		return rc;
+	}
+	pthread_mutex_lock(&s->pos_lock);
+	s->pos = rw->to;
+	s->primary.generation = rw->to.generation;
+	s->primary.first_seq = rw->first_seq;
+	pthread_mutex_unlock(&s->pos_lock);
+	store_set_role(s, ROLE_REJOINING);
+	return 0;
+}
+
+static int caught_up_locked(struct store *s, struct us_err *err)
+{
+	uint8_t role = ROLE_STANDBY;
+	char *errptr = NULL;
+	int rc;
+
+	if (store_role(s) == ROLE_STANDBY)
+		return 0;
+	if (store_role(s) != ROLE_REJOINING)
+		return err_set(err, US_EPRECOND, "only a rejoining node catches up, this node is %s",
+			       role_name(store_role(s)));
+	if ((rc = store__check_writable(s, err)))
+		return rc;
+	rocksdb_put(s->db, s->write_opts, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1, &errptr);
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot write the store's role")))
+		return rc;
+	store_set_role(s, ROLE_STANDBY);
+	return 0;
+}
+
+int store_caught_up(struct store *s, struct us_err *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->role_lock);
+	rc = caught_up_locked(s, err);
+	pthread_mutex_unlock(&s->role_lock);
+	return rc;
+}
+
 void store_primary(struct store *s, struct store_primary_info *out)
 {
 	pthread_mutex_lock(&s->pos_lock);

@@ -92,7 +92,8 @@ struct store_primary_info {
  * refused (US_EPRECOND) with a message naming the primary. Fencing a fenced
  * store changes nothing; any other role is US_EPRECOND. */
 int store_fence(struct store *s, const struct store_primary_info *primary, struct us_err *err);
-/* *out: the primary that superseded this node (addr "" and 0s if none). */
+/* *out: the primary that superseded this node, and that it follows once
+ * rejoined (addr "" and 0s if none). */
 void store_primary(struct store *s, struct store_primary_info *out);
 /* The history: the first seq of generation (what a promote, a full copy or
  * the store's creation recorded); US_ENOTFOUND for one it does not hold. */
@@ -149,6 +150,26 @@ struct store_position {
 	uint64_t chain;       /* the history chain after seq (entry.h, entry_chain) */
 };
 void store_get_position(struct store *s, struct store_position *pos);
+
+/* Rewind: a fenced node takes the namespace's primary's state and history,
+ * in one synced batch: the image's entries (applied as a standby applies
+ * them: WRITE, DELETE, CREATE_FILE, DELETE_FILE, SET_LOGGING, for exactly
+ * what the two histories touched since they forked) on top of what it
+ * holds, its journal dropped (its own tail was exported before; the
+ * primary's history goes on from to.seq + 1), the position to, the history
+ * record (to.generation, first_seq) and role rejoining; the primary it
+ * follows stays recorded (store_primary) at its generation. US_EPRECOND unless fenced; a refused entry changes
+ * nothing. */
+struct store_rewind {
+	struct store_position to;  /* the primary's position the image is at */
+	uint64_t first_seq;        /* the first seq of to.generation */
+	struct entry *image;
+	size_t n_image;
+};
+int store_rewind(struct store *s, const struct store_rewind *rw, struct us_err *err);
+/* A rejoining node has caught up with its primary: role standby, written
+ * (synced). A standby already: nothing. Any other role is US_EPRECOND. */
+int store_caught_up(struct store *s, struct us_err *err);
 
 /* A snapshot: the store as it was after one commit, for reads that must see
  * one state however long they run and however fast writes go on (a RocksDB

@@ -58,6 +58,13 @@
  * many raw bytes; a receiver refuses a raw block over the max (one commit at
  * its largest plus framing). */
 #define US_FRAME_TARGET_BYTES (256u * 1024u)
+/* A rejoin's rewind (lib/rejoin.h) holds what the divergence touched, read
+ * from the primary, in memory and writes it in one batch: over this many
+ * bytes of names, ids and bodies it is refused (rebuild from a save). */
+#define US_REWIND_MAX_BYTES (512u * 1024u * 1024u)
+/* Admin.Rejoin waits this long for the rewind before it answers a timeout
+ * (the rejoin goes on by itself). */
+#define US_REJOIN_WAIT_MS 30000u
 #define US_FRAME_MAX_RAW_BYTES (US_COMMIT_MAX_BYTES + 8u * 1024u * 1024u)
 /* Saves, full copies and exports (docs/save-format.md): the writer fills a
  * frame's entry block until it reaches the target, so a frame holds less

@@ -170,6 +170,15 @@ static int cmd_status(struct cli *cli)
 						    json_integer((json_int_t)st->fork_seq));
 				json_object_set_new(o, "divergent_entries",
 						    json_integer((json_int_t)st->divergent_entries));
+				json_object_set_new(o, "following", json_boolean(st->is_following));
+				json_object_set_new(o, "master_seq",
+						    json_integer((json_int_t)st->master_seq));
+				json_object_set_new(o, "lag_entries",
+						    json_integer((json_int_t)st->lag_entries));
+				json_object_set_new(o, "export_path", json_string(st->export_path));
+				json_object_set_new(o, "exported",
+						    json_integer((json_int_t)st->exported));
+				json_object_set_new(o, "follow_error", json_string(st->follow_error));
 			}
 		}
 		us_status_free(st);
@@ -203,12 +212,23 @@ static int cmd_status(struct cli *cli)
 		       (unsigned long long)st->last_seq,
 		       (unsigned long long)st->journal_first_seq, st->commit_mode,
 		       (unsigned long long)st->snapshots);
-		if (st->primary[0])
+		if (st->primary[0] && strcmp(st->role, "fenced") == 0)
 			printf("primary: %s (generation %llu): this site is fenced\n"
 			       "fork_seq: %llu\ndivergent_entries: %llu\n",
 			       st->primary, (unsigned long long)st->primary_generation,
 			       (unsigned long long)st->fork_seq,
 			       (unsigned long long)st->divergent_entries);
+		else if (st->primary[0])
+			printf("primary: %s (generation %llu): this site follows it\n"
+			       "following: %s\nmaster_seq: %llu\nlag_entries: %llu\n",
+			       st->primary, (unsigned long long)st->primary_generation,
+			       st->is_following ? "yes" : "no", (unsigned long long)st->master_seq,
+			       (unsigned long long)st->lag_entries);
+		if (st->export_path[0])
+			printf("export: %s (%llu entries: this site's own commits after the fork)\n",
+			       st->export_path, (unsigned long long)st->exported);
+		if (st->follow_error[0])
+			printf("follow_error: %s\n", st->follow_error);
 		for (size_t i = 0; i < st->n_archivers; i++)
 			printf("archiver %s connected=%s acked_seq=%llu lag_entries=%llu\n",
 			       st->archivers[i].addr, st->archivers[i].is_connected ? "yes" : "no",
@@ -645,6 +665,43 @@ static int cmd_promote(struct cli *cli)
 	return 0;
 }
 
+static int cmd_rejoin(struct cli *cli)
+{
+	us_rejoined_t rj;
+	us_err_t err;
+
+	if (us_rejoin(cli->client, cli->n_args ? cli->args[0] : NULL, &rj, &err))
+		return cli_fail_err(&err);
+	if (cli->is_json) {
+		json_t *o = json_pack("{s:b,s:s,s:s,s:I,s:I,s:I,s:s,s:I,s:I,s:I}", "was_rejoined",
+				      rj.was_rejoined, "role", rj.role, "primary", rj.primary,
+				      "generation", (json_int_t)rj.generation, "seq",
+				      (json_int_t)rj.seq, "fork_seq", (json_int_t)rj.fork_seq,
+				      "export_path", rj.export_path, "exported",
+				      (json_int_t)rj.exported, "keys", (json_int_t)rj.keys, "bytes",
+				      (json_int_t)rj.bytes);
+
+		return cli_print_json(stdout, o);
+	}
+	if (rj.was_rejoined) {
+		printf("rejoined already: %s, following %s at generation %llu (seq %llu): nothing "
+		       "changed\n",
+		       rj.role, rj.primary, (unsigned long long)rj.generation,
+		       (unsigned long long)rj.seq);
+		return 0;
+	}
+	printf("rejoined: %s, following %s at generation %llu from seq %llu (forked at seq %llu); "
+	       "moved %llu items and files, %llu bytes\n",
+	       rj.role, rj.primary, (unsigned long long)rj.generation, (unsigned long long)rj.seq,
+	       (unsigned long long)rj.fork_seq, (unsigned long long)rj.keys,
+	       (unsigned long long)rj.bytes);
+	if (rj.export_path[0])
+		printf("exported %llu entries (this site's own commits after the fork, not in the "
+		       "primary) to %s: understudy dump reads it\n",
+		       (unsigned long long)rj.exported, rj.export_path);
+	return 0;
+}
+
 /* ---- table and main ---- */
 
 static const struct command commands[] = {
@@ -707,6 +764,10 @@ static const struct command commands[] = {
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
 	 "differs; the old copy is kept aside, the next site to connect starts a new one",
 	 cmd_adopt, false},
+	{"rejoin", 0, 1, "rejoin [NS]",
+	 "on a collector whose namespace was promoted elsewhere: export its own tail, rewind "
+	 "to the primary and follow it (it does so by itself once fenced; this waits for it)",
+	 cmd_rejoin, false},
 	{"promote", 1, 1, "promote NS [--force]",
 	 "on the archiver: take over NS's role (generation + 1); its commits go there until "
 	 "the site rejoins; refused while the site is connected unless --force, which fences it",

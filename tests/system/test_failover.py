@@ -41,8 +41,11 @@ NS, NS_B, ACC = "site-a", "site-b", "ACC"
 class FailoverTest(SystemTest):
 
     def start_pair(self):
+        # these tests look at the fenced site: it rejoins only when told
+        # (test_rejoin.py has the rejoin itself)
         arch = self.start_archiver()
-        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms",
+                                   rejoin="manual")
         self.cli_ok("create-file", NS, ACC, "F", collector=col)
         return arch, col
 

@@ -513,6 +513,87 @@ static void test_fence(void **state)
 	store_close(s);
 }
 
+/* Rewind: a fenced store takes the primary's state of what the divergence
+ * touched, its position and history, in one batch; its journal goes; role
+ * rejoining, then standby once caught up. Refused unless fenced, and a
+ * refused entry changes nothing. */
+static void test_rewind(void **state)
+{
+	struct store *s = open_store(*state, 0);
+	struct entry mk[2] = {op(ENTRY_CREATE_FILE, "ACC", "F", NULL, NULL),
+			      op(ENTRY_CREATE_FILE, "ACC", "G", NULL, NULL)};
+	struct entry w = op(ENTRY_WRITE, "ACC", "F", "k", "site");
+	struct store_primary_info p = {.addr = "arch.example:7440", .generation = 2,
+				       .first_seq = 4}, got;
+	struct store_rewind rw = {.to = {.generation = 2, .seq = 5, .time_ms = 99, .chain = 0x55},
+				  .first_seq = 4};
+	struct entry image[4] = {op(ENTRY_WRITE, "ACC", "F", "k", "primary's"),
+				 op(ENTRY_DELETE_FILE, "ACC", "G", NULL, NULL),
+				 op(ENTRY_CREATE_FILE, "ACC", "J", NULL, NULL),
+				 op(ENTRY_WRITE, "ACC", "J", "j", "new")};
+	struct store_position pos;
+	struct us_err err;
+	uint64_t first;
+
+	mk[0].flag = mk[1].flag = image[2].flag = true;
+	assert_int_equal(commit1(s, mk, 2, NULL, NULL), 0);
+	assert_int_equal(commit1(s, &w, 1, NULL, NULL), 0);     /* seq 3: shared */
+	w.body = (const uint8_t *)"own";
+	w.body_len = 3;
+	assert_int_equal(commit1(s, &w, 1, NULL, NULL), 0);     /* seq 4: the site's own */
+	rw.image = image;
+	rw.n_image = 4;
+	assert_int_equal(store_rewind(s, &rw, &err), US_EPRECOND); /* a primary */
+	assert_int_equal(store_fence(s, &p, &err), 0);
+	/* a refused entry (a write to a file that is not there) changes nothing */
+	rw.n_image = 1;
+	image[0].file = "Z";
+	assert_int_equal(store_rewind(s, &rw, &err), US_ENOTFOUND);
+	assert_int_equal(store_role(s), ROLE_FENCED);
+	assert_int_equal(pos_seq(s), 4);
+	assert_body(s, "F", SECTION_DATA, "k", "own");
+	image[0].file = "F";
+	rw.n_image = 4;
+	assert_int_equal(store_rewind(s, &rw, &err), 0);
+	assert_int_equal(store_role(s), ROLE_REJOINING);
+	store_close(s);
+	s = open_store(*state, 0);
+	assert_int_equal(store_role(s), ROLE_REJOINING);
+	store_get_position(s, &pos);
+	assert_true(pos.generation == 2 && pos.seq == 5 && pos.time_ms == 99 && pos.chain == 0x55);
+	assert_int_equal(store_generation_start(s, 2, &first, &err), 0);
+	assert_int_equal(first, 4);
+	store_primary(s, &got);
+	assert_string_equal(got.addr, "arch.example:7440");
+	assert_body(s, "F", SECTION_DATA, "k", "primary's");
+	assert_body(s, "J", SECTION_DATA, "j", "new");
+	{
+		bool is_found = true;
+
+		assert_int_equal(store_has_files(s, NULL, "ACC", "G", &is_found, &err), 0);
+		assert_false(is_found);
+	}
+	assert_int_equal(store_journal_first(s, &first, &err), 0);
+	assert_int_equal(first, 0); /* the journal went: the tail is exported first */
+	assert_int_equal(store_rewind(s, &rw, &err), US_EPRECOND); /* not fenced now */
+	{
+		struct store_commit c = {.ops = &w, .n_ops = 1};
+		struct store_commit *pc = &c;
+
+		/* a rejoining store takes no commits */
+		assert_int_equal(store_commit_group(s, &pc, 1, 1000, &err), US_EPRECOND);
+		assert_int_equal(pos_seq(s), 5);
+	}
+	assert_int_equal(store_caught_up(s, &err), 0);
+	assert_int_equal(store_caught_up(s, &err), 0); /* again: nothing */
+	assert_int_equal(store_role(s), ROLE_STANDBY);
+	store_close(s);
+	s = open_store(*state, 0);
+	assert_int_equal(store_role(s), ROLE_STANDBY);
+	assert_int_equal(pos_seq(s), 5);
+	store_close(s);
+}
+
 /* The archiver's side: replicated entries at given seqs. */
 static void test_replica_apply(void **state)
 {
@@ -1467,6 +1548,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rewind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_copy_and_trim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logging_on_after_write_in_group, setup, teardown),

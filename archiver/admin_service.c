@@ -225,6 +225,82 @@ static void on_promote(struct rpc_call *call, const uint8_t *req, size_t req_len
 	}
 }
 
+/* A switchover waits for the site (seconds): on a thread of its own. */
+struct switchover_job {
+	struct archiver *a;
+	struct rpc_call *call;
+	char ns[US_NAMESPACE_MAX_LEN + 1];
+	uint64_t timeout_ms;
+};
+
+static void *switchover_main(void *arg)
+{
+	struct switchover_job *job = arg;
+	Understudy__V1__SwitchoverResponse out;
+	struct archiver_switched sw;
+	struct us_err err;
+	struct repl_ns *ns;
+	int rc;
+
+	pthread_setname_np(pthread_self(), "us-switchover");
+	rc = archiver_get_ns(job->a, job->ns, false, &ns, &err);
+	if (rc == 0)
+		rc = archiver_switchover(job->a, ns, job->timeout_ms, &sw, &err);
+	if (rc) {
+		rpc_call_finish_err(job->call, &err);
+	} else {
+		understudy__v1__switchover_response__init(&out);
+		out.was_switched = sw.was_switched;
+		out.site = sw.site;
+		out.site_addr = sw.site_addr;
+		out.generation = sw.generation;
+		out.first_seq = sw.first_seq;
+		out.pause_ms = sw.pause_ms;
+		wire_finish(job->call, &out.base);
+	}
+	free(job);
+	return NULL;
+}
+
+static void on_switchover(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
+{
+	Understudy__V1__SwitchoverRequest *in;
+	struct switchover_job *job;
+	pthread_attr_t attr;
+	pthread_t thread;
+	struct us_err err;
+	int rc;
+
+	in = (Understudy__V1__SwitchoverRequest *)wire_unpack(
+		&understudy__v1__switchover_request__descriptor, req, req_len, &err);
+	if (!in) {
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	job = calloc(1, sizeof(*job));
+	if (!job || names_check_namespace(in->namespace_, strlen(in->namespace_), &err)) {
+		if (!job)
+			err_set(&err, US_ENOMEM, "out of memory");
+		understudy__v1__switchover_request__free_unpacked(in, NULL);
+		free(job);
+		rpc_call_finish_err(call, &err);
+		return;
+	}
+	job->a = arg;
+	job->call = call;
+	snprintf(job->ns, sizeof(job->ns), "%s", in->namespace_);
+	job->timeout_ms = in->timeout_ms;
+	understudy__v1__switchover_request__free_unpacked(in, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&thread, &attr, switchover_main, job);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		free(job);
+		rpc_call_finish(call, US_ENOMEM, "cannot start a thread for the switchover", NULL, 0);
+	}
+}
+
 static void on_list_saves(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)
 {
 	struct archiver *a = arg;
@@ -280,11 +356,12 @@ out:
 
 size_t archiver_admin_methods(struct archiver *a, struct rpc_method *out, size_t max)
 {
-	if (max < 4)
+	if (max < 5)
 		return 0;
 	out[0] = (struct rpc_method){"/understudy.v1.Admin/Status", on_status, a};
 	out[1] = (struct rpc_method){"/understudy.v1.Admin/Adopt", on_adopt, a};
 	out[2] = (struct rpc_method){"/understudy.v1.Admin/ListSaves", on_list_saves, a};
 	out[3] = (struct rpc_method){"/understudy.v1.Admin/Promote", on_promote, a};
-	return 4;
+	out[4] = (struct rpc_method){"/understudy.v1.Admin/Switchover", on_switchover, a};
+	return 5;
 }

@@ -105,6 +105,20 @@ void archiver_ns_dir(const struct archiver *a, const char *name, const char *pre
 /* Replaces ns's store with the complete copy in its ".ready-" directory.
  * Caller holds ns->apply_lock; waits for readers to finish. */
 int archiver_swap_store(struct archiver *a, struct repl_ns *ns, struct us_err *err);
+/* Switchover (switchover.c): ns, primary here, is handed back to the site
+ * that follows it (its pull): commits held, the site caught up (at most
+ * timeout_ms, 0: US_SWITCHOVER_WAIT_MS; else nothing changed), the role
+ * handed over durably, the site told. Handed over already: was_switched. */
+struct archiver_switched {
+	bool was_switched;
+	char site[US_NODE_ID_MAX_LEN + 1];
+	char site_addr[US_ADDR_MAX_LEN + 1];
+	uint64_t generation;
+	uint64_t first_seq;
+	uint64_t pause_ms;
+};
+int archiver_switchover(struct archiver *a, struct repl_ns *ns, uint64_t timeout_ms,
+			struct archiver_switched *out, struct us_err *err);
 /* Promote: ns's copy becomes the namespace's primary here (store_promote),
  * with a group commit of its own; refused (US_EPRECOND) while its site is
  * connected unless is_force, which ends the site's stream (fenced_site). A

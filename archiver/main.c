@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 {
 	struct archiver *a;
 	const char *config_path = NULL;
-	struct rpc_method methods[16];
+	struct rpc_method methods[US_RPC_METHODS_MAX];
 	struct rpc_bidi_method bidi[4];
 	size_t n_methods = 0, n_bidi = 0;
 	sigset_t sigs;
@@ -255,7 +255,8 @@ int main(int argc, char **argv)
 	}
 	a->store_ops = (struct store_service_ops){.acquire = acquire_ns, .release = release_ns,
 						 .arg = a, .snapshots = a->snapshots};
-	n_methods += store_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
+	n_methods += store_service_methods(&a->store_ops, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
 	if (archive_start(a, &err)) {
 		log_error("event=open_failed reason=\"%s\"", err.msg);
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
@@ -265,9 +266,12 @@ int main(int argc, char **argv)
 						.max_rate = a->cfg.save_max_rate,
 						.keep = archive_keep,
 						.arg = a};
-	n_methods += save_service_methods(&a->save_ops, methods + n_methods, 16 - n_methods);
-	n_methods += journal_service_methods(&a->store_ops, methods + n_methods, 16 - n_methods);
-	n_methods += archiver_admin_methods(a, methods + n_methods, 16 - n_methods);
+	n_methods += save_service_methods(&a->save_ops, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
+	n_methods += journal_service_methods(&a->store_ops, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
+	n_methods += archiver_admin_methods(a, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
 	if (archiver_replication_start(a, &err)) {
 		fprintf(stderr, "understudy-archiver: %s\n", err.msg);
 		archive_stop(a);

@@ -443,10 +443,14 @@ int archiver_promote(struct archiver *a, struct repl_ns *ns, bool is_force,
 	}
 	/* the writer first: once promoted, nothing may fail on the way to
 	 * taking commits */
-	if ((rc = archiver_committer_new(a, ns, ns->store, &cm, err)))
+	pthread_mutex_lock(&ns->lock);
+	cm = an->committer; /* kept from a promote before a switchover */
+	pthread_mutex_unlock(&ns->lock);
+	if (!cm && (rc = archiver_committer_new(a, ns, ns->store, &cm, err)))
 		goto out;
 	if ((rc = store_promote(ns->store, &pos, err))) {
-		committer_free(cm);
+		if (cm != an->committer)
+			committer_free(cm);
 		goto out;
 	}
 	pthread_mutex_lock(&ns->lock);

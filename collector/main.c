@@ -200,12 +200,28 @@ static void on_fenced(void *arg, uint64_t generation, uint64_t first_seq, const 
 		log_error("ns=%s event=follower_failed reason=\"%s\"", col->cfg.ns, err.msg);
 }
 
+/* A switchover made this site the primary: its links stream again now. */
+static void on_took_over(void *arg)
+{
+	struct collector *col = arg;
+	struct store_position pos;
+
+	store_get_position(col->store, &pos);
+	/* everything up to here came from the old primary, which holds it
+	 * durably: nothing of it is this site's to ship */
+	guard_acked(col->guard, pos.seq);
+	for (size_t i = 0; i < col->n_links; i++)
+		repl_sender_notify(col->links[i], pos.seq);
+}
+
 int collector_start_follower(struct collector *col, struct us_err *err)
 {
 	struct repl_follower_opts o = {.store = col->store, .ns = col->cfg.ns,
 				       .export_dir = col->export_dir,
 				       .heartbeat_ms = col->cfg.heartbeat_ms,
-				       .on_event = log_event_line, .arg = col};
+				       .addr = col->cfg.listen,
+				       .on_event = log_event_line, .on_took_over = on_took_over,
+				       .arg = col};
 	int rc = 0;
 
 	if (store_role(col->store) == ROLE_PRIMARY)
@@ -283,7 +299,7 @@ int main(int argc, char **argv)
 {
 	struct collector col;
 	const char *config_path = NULL;
-	struct rpc_method methods[16];
+	struct rpc_method methods[US_RPC_METHODS_MAX];
 	size_t n_methods = 0;
 	sigset_t sigs;
 	struct us_err err;
@@ -358,12 +374,16 @@ int main(int argc, char **argv)
 	col.store_ops = (struct store_service_ops){.acquire = acquire_ns, .arg = &col,
 						   .admit = admit_commit, .await_ack = await_ack,
 						   .snapshots = col.snapshots};
-	n_methods += store_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
+	n_methods += store_service_methods(&col.store_ops, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
 	col.save_ops = (struct save_service_ops){.store = &col.store_ops,
 						  .max_rate = col.cfg.save_max_rate};
-	n_methods += save_service_methods(&col.save_ops, methods + n_methods, 16 - n_methods);
-	n_methods += journal_service_methods(&col.store_ops, methods + n_methods, 16 - n_methods);
-	n_methods += admin_service_methods(&col, methods + n_methods, 16 - n_methods);
+	n_methods += save_service_methods(&col.save_ops, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
+	n_methods += journal_service_methods(&col.store_ops, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
+	n_methods += admin_service_methods(&col, methods + n_methods,
+					US_RPC_METHODS_MAX - n_methods);
 
 	rpc_set_log_hook(log_grpc_line);
 	rpc_global_init();

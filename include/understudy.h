@@ -322,6 +322,24 @@ typedef struct us_rejoined {
 
 int us_rejoin(us_client_t *c, const char *ns, us_rejoined_t *out, us_err_t *err);
 
+/* Admin.Switchover (the archiver): hand namespace ns, promoted there, back
+ * to the rejoined site that follows it. Commits there are refused meanwhile
+ * (a client with both addresses waits for the site and commits there); the
+ * site must have every commit durably within timeout_ms (0: 30 s), else
+ * nothing changes and the archiver stays primary (US_ETIMEOUT). Handed over
+ * already: was_switched, nothing changed. */
+typedef struct us_switched {
+	int was_switched;
+	char site[64];            /* the site's node id */
+	char site_addr[256];      /* where it serves */
+	uint64_t generation;      /* the site's generation as primary */
+	uint64_t first_seq;
+	uint64_t pause_ms;        /* commits refused at the archiver meanwhile */
+} us_switched_t;
+
+int us_switchover(us_client_t *c, const char *ns, uint64_t timeout_ms, us_switched_t *out,
+		  us_err_t *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "err.h"
 #include "us_limits.h"
+#include "clock.h"
 #include "rpc.h"
 #include "understudy.h"
 #include "understudy.pb-c.h"
@@ -341,24 +343,35 @@ out_free:
 int us_commit(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
 	      uint64_t *last_seq, us_err_t *err)
 {
+	uint64_t deadline = 0; /* set at the first refusal */
 	int rc;
 
 	for (int attempt = 0;; attempt++) {
-		if ((rc = route(c, ns, true, err)))
+		if ((rc = route(c, ns, true, err)) == 0) {
+			rc = commit_once(c, ns, ops, n_ops, last_seq, err);
+			if (rc == 0 || c->n_nodes == 1)
+				return rc;
+			route_failed(c, rc);
+			if (rc != US_EPRECOND && !is_never_sent(rc, err)) {
+				if (is_answer_lost(rc, err))
+					err_wrap(err, "commit at %s: outcome unknown (the answer was "
+						 "lost: it may have been applied; read before "
+						 "committing it again)",
+						 c->addr);
+				return rc;
+			}
+		} else if (!deadline) {
+			return rc; /* no primary at the first look */
+		}
+		/* refused (not the primary: nothing applied) or never sent: again,
+		 * at the primary found now; while there is none (the moment of a
+		 * switchover, a promote), for a bounded while */
+		if (!deadline)
+			deadline = clock_mono_ms() + US_CLIENT_FAILOVER_WAIT_MS;
+		else if (clock_mono_ms() >= deadline)
 			return rc;
-		rc = commit_once(c, ns, ops, n_ops, last_seq, err);
-		if (rc == 0 || c->n_nodes == 1)
-			return rc;
-		route_failed(c, rc);
-		/* refused (a standby, a fenced site: nothing applied) or never
-		 * sent: once more, at the primary found now */
-		if (attempt == 0 && (rc == US_EPRECOND || is_never_sent(rc, err)))
-			continue;
-		if (is_answer_lost(rc, err))
-			err_wrap(err, "commit at %s: outcome unknown (the answer was lost: it may "
-				 "have been applied; read before committing it again)",
-				 c->addr);
-		return rc;
+		if (attempt > 0)
+			usleep(US_CLIENT_FAILOVER_POLL_MS * 1000);
 	}
 }
 
@@ -798,6 +811,38 @@ int us_promote(us_client_t *c, const char *ns, int force, us_promoted_t *out, us
 	out->was_primary = ans->was_primary;
 	out->fenced_site = ans->fenced_site;
 	understudy__v1__promote_response__free_unpacked(ans, NULL);
+	return 0;
+}
+
+int us_switchover(us_client_t *c, const char *ns, uint64_t timeout_ms, us_switched_t *out,
+		  us_err_t *err)
+{
+	Understudy__V1__SwitchoverRequest req;
+	Understudy__V1__SwitchoverResponse *ans;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	int rc;
+
+	use_archiver(c);
+	understudy__v1__switchover_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.timeout_ms = timeout_ms;
+	rc = call_unary(c, "/understudy.v1.Admin/Switchover", &req.base, &resp, &resp_len, err);
+	if (rc)
+		return rc;
+	ans = understudy__v1__switchover_response__unpack(NULL, resp_len, resp);
+	free(resp);
+	if (!ans)
+		return err_set(err, US_ECORRUPT, "cannot decode the answer to Switchover from %s",
+			       c->addr);
+	memset(out, 0, sizeof(*out));
+	out->was_switched = ans->was_switched;
+	snprintf(out->site, sizeof(out->site), "%s", ans->site);
+	snprintf(out->site_addr, sizeof(out->site_addr), "%s", ans->site_addr);
+	out->generation = ans->generation;
+	out->first_seq = ans->first_seq;
+	out->pause_ms = ans->pause_ms;
+	understudy__v1__switchover_response__free_unpacked(ans, NULL);
 	return 0;
 }
 

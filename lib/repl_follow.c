@@ -27,8 +27,10 @@ struct repl_follower {
 	struct store *store;
 	char ns[US_NAMESPACE_MAX_LEN + 1];
 	char export_dir[1024];
+	char addr[US_ADDR_MAX_LEN + 1];
 	uint64_t heartbeat_ms;
 	event_fn on_event;
+	void (*on_took_over)(void *arg);
 	void *arg;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -82,6 +84,7 @@ static int send_hello(struct repl_follower *f, struct rpc_bidi *b, struct buf *t
 	h.last_seq = pos.seq;
 	h.chain = pos.chain;
 	h.heartbeat_ms = (uint32_t)f->heartbeat_ms;
+	h.addr = f->addr;
 	understudy__v1__ack__init(&a);
 	a.body_case = UNDERSTUDY__V1__ACK__BODY_PULL_HELLO;
 	a.pull_hello = &h;
@@ -124,6 +127,33 @@ static void note_master(struct repl_follower *f, uint64_t master)
 	emit(f, LOG_LVL_INFO, "ns=%s event=caught_up role=standby seq=%" PRIu64, f->ns, pos.seq);
 }
 
+/* A switchover: this node is the primary from now on. Only at exactly the
+ * handover's position (everything of the old primary's durable here). */
+static int take_over(struct repl_follower *f, const Understudy__V1__Handover *h,
+		     struct us_err *err)
+{
+	struct store_position pos;
+	int rc;
+
+	store_get_position(f->store, &pos);
+	if (store_role(f->store) != ROLE_STANDBY || h->generation != pos.generation + 1 ||
+	    h->first_seq != pos.seq + 1)
+		return err_set(err, US_EPRECOND,
+			       "a handover of generation %" PRIu64 " from seq %" PRIu64
+			       " does not continue this node (%s at generation %" PRIu64
+			       ", seq %" PRIu64 ")",
+			       h->generation, h->first_seq, role_name(store_role(f->store)),
+			       pos.generation, pos.seq);
+	if ((rc = store_promote(f->store, &pos, err)))
+		return rc;
+	emit(f, LOG_LVL_WARN, "ns=%s event=took_over role=primary generation=%" PRIu64
+	     " first_seq=%" PRIu64 " reason=\"switchover: this site is the namespace's primary\"",
+	     f->ns, pos.generation, pos.seq + 1);
+	if (f->on_took_over)
+		f->on_took_over(f->arg);
+	return 0;
+}
+
 static int on_frame(struct repl_follower *f, const uint8_t *msg, size_t len,
 		    struct stream_frame *fr, bool *is_applied, struct us_err *err)
 {
@@ -155,6 +185,8 @@ static int on_frame(struct repl_follower *f, const uint8_t *msg, size_t len,
 			note_master(f, e->first_seq + e->count - 1);
 	} else if (m->body_case == UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT) {
 		note_master(f, m->heartbeat->last_seq);
+	} else if (m->body_case == UNDERSTUDY__V1__FRAME__BODY_HANDOVER) {
+		rc = take_over(f, m->handover, err);
 	} else {
 		rc = err_set(err, US_EINVAL, "a pull takes Entries and Heartbeat frames, not case %d",
 			     (int)m->body_case);
@@ -212,6 +244,8 @@ static int pull_session(struct repl_follower *f, struct rpc_channel **ch, bool *
 			rc = on_frame(f, msg, len, &fr, &is_applied, err);
 			free(msg);
 			is_progress_due |= is_applied;
+			if (rc == 0 && store_role(f->store) == ROLE_PRIMARY)
+				break; /* took over: nothing to pull any more */
 		} else if (ev == RPC_BIDI_TIMEOUT && clock_mono_ms() - last_heard > silence_ms) {
 			rc = err_set(err, US_ETIMEOUT, "the primary %s said nothing for %" PRIu64 " ms",
 				     pi.addr, silence_ms);
@@ -281,7 +315,7 @@ static void *follow_main(void *arg)
 			}
 		} else if (role == ROLE_REJOINING || role == ROLE_STANDBY) {
 			rc = pull_session(f, &ch, &was_up, &err);
-			if (!is_stopping(f)) {
+			if (!is_stopping(f) && store_role(f->store) != ROLE_PRIMARY) {
 				emit(f, was_up ? LOG_LVL_WARN : LOG_LVL_DEBUG,
 				     "ns=%s event=pull_lost code=%d reason=\"%s\"", f->ns, rc, err.msg);
 				note_failure(f, &err);
@@ -317,7 +351,9 @@ int repl_follower_new(struct repl_follower **out, const struct repl_follower_opt
 	snprintf(f->ns, sizeof(f->ns), "%s", o->ns);
 	snprintf(f->export_dir, sizeof(f->export_dir), "%s", o->export_dir);
 	f->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
+	snprintf(f->addr, sizeof(f->addr), "%s", o->addr ? o->addr : "");
 	f->on_event = o->on_event;
+	f->on_took_over = o->on_took_over;
 	f->arg = o->arg;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);

@@ -9,7 +9,9 @@
  * fence recorded): PullHello{position, chain} -> Entries frames applied with
  * store_apply_entries, synced, and answered with Progress{applied, durable}
  * -> Heartbeats tell the primary's last seq. A rejoining store that reaches
- * the primary's last seq is caught up: role standby (store_caught_up). On
+ * the primary's last seq is caught up: role standby (store_caught_up). A
+ * Handover frame (a switchover) makes it the primary: store_promote, and
+ * the pull ends (the daemon's links then stream to the old primary). On
  * any failure it reconnects with backoff (100 ms doubling to 5 s) from where
  * the store stands. A primary store (after a switchover) is left alone.
  */
@@ -32,7 +34,11 @@ struct repl_follower_opts {
 	const char *ns;            /* copied */
 	const char *export_dir;    /* copied: where rejoin writes the export */
 	uint64_t heartbeat_ms;     /* the primary is told to beat at least this often */
+	const char *addr;          /* copied: HOST:PORT this node serves on (for a switchover) */
 	event_fn on_event;         /* may be NULL */
+	/* Called (on the follower's thread) once this node took the primary's
+	 * role over (a switchover). May be NULL. */
+	void (*on_took_over)(void *arg);
 	void *arg;
 };
 

@@ -37,6 +37,7 @@ struct pull {
 	bool has_handle;
 	char ns[US_NAMESPACE_MAX_LEN + 1];
 	char node_id[US_NODE_ID_MAX_LEN + 1];
+	char addr[US_ADDR_MAX_LEN + 1];   /* where the site serves (its Hello) */
 	char peer[US_ADDR_MAX_LEN + 16];
 	uint64_t heartbeat_ms;
 	uint64_t next;             /* the next seq to send */
@@ -45,8 +46,11 @@ struct pull {
 	/* the last seq of each frame sent and not yet durable there, oldest first */
 	uint64_t window[US_STREAM_WINDOW_FRAMES];
 	size_t win_head, win_n;
+	struct store_primary_info handover; /* check_hello's PULL_HANDOVER */
 	struct pull *next_attached;
 };
+
+#define PULL_HANDOVER 1
 
 struct repl_pull {
 	struct repl_pull_ops ops;
@@ -123,6 +127,28 @@ static int send_heartbeat(struct pull *p, uint64_t last_seq, struct buf *tmp)
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT;
 	f.heartbeat = &hb;
 	return push_frame(p, &f, tmp);
+}
+
+/* Tells the site it is the primary now, then ends the call OK. */
+static int send_handover(struct pull *p, uint64_t generation, uint64_t first_seq)
+{
+	Understudy__V1__Frame f;
+	Understudy__V1__Handover ho;
+	struct buf tmp;
+	int rc;
+
+	understudy__v1__handover__init(&ho);
+	ho.generation = generation;
+	ho.first_seq = first_seq;
+	understudy__v1__frame__init(&f);
+	f.body_case = UNDERSTUDY__V1__FRAME__BODY_HANDOVER;
+	f.handover = &ho;
+	buf_init(&tmp);
+	rc = push_frame(p, &f, &tmp);
+	buf_release(&tmp);
+	if (rc == 0)
+		pull_finish(p, 0, NULL);
+	return rc;
 }
 
 /* Sends the frame at p->next; *is_sent false when the journal ends before. */
@@ -240,6 +266,19 @@ static int check_hello(struct pull *p, const Understudy__V1__PullHello *h, struc
 	int rc;
 
 	store_get_position(p->h.store, &pos);
+	if (store_role(p->h.store) == ROLE_STANDBY) {
+		struct store_primary_info pi;
+
+		/* handed over to this site, which has not heard it yet (a crash
+		 * of either side in between): tell it again */
+		store_primary(p->h.store, &pi);
+		if (pi.addr[0] && pi.generation == pos.generation &&
+		    h->generation + 1 == pi.generation && h->last_seq + 1 == pi.first_seq &&
+		    site[0] && strcmp(site, h->node_id) == 0) {
+			p->handover = pi;
+			return PULL_HANDOVER;
+		}
+	}
 	if (store_role(p->h.store) != ROLE_PRIMARY)
 		return err_set(err, US_EPRECOND,
 			       "namespace %s is not primary on this node (role %s): pull from its "
@@ -298,7 +337,17 @@ static int on_hello(struct pull *p, const Understudy__V1__PullHello *h, struct u
 	if ((rc = store_service_acquire(r->ops.store_ops, p->ns, false, &p->h, err)))
 		return rc;
 	p->has_handle = true;
-	if ((rc = check_hello(p, h, err)))
+	if (h->addr)
+		snprintf(p->addr, sizeof(p->addr), "%s", h->addr);
+	if ((rc = check_hello(p, h, err)) == PULL_HANDOVER) {
+		emit(r, LOG_LVL_INFO, "ns=%s event=handover_again node=%s generation=%" PRIu64
+		     " first_seq=%" PRIu64, p->ns, p->node_id, p->handover.generation,
+		     p->handover.first_seq);
+		if (send_handover(p, p->handover.generation, p->handover.first_seq))
+			return err_set(err, US_EUNAVAIL, "the call ended");
+		return 0;
+	}
+	if (rc)
 		return rc;
 	pthread_mutex_lock(&r->lock);
 	for (struct pull *q = r->attached; q; q = q->next_attached) {
@@ -489,6 +538,7 @@ void repl_pull_status(struct repl_pull *r, const char *ns, struct repl_pull_stat
 		pthread_mutex_lock(&p->lock);
 		st->is_connected = !p->is_ended;
 		snprintf(st->node_id, sizeof(st->node_id), "%s", p->node_id);
+		snprintf(st->addr, sizeof(st->addr), "%s", p->addr);
 		snprintf(st->peer, sizeof(st->peer), "%s", p->peer);
 		st->applied_seq = p->applied;
 		st->durable_seq = p->durable;
@@ -497,6 +547,22 @@ void repl_pull_status(struct repl_pull *r, const char *ns, struct repl_pull_stat
 		break;
 	}
 	pthread_mutex_unlock(&r->lock);
+}
+
+int repl_pull_hand_over(struct repl_pull *r, const char *ns, uint64_t generation,
+			uint64_t first_seq)
+{
+	struct pull *p = NULL;
+	int rc = US_EUNAVAIL;
+
+	pthread_mutex_lock(&r->lock);
+	for (p = r->attached; p; p = p->next_attached)
+		if (strcmp(p->ns, ns) == 0)
+			break;
+	if (p)
+		rc = send_handover(p, generation, first_seq);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
 }
 
 void repl_pull_end(struct repl_pull *r, const char *ns, const char *why)

@@ -2,7 +2,8 @@
  * repl_pull.h - the sending end of Replication.Pull: a primary's journal to
  * a site that follows it (a site rejoined after its namespace was promoted
  * on the archiver). The other sending end, Push, is the site's (repl_send.h);
- * the receiving end of Pull is repl_follow.h.
+ * the receiving end of Pull is repl_follow.h. A switchover ends a pull with
+ * a Handover (repl_pull_hand_over).
  *
  * A pull (one call) goes: opened -> PullHello checked (namespace held and
  * primary here, the node the namespace is bound to, the primary's
@@ -43,6 +44,7 @@ struct repl_pull_ops {
 struct repl_pull_status {
 	bool is_connected;
 	char node_id[US_NODE_ID_MAX_LEN + 1];
+	char addr[US_ADDR_MAX_LEN + 1];   /* where the site serves, as it said */
 	char peer[US_ADDR_MAX_LEN + 16];
 	uint64_t applied_seq;   /* the site's last Progress */
 	uint64_t durable_seq;
@@ -61,6 +63,13 @@ size_t repl_pull_methods(struct repl_pull *r, struct rpc_bidi_method *out, size_
 void repl_pull_notify(struct repl_pull *r, const char *ns);
 /* ns's attached pull, if any (is_connected false otherwise). */
 void repl_pull_status(struct repl_pull *r, const char *ns, struct repl_pull_status *st);
+/* Switchover: tells ns's attached pull that its site is the primary now
+ * (a Handover frame), then ends the call OK. US_EUNAVAIL when none is
+ * attached. A pull from the site a store was handed over to (role standby,
+ * store_primary at the store's generation) that comes later, at the
+ * handover's position, gets the same at its Hello. */
+int repl_pull_hand_over(struct repl_pull *r, const char *ns, uint64_t generation,
+			uint64_t first_seq);
 /* Ends ns's pull (UNAVAILABLE, why), or every pull when ns is NULL. */
 void repl_pull_end(struct repl_pull *r, const char *ns, const char *why);
 

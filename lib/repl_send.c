@@ -760,6 +760,7 @@ void repl_sender_notify(struct repl_sender *l, uint64_t last_seq)
 	pthread_mutex_lock(&l->lock);
 	if (l->bidi)
 		rpc_bidi_wake(l->bidi);
+	pthread_cond_broadcast(&l->cond); /* a link idle while not primary looks again */
 	pthread_mutex_unlock(&l->lock);
 }
 

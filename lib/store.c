@@ -592,12 +592,14 @@ static int promote_locked(struct store *s, struct store_position *out, struct us
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
 	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
+	rocksdb_writebatch_delete(b, KEY_PRIMARY, strlen(KEY_PRIMARY)); /* it follows none now */
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot promote the store")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);
 	s->pos.generation = pos.generation;
+	memset(&s->primary, 0, sizeof(s->primary));
 	pthread_mutex_unlock(&s->pos_lock);
 	store_set_role(s, ROLE_PRIMARY);
 	if (out)
@@ -802,6 +804,91 @@ void store_primary(struct store *s, struct store_primary_info *out)
 	pthread_mutex_unlock(&s->pos_lock);
 }
 
+void store_hold_commits(struct store *s, const char *why)
+{
+	pthread_mutex_lock(&s->pos_lock);
+	snprintf(s->hold, sizeof(s->hold), "%s", why && why[0] ? why : "commits are held");
+	pthread_mutex_unlock(&s->pos_lock);
+}
+
+void store_release_commits(struct store *s)
+{
+	pthread_mutex_lock(&s->pos_lock);
+	s->hold[0] = '\0';
+	pthread_mutex_unlock(&s->pos_lock);
+}
+
+/* KEY_PRIMARY's value: u64le generation, u64le first seq, the address. */
+static int encode_primary(struct buf *v, const struct store_primary_info *p)
+{
+	return buf_append_u64le(v, p->generation) || buf_append_u64le(v, p->first_seq) ||
+	       buf_append(v, p->addr, strnlen(p->addr, sizeof(p->addr)));
+}
+
+static int hand_over_locked(struct store *s, const struct store_primary_info *to,
+			    struct us_err *err)
+{
+	uint8_t posv[POS_BYTES], first[8], role = ROLE_STANDBY;
+	uint8_t genkey[KEY_GEN_BYTES];
+	struct store_position pos;
+	rocksdb_writebatch_t *b;
+	char *errptr = NULL;
+	struct buf v;
+	int rc;
+
+	if (store_role(s) != ROLE_PRIMARY)
+		return err_set(err, US_EPRECOND, "cannot hand over: only a primary does, this node is %s",
+			       role_name(store_role(s)));
+	store_get_position(s, &pos);
+	if (to->generation != pos.generation + 1 || to->first_seq != pos.seq + 1 || !to->addr[0])
+		return err_set(err, US_EINVAL,
+			       "cannot hand over generation %llu from seq %llu to %s: this node is at "
+			       "generation %llu, seq %llu",
+			       (unsigned long long)to->generation, (unsigned long long)to->first_seq,
+			       to->addr, (unsigned long long)pos.generation,
+			       (unsigned long long)pos.seq);
+	if ((rc = store__check_writable(s, err)))
+		return rc;
+	pos.generation = to->generation;
+	encode_pos(posv, &pos);
+	store__key_gen(genkey, pos.generation);
+	buf_put_u64le(first, to->first_seq);
+	buf_init(&v);
+	if (encode_primary(&v, to)) {
+		buf_release(&v);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	/* the new generation is the site's, from first_seq: this node follows
+	 * it as its standby from here on, durably, before the site is told */
+	b = rocksdb_writebatch_create();
+	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
+	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
+	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
+	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	buf_release(&v);
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot hand the store over")))
+		return rc;
+	pthread_mutex_lock(&s->pos_lock);
+	s->pos.generation = pos.generation;
+	s->primary = *to;
+	s->hold[0] = '\0';
+	pthread_mutex_unlock(&s->pos_lock);
+	store_set_role(s, ROLE_STANDBY);
+	return 0;
+}
+
+int store_hand_over(struct store *s, const struct store_primary_info *to, struct us_err *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->role_lock);
+	rc = hand_over_locked(s, to, err);
+	pthread_mutex_unlock(&s->role_lock);
+	return rc;
+}
+
 /* Commits need the primary's role; applies and loads a standby's. */
 static int check_role(struct store *s, bool is_commit, struct us_err *err)
 {
@@ -823,6 +910,16 @@ static int check_role(struct store *s, bool is_commit, struct us_err *err)
 			       "this node is %s for the namespace, not its primary: it takes no "
 			       "commits",
 			       role_name(r));
+	if (is_commit) {
+		int rc = 0;
+
+		pthread_mutex_lock(&s->pos_lock);
+		if (s->hold[0])
+			rc = err_set(err, US_EPRECOND, "%s", s->hold);
+		pthread_mutex_unlock(&s->pos_lock);
+		if (rc)
+			return rc;
+	}
 	if (!is_commit && !role_applies_stream(r))
 		return err_set(err, US_EPRECOND,
 			       "this node is %s for the namespace: it applies no primary's stream",

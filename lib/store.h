@@ -75,8 +75,8 @@ void store_set_role(struct store *s, enum ns_role to);
 /* Promote: a standby becomes the namespace's primary. Its generation goes
  * up by one and the history gets (generation, position.seq + 1), with the
  * role, in one synced batch, before any commit of the new generation can
- * be taken. US_EPRECOND unless a standby. *out (may be NULL): the new
- * position. */
+ * be taken; the primary it followed, if any, is forgotten. US_EPRECOND
+ * unless a standby. *out (may be NULL): the new position. */
 int store_promote(struct store *s, struct store_position *out, struct us_err *err);
 /* Where the primary that superseded this node is: its address, its
  * generation and that generation's first seq, which is where this node's
@@ -92,6 +92,17 @@ struct store_primary_info {
  * refused (US_EPRECOND) with a message naming the primary. Fencing a fenced
  * store changes nothing; any other role is US_EPRECOND. */
 int store_fence(struct store *s, const struct store_primary_info *primary, struct us_err *err);
+/* Switchover, the primary's side. store_hold_commits refuses every commit
+ * from now on (US_EPRECOND, why as the message) while the role stays
+ * primary; store_release_commits ends it. store_hand_over: a primary hands
+ * the role to the node at to (its generation, to.generation = this one's +
+ * 1, begins at to.first_seq = position + 1): the new generation, its
+ * history record, role standby and where the primary is now, in one synced
+ * batch (the hold ends). US_EPRECOND unless primary, US_EINVAL for a to
+ * that does not continue this node's position. */
+void store_hold_commits(struct store *s, const char *why);
+void store_release_commits(struct store *s);
+int store_hand_over(struct store *s, const struct store_primary_info *to, struct us_err *err);
 /* *out: the primary that superseded this node, and that it follows once
  * rejoined (addr "" and 0s if none). */
 void store_primary(struct store *s, struct store_primary_info *out);

@@ -82,6 +82,9 @@ struct store {
 	pthread_mutex_t role_lock;            /* one role change at a time (promote, fence) */
 	/* fenced: where the primary that superseded this node is (pos_lock) */
 	struct store_primary_info primary;
+	/* store_hold_commits: commits refused with this message (pos_lock);
+	 * "" when not held */
+	char hold[US_ERR_MSG_MAX];
 	bool is_read_only;
 	size_t max_body;
 	char *dir;                            /* as opened (owned) */

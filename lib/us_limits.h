@@ -58,6 +58,9 @@
  * many raw bytes; a receiver refuses a raw block over the max (one commit at
  * its largest plus framing). */
 #define US_FRAME_TARGET_BYTES (256u * 1024u)
+/* Room for a daemon's unary and server-streaming gRPC methods. */
+#define US_RPC_METHODS_MAX 32
+
 /* A rejoin's rewind (lib/rejoin.h) holds what the divergence touched, read
  * from the primary, in memory and writes it in one batch: over this many
  * bytes of names, ids and bodies it is refused (rebuild from a save). */
@@ -65,6 +68,9 @@
 /* Admin.Rejoin waits this long for the rewind before it answers a timeout
  * (the rejoin goes on by itself). */
 #define US_REJOIN_WAIT_MS 30000u
+/* A switchover waits this long (by default) for the site to have every
+ * commit durably, then gives up and the archiver stays primary. */
+#define US_SWITCHOVER_WAIT_MS 30000u
 #define US_FRAME_MAX_RAW_BYTES (US_COMMIT_MAX_BYTES + 8u * 1024u * 1024u)
 /* Saves, full copies and exports (docs/save-format.md): the writer fills a
  * frame's entry block until it reaches the target, so a frame holds less
@@ -128,6 +134,11 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 /* A client's addresses (HOST:PORT,HOST:PORT...), and how long it waits
  * for each node's status when it looks for a namespace's primary. */
 #define US_CLIENT_MAX_NODES 8
+/* A commit refused by a node that is not the primary is sent again to the
+ * primary; while none is (a switchover's moment), the client asks again
+ * every POLL ms for up to WAIT ms. */
+#define US_CLIENT_FAILOVER_WAIT_MS 5000u
+#define US_CLIENT_FAILOVER_POLL_MS 50u
 #define US_CLIENT_PROBE_TIMEOUT_MS 2000
 /* Saves one daemon streams at once (each on its own thread); more are
  * refused with RESOURCE_EXHAUSTED. */

@@ -37,6 +37,7 @@ struct cli {
 	const char *output;   /* -o FILE, or "-" for stdout */
 	bool is_archive;      /* save --archive */
 	bool is_force;        /* promote --force */
+	uint64_t wait_ms;     /* switchover --wait DURATION (0: the server's default) */
 	bool is_prefer_standby; /* --prefer standby */
 	const char *data_dir; /* --data-dir DIR (restore) */
 	const char *ns;       /* --namespace NS (restore) */

@@ -22,6 +22,7 @@
 #include "names.h"
 #include "understudy.h"
 #include "cli.h"
+#include "config.h"
 
 static const struct command *find_command(const char *name);
 static int parse_u64(const char *flag, const char *v, uint64_t min, uint64_t *out);
@@ -665,6 +666,35 @@ static int cmd_promote(struct cli *cli)
 	return 0;
 }
 
+static int cmd_switchover(struct cli *cli)
+{
+	us_switched_t sw;
+	us_err_t err;
+
+	if (us_switchover(cli->client, cli->args[0], cli->wait_ms, &sw, &err))
+		return cli_fail_err(&err);
+	if (cli->is_json) {
+		json_t *o = json_pack("{s:s,s:b,s:s,s:s,s:I,s:I,s:I}", "namespace", cli->args[0],
+				      "was_switched", sw.was_switched, "site", sw.site, "site_addr",
+				      sw.site_addr, "generation", (json_int_t)sw.generation,
+				      "first_seq", (json_int_t)sw.first_seq, "pause_ms",
+				      (json_int_t)sw.pause_ms);
+
+		return cli_print_json(stdout, o);
+	}
+	if (sw.was_switched)
+		printf("%s was handed over already: its primary is the site at %s, generation %llu "
+		       "from seq %llu; nothing changed\n",
+		       cli->args[0], sw.site_addr, (unsigned long long)sw.generation,
+		       (unsigned long long)sw.first_seq);
+	else
+		printf("switched %s over: its primary is the site at %s, generation %llu from seq "
+		       "%llu; this archiver is its standby (commits paused %llu ms)\n",
+		       cli->args[0], sw.site_addr, (unsigned long long)sw.generation,
+		       (unsigned long long)sw.first_seq, (unsigned long long)sw.pause_ms);
+	return 0;
+}
+
 static int cmd_rejoin(struct cli *cli)
 {
 	us_rejoined_t rj;
@@ -764,6 +794,10 @@ static const struct command commands[] = {
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
 	 "differs; the old copy is kept aside, the next site to connect starts a new one",
 	 cmd_adopt, false},
+	{"switchover", 1, 1, "switchover NS [--wait DURATION]",
+	 "on the archiver: hand a namespace promoted there back to its rejoined site, once the "
+	 "site has every commit (waits up to --wait, 30s by default; else nothing changes)",
+	 cmd_switchover, false},
 	{"rejoin", 0, 1, "rejoin [NS]",
 	 "on a collector whose namespace was promoted elsewhere: export its own tail, rewind "
 	 "to the primary and follow it (it does so by itself once fenced; this waits for it)",
@@ -842,7 +876,7 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0 ||
 				   strcmp(a, "--data-dir") == 0 || strcmp(a, "--namespace") == 0 ||
 				   strcmp(a, "--until") == 0 || strcmp(a, "--journal-from") == 0 ||
-				   strcmp(a, "--prefer") == 0) {
+				   strcmp(a, "--prefer") == 0 || strcmp(a, "--wait") == 0) {
 				if (!val)
 					return cli_fail(EXIT_USAGE, "%s needs a value", a);
 				i++;
@@ -868,7 +902,16 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 					cli->journal_from = val;
 				else if (strcmp(a, "--namespace") == 0)
 					cli->ns = val;
-				else if (strcmp(a, "--prefer") == 0 && strcmp(val, "standby") == 0)
+				else if (strcmp(a, "--wait") == 0) {
+					struct us_err perr;
+
+					if (config_parse_duration_ms(val, &cli->wait_ms, &perr) ||
+					    cli->wait_ms == 0)
+						return cli_fail(EXIT_USAGE,
+								"--wait takes a duration such as 30s or "
+								"500ms, not '%s'",
+								val);
+				} else if (strcmp(a, "--prefer") == 0 && strcmp(val, "standby") == 0)
 					cli->is_prefer_standby = true;
 				else if (strcmp(a, "--prefer") == 0 && strcmp(val, "primary") != 0)
 					return cli_fail(EXIT_USAGE,

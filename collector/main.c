@@ -207,11 +207,18 @@ static void on_took_over(void *arg)
 	struct store_position pos;
 
 	store_get_position(col->store, &pos);
-	/* everything up to here came from the old primary, which holds it
-	 * durably: nothing of it is this site's to ship */
 	guard_acked(col->guard, pos.seq);
 	for (size_t i = 0; i < col->n_links; i++)
 		repl_sender_notify(col->links[i], pos.seq);
+}
+
+/* What a following site applied came from its primary, which holds it
+ * durably: nothing of it is this site's to ship (the loss bound). */
+static void on_applied(void *arg, uint64_t seq)
+{
+	struct collector *col = arg;
+
+	guard_acked(col->guard, seq);
 }
 
 int collector_start_follower(struct collector *col, struct us_err *err)
@@ -221,6 +228,7 @@ int collector_start_follower(struct collector *col, struct us_err *err)
 				       .heartbeat_ms = col->cfg.heartbeat_ms,
 				       .addr = col->cfg.listen,
 				       .on_event = log_event_line, .on_took_over = on_took_over,
+				       .on_applied = on_applied,
 				       .arg = col};
 	int rc = 0;
 
@@ -229,6 +237,8 @@ int collector_start_follower(struct collector *col, struct us_err *err)
 	pthread_mutex_lock(&col->follow_lock);
 	if (!col->follower)
 		rc = repl_follower_new(&col->follower, &o, err);
+	else
+		repl_follower_kick(col->follower); /* fenced again: rejoin now */
 	pthread_mutex_unlock(&col->follow_lock);
 	return rc;
 }

@@ -370,8 +370,8 @@ int us_commit(us_client_t *c, const char *ns, const us_op_t *ops, size_t n_ops,
 			deadline = clock_mono_ms() + US_CLIENT_FAILOVER_WAIT_MS;
 		else if (clock_mono_ms() >= deadline)
 			return rc;
-		if (attempt > 0)
-			usleep(US_CLIENT_FAILOVER_POLL_MS * 1000);
+		if (attempt > 0) /* 2, 4, 8 ... ms, then every POLL ms */
+			usleep((attempt < 5 ? 1u << attempt : US_CLIENT_FAILOVER_POLL_MS) * 1000u);
 	}
 }
 

@@ -461,6 +461,8 @@ static int rewind_from(const struct rejoin_opts *o, const struct store_primary_i
 	rw.first_seq = pi->first_seq;
 	rw.image = im.v;
 	rw.n_image = im.n;
+	rw.export_path = res->export_path;
+	rw.exported = res->exported;
 	if ((rc = store_rewind(o->store, &rw, err)))
 		goto out_frame;
 	res->to = rw.to;

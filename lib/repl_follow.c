@@ -31,6 +31,7 @@ struct repl_follower {
 	uint64_t heartbeat_ms;
 	event_fn on_event;
 	void (*on_took_over)(void *arg);
+	void (*on_applied)(void *arg, uint64_t seq);
 	void *arg;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -181,6 +182,8 @@ static int on_frame(struct repl_follower *f, const uint8_t *msg, size_t len,
 			rc = store_apply_entries(f->store, e->first_seq, fr->entries, fr->n,
 						 fr->raw.p, fr->raw.len, true, err);
 		*is_applied = rc == 0;
+		if (rc == 0 && f->on_applied)
+			f->on_applied(f->arg, e->first_seq + e->count - 1);
 		if (rc == 0)
 			note_master(f, e->first_seq + e->count - 1);
 	} else if (m->body_case == UNDERSTUDY__V1__FRAME__BODY_HEARTBEAT) {
@@ -293,6 +296,8 @@ static void *follow_main(void *arg)
 			if (rc == 0 && res.is_rewound)
 				f->st.rejoin = res;
 			pthread_mutex_unlock(&f->lock);
+			if (rc == 0 && res.is_rewound && f->on_applied)
+				f->on_applied(f->arg, res.to.seq);
 			if (rc) {
 				uint64_t n;
 
@@ -354,9 +359,13 @@ int repl_follower_new(struct repl_follower **out, const struct repl_follower_opt
 	snprintf(f->addr, sizeof(f->addr), "%s", o->addr ? o->addr : "");
 	f->on_event = o->on_event;
 	f->on_took_over = o->on_took_over;
+	f->on_applied = o->on_applied;
 	f->arg = o->arg;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
+	/* a rejoin before a restart: its export is still the one to show */
+	(void)store_rewound_export(f->store, f->st.rejoin.export_path,
+				   sizeof(f->st.rejoin.export_path), &f->st.rejoin.exported, NULL);
 	if (pthread_create(&f->thread, NULL, follow_main, f)) {
 		pthread_cond_destroy(&f->cond);
 		pthread_mutex_destroy(&f->lock);

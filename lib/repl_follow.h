@@ -39,6 +39,10 @@ struct repl_follower_opts {
 	/* Called (on the follower's thread) once this node took the primary's
 	 * role over (a switchover). May be NULL. */
 	void (*on_took_over)(void *arg);
+	/* Called (on the follower's thread) with the seq the store is at after
+	 * each rewind and applied frame: all of it the primary's, which holds
+	 * it durably. May be NULL. */
+	void (*on_applied)(void *arg, uint64_t seq);
 	void *arg;
 };
 

@@ -749,6 +749,20 @@ static int rewind_locked(struct store *s, const struct store_rewind *rw, struct 
 		rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
 		buf_release(&v);
 	}
+	{
+		const char *path = rw->export_path ? rw->export_path : "";
+		struct buf v;
+
+		buf_init(&v);
+		if (buf_append_u64le(&v, rw->exported) || buf_append(&v, path, strlen(path))) {
+			buf_release(&v);
+			rocksdb_writebatch_destroy(b);
+			catalog_copy(&s->cat, &s->cat_saved);
+			return err_set(err, US_ENOMEM, "out of memory");
+		}
+		rocksdb_writebatch_put(b, KEY_EXPORT, strlen(KEY_EXPORT), (char *)v.p, v.len);
+		buf_release(&v);
+	}
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot rewind the store"))) {
@@ -764,6 +778,26 @@ static int rewind_locked(struct store *s, const struct store_rewind *rw, struct 
 	s->primary.first_seq = rw->first_seq;
 	pthread_mutex_unlock(&s->pos_lock);
 	store_set_role(s, ROLE_REJOINING);
+	return 0;
+}
+
+int store_rewound_export(struct store *s, char *path, size_t size, uint64_t *exported,
+			 struct us_err *err)
+{
+	char *errptr = NULL, *v;
+	size_t len = 0;
+	int rc;
+
+	path[0] = '\0';
+	*exported = 0;
+	v = rocksdb_get(s->db, s->read_opts, KEY_EXPORT, strlen(KEY_EXPORT), &len, &errptr);
+	if ((rc = store__take_rocks_err(&errptr, err, "cannot read the export record")))
+		return rc;
+	if (v && len >= 8) {
+		*exported = buf_get_u64le((const uint8_t *)v);
+		snprintf(path, size, "%.*s", (int)(len - 8), v + 8);
+	}
+	rocksdb_free(v);
 	return 0;
 }
 

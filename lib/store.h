@@ -176,8 +176,14 @@ struct store_rewind {
 	uint64_t first_seq;        /* the first seq of to.generation */
 	struct entry *image;
 	size_t n_image;
+	const char *export_path;   /* where the exported tail went ("" or NULL: none) */
+	uint64_t exported;         /* its entries */
 };
 int store_rewind(struct store *s, const struct store_rewind *rw, struct us_err *err);
+/* The last rewind's export, as store_rewind wrote it: path ("" when none)
+ * and its entries. */
+int store_rewound_export(struct store *s, char *path, size_t size, uint64_t *exported,
+			 struct us_err *err);
 /* A rejoining node has caught up with its primary: role standby, written
  * (synced). A standby already: nothing. Any other role is US_EPRECOND. */
 int store_caught_up(struct store *s, struct us_err *err);

@@ -30,6 +30,7 @@
 #define KEY_SITE "Msite"
 #define KEY_ROLE "Mrole"  /* one byte, enum ns_role: set by a role change (promote) */
 #define KEY_PRIMARY "Mprimary" /* fenced: u64le generation, u64le first seq, HOST:PORT */
+#define KEY_EXPORT "Mexport"   /* the last rewind's export: u64le entries, its path */
 /* The position record: generation, seq, time_ms, chain (u64le each). */
 #define POS_BYTES 32
 

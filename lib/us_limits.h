@@ -136,9 +136,9 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 #define US_CLIENT_MAX_NODES 8
 /* A commit refused by a node that is not the primary is sent again to the
  * primary; while none is (a switchover's moment), the client asks again
- * every POLL ms for up to WAIT ms. */
+ * after 2, 4, 8, 16 ms, then every POLL ms, for up to WAIT ms. */
 #define US_CLIENT_FAILOVER_WAIT_MS 5000u
-#define US_CLIENT_FAILOVER_POLL_MS 50u
+#define US_CLIENT_FAILOVER_POLL_MS 32u
 #define US_CLIENT_PROBE_TIMEOUT_MS 2000
 /* Saves one daemon streams at once (each on its own thread); more are
  * refused with RESOURCE_EXHAUSTED. */

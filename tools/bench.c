@@ -121,8 +121,10 @@ static void usage(FILE *out)
 		"                                [--json]\n"
 		"       understudy-bench failover --archiver HOST:PORT --ns NS[,NS...]\n"
 		"                                 [--sites ADDR[,ADDR...]] [--json]\n"
+		"       understudy-bench switchover --archiver HOST:PORT --site HOST:PORT [--rounds R]\n"
+		"                                   [--json]\n"
 		"         (snapshot, save, restore: tools/bench_archive.c's header says what they do;\n"
-		"         failover: tools/bench_failover.c's)\n"
+		"         failover: tools/bench_failover.c's; switchover: tools/bench_switchover.c's)\n"
 		"\n"
 		"commit: commits in a loop from N concurrent clients and reports throughput and\n"
 		"commit latency (each commit is durable on the collector when acknowledged).\n"
@@ -1739,6 +1741,8 @@ int main(int argc, char **argv)
 		return bench_archive_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "failover") == 0)
 		return bench_failover_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "switchover") == 0)
+		return bench_switchover_main(argc, argv);
 	rc = parse_args(argc, argv, &o);
 	if (rc == 1) {
 		free(o.sites_arg);

@@ -65,5 +65,7 @@ void bench_print_json(json_t *j);
 int bench_archive_main(int argc, char **argv);
 /* `understudy-bench failover ...` (tools/bench_failover.c). */
 int bench_failover_main(int argc, char **argv);
+/* `understudy-bench switchover ...` (tools/bench_switchover.c). */
+int bench_switchover_main(int argc, char **argv);
 
 #endif

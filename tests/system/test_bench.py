@@ -261,5 +261,36 @@ class BenchTest(SystemTest):
         self.assertEqual(self.archived_ns(arch, "site-y")["role"], "standby")
         self.assertEqual(self.archived_ns(arch, "site-x")["applied_seq"], 2)
 
+    def test_switchover(self):
+        """understudy-bench switchover: a live site promoted away by force,
+        rejoined, then switched back under a load through both addresses;
+        its figures, and the state it leaves: the site primary at generation
+        3, every commit of the load on both sides."""
+        arch = self.start_archiver()
+        site = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        self.cli_ok("create-file", "site-a", "BENCH", "SWITCHOVER", collector=site)
+        rc, out, err = self.bench("switchover", "--archiver", arch.addr, "--site", site.addr,
+                                  "--rounds", "1", "--json")
+        self.assertEqual(rc, 0, err)
+        j = json.loads(out)
+        self.assertEqual((j["bench"], j["rounds"]), ("switchover", 1))
+        for k in ("rejoin_ms", "switchover_call_ms", "write_pause_ms", "commit_gap_ms"):
+            self.assertGreater(j[k], 0, k)
+        self.assertGreaterEqual(j["write_pause_ms"], j["commit_gap_ms"])
+        st = self.status(collector=site)
+        self.assertEqual((st["role"], st["generation"]), ("primary", 3))
+        harness.wait_until(lambda: self.archived_ns(arch, "site-a")["applied_seq"] ==
+                           self.last_seq(collector=site), 30, "the archiver to follow the site")
+        self.assertEqual(self.list_ids("site-a", "BENCH", "SWITCHOVER", collector=arch),
+                         self.list_ids("site-a", "BENCH", "SWITCHOVER", collector=site))
+        # bad flags, or an archiver given as the site: exit 2 or 1, nothing changed
+        rc, _, err = self.bench("switchover", "--archiver", arch.addr)
+        self.assertEqual(rc, 2, err)
+        rc, _, err = self.bench("switchover", "--archiver", arch.addr, "--site", arch.addr)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(b"not a collector", err)
+        self.assertEqual(self.status(collector=site)["role"], "primary")
+
+
 if __name__ == "__main__":
     harness.main()

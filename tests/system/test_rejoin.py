@@ -14,6 +14,8 @@ rejoin).
   - `understudy rejoin` again says it rejoined already and changes nothing;
     kill -9 of the following site, restarted: it follows on from where it
     was; kill -9 of the archiver: the site follows again once it is back.
+  - kill -9 of the site at a few moments of its rejoin: restarted, it ends
+    the same (one export, the same; nothing of the tail in its store).
   - A site with rejoin = manual stays fenced until `understudy rejoin`.
   - Bad input: rejoin at a primary site, or naming another namespace: one
     line, nothing changed.
@@ -21,6 +23,7 @@ rejoin).
 
 import json
 import os
+import time
 
 import harness
 from harness import SystemTest, wait_until
@@ -174,6 +177,31 @@ class RejoinTest(SystemTest):
         wait_until(lambda: self.status(collector=col)["role"] == "standby", 30,
                    "the site to catch up")
         self.assert_same(arch, col)
+
+    def test_kill_9_during_the_rejoin(self):
+        """The site killed -9 at a few moments of its rejoin (export, rewind,
+        catching up), then restarted: it ends a standby equal to the
+        primary, with the same export (the tail written again the same, or
+        kept), and nothing of the tail in its store."""
+        arch, col, colb, fork = self.diverge()
+        exports = set()
+        for delay_s in (0.0, 0.005, 0.02, 0.08):
+            col.start(wait=False)
+            time.sleep(delay_s)
+            col.kill()
+        col.start()
+        wait_until(lambda: self.status(collector=col)["role"] == "standby", 60,
+                   "the site to rejoin after the kills")
+        st = self.status(collector=col)
+        dump = [json.loads(l) for l in
+                self.cli_ok("dump", "--json", st["export_path"]).splitlines()]
+        self.assertEqual(len(dump), self.tail)
+        self.assertEqual([d["seq"] for d in dump], list(range(fork, fork + self.tail)))
+        self.assert_same(arch, col)
+        rc, _, _ = self.cli("get", NS, ACC, "F", "site-new", collector=col)
+        self.assertEqual(rc, 3)
+        exports = [f for f in os.listdir(os.path.dirname(st["export_path"]))]
+        self.assertEqual(exports, [os.path.basename(st["export_path"])])  # no partial left
 
 
 if __name__ == "__main__":

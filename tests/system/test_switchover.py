@@ -14,6 +14,9 @@
     the switchover: the site stays primary and the stream resumes.
   - A site that does not keep up (stopped with SIGSTOP) makes a switchover
     give up after --wait: the archiver stays primary and takes commits.
+  - The handover written but never heard (the site stopped, then both
+    sides killed -9): restarted, the site hears it again at its next pull
+    and takes over, nothing lost.
   - Bad input: switchover of a standby namespace with no promote, of an
     unknown namespace, against a collector; a bad --wait: one line.
 """
@@ -198,6 +201,52 @@ class SwitchoverTest(SystemTest):
         self.assertEqual(rc, 1, err)
         self.assert_one_line(err, "switchover against a collector")
         self.assertEqual(self.archived_ns(arch, NS)["role"], "primary")
+
+    def test_a_crash_after_the_handover_was_written(self):
+        """The role is handed over (written on the archiver) but the site
+        never hears it: stopped (SIGSTOP) while the switchover runs, then
+        killed -9, the archiver killed -9 too. Restarted, the site pulls at
+        exactly the handover's position, hears the Handover again and takes
+        over; nothing is lost and both sides agree."""
+        arch = self.start_archiver()
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        self.cli_ok("create-file", NS, ACC, "F", collector=col)
+        for i in range(10):
+            self.cli_ok("put", NS, ACC, "F", "k%d" % i, "v%d" % i, collector=col)
+        wait_until(lambda: self.archived_ns(arch, NS)["applied_seq"] == 11, 30, "the copy")
+        col.kill()
+        self.cli_ok("promote", NS, collector=arch)
+        self.cli_ok("put", NS, ACC, "F", "a", "archiver's", collector=arch)
+        col.start()
+        self.follow(arch, col)
+        col.signal(signal.SIGSTOP)  # it has everything: the switchover goes through
+        try:
+            sw = self.cli_json("switchover", NS, collector=arch)
+            self.assertEqual((sw["generation"], sw["first_seq"]), (3, 13))
+            a = self.archived_ns(arch, NS)
+            self.assertEqual((a["role"], a["generation"]), ("standby", 3))
+        finally:
+            col.kill()  # never ran the Handover it was sent
+        arch.restart()
+        a = self.archived_ns(arch, NS)
+        self.assertEqual((a["role"], a["generation"], a["applied_seq"]), ("standby", 3, 12))
+        # no primary meanwhile: the archiver refuses commits as a standby
+        rc, _, err = self.cli("put", NS, ACC, "F", "x", "y", collector=arch)
+        self.assertEqual(rc, 1, err)
+        col.start()
+        wait_until(lambda: self.status(collector=col)["role"] == "primary", 30,
+                   "the site to hear the handover again and take over")
+        st = self.status(collector=col)
+        self.assertEqual((st["generation"], st["last_seq"]), (3, 12))
+        both = "%s,%s" % (col.addr, arch.addr)
+        self.cli_ok("put", NS, ACC, "F", "b", "the site's again", addr=both)
+        wait_until(lambda: self.archived_ns(arch, NS)["applied_seq"] == 13, 30,
+                   "the site to stream to the archiver")
+        for node in (col, arch):
+            self.assertEqual(self.cli_ok("get", NS, ACC, "F", "a", collector=node), b"archiver's")
+            self.assertEqual(self.cli_ok("get", NS, ACC, "F", "b", collector=node),
+                             b"the site's again")
+            self.assertEqual(len(self.ids(node)), 12)
 
 
 if __name__ == "__main__":

@@ -554,6 +554,8 @@ static void test_rewind(void **state)
 	assert_body(s, "F", SECTION_DATA, "k", "own");
 	image[0].file = "F";
 	rw.n_image = 4;
+	rw.export_path = "/exports/site-a-g1-4-4.export";
+	rw.exported = 1;
 	assert_int_equal(store_rewind(s, &rw, &err), 0);
 	assert_int_equal(store_role(s), ROLE_REJOINING);
 	store_close(s);
@@ -565,6 +567,14 @@ static void test_rewind(void **state)
 	assert_int_equal(first, 4);
 	store_primary(s, &got);
 	assert_string_equal(got.addr, "arch.example:7440");
+	{
+		char path[200];
+		uint64_t exported;
+
+		assert_int_equal(store_rewound_export(s, path, sizeof(path), &exported, &err), 0);
+		assert_string_equal(path, "/exports/site-a-g1-4-4.export");
+		assert_int_equal(exported, 1);
+	}
 	assert_body(s, "F", SECTION_DATA, "k", "primary's");
 	assert_body(s, "J", SECTION_DATA, "j", "new");
 	{

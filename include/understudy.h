@@ -152,6 +152,10 @@ typedef struct us_file_info {
  * entries, freed with free(). */
 int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
 		  us_file_info_t **files, size_t *n, us_err_t *err);
+/* The same without the item counts (data_items and dict_items 0): the
+ * files and their flags only, at the cost of a lookup, not of a scan. */
+int us_list_file_names(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
+		       us_file_info_t **files, size_t *n, us_err_t *err);
 
 /* A snapshot of namespace ns: reads given its id (us_read, us_scan,
  * us_list_files) see the state after commit (generation, seq), however long

@@ -665,8 +665,8 @@ static int cmp_file_info(const void *a, const void *b)
 	return r ? r : strcmp(x->file, y->file);
 }
 
-int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
-		  us_file_info_t **files, size_t *n, us_err_t *err)
+static int list_files(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
+		      bool is_names_only, us_file_info_t **files, size_t *n, us_err_t *err)
 {
 	Understudy__V1__ListFilesRequest req;
 	Understudy__V1__ListFilesResponse *out;
@@ -681,6 +681,7 @@ int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t 
 	req.namespace_ = (char *)ns;
 	req.account = (char *)(account ? account : "");
 	req.snapshot = snapshot;
+	req.names_only = is_names_only;
 	rc = call_unary(c, "/understudy.v1.Store/ListFiles", &req.base, &resp, &resp_len, err);
 	if (rc)
 		return rc;
@@ -710,6 +711,18 @@ int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t 
 	qsort(v, *n, sizeof(*v), cmp_file_info);
 	*files = v;
 	return 0;
+}
+
+int us_list_files(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
+		  us_file_info_t **files, size_t *n, us_err_t *err)
+{
+	return list_files(c, ns, account, snapshot, false, files, n, err);
+}
+
+int us_list_file_names(us_client_t *c, const char *ns, const char *account, uint64_t snapshot,
+		       us_file_info_t **files, size_t *n, us_err_t *err)
+{
+	return list_files(c, ns, account, snapshot, true, files, n, err);
 }
 
 int us_open_snapshot(us_client_t *c, const char *ns, us_snapshot_t *out, us_err_t *err)

@@ -357,7 +357,7 @@ static int build_image(us_client_t *c, const char *ns, uint64_t snap, const stru
 	size_t n_files = 0;
 	int rc;
 
-	if ((rc = us_list_files(c, ns, NULL, snap, &files, &n_files, err)))
+	if ((rc = us_list_file_names(c, ns, NULL, snap, &files, &n_files, err)))
 		return err_wrap(err, "the primary's files");
 	for (size_t i = 0; i < t->n && rc == 0; i++) {
 		const struct touched *x = &t->v[i];

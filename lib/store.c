@@ -108,7 +108,7 @@ int store__take_write_err(struct store *s, char **errptr, struct us_err *err, co
 #define STORE_STR_(x) #x
 #define STORE_STR(x) STORE_STR_(x)
 
-static int check_disk(struct store *s, bool is_space, struct us_err *err)
+int store__check_disk(struct store *s, bool is_space, struct us_err *err)
 {
 	return disk_check(s->dir, &s->dir_id, is_space ? s->reserve : NULL, err);
 }
@@ -276,7 +276,7 @@ static void catalog_del(struct catalog *c, const char *account, size_t account_l
 	c->n--;
 }
 
-static int catalog_copy(struct catalog *dst, const struct catalog *src)
+int store__catalog_copy(struct catalog *dst, const struct catalog *src)
 {
 	if (dst->cap < src->n) {
 		struct cat_row *rows = realloc(dst->rows, src->cap * sizeof(*rows));
@@ -338,7 +338,7 @@ static int catalog_read(struct store *s, rocksdb_readoptions_t *ro, struct catal
 }
 
 /* Rebuilds the writer's catalog from the 'A' and 'F' keys. */
-static int catalog_load(struct store *s, struct us_err *err)
+int store__catalog_load(struct store *s, struct us_err *err)
 {
 	return catalog_read(s, s->read_opts, &s->cat, err);
 }
@@ -357,7 +357,7 @@ static bool catalog_is_shipped(struct catalog *c, const char *account, size_t ac
 /* ---- open / close ---- */
 
 
-static void encode_pos(uint8_t out[POS_BYTES], const struct store_position *p)
+void store__encode_pos(uint8_t out[POS_BYTES], const struct store_position *p)
 {
 	buf_put_u64le(out, p->generation);
 	buf_put_u64le(out + 8, p->seq);
@@ -406,7 +406,7 @@ static int load_meta(struct store *s, const char *dir, struct us_err *err)
 		memcpy(fmt, STORE_MAGIC, 4);
 		fmt[4] = STORE_VERSION;
 		s->pos = (struct store_position){.generation = 1, .seq = 0, .time_ms = 0};
-		encode_pos(pos, &s->pos);
+		store__encode_pos(pos, &s->pos);
 		store__key_gen(genkey, 1);
 		buf_put_u64le(first, 1);
 		b = rocksdb_writebatch_create();
@@ -546,383 +546,6 @@ enum ns_role store_role(const struct store *s)
 	return (enum ns_role)atomic_load(&s->role);
 }
 
-void store_set_role(struct store *s, enum ns_role to)
-{
-	assert(role_may_become(store_role(s), to));
-	atomic_store(&s->role, (int)to);
-}
-
-static int promote_locked(struct store *s, struct store_position *out, struct us_err *err);
-
-int store_promote(struct store *s, struct store_position *out, struct us_err *err)
-{
-	int rc;
-
-	pthread_mutex_lock(&s->role_lock);
-	rc = promote_locked(s, out, err);
-	pthread_mutex_unlock(&s->role_lock);
-	return rc;
-}
-
-static int promote_locked(struct store *s, struct store_position *out, struct us_err *err)
-{
-	uint8_t posv[POS_BYTES], first[8], role = ROLE_PRIMARY;
-	uint8_t genkey[KEY_GEN_BYTES];
-	struct store_position pos;
-	rocksdb_writebatch_t *b;
-	char *errptr = NULL;
-	int rc;
-
-	if (store_role(s) != ROLE_STANDBY)
-		return err_set(err, US_EPRECOND, "cannot promote: only a standby is, this node is %s",
-			       role_name(store_role(s)));
-	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
-		return rc;
-	store_get_position(s, &pos);
-	if (pos.generation >= US_SEQ_MAX)
-		return err_set(err, US_ERANGE, "generation %llu is the last one",
-			       (unsigned long long)pos.generation);
-	pos.generation++;
-	encode_pos(posv, &pos);
-	store__key_gen(genkey, pos.generation);
-	buf_put_u64le(first, pos.seq + 1);
-	/* the new generation, its place in the history and the role, at once
-	 * and durably, before any commit of it is taken */
-	b = rocksdb_writebatch_create();
-	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
-	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
-	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
-	rocksdb_writebatch_delete(b, KEY_PRIMARY, strlen(KEY_PRIMARY)); /* it follows none now */
-	rocksdb_write(s->db, s->write_opts, b, &errptr);
-	rocksdb_writebatch_destroy(b);
-	if ((rc = store__take_write_err(s, &errptr, err, "cannot promote the store")))
-		return rc;
-	pthread_mutex_lock(&s->pos_lock);
-	s->pos.generation = pos.generation;
-	memset(&s->primary, 0, sizeof(s->primary));
-	pthread_mutex_unlock(&s->pos_lock);
-	store_set_role(s, ROLE_PRIMARY);
-	if (out)
-		*out = pos;
-	return 0;
-}
-
-static int fence_locked(struct store *s, const struct store_primary_info *p, struct us_err *err);
-
-int store_fence(struct store *s, const struct store_primary_info *primary, struct us_err *err)
-{
-	int rc;
-
-	pthread_mutex_lock(&s->role_lock);
-	rc = fence_locked(s, primary, err);
-	pthread_mutex_unlock(&s->role_lock);
-	return rc;
-}
-
-static int fence_locked(struct store *s, const struct store_primary_info *p, struct us_err *err)
-{
-	uint8_t role = ROLE_FENCED;
-	size_t plen = strnlen(p->addr, sizeof(p->addr));
-	rocksdb_writebatch_t *b;
-	char *errptr = NULL;
-	struct buf v;
-	int rc;
-
-	if (store_role(s) == ROLE_FENCED)
-		return 0;
-	if (store_role(s) != ROLE_PRIMARY)
-		return err_set(err, US_EPRECOND, "cannot fence: only a primary is, this node is %s",
-			       role_name(store_role(s)));
-	if (plen == 0 || plen >= sizeof(p->addr))
-		return err_set(err, US_EINVAL, "cannot fence: bad primary address of %zu bytes",
-			       plen);
-	if ((rc = store__check_writable(s, err)))
-		return rc;
-	buf_init(&v);
-	if (buf_append_u64le(&v, p->generation) || buf_append_u64le(&v, p->first_seq) ||
-	    buf_append(&v, p->addr, plen)) {
-		buf_release(&v);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
-	b = rocksdb_writebatch_create();
-	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
-	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
-	rocksdb_write(s->db, s->write_opts, b, &errptr);
-	rocksdb_writebatch_destroy(b);
-	buf_release(&v);
-	if ((rc = store__take_write_err(s, &errptr, err, "cannot fence the store")))
-		return rc;
-	pthread_mutex_lock(&s->pos_lock);
-	s->primary = *p;
-	pthread_mutex_unlock(&s->pos_lock);
-	store_set_role(s, ROLE_FENCED);
-	return 0;
-}
-
-static int rewind_locked(struct store *s, const struct store_rewind *rw, struct us_err *err);
-static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
-		    enum ns_role role, uint64_t seq, bool *is_journaled, struct us_err *err);
-
-int store_rewind(struct store *s, const struct store_rewind *rw, struct us_err *err)
-{
-	int rc;
-
-	store__perf_off();
-	pthread_mutex_lock(&s->role_lock);
-	rc = rewind_locked(s, rw, err);
-	pthread_mutex_unlock(&s->role_lock);
-	return rc;
-}
-
-/* Deletes every key of tag (one byte) in b. */
-static void delete_tag(rocksdb_writebatch_t *b, char tag)
-{
-	char lo[1] = {tag}, hi[1] = {(char)(tag + 1)};
-
-	rocksdb_writebatch_delete_range(b, lo, 1, hi, 1);
-}
-
-static int rewind_locked(struct store *s, const struct store_rewind *rw, struct us_err *err)
-{
-	uint8_t posv[POS_BYTES], first[8], role = ROLE_REJOINING;
-	uint8_t genkey[KEY_GEN_BYTES];
-	struct store_position pos;
-	rocksdb_writebatch_t *b;
-	char *errptr = NULL;
-	int rc = 0;
-
-	if (store_role(s) != ROLE_FENCED)
-		return err_set(err, US_EPRECOND, "cannot rewind: only a fenced node is, this node is %s",
-			       role_name(store_role(s)));
-	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
-		return rc;
-	store_get_position(s, &pos);
-	if (rw->to.generation <= pos.generation || rw->first_seq == 0 ||
-	    rw->first_seq > rw->to.seq + 1 || rw->to.seq > US_SEQ_MAX)
-		return err_set(err, US_EINVAL,
-			       "cannot rewind from generation %llu to generation %llu at seq %llu "
-			       "(from seq %llu)",
-			       (unsigned long long)pos.generation,
-			       (unsigned long long)rw->to.generation, (unsigned long long)rw->to.seq,
-			       (unsigned long long)rw->first_seq);
-	if (catalog_copy(&s->cat_saved, &s->cat))
-		return err_set(err, US_ENOMEM, "out of memory");
-	b = rocksdb_writebatch_create();
-	/* the journal goes: it holds this node's own tail, which the export
-	 * kept; the primary's history continues from to.seq + 1 */
-	delete_tag(b, 'J');
-	delete_tag(b, 'H');
-	for (size_t i = 0; i < rw->n_image && rc == 0; i++) {
-		bool is_journaled;
-
-		rc = apply_op(s, b, &rw->image[i], ROLE_STANDBY, rw->to.seq, &is_journaled, err);
-		if (rc) {
-			if (rc == US_ENOMEM)
-				err_set(err, rc, "out of memory");
-			err_wrap(err, "rewind entry %zu (%s)", i + 1, entry_op_name(rw->image[i].op));
-		}
-	}
-	if (rc) {
-		rocksdb_writebatch_destroy(b);
-		catalog_copy(&s->cat, &s->cat_saved);
-		return rc;
-	}
-	encode_pos(posv, &rw->to);
-	store__key_gen(genkey, rw->to.generation);
-	buf_put_u64le(first, rw->first_seq);
-	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
-	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
-	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
-	{
-		struct store_primary_info p;
-		struct buf v;
-
-		store_primary(s, &p);
-		buf_init(&v);
-		if (buf_append_u64le(&v, rw->to.generation) || buf_append_u64le(&v, rw->first_seq) ||
-		    buf_append(&v, p.addr, strnlen(p.addr, sizeof(p.addr)))) {
-			buf_release(&v);
-			rocksdb_writebatch_destroy(b);
-			catalog_copy(&s->cat, &s->cat_saved);
-			return err_set(err, US_ENOMEM, "out of memory");
-		}
-		rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
-		buf_release(&v);
-	}
-	{
-		const char *path = rw->export_path ? rw->export_path : "";
-		struct buf v;
-
-		buf_init(&v);
-		if (buf_append_u64le(&v, rw->exported) || buf_append(&v, path, strlen(path))) {
-			buf_release(&v);
-			rocksdb_writebatch_destroy(b);
-			catalog_copy(&s->cat, &s->cat_saved);
-			return err_set(err, US_ENOMEM, "out of memory");
-		}
-		rocksdb_writebatch_put(b, KEY_EXPORT, strlen(KEY_EXPORT), (char *)v.p, v.len);
-		buf_release(&v);
-	}
-	rocksdb_write(s->db, s->write_opts, b, &errptr);
-	rocksdb_writebatch_destroy(b);
-	if ((rc = store__take_write_err(s, &errptr, err, "cannot rewind the store"))) {
-		struct us_err lerr;
-
-		if (catalog_load(s, &lerr))
-			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
-		return rc;
-	}
-	pthread_mutex_lock(&s->pos_lock);
-	s->pos = rw->to;
-	s->primary.generation = rw->to.generation;
-	s->primary.first_seq = rw->first_seq;
-	pthread_mutex_unlock(&s->pos_lock);
-	store_set_role(s, ROLE_REJOINING);
-	return 0;
-}
-
-int store_rewound_export(struct store *s, char *path, size_t size, uint64_t *exported,
-			 struct us_err *err)
-{
-	char *errptr = NULL, *v;
-	size_t len = 0;
-	int rc;
-
-	path[0] = '\0';
-	*exported = 0;
-	v = rocksdb_get(s->db, s->read_opts, KEY_EXPORT, strlen(KEY_EXPORT), &len, &errptr);
-	if ((rc = store__take_rocks_err(&errptr, err, "cannot read the export record")))
-		return rc;
-	if (v && len >= 8) {
-		*exported = buf_get_u64le((const uint8_t *)v);
-		snprintf(path, size, "%.*s", (int)(len - 8), v + 8);
-	}
-	rocksdb_free(v);
-	return 0;
-}
-
-static int caught_up_locked(struct store *s, struct us_err *err)
-{
-	uint8_t role = ROLE_STANDBY;
-	char *errptr = NULL;
-	int rc;
-
-	if (store_role(s) == ROLE_STANDBY)
-		return 0;
-	if (store_role(s) != ROLE_REJOINING)
-		return err_set(err, US_EPRECOND, "only a rejoining node catches up, this node is %s",
-			       role_name(store_role(s)));
-	if ((rc = store__check_writable(s, err)))
-		return rc;
-	rocksdb_put(s->db, s->write_opts, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1, &errptr);
-	if ((rc = store__take_write_err(s, &errptr, err, "cannot write the store's role")))
-		return rc;
-	store_set_role(s, ROLE_STANDBY);
-	return 0;
-}
-
-int store_caught_up(struct store *s, struct us_err *err)
-{
-	int rc;
-
-	pthread_mutex_lock(&s->role_lock);
-	rc = caught_up_locked(s, err);
-	pthread_mutex_unlock(&s->role_lock);
-	return rc;
-}
-
-void store_primary(struct store *s, struct store_primary_info *out)
-{
-	pthread_mutex_lock(&s->pos_lock);
-	*out = s->primary;
-	pthread_mutex_unlock(&s->pos_lock);
-}
-
-void store_hold_commits(struct store *s, const char *why)
-{
-	pthread_mutex_lock(&s->pos_lock);
-	snprintf(s->hold, sizeof(s->hold), "%s", why && why[0] ? why : "commits are held");
-	pthread_mutex_unlock(&s->pos_lock);
-}
-
-void store_release_commits(struct store *s)
-{
-	pthread_mutex_lock(&s->pos_lock);
-	s->hold[0] = '\0';
-	pthread_mutex_unlock(&s->pos_lock);
-}
-
-/* KEY_PRIMARY's value: u64le generation, u64le first seq, the address. */
-static int encode_primary(struct buf *v, const struct store_primary_info *p)
-{
-	return buf_append_u64le(v, p->generation) || buf_append_u64le(v, p->first_seq) ||
-	       buf_append(v, p->addr, strnlen(p->addr, sizeof(p->addr)));
-}
-
-static int hand_over_locked(struct store *s, const struct store_primary_info *to,
-			    struct us_err *err)
-{
-	uint8_t posv[POS_BYTES], first[8], role = ROLE_STANDBY;
-	uint8_t genkey[KEY_GEN_BYTES];
-	struct store_position pos;
-	rocksdb_writebatch_t *b;
-	char *errptr = NULL;
-	struct buf v;
-	int rc;
-
-	if (store_role(s) != ROLE_PRIMARY)
-		return err_set(err, US_EPRECOND, "cannot hand over: only a primary does, this node is %s",
-			       role_name(store_role(s)));
-	store_get_position(s, &pos);
-	if (to->generation != pos.generation + 1 || to->first_seq != pos.seq + 1 || !to->addr[0])
-		return err_set(err, US_EINVAL,
-			       "cannot hand over generation %llu from seq %llu to %s: this node is at "
-			       "generation %llu, seq %llu",
-			       (unsigned long long)to->generation, (unsigned long long)to->first_seq,
-			       to->addr, (unsigned long long)pos.generation,
-			       (unsigned long long)pos.seq);
-	if ((rc = store__check_writable(s, err)))
-		return rc;
-	pos.generation = to->generation;
-	encode_pos(posv, &pos);
-	store__key_gen(genkey, pos.generation);
-	buf_put_u64le(first, to->first_seq);
-	buf_init(&v);
-	if (encode_primary(&v, to)) {
-		buf_release(&v);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
-	/* the new generation is the site's, from first_seq: this node follows
-	 * it as its standby from here on, durably, before the site is told */
-	b = rocksdb_writebatch_create();
-	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
-	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
-	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
-	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
-	rocksdb_write(s->db, s->write_opts, b, &errptr);
-	rocksdb_writebatch_destroy(b);
-	buf_release(&v);
-	if ((rc = store__take_write_err(s, &errptr, err, "cannot hand the store over")))
-		return rc;
-	pthread_mutex_lock(&s->pos_lock);
-	s->pos.generation = pos.generation;
-	s->primary = *to;
-	s->hold[0] = '\0';
-	pthread_mutex_unlock(&s->pos_lock);
-	store_set_role(s, ROLE_STANDBY);
-	return 0;
-}
-
-int store_hand_over(struct store *s, const struct store_primary_info *to, struct us_err *err)
-{
-	int rc;
-
-	pthread_mutex_lock(&s->role_lock);
-	rc = hand_over_locked(s, to, err);
-	pthread_mutex_unlock(&s->role_lock);
-	return rc;
-}
-
 /* Commits need the primary's role; applies and loads a standby's. */
 static int check_role(struct store *s, bool is_commit, struct us_err *err)
 {
@@ -969,7 +592,7 @@ int store_bind_site(struct store *s, const char *node_id, struct us_err *err)
 
 	if (len == 0 || len > US_NODE_ID_MAX_LEN)
 		return err_set(err, US_EINVAL, "bad site node id of %zu bytes", len);
-	if ((rc = store__check_writable(s, err)) || (rc = check_disk(s, true, err)))
+	if ((rc = store__check_writable(s, err)) || (rc = store__check_disk(s, true, err)))
 		return rc;
 	rocksdb_put(s->db, s->write_opts, KEY_SITE, strlen(KEY_SITE), node_id, len, &errptr);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot bind the store to its site")))
@@ -1076,7 +699,7 @@ int store_open(struct store **out, const char *dir, const struct store_opts *o,
 		goto out_free;
 	if ((rc = load_node_id(s, err)) || (rc = load_site_id(s, err)))
 		goto out_free;
-	if ((rc = catalog_load(s, err)))
+	if ((rc = store__catalog_load(s, err)))
 		goto out_free;
 	*out = s;
 	return 0;
@@ -1205,7 +828,7 @@ static int delete_file_items(struct store *s, rocksdb_writebatch_t *b, const str
  * empty and stale since seq, whether it did or not; DELETE_FILE and
  * SET_LOGGING of a file the replica does not hold change nothing (a site ships
  * both for any file); SET_LOGGING off marks the file stale since seq. */
-static int apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+int store__apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
 		    enum ns_role role, uint64_t seq, bool *is_journaled, struct us_err *err)
 {
 	/* a standby applies what its primary journaled; a primary commits */
@@ -1498,7 +1121,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		return c->rc = rc;
 	for (size_t i = 0; i < c->n_ops; i++) {
 		if (op_changes_catalog(c->ops[i].op)) {
-			if (catalog_copy(&s->cat_saved, &s->cat))
+			if (store__catalog_copy(&s->cat_saved, &s->cat))
 				return c->rc = err_set(&c->err, US_ENOMEM, "out of memory");
 			is_catalog_saved = true;
 			break;
@@ -1517,7 +1140,7 @@ static int add_commit(struct store *s, rocksdb_writebatch_t *b, struct store_com
 		e->time_ms = time_ms;
 		e->is_commit_end = false;
 		reship_before(s, e, &rs);
-		rc = apply_op(s, b, e, ROLE_PRIMARY, 0, &is_journaled, &c->err);
+		rc = store__apply_op(s, b, e, ROLE_PRIMARY, 0, &is_journaled, &c->err);
 		if (rc == 0 && rs.is_needed)
 			rc = reship_after(s, b, e, &rs, &next, &c->err);
 		if (rc == 0 && is_journaled) {
@@ -1559,7 +1182,7 @@ out_rollback:
 		err_set(&c->err, rc, "internal error: write batch rollback failed");
 	}
 	if (is_catalog_saved)
-		catalog_copy(&s->cat, &s->cat_saved); /* fits: same capacity or larger */
+		store__catalog_copy(&s->cat, &s->cat_saved); /* fits: same capacity or larger */
 	return c->rc = rc;
 }
 
@@ -1595,7 +1218,7 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 		pos.time_ms = time_ms;
 	pos.seq = seq;
 	pos.chain = store__journal_chain(s);
-	encode_pos(posv, &pos);
+	store__encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rc = store__journal_flush(s, b, err);
 	if (rc == 0)
@@ -1604,14 +1227,14 @@ static int write_part(struct store *s, struct store_commit **commits, size_t fro
 	store__journal_drop(s);
 	/* a synced write into a directory deleted meanwhile succeeds and keeps
 	 * nothing: checked after it, and then nothing more is written */
-	if (rc == 0 && !errptr && (rc = check_disk(s, false, err)))
+	if (rc == 0 && !errptr && (rc = store__check_disk(s, false, err)))
 		atomic_store(&s->is_failed, true);
 	if (rc || (rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
 		/* Nothing of this part is acknowledged; the catalog may have run
 		 * ahead. */
-		if (catalog_load(s, &lerr))
+		if (store__catalog_load(s, &lerr))
 			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
 		for (size_t i = from; i < to; i++) {
 			commits[i]->rc = rc;
@@ -1634,7 +1257,7 @@ int store_commit_group(struct store *s, struct store_commit **commits, size_t n,
 
 	store__perf_off();
 	if ((rc = check_role(s, true, err)) || (rc = store__check_writable(s, err)) ||
-	    (rc = check_disk(s, true, err))) {
+	    (rc = store__check_disk(s, true, err))) {
 		for (size_t i = 0; i < n; i++) {
 			commits[i]->rc = rc;
 			commits[i]->err = *err;
@@ -1670,7 +1293,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 		return rc;
 	if (n == 0)
 		return err_set(err, US_EINVAL, "no entries to apply");
-	if ((rc = check_disk(s, true, err)))
+	if ((rc = store__check_disk(s, true, err)))
 		return rc;
 	store_get_position(s, &pos);
 	if (first_seq != pos.seq + 1)
@@ -1689,7 +1312,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 	if (!block && (rc = store__journal_block_begin(s, first_seq, err)))
 		return rc;
 	/* The catalog may change; keep a copy to restore if an entry is refused. */
-	if (catalog_copy(&s->cat_saved, &s->cat))
+	if (store__catalog_copy(&s->cat_saved, &s->cat))
 		return err_set(err, US_ENOMEM, "out of memory");
 	b = rocksdb_writebatch_create();
 	seq = pos.seq;
@@ -1699,7 +1322,7 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 
 		seq++;
 		if (e->op < ENTRY_HEARTBEAT) {
-			rc = apply_op(s, b, e, ROLE_STANDBY, seq, &is_journaled, err);
+			rc = store__apply_op(s, b, e, ROLE_STANDBY, seq, &is_journaled, err);
 			if (rc) {
 				if (rc == US_ENOMEM)
 					err_set(err, rc, "out of memory");
@@ -1720,20 +1343,20 @@ int store_apply_entries(struct store *s, uint64_t first_seq, struct entry *entri
 		rc = store__journal_put_block(s, b, first_seq, block, block_len, pos.chain, err);
 	if (rc) {
 		rocksdb_writebatch_destroy(b);
-		catalog_copy(&s->cat, &s->cat_saved);
+		store__catalog_copy(&s->cat, &s->cat_saved);
 		return rc;
 	}
 	pos.seq = seq;
 	pos.time_ms = entries[n - 1].time_ms;
 	pos.chain = chain;
-	encode_pos(posv, &pos);
+	store__encode_pos(posv, &pos);
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_write(s->db, is_sync ? s->write_opts : s->write_opts_nosync, b, &errptr);
 	rocksdb_writebatch_destroy(b);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
-		if (catalog_load(s, &lerr))
+		if (store__catalog_load(s, &lerr))
 			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
 		return rc;
 	}
@@ -1758,7 +1381,7 @@ int store_sync(struct store *s, uint64_t *durable_seq, struct us_err *err)
 		return rc;
 	/* an fsync into a directory deleted meanwhile succeeds, and is not
 	 * durable: checked after it, so that nothing of it is acknowledged */
-	if ((rc = check_disk(s, false, err)))
+	if ((rc = store__check_disk(s, false, err)))
 		return rc;
 	*durable_seq = pos.seq;
 	return 0;
@@ -1978,9 +1601,9 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	store__perf_off();
 	if ((rc = check_role(s, false, err)) || (rc = store__check_writable(s, err)))
 		return rc;
-	if ((rc = check_disk(s, true, err)))
+	if ((rc = store__check_disk(s, true, err)))
 		return rc;
-	if (catalog_copy(&s->cat_saved, &s->cat))
+	if (store__catalog_copy(&s->cat_saved, &s->cat))
 		return err_set(err, US_ENOMEM, "out of memory");
 	b = rocksdb_writebatch_create();
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -2010,13 +1633,13 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 		/* As a replica at seq 0: nothing is journaled, and a flag that
 		 * is off is stale since seq 0, which is to say not stale (the
 		 * record is the same one a site's own commit writes). */
-		rc = apply_op(s, b, e, ROLE_STANDBY, 0, &is_journaled, err);
+		rc = store__apply_op(s, b, e, ROLE_STANDBY, 0, &is_journaled, err);
 		if (rc == US_ENOMEM)
 			err_set(err, rc, "out of memory");
 	}
 	if (rc) {
 		rocksdb_writebatch_destroy(b);
-		catalog_copy(&s->cat, &s->cat_saved);
+		store__catalog_copy(&s->cat, &s->cat_saved);
 		return rc;
 	}
 	if (!s->is_load_unflushed) {
@@ -2030,7 +1653,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 		rocksdb_set_options(s->db, 3, k, v, &errptr);
 		if ((rc = store__take_write_err(s, &errptr, err, "cannot start a load"))) {
 			rocksdb_writebatch_destroy(b);
-			catalog_copy(&s->cat, &s->cat_saved);
+			store__catalog_copy(&s->cat, &s->cat_saved);
 			return rc;
 		}
 		s->is_load_unflushed = true;
@@ -2040,7 +1663,7 @@ int store_load_entries(struct store *s, struct entry *entries, size_t n, struct 
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot write to store"))) {
 		struct us_err lerr;
 
-		if (catalog_load(s, &lerr))
+		if (store__catalog_load(s, &lerr))
 			err_wrap(err, "and reloading the catalog failed too (%s)", lerr.msg);
 	}
 	return rc;
@@ -2084,7 +1707,7 @@ int store_set_position(struct store *s, const struct store_position *pos, struct
 			return rc;
 		s->is_load_unflushed = false;
 	}
-	encode_pos(posv, pos);
+	store__encode_pos(posv, pos);
 	store__key_gen(genkey, pos->generation);
 	buf_put_u64le(first, pos->seq + 1);
 	b = rocksdb_writebatch_create();

@@ -239,6 +239,10 @@ int store_has_files(struct store *s, const struct store_snap *at, const char *ac
  * (free()) of *n. */
 int store_list_files(struct store *s, const struct store_snap *at, const char *account,
 		     struct store_file_info **files, size_t *n, struct us_err *err);
+/* The same without the item counts (0s): a lookup of the files and their
+ * flags, not a scan of their items. */
+int store_list_file_names(struct store *s, const struct store_snap *at, const char *account,
+			  struct store_file_info **files, size_t *n, struct us_err *err);
 
 /* Reads journal entry seq: its encoded bytes into raw (reset first) and e
  * decoded from them (borrowing from raw). US_ENOTFOUND if not retained. */

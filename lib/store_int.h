@@ -134,6 +134,17 @@ int store__check_writable(struct store *s, struct us_err *err);
 /* Turns off RocksDB's per-thread perf counters on the calling thread. */
 void store__perf_off(void);
 
+/* Shared by store.c and store_role.c. */
+void store__encode_pos(uint8_t out[POS_BYTES], const struct store_position *p);
+/* US_ENOSPC (is_space: below the reserve) or the directory's refusal. */
+int store__check_disk(struct store *s, bool is_space, struct us_err *err);
+int store__catalog_copy(struct catalog *dst, const struct catalog *src);
+int store__catalog_load(struct store *s, struct us_err *err);
+/* One op into b as role applies it (a standby: a primary's journaled op;
+ * a primary: a commit's) at seq; *is_journaled: whether it ships. */
+int store__apply_op(struct store *s, rocksdb_writebatch_t *b, const struct entry *e,
+		    enum ns_role role, uint64_t seq, bool *is_journaled, struct us_err *err);
+
 /* Keys (docs/store-format.md); each resets k first. US_ENOMEM. */
 int store__key_file(struct buf *k, char tag, const char *account, size_t account_len,
 		    const char *file, size_t file_len);

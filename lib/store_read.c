@@ -353,7 +353,8 @@ static int read_account_flags(struct store *s, const struct store_snap *at, cons
 
 /* One 'F' record (key, value) into fi, with its account's flags and its counts. */
 static int file_info(struct store *s, const struct store_snap *at, const char *key, size_t klen,
-		     const char *v, size_t vlen, struct store_file_info *fi, struct us_err *err)
+		     const char *v, size_t vlen, bool is_counted, struct store_file_info *fi,
+		     struct us_err *err)
 {
 	const char *sep = memchr(key + 1, 0, klen - 1);
 	uint64_t account_stale;
@@ -379,7 +380,7 @@ static int file_info(struct store *s, const struct store_snap *at, const char *k
 	if (account_stale && (!fi->stale_since_seq || account_stale < fi->stale_since_seq))
 		fi->stale_since_seq = account_stale;
 	buf_init(&k);
-	for (uint8_t sec = SECTION_DATA; sec <= SECTION_DICT && !rc; sec++) {
+	for (uint8_t sec = SECTION_DATA; sec <= SECTION_DICT && !rc && is_counted; sec++) {
 		if (store__key_section(&k, fi->account, alen, fi->file, flen, sec))
 			rc = err_set(err, US_ENOMEM, "out of memory");
 		else
@@ -391,7 +392,8 @@ static int file_info(struct store *s, const struct store_snap *at, const char *k
 }
 
 static int list_files_at(struct store *s, const struct store_snap *at, const char *account,
-			 struct store_file_info **files, size_t *n_files, struct us_err *err)
+			 bool is_counted, struct store_file_info **files, size_t *n_files,
+			 struct us_err *err)
 {
 	struct store_file_info *out = NULL;
 	size_t n = 0, cap = 0;
@@ -426,7 +428,7 @@ static int list_files_at(struct store *s, const struct store_snap *at, const cha
 			out = p;
 			cap = ncap;
 		}
-		if ((rc = file_info(s, at, key, klen, v, vlen, &out[n], err)))
+		if ((rc = file_info(s, at, key, klen, v, vlen, is_counted, &out[n], err)))
 			break;
 		n++;
 	}
@@ -445,8 +447,9 @@ static int list_files_at(struct store *s, const struct store_snap *at, const cha
 	return 0;
 }
 
-int store_list_files(struct store *s, const struct store_snap *at, const char *account,
-		     struct store_file_info **files, size_t *n_files, struct us_err *err)
+static int list_files(struct store *s, const struct store_snap *at, const char *account,
+		      bool is_counted, struct store_file_info **files, size_t *n_files,
+		      struct us_err *err)
 {
 	struct store_snap *now = NULL;
 	int rc;
@@ -457,9 +460,21 @@ int store_list_files(struct store *s, const struct store_snap *at, const char *a
 	 * when none is given */
 	if (!at && (rc = store_snap_new(s, &now, err)))
 		return rc;
-	rc = list_files_at(s, at ? at : now, account, files, n_files, err);
+	rc = list_files_at(s, at ? at : now, account, is_counted, files, n_files, err);
 	store_snap_free(now);
 	return rc;
+}
+
+int store_list_files(struct store *s, const struct store_snap *at, const char *account,
+		     struct store_file_info **files, size_t *n_files, struct us_err *err)
+{
+	return list_files(s, at, account, true, files, n_files, err);
+}
+
+int store_list_file_names(struct store *s, const struct store_snap *at, const char *account,
+			  struct store_file_info **files, size_t *n_files, struct us_err *err)
+{
+	return list_files(s, at, account, false, files, n_files, err);
 }
 
 int store_generation_start(struct store *s, uint64_t generation, uint64_t *first_seq,

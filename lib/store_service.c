@@ -447,7 +447,8 @@ static void on_list_files(struct rpc_call *call, const uint8_t *req, size_t req_
 	if (store_service_acquire(ops, in->namespace_, false, &h, &err) ||
 	    store_service_use_snapshot(ops, in->namespace_, in->snapshot, &h, &at, &err))
 		goto out_err;
-	if (store_list_files(h.store, at, in->account[0] ? in->account : NULL, &files, &n, &err))
+	if ((in->names_only ? store_list_file_names : store_list_files)(
+		    h.store, at, in->account[0] ? in->account : NULL, &files, &n, &err))
 		goto out_err;
 	infos = calloc(n ? n : 1, sizeof(*infos));
 	ptrs = calloc(n ? n : 1, sizeof(*ptrs));

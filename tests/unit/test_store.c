@@ -583,6 +583,21 @@ static void test_rewind(void **state)
 		assert_int_equal(store_has_files(s, NULL, "ACC", "G", &is_found, &err), 0);
 		assert_false(is_found);
 	}
+	{
+		/* the files and flags without counting their items */
+		struct store_file_info *fi;
+		size_t n;
+
+		assert_int_equal(store_list_file_names(s, NULL, NULL, &fi, &n, &err), 0);
+		assert_int_equal(n, 2);
+		assert_string_equal(fi[0].file, "F");
+		assert_string_equal(fi[1].file, "J");
+		assert_true(fi[1].is_logged && fi[1].data_items == 0);
+		free(fi);
+		assert_int_equal(store_list_files(s, NULL, NULL, &fi, &n, &err), 0);
+		assert_true(n == 2 && fi[1].data_items == 1);
+		free(fi);
+	}
 	assert_int_equal(store_journal_first(s, &first, &err), 0);
 	assert_int_equal(first, 0); /* the journal went: the tail is exported first */
 	assert_int_equal(store_rewind(s, &rw, &err), US_EPRECOND); /* not fenced now */

@@ -19,7 +19,12 @@
  *   us-snapreap  ends snapshots idle for snapshot_ttl (lib/snapshots.c).
  *   us-save      one per streamed save (lib/save_service.c), at nice 10.
  *   us-promote   one per Admin.Promote while it runs (admin_service.c).
+ *   us-switchover one per Admin.Switchover while it runs (switchover.c): holds
+ *                the namespace's commits, waits for the site, hands over.
  *   us-writer    one per namespace promoted here (lib/committer.c).
+ *   us-pull      one per Replication.Pull attached (lib/repl_pull.c): a
+ *                rejoined site follows a namespace promoted here; it sends
+ *                the journal, woken by the namespace's us-writer.
  *   (RocksDB and gRPC run threads of their own.)
  *
  * State: one struct archiver (archiver.h). Settings are written by main before

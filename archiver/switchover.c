@@ -19,7 +19,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "archiver.h"
 #include "clock.h"
@@ -43,8 +42,10 @@ static void barrier_done(struct store_commit *c, void *arg)
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* Returns once every commit group submitted before the call was written. */
-static void drain(struct committer *cm)
+/* Returns once every commit group submitted before the call was written:
+ * 0, or the committer's refusal to take the barrier (stopping, out of
+ * memory; then the position may not be final). */
+static int drain(struct committer *cm, struct us_err *err)
 {
 	struct store_commit c;
 	struct barrier b = {.is_done = false};
@@ -59,6 +60,10 @@ static void drain(struct committer *cm)
 	pthread_mutex_unlock(&b.lock);
 	pthread_cond_destroy(&b.cond);
 	pthread_mutex_destroy(&b.lock);
+	if (c.rc == US_EINVAL || c.rc == US_EPRECOND)
+		return 0; /* refused as the empty commit it is: behind every group */
+	return err_set(err, c.rc ? c.rc : US_EIO, "the namespace's group commit did not drain: %s",
+		       c.rc ? c.err.msg : "an empty commit was taken");
 }
 
 /* Already handed over: to whom. */
@@ -91,7 +96,7 @@ int archiver_switchover(struct archiver *a, struct repl_ns *ns, uint64_t timeout
 	struct store_position pos;
 	struct committer *cm;
 	char why[US_ERR_MSG_MAX];
-	uint64_t began, deadline;
+	uint64_t began;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -110,6 +115,15 @@ int archiver_switchover(struct archiver *a, struct repl_ns *ns, uint64_t timeout
 			     ns->name);
 		goto out;
 	}
+	if (!ps.addr[0]) {
+		rc = err_set(err, US_EPRECOND,
+			     "namespace %s: its site did not say where it serves (a site of an older "
+			     "version): clients could not follow it; the archiver stays primary",
+			     ns->name);
+		goto out;
+	}
+	if (timeout_ms == 0 || timeout_ms > US_SWITCHOVER_WAIT_MAX_MS)
+		timeout_ms = timeout_ms ? US_SWITCHOVER_WAIT_MAX_MS : US_SWITCHOVER_WAIT_MS;
 	pthread_mutex_lock(&ns->lock);
 	cm = an->committer;
 	pthread_mutex_unlock(&ns->lock);
@@ -117,34 +131,29 @@ int archiver_switchover(struct archiver *a, struct repl_ns *ns, uint64_t timeout
 	snprintf(why, sizeof(why),
 		 "namespace %s is switching over to its site %s: this node takes no more commits "
 		 "for it; commit there",
-		 ns->name, ps.addr[0] ? ps.addr : ps.node_id);
+		 ns->name, ps.addr);
 	store_hold_commits(ns->store, why);
-	if (cm)
-		drain(cm);
+	if (cm && (rc = drain(cm, err))) {
+		store_release_commits(ns->store);
+		goto out;
+	}
 	store_get_position(ns->store, &pos);
 	log_info("ns=%s event=switchover_holding last_seq=%" PRIu64 " site=%s", ns->name, pos.seq,
 		 ps.addr);
-	deadline = began + (timeout_ms ? timeout_ms : US_SWITCHOVER_WAIT_MS);
-	for (;;) {
-		repl_pull_status(a->pull, ns->name, &ps);
-		if (ps.is_connected && ps.durable_seq >= pos.seq)
-			break;
-		if (clock_mono_ms() >= deadline) {
-			store_release_commits(ns->store);
-			rc = err_set(err, US_ETIMEOUT,
-				     "namespace %s: its site had seq %" PRIu64 " of %" PRIu64
-				     " durably after %" PRIu64 " ms (%s): the switchover is abandoned, "
-				     "this archiver is still its primary and takes commits again",
-				     ns->name, ps.durable_seq, pos.seq, clock_mono_ms() - began,
-				     ps.is_connected ? "following" : "not connected");
-			log_warn("ns=%s event=switchover_abandoned reason=\"%s\"", ns->name, err->msg);
-			goto out;
-		}
-		usleep(2000);
+	rc = repl_pull_wait_durable(a->pull, ns->name, pos.seq, began + timeout_ms, &ps);
+	if (rc) {
+		store_release_commits(ns->store);
+		err_set(err, rc,
+			"namespace %s: its site had seq %" PRIu64 " of %" PRIu64 " durably after %" PRIu64
+			" ms (%s): the switchover is abandoned, this archiver is still its primary and "
+			"takes commits again",
+			ns->name, ps.durable_seq, pos.seq, clock_mono_ms() - began,
+			ps.is_connected ? "following" : "its pull ended");
+		log_warn("ns=%s event=switchover_abandoned reason=\"%s\"", ns->name, err->msg);
+		goto out;
 	}
 	memset(&to, 0, sizeof(to));
-	snprintf(to.addr, sizeof(to.addr), "%.*s", (int)sizeof(to.addr) - 1,
-		 ps.addr[0] ? ps.addr : ps.peer);
+	snprintf(to.addr, sizeof(to.addr), "%s", ps.addr);
 	to.generation = pos.generation + 1;
 	to.first_seq = pos.seq + 1;
 	if ((rc = store_hand_over(ns->store, &to, err))) {

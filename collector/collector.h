@@ -9,6 +9,7 @@
 #define US_COLLECTOR_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "committer.h"
@@ -28,7 +29,7 @@
 struct collector_config {
 	char ns[US_NAMESPACE_MAX_LEN + 1];
 	char listen[US_ADDR_MAX_LEN + 1];
-	char data_dir[1024];
+	char data_dir[US_DIR_MAX_LEN];
 	uint64_t max_body;
 	uint64_t rpc_threads;
 	int log_level;           /* enum log_level */
@@ -66,7 +67,8 @@ struct collector {
 	 * once, by start-up or by the first link told of the fence) */
 	pthread_mutex_t follow_lock;
 	struct repl_follower *follower;
-	char export_dir[1100];        /* DATA_DIR/exports */
+	bool is_stopping;             /* follow_lock: shutting down, no new follower */
+	char export_dir[US_DIR_MAX_LEN + 16]; /* DATA_DIR/exports */
 };
 
 /* Starts the follower unless it runs (role fenced, rejoining or standby).

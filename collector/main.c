@@ -14,11 +14,19 @@
  *                journal the archivers have (retention.c).
  *   us-snapreap  ends idle snapshots (lib/snapshots.c).
  *   us-save      one per streamed save (lib/save_service.c), at nice 10.
+ *   us-follow    once the site is fenced, rejoining or standby: its rejoin
+ *                (export, rewind) and then the pull from its primary
+ *                (lib/repl_follow.c), applying into the store, the other
+ *                writer of it while the site is not primary (the committer
+ *                then takes no commit: the store refuses them).
+ *   us-rejoin    one per Admin.Rejoin while it waits (admin_service.c).
  *   (RocksDB and gRPC run threads of their own.)
  *
  * State: one struct collector (collector.h), filled by main before any thread
- * starts and read-only afterwards; the store's position is guarded inside the
- * store, the commit queue inside the committer.
+ * starts and read-only afterwards, but for the follower (started by main, or
+ * by the first link told of a fence; follow_lock) and is_stopping; the
+ * store's position and role are guarded inside the store, the commit queue
+ * inside the committer.
  *
  * An application's commit: client -> gRPC -> us-rpc-N: Store.Commit decodes,
  * checks the namespace, queues the commit -> us-writer takes every queued
@@ -235,9 +243,9 @@ int collector_start_follower(struct collector *col, struct us_err *err)
 	if (store_role(col->store) == ROLE_PRIMARY)
 		return 0;
 	pthread_mutex_lock(&col->follow_lock);
-	if (!col->follower)
+	if (!col->is_stopping && !col->follower) /* none once shutting down */
 		rc = repl_follower_new(&col->follower, &o, err);
-	else
+	else if (col->follower)
 		repl_follower_kick(col->follower); /* fenced again: rejoin now */
 	pthread_mutex_unlock(&col->follow_lock);
 	return rc;
@@ -295,6 +303,20 @@ static void stop_links(struct collector *col)
 	free(col->links);
 	col->links = NULL;
 	col->n_links = 0;
+}
+
+/* Stops the follower for good: a link told of a fence from now on starts
+ * none. */
+static void stop_follower(struct collector *col)
+{
+	struct repl_follower *f;
+
+	pthread_mutex_lock(&col->follow_lock);
+	col->is_stopping = true;
+	f = col->follower;
+	col->follower = NULL;
+	pthread_mutex_unlock(&col->follow_lock);
+	repl_follower_free(f);
 }
 
 static void usage(FILE *f)
@@ -406,8 +428,8 @@ int main(int argc, char **argv)
 	     collector_start_follower(&col, &err))) {
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		retention_free(col.retention);
+		stop_follower(&col);
 		stop_links(&col);
-		repl_follower_free(col.follower);
 		goto out_committer;
 	}
 	struct rpc_server_opts ropts = {
@@ -420,8 +442,8 @@ int main(int argc, char **argv)
 			  col.cfg.listen, err.msg);
 		fprintf(stderr, "understudy-collector: %s\n", err.msg);
 		retention_free(col.retention);
+		stop_follower(&col);
 		stop_links(&col);
-		repl_follower_free(col.follower);
 		goto out_committer;
 	}
 	{
@@ -444,9 +466,8 @@ int main(int argc, char **argv)
 	committer_free(col.committer);
 	col.committer = NULL;
 	retention_free(col.retention);
-	stop_links(&col); /* first: a link told of a fence starts the follower */
-	repl_follower_free(col.follower);
-	col.follower = NULL;
+	stop_follower(&col); /* first: a handover it takes wakes the links */
+	stop_links(&col);
 out_committer:
 	committer_free(col.committer);
 	snapshots_free(col.snapshots); /* no call is in flight: the server stopped */

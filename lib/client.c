@@ -840,7 +840,20 @@ int us_switchover(us_client_t *c, const char *ns, uint64_t timeout_ms, us_switch
 	understudy__v1__switchover_request__init(&req);
 	req.namespace_ = (char *)ns;
 	req.timeout_ms = timeout_ms;
-	rc = call_unary(c, "/understudy.v1.Admin/Switchover", &req.base, &resp, &resp_len, err);
+	{
+		/* the server waits up to timeout_ms (bounded there): the call
+		 * outlives that */
+		int saved = c->timeout_ms;
+		uint64_t wait = timeout_ms ? timeout_ms : US_SWITCHOVER_WAIT_MS;
+
+		if (wait > US_SWITCHOVER_WAIT_MAX_MS)
+			wait = US_SWITCHOVER_WAIT_MAX_MS;
+		if ((uint64_t)c->timeout_ms < wait + US_CLIENT_WAIT_MARGIN_MS)
+			c->timeout_ms = (int)(wait + US_CLIENT_WAIT_MARGIN_MS);
+		rc = call_unary(c, "/understudy.v1.Admin/Switchover", &req.base, &resp, &resp_len,
+				err);
+		c->timeout_ms = saved;
+	}
 	if (rc)
 		return rc;
 	ans = understudy__v1__switchover_response__unpack(NULL, resp_len, resp);
@@ -870,7 +883,14 @@ int us_rejoin(us_client_t *c, const char *ns, us_rejoined_t *out, us_err_t *err)
 	use_node(c, 0); /* the site named first */
 	understudy__v1__rejoin_request__init(&req);
 	req.namespace_ = (char *)(ns ? ns : "");
-	rc = call_unary(c, "/understudy.v1.Admin/Rejoin", &req.base, &resp, &resp_len, err);
+	{
+		int saved = c->timeout_ms;
+
+		if ((uint64_t)c->timeout_ms < US_REJOIN_WAIT_MS + US_CLIENT_WAIT_MARGIN_MS)
+			c->timeout_ms = (int)(US_REJOIN_WAIT_MS + US_CLIENT_WAIT_MARGIN_MS);
+		rc = call_unary(c, "/understudy.v1.Admin/Rejoin", &req.base, &resp, &resp_len, err);
+		c->timeout_ms = saved;
+	}
 	if (rc)
 		return rc;
 	ans = understudy__v1__rejoin_response__unpack(NULL, resp_len, resp);

@@ -212,7 +212,7 @@ static int export_tail(const struct rejoin_opts *o, uint64_t fork, const struct 
 	struct store_journal_iter *it = NULL;
 	char partial[sizeof(res->export_path) + 32];
 	struct entry e;
-	uint64_t seq, chain;
+	uint64_t seq, chain, want = fork;
 	FILE *f = NULL;
 	int rc;
 
@@ -239,8 +239,7 @@ static int export_tail(const struct rejoin_opts *o, uint64_t fork, const struct 
 	if ((rc = save_writer_new(&w, &h, save_file_sink, f, err)) ||
 	    (rc = store_journal_iter_new(s, fork, &it, err)))
 		goto out;
-	for (uint64_t want = fork; (rc = store_journal_iter_next(it, &seq, &e, NULL, NULL, err)) == 1;
-	     want++) {
+	for (; (rc = store_journal_iter_next(it, &seq, &e, NULL, NULL, err)) == 1; want++) {
 		if (seq > pos->seq)
 			break;
 		if (seq != want) {
@@ -256,15 +255,29 @@ static int export_tail(const struct rejoin_opts *o, uint64_t fork, const struct 
 			goto out;
 		res->exported++;
 	}
-	if (rc < 0 || (rc = save_writer_finish(w, NULL, err)))
+	if (rc < 0)
+		goto out;
+	if (want != pos->seq + 1) {
+		rc = err_set(err, US_ECORRUPT,
+			     "the journal ends at seq %" PRIu64 ", before the position's %" PRIu64
+			     ": this site's own tail is not all there to export",
+			     want - 1, pos->seq);
+		goto out;
+	}
+	if ((rc = save_writer_finish(w, NULL, err)))
 		goto out;
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		rc = err_set(err, errno == ENOSPC ? US_ENOSPC : US_EIO, "cannot write %s: %s", partial,
 			     strerror(errno));
 		goto out;
 	}
-	fclose(f);
+	rc = fclose(f);
 	f = NULL;
+	if (rc != 0) {
+		rc = err_set(err, errno == ENOSPC ? US_ENOSPC : US_EIO, "cannot write %s: %s", partial,
+			     strerror(errno));
+		goto out;
+	}
 	if (rename(partial, res->export_path) != 0) {
 		rc = err_set(err, US_EIO, "cannot rename %s: %s", partial, strerror(errno));
 		goto out;
@@ -273,10 +286,10 @@ static int export_tail(const struct rejoin_opts *o, uint64_t fork, const struct 
 out:
 	store_journal_iter_free(it);
 	save_writer_free(w);
-	if (f) {
+	if (f)
 		fclose(f);
+	if (rc)
 		unlink(partial);
-	}
 	return rc;
 }
 
@@ -284,6 +297,7 @@ out:
 
 struct journal_walk {
 	uint64_t fork, upto;     /* fork .. upto (the snapshot's seq) */
+	uint64_t next;           /* the seq the next frame must begin at */
 	uint64_t chain;          /* before fork (this site's), then after what was folded */
 	bool is_first;
 	struct touched_set *t;
@@ -299,6 +313,11 @@ static int on_journal(void *arg, uint64_t first_seq, uint32_t count, uint32_t ra
 
 	if (first_seq > jw->upto)
 		return 1;
+	if (!jw->is_first && (first_seq != jw->next || prev_chain != jw->chain))
+		return err_set(&jw->err, US_ECORRUPT,
+			       "the primary's journal frame at seq %" PRIu64 " does not continue the "
+			       "one before it (want seq %" PRIu64 ")",
+			       first_seq, jw->next);
 	if (jw->is_first) {
 		jw->is_first = false;
 		if (first_seq != jw->fork || prev_chain != jw->chain)
@@ -319,6 +338,7 @@ static int on_journal(void *arg, uint64_t first_seq, uint32_t count, uint32_t ra
 			return jw->err.code;
 	if (entry_block_chain(jw->frame.raw.p, jw->frame.raw.len, jw->upto, &jw->chain, &jw->err))
 		return jw->err.code;
+	jw->next = first_seq + count;
 	return 0;
 }
 
@@ -435,6 +455,7 @@ static int rewind_from(const struct rejoin_opts *o, const struct store_primary_i
 	}
 	jw.fork = pi->first_seq;
 	jw.upto = snap.seq;
+	jw.next = pi->first_seq;
 	jw.is_first = true;
 	jw.t = t;
 	jw.res = res;
@@ -449,6 +470,14 @@ static int rewind_from(const struct rejoin_opts *o, const struct store_primary_i
 			*err = jw.err;
 		if (rc)
 			goto out_frame;
+	}
+	/* every seq from the fork to the snapshot was read, no less */
+	if (jw.next <= snap.seq) {
+		rc = err_set(err, US_ERANGE,
+			     "the primary's journal of %s ended at seq %" PRIu64 ", before its "
+			     "snapshot's %" PRIu64 ": what it committed since the fork is not all there",
+			     o->ns, jw.next - 1, snap.seq);
+		goto out_frame;
 	}
 	touched_sort(t);
 	if ((rc = build_image(c, o->ns, snap.id, t, &im, res, err)))
@@ -470,7 +499,9 @@ static int rewind_from(const struct rejoin_opts *o, const struct store_primary_i
 out_frame:
 	stream_frame_release(&jw.frame);
 out_snap:
-	us_release_snapshot(c, o->ns, snap.id, NULL);
+	if (us_release_snapshot(c, o->ns, snap.id, NULL) != 0 && rc == 0)
+		emit(o, LOG_LVL_DEBUG, "ns=%s event=snapshot_not_released id=%" PRIu64
+		     " reason=\"it ends by itself after its ttl\"", o->ns, snap.id);
 out_client:
 	us_client_free(c);
 	image_release(&im);

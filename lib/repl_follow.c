@@ -26,7 +26,7 @@
 struct repl_follower {
 	struct store *store;
 	char ns[US_NAMESPACE_MAX_LEN + 1];
-	char export_dir[1024];
+	char export_dir[US_DIR_MAX_LEN + 16];
 	char addr[US_ADDR_MAX_LEN + 1];
 	uint64_t heartbeat_ms;
 	event_fn on_event;

@@ -7,12 +7,12 @@
  */
 #include "repl_pull.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
@@ -55,7 +55,9 @@ struct pull {
 struct repl_pull {
 	struct repl_pull_ops ops;
 	pthread_mutex_t lock;
+	pthread_cond_t cond;       /* a thread ended, or a site's Progress came */
 	struct pull *attached;     /* one per namespace at most */
+	unsigned threads;          /* pulls' threads still running */
 };
 
 #define emit(r, level, ...) event_emit((r)->ops.on_event, (r)->ops.arg, (level), __VA_ARGS__)
@@ -179,14 +181,21 @@ static int send_entries(struct pull *p, struct buf *scratch, struct buf *block, 
 	understudy__v1__frame__init(&f);
 	f.body_case = UNDERSTUDY__V1__FRAME__BODY_ENTRIES;
 	f.entries = &m;
-	if ((rc = push_frame(p, &f, tmp)))
-		return err_set(err, rc, "the call ended");
+	if (wire_pack(&f.base, tmp))
+		return err_set(err, US_ENOMEM, "out of memory");
+	/* the window and next move with the send, so that a Progress for it
+	 * (which may come at once) finds them */
 	pthread_mutex_lock(&p->lock);
-	p->window[(p->win_head + p->win_n) % US_STREAM_WINDOW_FRAMES] = first + count - 1;
-	p->win_n++;
-	p->next = first + count;
-	p->chain = chain;
+	rc = p->is_finished ? US_EUNAVAIL : rpc_call_push(p->call, tmp->p, tmp->len);
+	if (rc == 0) {
+		p->window[(p->win_head + p->win_n) % US_STREAM_WINDOW_FRAMES] = first + count - 1;
+		p->win_n++;
+		p->next = first + count;
+		p->chain = chain;
+	}
 	pthread_mutex_unlock(&p->lock);
+	if (rc)
+		return err_set(err, rc, "the call ended");
 	*is_sent = true;
 	return 0;
 }
@@ -201,11 +210,13 @@ static bool has_room(struct pull *p)
 static void *pull_main(void *arg)
 {
 	struct pull *p = arg;
+	struct repl_pull *r;
 	struct buf scratch, block, tmp;
 	uint64_t last_send = clock_mono_ms();
 	struct us_err err;
 	int rc = 0;
 
+	pthread_setname_np(pthread_self(), "us-pull");
 	buf_init(&scratch);
 	buf_init(&block);
 	buf_init(&tmp);
@@ -230,8 +241,10 @@ static void *pull_main(void *arg)
 			continue;
 		}
 		if (clock_mono_ms() - last_send >= p->heartbeat_ms) {
-			if (send_heartbeat(p, pos.seq, &tmp))
+			if ((rc = send_heartbeat(p, pos.seq, &tmp))) {
+				err_set(&err, rc, "cannot send a heartbeat");
 				break;
+			}
 			last_send = clock_mono_ms();
 		}
 		pthread_mutex_lock(&p->lock);
@@ -243,17 +256,24 @@ static void *pull_main(void *arg)
 		p->is_woken = false;
 		pthread_mutex_unlock(&p->lock);
 	}
-	if (rc) {
+	if (rc && rc != US_EUNAVAIL) {
 		emit(p->r, LOG_LVL_WARN, "ns=%s event=pull_failed node=%s code=%d reason=\"%s\"",
 		     p->ns, p->node_id, rc, err.msg);
 		pull_finish(p, rc, err.msg);
 	}
-	detach(p);
+	/* the namespace back before the daemon may close it (repl_pull_free
+	 * waits for this thread) */
 	store_service_release(p->r->ops.store_ops, &p->h);
 	buf_release(&scratch);
 	buf_release(&block);
 	buf_release(&tmp);
+	detach(p);
+	r = p->r;
 	pull_unref(p);
+	pthread_mutex_lock(&r->lock);
+	r->threads--;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
 	return NULL;
 }
 
@@ -362,9 +382,13 @@ static int on_hello(struct pull *p, const Understudy__V1__PullHello *h, struct u
 		pull_finish(old, US_EUNAVAIL, "replaced by a newer pull of the same namespace");
 	p->refs++;
 	p->has_thread = true;
+	r->threads++;
 	pthread_mutex_unlock(&r->lock);
 	if (pthread_create(&p->thread, NULL, pull_main, p)) {
 		detach(p);
+		pthread_mutex_lock(&r->lock);
+		r->threads--;
+		pthread_mutex_unlock(&r->lock);
 		p->refs--;
 		p->has_thread = false;
 		return err_set(err, US_ENOMEM, "cannot start the pull's thread");
@@ -396,6 +420,9 @@ static int on_progress(struct pull *p, const Understudy__V1__Progress *pr, struc
 	p->is_woken = true;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_lock(&p->r->lock); /* repl_pull_wait_durable */
+	pthread_cond_broadcast(&p->r->cond);
+	pthread_mutex_unlock(&p->r->lock);
 	return 0;
 }
 
@@ -477,6 +504,7 @@ int repl_pull_new(struct repl_pull **out, const struct repl_pull_ops *ops, struc
 		return err_set(err, US_ENOMEM, "out of memory");
 	r->ops = *ops;
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
 	*out = r;
 	return 0;
 }
@@ -485,19 +513,36 @@ void repl_pull_free(struct repl_pull *r)
 {
 	if (!r)
 		return;
-	/* the threads end once their calls did; wait for them to let go */
-	for (;;) {
-		bool is_empty;
-
-		pthread_mutex_lock(&r->lock);
-		is_empty = r->attached == NULL;
-		pthread_mutex_unlock(&r->lock);
-		if (is_empty)
-			break;
-		usleep(10000);
-	}
+	/* the threads end once their calls did */
+	pthread_mutex_lock(&r->lock);
+	while (r->threads > 0)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
+}
+
+int repl_pull_wait_durable(struct repl_pull *r, const char *ns, uint64_t seq,
+			   uint64_t deadline_ms, struct repl_pull_status *st)
+{
+	struct timespec until = clock_deadline(deadline_ms > clock_mono_ms()
+						       ? deadline_ms - clock_mono_ms()
+						       : 0);
+	int rc = 0;
+
+	for (;;) {
+		repl_pull_status(r, ns, st);
+		if (st->is_connected && st->durable_seq >= seq)
+			return 0;
+		if (!st->is_connected)
+			return US_EUNAVAIL;
+		if (rc == ETIMEDOUT || clock_mono_ms() >= deadline_ms)
+			return US_ETIMEOUT;
+		pthread_mutex_lock(&r->lock);
+		rc = pthread_cond_timedwait(&r->cond, &r->lock, &until);
+		pthread_mutex_unlock(&r->lock);
+	}
 }
 
 size_t repl_pull_methods(struct repl_pull *r, struct rpc_bidi_method *out, size_t max)

@@ -61,6 +61,11 @@ void repl_pull_free(struct repl_pull *r);
 size_t repl_pull_methods(struct repl_pull *r, struct rpc_bidi_method *out, size_t max);
 /* New journal entries in ns: wakes its pull. Any thread, must not block. */
 void repl_pull_notify(struct repl_pull *r, const char *ns);
+/* Waits until ns's pull reports seq durable at the site: 0; US_EUNAVAIL
+ * once no pull is attached (or it ended); US_ETIMEOUT at deadline_ms
+ * (clock_mono_ms). *st: the pull as last seen. Any thread but a worker. */
+int repl_pull_wait_durable(struct repl_pull *r, const char *ns, uint64_t seq,
+			   uint64_t deadline_ms, struct repl_pull_status *st);
 /* ns's attached pull, if any (is_connected false otherwise). */
 void repl_pull_status(struct repl_pull *r, const char *ns, struct repl_pull_status *st);
 /* Switchover: tells ns's attached pull that its site is the primary now

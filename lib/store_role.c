@@ -347,7 +347,7 @@ static int hand_over_locked(struct store *s, const struct store_primary_info *to
 			       (unsigned long long)to->generation, (unsigned long long)to->first_seq,
 			       to->addr, (unsigned long long)pos.generation,
 			       (unsigned long long)pos.seq);
-	if ((rc = store__check_writable(s, err)))
+	if ((rc = store__check_writable(s, err)) || (rc = store__check_disk(s, true, err)))
 		return rc;
 	pos.generation = to->generation;
 	store__encode_pos(posv, &pos);

@@ -58,6 +58,10 @@
  * many raw bytes; a receiver refuses a raw block over the max (one commit at
  * its largest plus framing). */
 #define US_FRAME_TARGET_BYTES (256u * 1024u)
+/* A daemon's data_dir (and the directories made in it: +16 for their
+ * names). */
+#define US_DIR_MAX_LEN 1024
+
 /* Room for a daemon's unary and server-streaming gRPC methods. */
 #define US_RPC_METHODS_MAX 32
 
@@ -71,6 +75,11 @@
 /* A switchover waits this long (by default) for the site to have every
  * commit durably, then gives up and the archiver stays primary. */
 #define US_SWITCHOVER_WAIT_MS 30000u
+/* The longest wait a switchover may be given (--wait). */
+#define US_SWITCHOVER_WAIT_MAX_MS 600000u
+/* What a client adds to a call's deadline for a wait the server bounds
+ * itself (a switchover, a rejoin): the answer's way back. */
+#define US_CLIENT_WAIT_MARGIN_MS 10000u
 #define US_FRAME_MAX_RAW_BYTES (US_COMMIT_MAX_BYTES + 8u * 1024u * 1024u)
 /* Saves, full copies and exports (docs/save-format.md): the writer fills a
  * frame's entry block until it reaches the target, so a frame holds less

@@ -16,6 +16,9 @@ rejoin).
     was; kill -9 of the archiver: the site follows again once it is back.
   - kill -9 of the site at a few moments of its rejoin: restarted, it ends
     the same (one export, the same; nothing of the tail in its store).
+  - A tail made by cutting the link with the fault proxy (the site alive
+    and committing): exported exactly, on the archiver never, not in the
+    rejoined store.
   - A site with rejoin = manual stays fenced until `understudy rejoin`.
   - Bad input: rejoin at a primary site, or naming another namespace: one
     line, nothing changed.
@@ -27,6 +30,7 @@ import time
 
 import harness
 from harness import SystemTest, wait_until
+from test_replication_faults import FaultProxy
 
 NS, NS_B, ACC = "site-a", "site-b", "ACC"
 
@@ -45,7 +49,7 @@ class RejoinTest(SystemTest):
                 out[(f, i)] = self.cli_ok("get", NS, ACC, f, i, collector=node)
         return out
 
-    def files(self, node):
+    def files_text(self, node):
         return self.cli_ok("files", NS, collector=node)
 
     def diverge(self, **site_config):
@@ -90,7 +94,7 @@ class RejoinTest(SystemTest):
     def assert_same(self, arch, col):
         files = ("F", "G", "H", "J")
         self.assertEqual(self.items(col, files), self.items(arch, files))
-        self.assertEqual(self.files(col), self.files(arch))
+        self.assertEqual(self.files_text(col), self.files_text(arch))
 
     def test_rejoin_by_itself_then_follow(self):
         arch, col, colb, fork = self.diverge()
@@ -202,6 +206,48 @@ class RejoinTest(SystemTest):
         self.assertEqual(rc, 3)
         exports = [f for f in os.listdir(os.path.dirname(st["export_path"]))]
         self.assertEqual(exports, [os.path.basename(st["export_path"])])  # no partial left
+
+    def test_a_tail_cut_off_by_the_fault_proxy(self):
+        """The link cut with the fault proxy (block) while the site, alive,
+        goes on committing; the archiver is promoted meanwhile. When the
+        link comes back the site is fenced and rejoins by itself: each
+        commit it acknowledged is on the archiver (shipped before the cut)
+        or in the export, never both, never lost; none of the tail is in
+        the rejoined store."""
+        arch = self.start_archiver()
+        proxy = FaultProxy(self.tmp, "proxy", arch.addr, "--mode", "pass")
+        try:
+            col = self.start_collector(archiver=proxy.addr, heartbeat_interval="100ms")
+            self.cli_ok("create-file", NS, ACC, "F", collector=col)
+            for i in range(20):
+                self.cli_ok("put", NS, ACC, "F", "a%02d" % i, "shipped", collector=col)
+            wait_until(lambda: self.archived_ns(arch, NS)["durable_seq"] == 21, 30,
+                       "the archiver to hold the shared history")
+            proxy.ok("block")
+            tail = ["t%02d" % i for i in range(30)]
+            for t in tail:
+                self.cli_ok("put", NS, ACC, "F", t, "cut off", collector=col)
+            self.cli_ok("put", NS, ACC, "F", "a05", "rewritten, cut off", collector=col)
+            wait_until(lambda: not self.archived_ns(arch, NS)["connected"], 30,
+                       "the archiver to see the site gone")
+            self.cli_ok("promote", NS, collector=arch)
+            self.cli_ok("put", NS, ACC, "F", "b00", "the archiver's", collector=arch)
+            proxy.ok("unblock")
+            wait_until(lambda: self.status(collector=col)["role"] == "standby", 60,
+                       "the site to be fenced, rejoin and catch up")
+            st = self.status(collector=col)
+            dump = [json.loads(l) for l in
+                    self.cli_ok("dump", "--json", st["export_path"]).splitlines()]
+            self.assertEqual([d["id"] for d in dump], tail + ["a05"])
+            self.assertEqual([d["seq"] for d in dump], list(range(22, 22 + len(tail) + 1)))
+            on_arch = set(self.list_ids(NS, ACC, "F", collector=arch))
+            self.assertEqual(on_arch, {b"a%02d" % i for i in range(20)} | {b"b00"})
+            self.assertEqual(set(self.list_ids(NS, ACC, "F", collector=col)), on_arch)
+            self.assertEqual(self.cli_ok("get", NS, ACC, "F", "a05", collector=col), b"shipped")
+            self.assertEqual(self.cli_ok("get", NS, ACC, "F", "b00", collector=col),
+                             b"the archiver's")
+        finally:
+            proxy.kill()
 
 
 if __name__ == "__main__":

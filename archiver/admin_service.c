@@ -97,6 +97,13 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 				st[i].journal_first_seq = as.journal_first_seq;
 			}
 		}
+		if (a->pull && strcmp(st[i].role, "primary") == 0) {
+			struct repl_pull_status ps;
+
+			repl_pull_status(a->pull, ns->name, &ps);
+			st[i].site_following = ps.is_connected;
+			st[i].site_durable_seq = ps.durable_seq;
+		}
 		pst[i] = &st[i];
 	}
 	understudy__v1__status_response__init(&out);

@@ -251,6 +251,8 @@ typedef struct us_ns_status {
 	uint64_t save_bytes;      /* their bytes, */
 	uint64_t oldest_save_seq; /* the oldest whole one's seq (0: none), */
 	uint64_t journal_first_seq; /* the copy's first retained journal seq */
+	int is_site_following;    /* primary here: its rejoined site pulls from it */
+	uint64_t site_durable_seq; /* ... and has this durably */
 } us_ns_status_t;
 
 typedef struct us_status {

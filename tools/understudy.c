@@ -143,6 +143,13 @@ static int cmd_status(struct cli *cli)
 						    json_integer((json_int_t)n->oldest_save_seq));
 				json_object_set_new(last, "journal_first_seq",
 						    json_integer((json_int_t)n->journal_first_seq));
+				if (strcmp(n->role, "primary") == 0) {
+					json_object_set_new(last, "site_following",
+							    json_boolean(n->is_site_following));
+					json_object_set_new(
+						last, "site_durable_seq",
+						json_integer((json_int_t)n->site_durable_seq));
+				}
 			}
 			o = json_pack("{s:s,s:o}", "node", "archiver", "namespaces", a);
 		} else {
@@ -193,7 +200,7 @@ static int cmd_status(struct cli *cli)
 			printf("%s role=%s generation=%llu applied_seq=%llu durable_seq=%llu "
 			       "master_seq=%llu lag_entries=%llu lag_ms=%llu connected=%s "
 			       "heartbeat_age_ms=%lld snapshots=%llu saves=%llu save_bytes=%llu "
-			       "oldest_save_seq=%llu journal_first_seq=%llu refusals=%llu%s%s%s\n",
+			       "oldest_save_seq=%llu journal_first_seq=%llu refusals=%llu%s%s%s",
 			       n->ns, n->role, (unsigned long long)n->generation,
 			       (unsigned long long)n->applied_seq, (unsigned long long)n->durable_seq,
 			       (unsigned long long)n->master_seq, (unsigned long long)n->lag_entries,
@@ -205,6 +212,11 @@ static int cmd_status(struct cli *cli)
 			       (unsigned long long)n->refusals,
 			       n->refusal[0] ? " refusal=\"" : "", n->refusal,
 			       n->refusal[0] ? "\"" : "");
+			if (strcmp(n->role, "primary") == 0)
+				printf(" site_following=%s site_durable_seq=%llu",
+				       n->is_site_following ? "yes" : "no",
+				       (unsigned long long)n->site_durable_seq);
+			putchar('\n');
 		}
 	} else {
 		printf("node: %s\nnamespace: %s\nrole: %s\ngeneration: %llu\nlast_seq: %llu\n"

@@ -133,6 +133,10 @@ class RejoinTest(SystemTest):
         self.assert_same(arch, col)
         st = self.status(collector=col)
         self.assertEqual((st["following"], st["lag_entries"]), (True, 0))
+        a = self.archived_ns(arch, NS)
+        wait_until(lambda: self.archived_ns(arch, NS)["site_durable_seq"] == a["applied_seq"],
+                   30, "the archiver to see the site's durable ack")
+        self.assertTrue(self.archived_ns(arch, NS)["site_following"])
         # a standby takes no commits
         rc, _, err = self.cli("put", NS, ACC, "F", "x", "y", collector=col)
         self.assertEqual(rc, 1, err)

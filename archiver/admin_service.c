@@ -97,6 +97,9 @@ static void on_status(struct rpc_call *call, const uint8_t *req, size_t req_len,
 				st[i].journal_first_seq = as.journal_first_seq;
 			}
 		}
+		if (ns->store)
+			(void)store_generation_start(ns->store, pos.generation,
+						     &st[i].generation_first_seq, NULL);
 		if (a->pull && strcmp(st[i].role, "primary") == 0) {
 			struct repl_pull_status ps;
 

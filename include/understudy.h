@@ -253,6 +253,7 @@ typedef struct us_ns_status {
 	uint64_t journal_first_seq; /* the copy's first retained journal seq */
 	int is_site_following;    /* primary here: its rejoined site pulls from it */
 	uint64_t site_durable_seq; /* ... and has this durably */
+	uint64_t generation_first_seq; /* the first seq of its generation */
 } us_ns_status_t;
 
 typedef struct us_status {

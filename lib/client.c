@@ -988,6 +988,7 @@ int us_status(us_client_t *c, us_status_t **st, us_err_t *err)
 		y->snapshots = x->snapshots;
 		y->is_site_following = x->site_following;
 		y->site_durable_seq = x->site_durable_seq;
+		y->generation_first_seq = x->generation_first_seq;
 		y->saves = x->saves;
 		y->save_bytes = x->save_bytes;
 		y->oldest_save_seq = x->oldest_save_seq;

@@ -184,6 +184,15 @@ int store_rewind(struct store *s, const struct store_rewind *rw, struct us_err *
  * and its entries. */
 int store_rewound_export(struct store *s, char *path, size_t size, uint64_t *exported,
 			 struct us_err *err);
+/* Rebuild (a site whose store was lost, built again from a full copy of
+ * its namespace's primary: `understudy rebuild`): the store, restored at
+ * the primary's position, takes the identity of the site the namespace is
+ * bound to (node_id, 32 hex digits), the primary's history record
+ * (primary->generation, its first seq) and role rejoining with where the
+ * primary is, in one synced batch: the collector opened on it follows the
+ * primary. US_EINVAL for a bad id or a primary at another generation. */
+int store_follow(struct store *s, const char *node_id, const struct store_primary_info *primary,
+		 struct us_err *err);
 /* A rejoining node has caught up with its primary: role standby, written
  * (synced). A standby already: nothing. Any other role is US_EPRECOND. */
 int store_caught_up(struct store *s, struct us_err *err);

@@ -389,3 +389,63 @@ int store_hand_over(struct store *s, const struct store_primary_info *to, struct
 	return rc;
 }
 
+
+static int follow_locked(struct store *s, const char *node_id,
+			 const struct store_primary_info *primary, struct us_err *err)
+{
+	uint8_t role = ROLE_REJOINING, first[8], genkey[KEY_GEN_BYTES];
+	struct store_position pos;
+	rocksdb_writebatch_t *b;
+	char *errptr = NULL;
+	struct buf v;
+	int rc;
+
+	store_get_position(s, &pos);
+	if (strlen(node_id) != 32 || strspn(node_id, "0123456789abcdef") != 32)
+		return err_set(err, US_EINVAL, "cannot follow: bad node id '%s'", node_id);
+	if (!primary->addr[0] || primary->generation != pos.generation || primary->first_seq == 0 ||
+	    primary->first_seq > pos.seq + 1)
+		return err_set(err, US_EINVAL,
+			       "cannot follow %s at generation %llu from seq %llu: this store is at "
+			       "generation %llu, seq %llu",
+			       primary->addr, (unsigned long long)primary->generation,
+			       (unsigned long long)primary->first_seq,
+			       (unsigned long long)pos.generation, (unsigned long long)pos.seq);
+	if ((rc = store__check_writable(s, err)))
+		return rc;
+	buf_init(&v);
+	if (encode_primary(&v, primary)) {
+		buf_release(&v);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	store__key_gen(genkey, pos.generation);
+	buf_put_u64le(first, primary->first_seq);
+	b = rocksdb_writebatch_create();
+	rocksdb_writebatch_put(b, KEY_NODE, strlen(KEY_NODE), node_id, 32);
+	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
+	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
+	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+	rocksdb_write(s->db, s->write_opts, b, &errptr);
+	rocksdb_writebatch_destroy(b);
+	buf_release(&v);
+	if ((rc = store__take_write_err(s, &errptr, err, "cannot make the store a follower")))
+		return rc;
+	pthread_mutex_lock(&s->pos_lock);
+	memcpy(s->node_id, node_id, 32);
+	s->node_id[32] = '\0';
+	s->primary = *primary;
+	pthread_mutex_unlock(&s->pos_lock);
+	atomic_store(&s->role, (int)ROLE_REJOINING); /* a new store's: no transition yet */
+	return 0;
+}
+
+int store_follow(struct store *s, const char *node_id, const struct store_primary_info *primary,
+		 struct us_err *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->role_lock);
+	rc = follow_locked(s, node_id, primary, err);
+	pthread_mutex_unlock(&s->role_lock);
+	return rc;
+}

@@ -74,5 +74,6 @@ int cmd_save(struct cli *cli);
 int cmd_saves(struct cli *cli);
 int cmd_dump(struct cli *cli);
 int cmd_restore(struct cli *cli);
+int cmd_rebuild(struct cli *cli);
 
 #endif

@@ -56,6 +56,7 @@
 #include "names.h"
 #include "save.h"
 #include "store.h"
+#include "understudy.h"
 #include "us_limits.h"
 
 static volatile sig_atomic_t is_interrupted; /* written by the signal handler */
@@ -194,6 +195,8 @@ struct restore {
 	bool is_done_rolling;          /* the target is reached */
 	bool is_roll_told;             /* roll_frame printed why it stopped */
 	struct stream_frame frame;
+	/* rebuild: the store follows this primary as the site the save names */
+	const struct store_primary_info *follow;
 };
 
 /* Splits cli's --data-dir into dir and parent, checks both. 0 or an exit
@@ -448,6 +451,11 @@ static int finish(struct restore *rs, const struct cli *cli)
 		if (rc)
 			return rc;
 	}
+	/* rebuild: the site the save's history is, following its primary */
+	if (rs->follow && !rs->h.site[0])
+		return cli_fail(EXIT_FAIL, "cannot rebuild from %s: the save names no site", rs->path);
+	if (rs->follow && store_follow(rs->store, rs->h.site, rs->follow, &err))
+		return cli_fail(EXIT_FAIL, "cannot rebuild from %s: %s", rs->path, err.msg);
 	snprintf(rs->node_id, sizeof(rs->node_id), "%s", store_node_id(rs->store));
 	store_close(rs->store);
 	rs->store = NULL;
@@ -510,7 +518,7 @@ static int print_result(struct cli *cli, struct restore *rs)
 		       : 0;
 }
 
-int cmd_restore(struct cli *cli)
+static int restore_run(struct cli *cli, const struct store_primary_info *follow)
 {
 	struct restore *rs;
 	struct sigaction sa, old_int, old_term, old_hup;
@@ -529,6 +537,7 @@ int cmd_restore(struct cli *cli)
 	if (!rs)
 		return cli_fail(EXIT_FAIL, "cannot restore: out of memory");
 	rs->path = cli->args[0];
+	rs->follow = follow;
 	if (cli->until && (rc = parse_until(rs, cli->until)))
 		goto out_free;
 	if ((rc = prepare_dirs(rs, cli->data_dir)))
@@ -609,5 +618,86 @@ out_file:
 		fclose(rs->in.f);
 out_free:
 	free(rs);
+	return rc;
+}
+
+int cmd_restore(struct cli *cli)
+{
+	return restore_run(cli, NULL);
+}
+
+/* ---- rebuild ---- */
+
+static int rebuild_sink(void *arg, const uint8_t *data, size_t len, uint64_t items)
+{
+	(void)items;
+	return fwrite(data, 1, len, arg) == len ? 0 : -1;
+}
+
+/* `understudy --addr ARCHIVER rebuild NS --data-dir DIR`: a site whose store
+ * was lost, built again from a full copy of its namespace's primary (the
+ * archiver, after a promote): the archiver's save of NS, streamed to a
+ * hidden file next to DIR, restored into DIR as restore does, and made the
+ * namespace's site following that primary (store_follow): a collector
+ * started on DIR pulls from it, and can be switched over to. */
+int cmd_rebuild(struct cli *cli)
+{
+	const char *ns = cli->args[0];
+	struct store_primary_info pi;
+	struct cli rc_cli = *cli;
+	us_status_t *st = NULL;
+	us_saved_t saved;
+	us_err_t err;
+	char tmp[PATH_MAX + 64];
+	const us_ns_status_t *n = NULL;
+	FILE *f;
+	int rc;
+
+	if (!cli->data_dir)
+		return cli_fail(EXIT_USAGE, "rebuild needs --data-dir DIR (a new or empty directory)");
+	if (names_check_namespace(ns, strlen(ns), &err))
+		return cli_fail(EXIT_USAGE, "%s", err.msg);
+	if (us_status(cli->client, &st, &err))
+		return cli_fail_err(&err);
+	for (size_t i = 0; strcmp(st->node, "archiver") == 0 && i < st->n_namespaces; i++)
+		if (strcmp(st->namespaces[i].ns, ns) == 0)
+			n = &st->namespaces[i];
+	if (!n || strcmp(n->role, "primary") != 0) {
+		rc = cli_fail(n || strcmp(st->node, "archiver") != 0 ? EXIT_FAIL : EXIT_NOTFOUND,
+			      "%s: %s", cli->addr,
+			      strcmp(st->node, "archiver") != 0
+				      ? "not an archiver: rebuild takes a site's copy from the archiver "
+					"its namespace was promoted on"
+				      : !n ? "no such namespace here"
+					   : "the namespace is not primary here: rebuild is for a site "
+					     "whose namespace was promoted on the archiver (a standby "
+					     "copy is seeded by its site)");
+		us_status_free(st);
+		return rc;
+	}
+	memset(&pi, 0, sizeof(pi));
+	snprintf(pi.addr, sizeof(pi.addr), "%s", cli->addr);
+	pi.generation = n->generation;
+	pi.first_seq = n->generation_first_seq;
+	us_status_free(st);
+	snprintf(tmp, sizeof(tmp), "%s.rebuild-%ld.save", cli->data_dir, (long)getpid());
+	f = fopen(tmp, "wb");
+	if (!f)
+		return cli_fail(EXIT_FAIL, "cannot create %s: %s", tmp, strerror(errno));
+	rc = us_save(cli->client, ns, &(us_save_opts_t){0}, rebuild_sink, f, &saved, &err);
+	if (fclose(f) != 0 && rc == 0)
+		rc = err_set(&err, US_EIO, "cannot write %s: %s", tmp, strerror(errno));
+	if (rc) {
+		unlink(tmp);
+		return cli_fail_err(&err);
+	}
+	rc_cli.args[0] = tmp;
+	rc_cli.ns = ns;
+	rc = restore_run(&rc_cli, &pi);
+	unlink(tmp);
+	if (rc == 0 && !cli->is_json)
+		printf("%s is the site of %s again, following its primary %s (generation %" PRIu64
+		       ", seq %" PRIu64 "): start its collector on it, then switch over\n",
+		       cli->data_dir, ns, pi.addr, pi.generation, saved.seq);
 	return rc;
 }

@@ -806,6 +806,11 @@ static const struct command commands[] = {
 	 "on the archiver: accept a deliberately rebuilt site whose identity or history "
 	 "differs; the old copy is kept aside, the next site to connect starts a new one",
 	 cmd_adopt, false},
+	{"rebuild", 1, 1, "rebuild NS --data-dir DIR",
+	 "against the archiver NS was promoted on: build a site whose store was lost again, "
+	 "from a full copy of it, as the site following that primary (start its collector on "
+	 "DIR, then switch over)",
+	 cmd_rebuild, false},
 	{"switchover", 1, 1, "switchover NS [--wait DURATION]",
 	 "on the archiver: hand a namespace promoted there back to its rejoined site, once the "
 	 "site has every commit (waits up to --wait, 30s by default; else nothing changes)",

@@ -17,11 +17,16 @@
   - The handover written but never heard (the site stopped, then both
     sides killed -9): restarted, the site hears it again at its next pull
     and takes over, nothing lost.
+  - A site whose store was lost (its data dir removed) is built again with
+    `understudy rebuild NS --data-dir DIR` against the promoted archiver: it
+    follows, and takes the role back by switchover.
   - Bad input: switchover of a standby namespace with no promote, of an
     unknown namespace, against a collector; a bad --wait: one line.
 """
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -247,6 +252,60 @@ class SwitchoverTest(SystemTest):
             self.assertEqual(self.cli_ok("get", NS, ACC, "F", "b", collector=node),
                              b"the site's again")
             self.assertEqual(len(self.ids(node)), 12)
+
+    def test_a_site_rebuilt_after_its_store_was_lost(self):
+        """The site dies with its disk (its data dir removed); the archiver
+        is promoted and takes commits. `understudy rebuild NS --data-dir DIR`
+        against the archiver builds the site's store again from a full copy,
+        as the site following that primary: its collector started on DIR
+        catches up, follows, and takes the role back by switchover. Bad
+        input changes nothing."""
+        arch = self.start_archiver()
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        self.cli_ok("create-file", NS, ACC, "F", collector=col)
+        for i in range(10):
+            self.cli_ok("put", NS, ACC, "F", "k%d" % i, "v%d" % i, collector=col)
+        wait_until(lambda: self.archived_ns(arch, NS)["durable_seq"] == 11, 30, "the copy")
+        col.kill()
+        shutil.rmtree(col.data_dir)
+        # not primary yet: refused, nothing made
+        rc, _, err = self.cli("rebuild", NS, "--data-dir", col.data_dir, collector=arch)
+        self.assertEqual(rc, 1, err)
+        self.assert_one_line(err, "rebuild of a standby namespace")
+        self.assertFalse(os.path.exists(col.data_dir))
+        self.cli_ok("promote", NS, collector=arch)
+        self.cli_ok("put", NS, ACC, "F", "a", "the archiver's", collector=arch)
+        for args, code in ((("rebuild", "no-such", "--data-dir", col.data_dir), 3),
+                           (("rebuild", NS), 2)):
+            rc, _, err = self.cli(*args, collector=arch)
+            self.assertEqual(rc, code, (args, err))
+            self.assert_one_line(err, " ".join(args))
+        self.assertFalse(os.path.exists(col.data_dir))
+        out = self.cli_ok("rebuild", NS, "--data-dir", col.data_dir, collector=arch)
+        self.assertIn(b"following its primary", out)
+        col.start()
+        wait_until(lambda: self.status(collector=col)["role"] == "standby" and
+                   self.last_seq(collector=col) == self.archived_ns(arch, NS)["applied_seq"],
+                   60, "the rebuilt site to follow")
+        self.assertEqual(self.ids(col), self.ids(arch))
+        self.cli_ok("put", NS, ACC, "F", "b", "followed", collector=arch)
+        self.follow(arch, col)
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "b", collector=col), b"followed")
+        sw = self.cli_json("switchover", NS, collector=arch)
+        self.assertEqual((sw["generation"], sw["site_addr"]), (3, col.addr))
+        both = "%s,%s" % (col.addr, arch.addr)
+        self.cli_ok("put", NS, ACC, "F", "c", "the site's again", addr=both)
+        self.assertEqual(self.status(collector=col)["role"], "primary")
+        wait_until(lambda: self.archived_ns(arch, NS)["applied_seq"] ==
+                   self.last_seq(collector=col), 30, "the site to stream to the archiver")
+        self.assertEqual(self.ids(col), self.ids(arch))
+        # into a directory that holds something, against a collector: refused
+        rc, _, err = self.cli("rebuild", NS, "--data-dir", col.data_dir, collector=arch)
+        self.assertEqual(rc, 1, err)
+        rc, _, err = self.cli("rebuild", NS, "--data-dir", os.path.join(self.tmp, "x"),
+                              collector=col)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(b"not an archiver", err)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@
   - A site whose store was lost (its data dir removed) is built again with
     `understudy rebuild NS --data-dir DIR` against the promoted archiver: it
     follows, and takes the role back by switchover.
+  - kill -9 of the archiver while a switchover holds its commits (nothing
+    written yet): primary again at its generation, and the switchover runs
+    again; at moments of the site's rejoin: the site retries by itself.
   - Bad input: switchover of a standby namespace with no promote, of an
     unknown namespace, against a collector; a bad --wait: one line.
 """
@@ -306,6 +309,58 @@ class SwitchoverTest(SystemTest):
                               collector=col)
         self.assertEqual(rc, 1, err)
         self.assertIn(b"not an archiver", err)
+
+    def test_kill_9_of_the_archiver_during_a_switchover_and_a_rejoin(self):
+        """The archiver killed -9 while a switchover waits for the site (its
+        commits held, nothing written yet): it comes back the primary at its
+        generation and takes commits; the switchover then runs again. And
+        killed -9 at a few moments of the site's rejoin: the site's rejoin
+        fails, retries by itself, and ends a standby equal to the primary."""
+        arch = self.start_archiver()
+        col = self.start_collector(archiver=arch.addr, heartbeat_interval="100ms")
+        self.cli_ok("create-file", NS, ACC, "F", collector=col)
+        for i in range(10):
+            self.cli_ok("put", NS, ACC, "F", "k%d" % i, "v%d" % i, collector=col)
+        wait_until(lambda: self.archived_ns(arch, NS)["durable_seq"] == 11, 30, "the copy")
+        col.kill()
+        self.cli_ok("promote", NS, collector=arch)
+        # the archiver dies at moments of the site's rejoin
+        for delay_s in (0.0, 0.01, 0.05):
+            self.cli_ok("put", NS, ACC, "F", "r%s" % delay_s, "x", collector=arch)
+            col.start(wait=False)
+            time.sleep(delay_s)
+            arch.kill()
+            col.kill()
+            arch.start()
+        col.start()
+        self.follow(arch, col)
+        self.assertEqual(self.ids(col), self.ids(arch))
+        # the switchover waits for a stopped site: the archiver dies meanwhile
+        col.signal(signal.SIGSTOP)
+        try:
+            self.cli_ok("put", NS, ACC, "F", "held", "before the switchover", collector=arch)
+            sw = subprocess.Popen([harness.binary("understudy"), "--addr", arch.addr,
+                                   "switchover", NS, "--wait", "20s"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=harness.child_env())
+            wait_until(lambda: b"switchover_holding" in open(arch.log_path, "rb").read(), 30,
+                       "the switchover to hold the commits")
+            arch.kill()
+            _, err = sw.communicate(timeout=60)
+            self.assertNotEqual(sw.returncode, 0, err)
+            arch.start()
+            a = self.archived_ns(arch, NS)
+            self.assertEqual((a["role"], a["generation"]), ("primary", 2))
+            self.cli_ok("put", NS, ACC, "F", "after", "the archiver's still", collector=arch)
+        finally:
+            col.signal(signal.SIGCONT)
+        self.follow(arch, col)
+        sw = self.cli_json("switchover", NS, collector=arch)
+        self.assertEqual(sw["generation"], 3)
+        wait_until(lambda: self.status(collector=col)["role"] == "primary", 30, "the handover")
+        self.assertEqual(self.ids(col), self.ids(arch))
+        self.assertEqual(self.cli_ok("get", NS, ACC, "F", "after", collector=col),
+                         b"the archiver's still")
 
 
 if __name__ == "__main__":

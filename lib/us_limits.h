@@ -62,6 +62,12 @@
  * names). */
 #define US_DIR_MAX_LEN 1024
 
+/* Pick conversions (lib/pick_conv.h): steps in one conversion. */
+#define US_PICK_CONV_MAX_STEPS 8
+/* A dictionary item's heading kept, and the widest column. */
+#define US_PICK_HEADING_MAX_LEN 200
+#define US_PICK_WIDTH_MAX 1000
+
 /* Room for a daemon's unary and server-streaming gRPC methods. */
 #define US_RPC_METHODS_MAX 32
 

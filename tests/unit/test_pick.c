@@ -1,0 +1,200 @@
+/*
+ * test_pick.c - Pick output conversions and dictionary items
+ * (lib/pick_conv.h, lib/pick_dict.h): golden values for each conversion,
+ * chains, values a conversion cannot read, refusals naming what they
+ * refuse; both kinds of dictionary item and the implicit @ID.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pick_conv.h"
+#include "pick_dict.h"
+
+/* conv applied to value must give want. */
+static void assert_conv(const char *conv, const char *value, const char *want)
+{
+	struct pick_conv c;
+	struct us_err err;
+	struct buf out;
+
+	if (pick_conv_parse(conv, strlen(conv), &c, &err))
+		fail_msg("%s: %s", conv, err.msg);
+	buf_init(&out);
+	assert_int_equal(pick_conv_apply(&c, (const uint8_t *)value, strlen(value), &out), 0);
+	if (out.len != strlen(want) || (out.len && memcmp(out.p, want, out.len) != 0))
+		fail_msg("%s of '%s': got '%.*s', want '%s'", conv, value, (int)out.len,
+			 (const char *)out.p, want);
+	buf_release(&out);
+}
+
+static void assert_refused(const char *conv)
+{
+	struct pick_conv c;
+	struct us_err err;
+
+	assert_int_equal(pick_conv_parse(conv, strlen(conv), &c, &err), US_EINVAL);
+	if (!strstr(err.msg, "unknown conversion") && !strstr(err.msg, "steps"))
+		fail_msg("%s: %s", conv, err.msg);
+}
+
+static void test_dates(void **state)
+{
+	(void)state;
+	assert_conv("D", "0", "31 DEC 1967");
+	assert_conv("D", "1", "01 JAN 1968");
+	assert_conv("D", "366", "31 DEC 1968");
+	assert_conv("D", "20000", "03 OCT 2022");
+	assert_conv("D", "-1", "30 DEC 1967");
+	assert_conv("D2", "19000", "07 JAN 20");
+	assert_conv("D0", "0", "31 DEC");
+	assert_conv("D2/", "0", "12/31/67");
+	assert_conv("D2/", "20000", "10/03/22");
+	assert_conv("D4-", "0", "12-31-1967");
+	assert_conv("D/", "1", "01/01/1968");
+	assert_conv("D", "", "");
+	assert_conv("D", "yesterday", "yesterday"); /* not a day number: as it is */
+}
+
+static void test_times(void **state)
+{
+	(void)state;
+	assert_conv("MT", "3600", "01:00");
+	assert_conv("MT", "0", "00:00");
+	assert_conv("MTS", "45296", "12:34:56");
+	assert_conv("MTH", "0", "12:00AM");
+	assert_conv("MTHS", "46800", "01:00:00PM");
+	assert_conv("MT", "86399", "23:59");
+	assert_conv("MT", "noon", "noon");
+}
+
+static void test_decimals(void **state)
+{
+	(void)state;
+	assert_conv("MD2", "12345", "123.45");
+	assert_conv("MR2", "12345", "123.45");
+	assert_conv("MR2,", "1234567", "12,345.67");
+	assert_conv("MD0", "5", "5");
+	assert_conv("MD2", "-5", "-0.05");
+	assert_conv("MD23", "12345", "12.35");   /* 12.345 rounded half away from zero */
+	assert_conv("MD23", "-12345", "-12.35");
+	assert_conv("MD02", "150", "2");         /* 1.50 shown with no decimals */
+	assert_conv("MD2$", "100", "$1.00");
+	assert_conv("MD2-", "-150", "1.50-");
+	assert_conv("MR0,", "1000000", "1,000,000");
+	assert_conv("MD2", "abc", "abc");
+	assert_conv("MD2", "", "");
+	assert_conv("MD2", "1.5", "1.5");        /* not an integer: as it is */
+}
+
+static void test_case_text_and_chains(void **state)
+{
+	(void)state;
+	assert_conv("MCU", "abc Def", "ABC DEF");
+	assert_conv("MCL", "ABC Def", "abc def");
+	assert_conv("T3,4", "abcdefgh", "cdef");
+	assert_conv("T2", "abc", "ab");
+	assert_conv("T9,2", "abc", "");
+	assert_conv("MCU]T1,2", "hello", "HE");
+	assert_conv("MCU\xfdT1,2", "hello", "HE");
+	assert_conv("", "as is", "as is");
+	assert_refused("MX9");
+	assert_refused("D5");
+	assert_refused("DX");
+	assert_refused("T");
+	assert_refused("T0,2");
+	assert_refused("T2,");
+	assert_refused("MD2x");
+	assert_refused("MTQ");
+	assert_refused("MCX");
+	assert_refused("D]D]D]D]D]D]D]D]D");
+}
+
+static void test_dictionary_items(void **state)
+{
+	struct pick_attr a;
+	struct us_err err;
+	const char ap[] = "A\xfe" "4\xfe" "Balance\xfe\xfe\xfe\xfe" "MR2,\xfe\xfe" "R\xfe" "12";
+	const char u2[] = "D Customer name\xfe" "1\xfe" "MCU\xfe" "Name\xfe" "20L\xfe" "S";
+	const char bad_conv[] = "A\xfe" "4\xfe\xfe\xfe\xfe\xfe" "MX9";
+	const char idesc[] = "I\xfe" "@ID:\"x\"";
+
+	(void)state;
+	assert_int_equal(pick_dict_parse((const uint8_t *)"BALANCE", 7, (const uint8_t *)ap,
+					 sizeof(ap) - 1, &a, &err),
+			 0);
+	assert_string_equal(a.name, "BALANCE");
+	assert_int_equal(a.field, 4);
+	assert_string_equal(a.heading, "Balance");
+	assert_int_equal(a.conv.n, 1);
+	assert_int_equal(a.correlative.n, 0);
+	assert_int_equal(a.justify, 'R');
+	assert_int_equal(a.width, 12);
+	assert_true(a.is_multi);
+
+	assert_int_equal(pick_dict_parse((const uint8_t *)"NAME", 4, (const uint8_t *)u2,
+					 sizeof(u2) - 1, &a, &err),
+			 0);
+	assert_int_equal(a.field, 1);
+	assert_string_equal(a.heading, "Name");
+	assert_int_equal(a.conv.steps[0].kind, PICK_CONV_UPPER);
+	assert_int_equal(a.width, 20);
+	assert_int_equal(a.justify, 'L');
+	assert_false(a.is_multi);
+
+	/* a heading left empty is the item's name; A alone, defaults */
+	assert_int_equal(pick_dict_parse((const uint8_t *)"CITY", 4, (const uint8_t *)"A\xfe" "3", 3,
+					 &a, &err),
+			 0);
+	assert_string_equal(a.heading, "CITY");
+	assert_true(a.width == 10 && a.justify == 'L' && a.field == 3);
+
+	/* refusals name the item and what is wrong */
+	assert_int_equal(pick_dict_parse((const uint8_t *)"BALANCE", 7, (const uint8_t *)bad_conv,
+					 sizeof(bad_conv) - 1, &a, &err),
+			 US_EINVAL);
+	assert_non_null(strstr(err.msg, "BALANCE"));
+	assert_non_null(strstr(err.msg, "unknown conversion 'MX9'"));
+	assert_int_equal(pick_dict_parse((const uint8_t *)"FULL", 4, (const uint8_t *)idesc,
+					 sizeof(idesc) - 1, &a, &err),
+			 US_EINVAL);
+	assert_non_null(strstr(err.msg, "dictionary item FULL: not an attribute definition"));
+	assert_int_equal(pick_dict_parse((const uint8_t *)"X", 1, (const uint8_t *)"A\xfe" "four",
+					 6, &a, &err),
+			 US_EINVAL);
+	assert_non_null(strstr(err.msg, "attribute number 'four'"));
+	assert_int_equal(pick_dict_parse((const uint8_t *)"X", 1,
+					 (const uint8_t *)"D\xfe" "1\xfe\xfe\xfe" "10Q", 9, &a, &err),
+			 US_EINVAL);
+	assert_non_null(strstr(err.msg, "format"));
+	assert_int_equal(pick_dict_parse((const uint8_t *)"X", 1,
+					 (const uint8_t *)"A\xfe" "1\xfe\xfe\xfe\xfe\xfe\xfe\xfe" "C", 11,
+					 &a, &err),
+			 US_EINVAL);
+	assert_non_null(strstr(err.msg, "justification"));
+
+	assert_int_equal(pick_dict_parse((const uint8_t *)"E", 1, (const uint8_t *)"", 0, &a, &err),
+			 US_EINVAL);
+	assert_non_null(strstr(err.msg, "dictionary item E: empty"));
+
+	pick_dict_id(&a);
+	assert_string_equal(a.name, "@ID");
+	assert_true(a.field == 0 && a.width == 10 && a.justify == 'L');
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dates),
+		cmocka_unit_test(test_times),
+		cmocka_unit_test(test_decimals),
+		cmocka_unit_test(test_case_text_and_chains),
+		cmocka_unit_test(test_dictionary_items),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

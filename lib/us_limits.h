@@ -67,6 +67,8 @@
 /* A dictionary item's heading kept, and the widest column. */
 #define US_PICK_HEADING_MAX_LEN 200
 #define US_PICK_WIDTH_MAX 1000
+/* The longest query sentence taken. */
+#define US_PICK_SENTENCE_MAX_LEN 8192
 
 /* Room for a daemon's unary and server-streaming gRPC methods. */
 #define US_RPC_METHODS_MAX 32

@@ -14,6 +14,7 @@
 
 #include "pick_conv.h"
 #include "pick_dict.h"
+#include "pick_query.h"
 
 /* conv applied to value must give want. */
 static void assert_conv(const char *conv, const char *value, const char *want)
@@ -186,6 +187,91 @@ static void test_dictionary_items(void **state)
 	assert_true(a.field == 0 && a.width == 10 && a.justify == 'L');
 }
 
+static void test_query_parse(void **state)
+{
+	struct pick_query q;
+	struct us_err err;
+
+	(void)state;
+	assert_int_equal(pick_query_parse("SORT CUSTOMERS WITH STATE = \"CA\" \"NY\" AND WITH "
+					  "BALANCE > \"100\" BY NAME BY-DSND CITY NAME CITY TOTAL "
+					  "BALANCE ID-SUPP",
+					  &q, &err),
+			 0);
+	assert_int_equal(q.verb, PICK_SORT);
+	assert_string_equal(q.file, "CUSTOMERS");
+	assert_false(q.is_dict);
+	assert_int_equal(q.n_conds, 2);
+	assert_string_equal(q.conds[0].attr, "STATE");
+	assert_int_equal(q.conds[0].op, PICK_OP_EQ);
+	assert_int_equal(q.conds[0].n_values, 2);
+	assert_string_equal(q.conds[0].values[1], "NY");
+	assert_int_equal(q.conds[1].op, PICK_OP_GT);
+	assert_false(q.conds[1].is_or);
+	assert_int_equal(q.n_sorts, 2);
+	assert_false(q.sorts[0].is_desc);
+	assert_true(q.sorts[1].is_desc);
+	assert_string_equal(q.sorts[1].attr, "CITY");
+	assert_int_equal(q.n_cols, 3);
+	assert_true(q.cols[2].is_total);
+	assert_string_equal(q.cols[2].attr, "BALANCE");
+	assert_true(q.is_id_supp);
+	pick_query_release(&q);
+
+	/* ids, DICT, lower case, OR, WITHOUT, spellings, no op */
+	assert_int_equal(pick_query_parse("list dict CUST 'A1' \"B2\" \\C3\\ with NAME like \"J...\" "
+					  "or without STATE ne \"CA\" with PHONE BREAK-ON STATE "
+					  "HDR-SUPP COL-HDR-SUPP",
+					  &q, &err),
+			 0);
+	assert_int_equal(q.verb, PICK_LIST);
+	assert_true(q.is_dict);
+	assert_int_equal(q.n_ids, 3);
+	assert_string_equal(q.ids[2], "C3");
+	assert_int_equal(q.n_conds, 3);
+	assert_int_equal(q.conds[0].op, PICK_OP_LIKE);
+	assert_true(q.conds[1].is_or && q.conds[1].is_without);
+	assert_int_equal(q.conds[1].op, PICK_OP_NE);
+	assert_int_equal(q.conds[2].op, PICK_OP_PRESENT);
+	assert_int_equal(q.conds[2].n_values, 0);
+	assert_true(q.cols[0].is_break);
+	assert_true(q.is_hdr_supp && q.is_col_hdr_supp);
+	pick_query_release(&q);
+
+	assert_int_equal(pick_query_parse("COUNT ORDERS WITH TOTAL-DUE >= \"0\"", &q, &err), 0);
+	assert_int_equal(q.verb, PICK_COUNT);
+	pick_query_release(&q);
+
+	/* refusals: the word and its position */
+	assert_int_equal(pick_query_parse("DELETE CUSTOMERS", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "unexpected 'DELETE' at position 1"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("LIST CUSTOMERS WITH STATE = CA", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "'CA' at position 29"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("LIST CUSTOMERS BY", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "ends where an attribute name after BY"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("LIST CUSTOMERS WITH \"x\"", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "position 21"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("LIST CUSTOMERS NAME \"C1\"", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "ids come right after the file name"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("LIST CUSTOMERS WITH NAME = \"open", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "position 28 is not closed"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("LIST CUSTOMERS AND WITH X", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "'AND' at position 16"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("COUNT CUSTOMERS BY NAME", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "COUNT takes selections only"));
+	pick_query_release(&q);
+	assert_int_equal(pick_query_parse("", &q, &err), US_EINVAL);
+	assert_non_null(strstr(err.msg, "ends where LIST, SORT, COUNT or SELECT"));
+	pick_query_release(&q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_decimals),
 		cmocka_unit_test(test_case_text_and_chains),
 		cmocka_unit_test(test_dictionary_items),
+		cmocka_unit_test(test_query_parse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

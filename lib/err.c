@@ -2,6 +2,7 @@
 #include "err.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -129,4 +130,33 @@ int err_from_grpc_status(int status)
 	case GS_UNAUTHENTICATED: return US_EUNAUTH;
 	default: return US_EIO;
 	}
+}
+
+const char *err_show(char *out, size_t size, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	size_t at = 0;
+
+	if (size == 0)
+		return out;
+	for (size_t i = 0; i < len; i++) {
+		char tmp[5];
+		size_t n;
+
+		if (b[i] >= 0x20 && b[i] < 0x7F) {
+			tmp[0] = (char)b[i];
+			n = 1;
+		} else {
+			n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02X", b[i]);
+		}
+		if (at + n + 4 > size) { /* room for "..." and the NUL */
+			memcpy(out + at, "...", at + 4 <= size ? 3 : 0);
+			at += at + 4 <= size ? 3 : 0;
+			break;
+		}
+		memcpy(out + at, tmp, n);
+		at += n;
+	}
+	out[at] = '\0';
+	return out;
 }

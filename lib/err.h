@@ -23,6 +23,10 @@ int err_wrap(struct us_err *err, const char *fmt, ...)
 
 /* Clears err to US_OK and an empty message. err may be NULL. */
 void err_clear(struct us_err *err);
+/* Someone's text (p, len bytes) fit to quote in a one-line message: into out
+ * (size bytes, NUL-terminated), printable ASCII as it is, other bytes as
+ * \xNN, cut with "..." when it does not fit. Returns out. */
+const char *err_show(char *out, size_t size, const void *p, size_t len);
 
 /* gRPC status code (grpc_status_code numbers) of a US_E* code, and back. */
 int err_to_grpc_status(int code);

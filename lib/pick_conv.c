@@ -18,8 +18,10 @@ static const char *const months[12] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
 
 static int refuse(const char *text, size_t len, struct us_err *err)
 {
-	return err_set(err, US_EINVAL, "unknown conversion '%.*s'", (int)(len > 64 ? 64 : len),
-		       text);
+	char shown[80];
+
+	return err_set(err, US_EINVAL, "unknown conversion '%s'",
+		       err_show(shown, sizeof(shown), text, len));
 }
 
 static bool is_sep(char c)
@@ -123,10 +125,13 @@ int pick_conv_parse(const char *text, size_t len, struct pick_conv *out, struct 
 		while (end < len && (uint8_t)text[end] != PICK_VM && text[end] != ']')
 			end++;
 		if (end > at) {
-			if (out->n == US_PICK_CONV_MAX_STEPS)
-				return err_set(err, US_EINVAL, "conversion '%.*s': over %d steps",
-					       (int)(len > 64 ? 64 : len), text,
+			if (out->n == US_PICK_CONV_MAX_STEPS) {
+				char shown[80];
+
+				return err_set(err, US_EINVAL, "conversion '%s': over %d steps",
+					       err_show(shown, sizeof(shown), text, len),
 					       US_PICK_CONV_MAX_STEPS);
+			}
 			if ((rc = parse_step(text + at, end - at, &out->steps[out->n], err)))
 				return rc;
 			out->n++;

@@ -53,15 +53,22 @@ static int read_u32(const uint8_t *p, size_t len, uint32_t *out)
 static int bad(const struct pick_attr *a, struct us_err *err, const char *what, const uint8_t *p,
 	       size_t len)
 {
-	return err_set(err, US_EINVAL, "dictionary item %s: %s '%.*s'", a->name, what,
-		       (int)(len > 64 ? 64 : len), (const char *)p);
+	char name[80], shown[80];
+
+	return err_set(err, US_EINVAL, "dictionary item %s: %s '%s'",
+		       err_show(name, sizeof(name), a->name, strlen(a->name)), what,
+		       err_show(shown, sizeof(shown), p, len));
 }
 
 static int conv_of(struct pick_attr *a, const uint8_t *p, size_t len, struct pick_conv *out,
 		   struct us_err *err)
 {
-	if (pick_conv_parse((const char *)p, len, out, err))
-		return err_wrap(err, "dictionary item %s", a->name);
+	if (pick_conv_parse((const char *)p, len, out, err)) {
+		char name[80];
+
+		return err_wrap(err, "dictionary item %s",
+				err_show(name, sizeof(name), a->name, strlen(a->name)));
+	}
 	return 0;
 }
 
@@ -93,10 +100,13 @@ int pick_dict_parse(const uint8_t *id, size_t id_len, const uint8_t *body, size_
 	copy_text(out->name, sizeof(out->name), id, id_len);
 	out->justify = 'L';
 	out->width = 10;
-	if (len == 0)
+	if (len == 0) {
+		char name[80];
+
 		return err_set(err, US_EINVAL, "dictionary item %s: empty, not an attribute "
 					       "definition (type A, S or D)",
-			       out->name);
+			       err_show(name, sizeof(name), out->name, strlen(out->name)));
+	}
 	attr_at(body, len, 1, &p, &n);
 	if (n >= 1 && (p[0] == 'A' || p[0] == 'S') && (n == 1 || p[1] == ' ')) {
 		/* Advanced Pick / D3 */

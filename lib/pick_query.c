@@ -85,10 +85,12 @@ static const struct token *peek(const struct parser *ps)
 
 static int unexpected(struct parser *ps, const struct token *k, const char *want)
 {
+	char shown[80];
+
 	if (!k)
 		return err_set(ps->err, US_EINVAL, "the sentence ends where %s was expected", want);
-	return err_set(ps->err, US_EINVAL, "unexpected '%.*s' at position %zu: %s expected",
-		       (int)(k->len > 64 ? 64 : k->len), k->p, k->pos, want);
+	return err_set(ps->err, US_EINVAL, "unexpected '%s' at position %zu: %s expected",
+		       err_show(shown, sizeof(shown), k->p, k->len), k->pos, want);
 }
 
 static char *dup_token(const struct token *k)
@@ -265,10 +267,12 @@ int pick_query_parse(const char *sentence, struct pick_query *q, struct us_err *
 			struct pick_col *c;
 
 			if (k->is_quoted) { /* ids were taken right after the file */
+				char shown[80];
+
 				rc = err_set(err, US_EINVAL,
-					     "item id '%.*s' at position %zu after a clause: ids come "
+					     "item id '%s' at position %zu after a clause: ids come "
 					     "right after the file name",
-					     (int)(k->len > 64 ? 64 : k->len), k->p, k->pos);
+					     err_show(shown, sizeof(shown), k->p, k->len), k->pos);
 				break;
 			}
 			c = grow((void **)&q->cols, &q->n_cols, sizeof(*c));

@@ -14,6 +14,7 @@
 
 #include "pick_conv.h"
 #include "pick_dict.h"
+#include "pick_eval.h"
 #include "pick_query.h"
 
 /* conv applied to value must give want. */
@@ -113,6 +114,14 @@ static void test_case_text_and_chains(void **state)
 	assert_refused("MTQ");
 	assert_refused("MCX");
 	assert_refused("D]D]D]D]D]D]D]D]D");
+	{
+		/* what is quoted stays on one line */
+		struct pick_conv c;
+		struct us_err err;
+
+		assert_int_equal(pick_conv_parse("M\nX", 3, &c, &err), US_EINVAL);
+		assert_string_equal(err.msg, "unknown conversion 'M\\x0AX'");
+	}
 }
 
 static void test_dictionary_items(void **state)
@@ -272,6 +281,93 @@ static void test_query_parse(void **state)
 	pick_query_release(&q);
 }
 
+/* Whether sentence's selections pass the item (id, body), the attributes
+ * from the fixture dictionary below. */
+static bool selects(const char *sentence, const char *id, const char *body)
+{
+	/* NAME 1 (L), STATE 2 (L), BALANCE 3 (R), PHONES 4 (multivalued),
+	 * UNAME 1 through MCU (a correlative) */
+	static const char *const defs[][2] = {
+		{"NAME", "A\xfe" "1"},
+		{"STATE", "A\xfe" "2"},
+		{"BALANCE", "A\xfe" "3\xfe\xfe\xfe\xfe\xfe\xfe\xfe" "R"},
+		{"PHONES", "A\xfe" "4"},
+		{"UNAME", "A\xfe" "1\xfe\xfe\xfe\xfe\xfe\xfe" "MCU"},
+		{"CODE", "A\xfe" "5\xfe\xfe\xfe\xfe\xfe\xfe\xfe" "R"},
+	};
+	struct pick_attr attrs[8], id_attr;
+	const struct pick_attr *resolved[8];
+	struct pick_item it = {(const uint8_t *)id, strlen(id), (const uint8_t *)body, strlen(body)};
+	struct pick_query q;
+	struct us_err err;
+	bool r;
+
+	for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
+		assert_int_equal(pick_dict_parse((const uint8_t *)defs[i][0], strlen(defs[i][0]),
+						 (const uint8_t *)defs[i][1], strlen(defs[i][1]),
+						 &attrs[i], &err),
+				 0);
+	pick_dict_id(&id_attr);
+	if (pick_query_parse(sentence, &q, &err))
+		fail_msg("%s: %s", sentence, err.msg);
+	assert_true(q.n_conds <= 8);
+	for (size_t i = 0; i < q.n_conds; i++) {
+		resolved[i] = strcmp(q.conds[i].attr, "@ID") == 0 ? &id_attr : NULL;
+		for (size_t k = 0; !resolved[i] && k < sizeof(defs) / sizeof(defs[0]); k++)
+			if (strcmp(q.conds[i].attr, attrs[k].name) == 0)
+				resolved[i] = &attrs[k];
+		assert_non_null(resolved[i]);
+	}
+	r = pick_select(&q, resolved, &it);
+	pick_query_release(&q);
+	return r;
+}
+
+static void test_selection(void **state)
+{
+	const char *smith = "Smith\xfe" "CA\xfe" "1500\xfe" "555-1\xfd" "555-2\xfc" "555-3\xfe" "7";
+
+	(void)state;
+	assert_true(selects("LIST C WITH STATE = \"CA\"", "C1", smith));
+	assert_false(selects("LIST C WITH STATE = \"NY\"", "C1", smith));
+	assert_true(selects("LIST C WITH STATE = \"NY\" \"CA\"", "C1", smith));
+	assert_true(selects("LIST C WITHOUT STATE = \"NY\"", "C1", smith));
+	/* numeric when both are numbers */
+	assert_true(selects("LIST C WITH BALANCE > \"200\"", "C1", smith));
+	assert_true(selects("LIST C WITH BALANCE >= \"1500.0\"", "C1", smith));
+	assert_false(selects("LIST C WITH BALANCE LT \"1500\"", "C1", smith));
+	/* text, left-justified: "Smith" < "T" */
+	assert_true(selects("LIST C WITH NAME < \"T\"", "C1", smith));
+	/* right-justified text: "7" < "10" padded as " 7" and "10"; "X" is text */
+	assert_true(selects("LIST C WITH CODE < \"1X\"", "C1", smith));
+	/* multivalues and subvalues: any one matches */
+	assert_true(selects("LIST C WITH PHONES = \"555-3\"", "C1", smith));
+	assert_false(selects("LIST C WITH PHONES = \"555-4\"", "C1", smith));
+	assert_true(selects("LIST C WITHOUT PHONES = \"555-4\"", "C1", smith));
+	/* patterns */
+	assert_true(selects("LIST C WITH NAME = \"Sm]\"", "C1", smith));
+	assert_true(selects("LIST C WITH NAME = \"[ith\"", "C1", smith));
+	assert_true(selects("LIST C WITH NAME = \"[mit]\"", "C1", smith));
+	assert_false(selects("LIST C WITH NAME = \"[xyz]\"", "C1", smith));
+	assert_true(selects("LIST C WITH NAME # \"Jo]\"", "C1", smith));
+	assert_true(selects("LIST C WITH NAME LIKE \"S...\"", "C1", smith));
+	assert_true(selects("LIST C WITH NAME LIKE \"...mi...\"", "C1", smith));
+	assert_false(selects("LIST C WITH NAME LIKE \"...son\"", "C1", smith));
+	/* a correlative first; the id; presence */
+	assert_true(selects("LIST C WITH UNAME = \"SMITH\"", "C1", smith));
+	assert_true(selects("LIST C WITH @ID = \"C1\"", "C1", smith));
+	assert_true(selects("LIST C WITH PHONES", "C1", smith));
+	assert_false(selects("LIST C WITH PHONES", "C2", "Jones\xfe" "NY"));
+	assert_true(selects("LIST C WITHOUT PHONES", "C2", "Jones\xfe" "NY"));
+	/* AND binds closer than OR */
+	assert_true(selects("LIST C WITH STATE = \"NY\" AND WITH NAME = \"x\" OR WITH STATE = \"CA\"",
+			    "C1", smith));
+	assert_false(selects("LIST C WITH STATE = \"CA\" AND WITH NAME = \"x\" OR WITH STATE = \"NY\"",
+			     "C1", smith));
+	assert_true(selects("LIST C WITH STATE = \"CA\" AND NAME = \"Smith\"", "C1", smith));
+	assert_true(selects("LIST C", "C1", smith));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_case_text_and_chains),
 		cmocka_unit_test(test_dictionary_items),
 		cmocka_unit_test(test_query_parse),
+		cmocka_unit_test(test_selection),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -160,6 +160,27 @@ static void on_adopt(struct rpc_call *call, const uint8_t *req, size_t req_len, 
 	wire_finish(call, &out.base);
 }
 
+/* Runs fn(job) on a detached thread of its own, which answers call and
+ * frees job; if none starts, answers call and frees job here. */
+static void start_job(struct rpc_call *call, void *(*fn)(void *), void *job, const char *what)
+{
+	pthread_attr_t attr;
+	pthread_t thread;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&thread, &attr, fn, job);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		char msg[64];
+
+		free(job);
+		snprintf(msg, sizeof(msg), "cannot start a thread for the %s", what);
+		rpc_call_finish(call, US_ENOMEM, msg, NULL, 0);
+	}
+}
+
 /* A promote waits for the namespace's apply and fsyncs: off the gRPC
  * workers, on a thread of its own that answers the call. */
 struct promote_job {
@@ -200,10 +221,7 @@ static void on_promote(struct rpc_call *call, const uint8_t *req, size_t req_len
 {
 	Understudy__V1__PromoteRequest *in;
 	struct promote_job *job;
-	pthread_attr_t attr;
-	pthread_t thread;
 	struct us_err err;
-	int rc;
 
 	in = (Understudy__V1__PromoteRequest *)wire_unpack(
 		&understudy__v1__promote_request__descriptor, req, req_len, &err);
@@ -225,14 +243,7 @@ static void on_promote(struct rpc_call *call, const uint8_t *req, size_t req_len
 	snprintf(job->ns, sizeof(job->ns), "%s", in->namespace_);
 	job->is_force = in->force;
 	understudy__v1__promote_request__free_unpacked(in, NULL);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&thread, &attr, promote_main, job);
-	pthread_attr_destroy(&attr);
-	if (rc) {
-		free(job);
-		rpc_call_finish(call, US_ENOMEM, "cannot start a thread for the promote", NULL, 0);
-	}
+	start_job(call, promote_main, job, "promote");
 }
 
 /* A switchover waits for the site (seconds): on a thread of its own. */
@@ -276,10 +287,7 @@ static void on_switchover(struct rpc_call *call, const uint8_t *req, size_t req_
 {
 	Understudy__V1__SwitchoverRequest *in;
 	struct switchover_job *job;
-	pthread_attr_t attr;
-	pthread_t thread;
 	struct us_err err;
-	int rc;
 
 	in = (Understudy__V1__SwitchoverRequest *)wire_unpack(
 		&understudy__v1__switchover_request__descriptor, req, req_len, &err);
@@ -301,14 +309,7 @@ static void on_switchover(struct rpc_call *call, const uint8_t *req, size_t req_
 	snprintf(job->ns, sizeof(job->ns), "%s", in->namespace_);
 	job->timeout_ms = in->timeout_ms;
 	understudy__v1__switchover_request__free_unpacked(in, NULL);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&thread, &attr, switchover_main, job);
-	pthread_attr_destroy(&attr);
-	if (rc) {
-		free(job);
-		rpc_call_finish(call, US_ENOMEM, "cannot start a thread for the switchover", NULL, 0);
-	}
+	start_job(call, switchover_main, job, "switchover");
 }
 
 static void on_list_saves(struct rpc_call *call, const uint8_t *req, size_t req_len, void *arg)

@@ -14,6 +14,22 @@
 #include "role.h"
 #include "store_int.h"
 
+/* Puts where the primary is (KEY_PRIMARY: u64le generation, u64le first
+ * seq, the address) into b: 0, or US_ENOMEM. */
+static int put_primary(rocksdb_writebatch_t *b, const struct store_primary_info *p)
+{
+	struct buf v;
+	int rc;
+
+	buf_init(&v);
+	rc = buf_append_u64le(&v, p->generation) || buf_append_u64le(&v, p->first_seq) ||
+	     buf_append(&v, p->addr, strnlen(p->addr, sizeof(p->addr)));
+	if (rc == 0)
+		rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+	buf_release(&v);
+	return rc ? US_ENOMEM : 0;
+}
+
 void store_set_role(struct store *s, enum ns_role to)
 {
 	assert(role_may_become(store_role(s), to));
@@ -93,7 +109,6 @@ static int fence_locked(struct store *s, const struct store_primary_info *p, str
 	size_t plen = strnlen(p->addr, sizeof(p->addr));
 	rocksdb_writebatch_t *b;
 	char *errptr = NULL;
-	struct buf v;
 	int rc;
 
 	if (store_role(s) == ROLE_FENCED)
@@ -106,18 +121,14 @@ static int fence_locked(struct store *s, const struct store_primary_info *p, str
 			       plen);
 	if ((rc = store__check_writable(s, err)))
 		return rc;
-	buf_init(&v);
-	if (buf_append_u64le(&v, p->generation) || buf_append_u64le(&v, p->first_seq) ||
-	    buf_append(&v, p->addr, plen)) {
-		buf_release(&v);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
 	b = rocksdb_writebatch_create();
 	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
-	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+	if (put_primary(b, p)) {
+		rocksdb_writebatch_destroy(b);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	buf_release(&v);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot fence the store")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);
@@ -200,34 +211,23 @@ static int rewind_locked(struct store *s, const struct store_rewind *rw, struct 
 	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
 	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
 	{
+		const char *path = rw->export_path ? rw->export_path : "";
 		struct store_primary_info p;
 		struct buf v;
 
 		store_primary(s, &p);
+		p.generation = rw->to.generation;
+		p.first_seq = rw->first_seq;
 		buf_init(&v);
-		if (buf_append_u64le(&v, rw->to.generation) || buf_append_u64le(&v, rw->first_seq) ||
-		    buf_append(&v, p.addr, strnlen(p.addr, sizeof(p.addr)))) {
-			buf_release(&v);
+		rc = buf_append_u64le(&v, rw->exported) || buf_append(&v, path, strlen(path));
+		if (rc == 0)
+			rocksdb_writebatch_put(b, KEY_EXPORT, strlen(KEY_EXPORT), (char *)v.p, v.len);
+		buf_release(&v);
+		if (rc || put_primary(b, &p)) {
 			rocksdb_writebatch_destroy(b);
 			store__catalog_copy(&s->cat, &s->cat_saved);
 			return err_set(err, US_ENOMEM, "out of memory");
 		}
-		rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
-		buf_release(&v);
-	}
-	{
-		const char *path = rw->export_path ? rw->export_path : "";
-		struct buf v;
-
-		buf_init(&v);
-		if (buf_append_u64le(&v, rw->exported) || buf_append(&v, path, strlen(path))) {
-			buf_release(&v);
-			rocksdb_writebatch_destroy(b);
-			store__catalog_copy(&s->cat, &s->cat_saved);
-			return err_set(err, US_ENOMEM, "out of memory");
-		}
-		rocksdb_writebatch_put(b, KEY_EXPORT, strlen(KEY_EXPORT), (char *)v.p, v.len);
-		buf_release(&v);
 	}
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
@@ -318,13 +318,6 @@ void store_release_commits(struct store *s)
 	pthread_mutex_unlock(&s->pos_lock);
 }
 
-/* KEY_PRIMARY's value: u64le generation, u64le first seq, the address. */
-static int encode_primary(struct buf *v, const struct store_primary_info *p)
-{
-	return buf_append_u64le(v, p->generation) || buf_append_u64le(v, p->first_seq) ||
-	       buf_append(v, p->addr, strnlen(p->addr, sizeof(p->addr)));
-}
-
 static int hand_over_locked(struct store *s, const struct store_primary_info *to,
 			    struct us_err *err)
 {
@@ -333,7 +326,6 @@ static int hand_over_locked(struct store *s, const struct store_primary_info *to
 	struct store_position pos;
 	rocksdb_writebatch_t *b;
 	char *errptr = NULL;
-	struct buf v;
 	int rc;
 
 	if (store_role(s) != ROLE_PRIMARY)
@@ -353,21 +345,18 @@ static int hand_over_locked(struct store *s, const struct store_primary_info *to
 	store__encode_pos(posv, &pos);
 	store__key_gen(genkey, pos.generation);
 	buf_put_u64le(first, to->first_seq);
-	buf_init(&v);
-	if (encode_primary(&v, to)) {
-		buf_release(&v);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
 	/* the new generation is the site's, from first_seq: this node follows
 	 * it as its standby from here on, durably, before the site is told */
 	b = rocksdb_writebatch_create();
 	rocksdb_writebatch_put(b, KEY_POS, strlen(KEY_POS), (char *)posv, sizeof(posv));
 	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
 	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
-	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+	if (put_primary(b, to)) {
+		rocksdb_writebatch_destroy(b);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	buf_release(&v);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot hand the store over")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);
@@ -397,7 +386,6 @@ static int follow_locked(struct store *s, const char *node_id,
 	struct store_position pos;
 	rocksdb_writebatch_t *b;
 	char *errptr = NULL;
-	struct buf v;
 	int rc;
 
 	store_get_position(s, &pos);
@@ -413,21 +401,18 @@ static int follow_locked(struct store *s, const char *node_id,
 			       (unsigned long long)pos.generation, (unsigned long long)pos.seq);
 	if ((rc = store__check_writable(s, err)))
 		return rc;
-	buf_init(&v);
-	if (encode_primary(&v, primary)) {
-		buf_release(&v);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
 	store__key_gen(genkey, pos.generation);
 	buf_put_u64le(first, primary->first_seq);
 	b = rocksdb_writebatch_create();
 	rocksdb_writebatch_put(b, KEY_NODE, strlen(KEY_NODE), node_id, 32);
 	rocksdb_writebatch_put(b, (char *)genkey, sizeof(genkey), (char *)first, sizeof(first));
 	rocksdb_writebatch_put(b, KEY_ROLE, strlen(KEY_ROLE), (char *)&role, 1);
-	rocksdb_writebatch_put(b, KEY_PRIMARY, strlen(KEY_PRIMARY), (char *)v.p, v.len);
+	if (put_primary(b, primary)) {
+		rocksdb_writebatch_destroy(b);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
 	rocksdb_write(s->db, s->write_opts, b, &errptr);
 	rocksdb_writebatch_destroy(b);
-	buf_release(&v);
 	if ((rc = store__take_write_err(s, &errptr, err, "cannot make the store a follower")))
 		return rc;
 	pthread_mutex_lock(&s->pos_lock);

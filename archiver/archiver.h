@@ -15,6 +15,7 @@
 #include "committer.h"
 #include "repl_pull.h"
 #include "repl_recv.h"
+#include "query_service.h"
 #include "save_service.h"
 #include "store.h"
 #include "store_service.h"
@@ -73,6 +74,7 @@ struct archiver {
 	struct store_cache *cache;  /* one block cache for every namespace's store */
 	struct snapshots *snapshots; /* open snapshots of every namespace (own lock) */
 	struct save_service_ops save_ops;
+	struct query_service_ops query_ops; /* Store.Query's view */
 	struct archive *archive;    /* the on-line archive (archive.c; own lock) */
 
 	/* The receiving end of the sites' streams (lib/repl_recv.c), with

@@ -273,6 +273,10 @@ int main(int argc, char **argv)
 						.arg = a};
 	n_methods += save_service_methods(&a->save_ops, methods + n_methods,
 					US_RPC_METHODS_MAX - n_methods);
+	a->query_ops = (struct query_service_ops){.store = &a->store_ops,
+						  .tmp_dir = a->cfg.data_dir};
+	n_methods += query_service_methods(&a->query_ops, methods + n_methods,
+					   US_RPC_METHODS_MAX - n_methods);
 	n_methods += journal_service_methods(&a->store_ops, methods + n_methods,
 					US_RPC_METHODS_MAX - n_methods);
 	n_methods += archiver_admin_methods(a, methods + n_methods,

@@ -22,6 +22,7 @@
 #include "rpc.h"
 #include "disk.h"
 #include "store.h"
+#include "query_service.h"
 #include "save_service.h"
 #include "store_service.h"
 
@@ -63,6 +64,7 @@ struct collector {
 	struct store_service_ops store_ops; /* the Store service's view of this collector */
 	struct snapshots *snapshots;  /* open snapshots of the store (their own lock) */
 	struct save_service_ops save_ops; /* Admin.Save's view: streamed saves only */
+	struct query_service_ops query_ops; /* Store.Query's view */
 	/* Rejoin and follow the primary once fenced (follow_lock: started
 	 * once, by start-up or by the first link told of the fence) */
 	pthread_mutex_t follow_lock;

@@ -412,6 +412,12 @@ int main(int argc, char **argv)
 						  .max_rate = col.cfg.save_max_rate};
 	n_methods += save_service_methods(&col.save_ops, methods + n_methods,
 					US_RPC_METHODS_MAX - n_methods);
+	/* a large sort's temporary file: unnamed (O_TMPFILE) in the store's
+	 * directory, where RocksDB does not look */
+	col.query_ops = (struct query_service_ops){.store = &col.store_ops,
+						    .tmp_dir = col.cfg.data_dir};
+	n_methods += query_service_methods(&col.query_ops, methods + n_methods,
+					   US_RPC_METHODS_MAX - n_methods);
 	n_methods += journal_service_methods(&col.store_ops, methods + n_methods,
 					US_RPC_METHODS_MAX - n_methods);
 	n_methods += admin_service_methods(&col, methods + n_methods,

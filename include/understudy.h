@@ -171,6 +171,76 @@ typedef struct us_snapshot {
 	uint64_t ttl_ms;
 } us_snapshot_t;
 
+/* Store.Query (docs/reports.md): a Pick LIST, SORT, COUNT or SELECT
+ * sentence run against one file of account in namespace ns at one
+ * snapshot (opts->snapshot, or one taken for the query), with the file's
+ * dictionary. The head comes once, first; then the rows in order. Every
+ * pointer is borrowed for the callback. A non-zero return from a callback
+ * stops the query and us_query returns it. US_EINVAL (naming the word) for
+ * a sentence that does not parse or an attribute the dictionary does not
+ * define; US_ENOTFOUND for a file that does not exist. */
+typedef struct us_bytes {
+	const uint8_t *p;
+	size_t len;
+} us_bytes_t;
+
+typedef struct us_query_column {
+	const char *name;            /* the dictionary item; "@ID" for the id column */
+	const us_bytes_t *heading;   /* its lines */
+	size_t n_heading;
+	uint32_t width;
+	char justify;                /* 'L', 'R' or 'T' */
+	int is_total;
+	int is_break;
+} us_query_column_t;
+
+typedef struct us_query_head {
+	const char *verb;            /* LIST, SORT, COUNT or SELECT */
+	const char *file;
+	uint64_t generation, seq;    /* the state the query reads: after this commit */
+	uint64_t time_ms;            /* commit time of seq */
+	const us_query_column_t *columns; /* none for COUNT and SELECT */
+	size_t n_columns;
+	int is_hdr_supp;             /* HDR-SUPP: no page heading */
+	int is_col_hdr_supp;         /* COL-HDR-SUPP: no column headings */
+} us_query_head_t;
+
+typedef enum us_row_kind {
+	US_ROW_ITEM = 1,    /* an item */
+	US_ROW_BREAK = 2,   /* a BREAK-ON group ended: "***" in its column, subtotals */
+	US_ROW_TOTAL = 3,   /* the grand totals, last */
+	US_ROW_MISSING = 4, /* an id the sentence named is not on file (no cells) */
+} us_row_kind_t;
+
+/* A column's values in a row, converted for display; a value's subvalues
+ * are separated by a subvalue mark (0xFC). */
+typedef struct us_query_cell {
+	const us_bytes_t *values;
+	size_t n_values;
+} us_query_cell_t;
+
+typedef struct us_query_row {
+	int kind;                    /* us_row_kind_t */
+	const uint8_t *id;           /* as stored; empty for BREAK and TOTAL */
+	size_t id_len;
+	const us_query_cell_t *cells; /* one a column (none for SELECT and MISSING) */
+	size_t n_cells;
+} us_query_row_t;
+
+typedef struct us_query_sink {
+	int (*on_head)(void *arg, const us_query_head_t *head);
+	int (*on_row)(void *arg, const us_query_row_t *row);
+	void *arg;
+} us_query_sink_t;
+
+typedef struct us_queried {
+	uint64_t count;     /* items listed, counted or selected */
+	uint64_t missing;   /* ids named but not on file */
+} us_queried_t;
+
+int us_query(us_client_t *c, const char *ns, const char *account, const char *sentence,
+	     uint64_t snapshot, const us_query_sink_t *sink, us_queried_t *out, us_err_t *err);
+
 /* Admin.Save: a consistent save of namespace ns (of one account, or one
  * file, when given; NULL: all) at snapshot (0: one taken for the save),
  * streamed to fn as the bytes of a save file (docs/save-format.md), in

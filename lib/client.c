@@ -499,6 +499,159 @@ int us_scan(us_client_t *c, const char *ns, const char *account, const char *fil
 	return rc;
 }
 
+/* ---- Query ---- */
+
+/* Scratch arrays for handing one message's head and rows over. */
+struct query_scratch {
+	us_query_column_t *cols;
+	us_bytes_t *bytes;     /* heading lines, then cell values */
+	size_t n_bytes_cap;
+	us_query_cell_t *cells;
+	size_t n_cells_cap;
+};
+
+static int scratch_bytes(struct query_scratch *qs, size_t n)
+{
+	if (n > qs->n_bytes_cap) {
+		us_bytes_t *b = realloc(qs->bytes, n * sizeof(*b));
+
+		if (!b)
+			return US_ENOMEM;
+		qs->bytes = b;
+		qs->n_bytes_cap = n;
+	}
+	return 0;
+}
+
+static int query_head(const Understudy__V1__QueryResponse *m, const us_query_sink_t *sink,
+		      struct query_scratch *qs, us_err_t *err)
+{
+	us_query_head_t h = {.verb = m->verb, .file = m->file, .generation = m->generation,
+			     .seq = m->seq, .time_ms = m->time_ms, .n_columns = m->n_columns,
+			     .is_hdr_supp = m->hdr_supp, .is_col_hdr_supp = m->col_hdr_supp};
+	size_t n_lines = 0, at = 0;
+
+	for (size_t i = 0; i < m->n_columns; i++)
+		n_lines += m->columns[i]->n_heading;
+	qs->cols = calloc(m->n_columns + 1, sizeof(*qs->cols));
+	if (!qs->cols || scratch_bytes(qs, n_lines + 1))
+		return err_set(err, US_ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->n_columns; i++) {
+		const Understudy__V1__QueryColumn *c = m->columns[i];
+		us_query_column_t *o = &qs->cols[i];
+
+		o->name = c->name;
+		o->heading = &qs->bytes[at];
+		o->n_heading = c->n_heading;
+		for (size_t j = 0; j < c->n_heading; j++, at++)
+			qs->bytes[at] = (us_bytes_t){c->heading[j].data, c->heading[j].len};
+		o->width = c->width;
+		o->justify = c->justify[0] ? c->justify[0] : 'L';
+		o->is_total = c->total;
+		o->is_break = c->break_on;
+	}
+	h.columns = qs->cols;
+	return sink->on_head ? sink->on_head(sink->arg, &h) : 0;
+}
+
+static int query_row(const Understudy__V1__QueryRow *r, const us_query_sink_t *sink,
+		     struct query_scratch *qs, us_err_t *err)
+{
+	us_query_row_t row = {.kind = r->kind, .id = r->id.data, .id_len = r->id.len,
+			      .n_cells = r->n_cells};
+	size_t n_values = 0, at = 0;
+
+	for (size_t i = 0; i < r->n_cells; i++)
+		n_values += r->cells[i]->n_values;
+	if (scratch_bytes(qs, n_values + 1))
+		return err_set(err, US_ENOMEM, "out of memory");
+	if (r->n_cells > qs->n_cells_cap) {
+		us_query_cell_t *c = realloc(qs->cells, r->n_cells * sizeof(*c));
+
+		if (!c)
+			return err_set(err, US_ENOMEM, "out of memory");
+		qs->cells = c;
+		qs->n_cells_cap = r->n_cells;
+	}
+	for (size_t i = 0; i < r->n_cells; i++) {
+		const Understudy__V1__QueryCell *c = r->cells[i];
+
+		qs->cells[i].values = &qs->bytes[at];
+		qs->cells[i].n_values = c->n_values;
+		for (size_t j = 0; j < c->n_values; j++, at++)
+			qs->bytes[at] = (us_bytes_t){c->values[j].data, c->values[j].len};
+	}
+	row.cells = qs->cells;
+	return sink->on_row ? sink->on_row(sink->arg, &row) : 0;
+}
+
+int us_query(us_client_t *c, const char *ns, const char *account, const char *sentence,
+	     uint64_t snapshot, const us_query_sink_t *sink, us_queried_t *out, us_err_t *err)
+{
+	struct query_scratch qs = {0};
+	Understudy__V1__QueryRequest req;
+	struct rpc_stream *st = NULL;
+	bool is_head = false, is_done = false;
+	struct buf b;
+	int rc;
+
+	if ((rc = route(c, ns, false, err)))
+		return rc;
+	understudy__v1__query_request__init(&req);
+	req.namespace_ = (char *)ns;
+	req.account = (char *)account;
+	req.sentence = (char *)sentence;
+	req.snapshot = snapshot;
+	buf_init(&b);
+	if (wire_pack(&req.base, &b))
+		return err_set(err, US_ENOMEM, "out of memory");
+	/* a report may be long: no deadline beyond the stream's own progress */
+	rc = rpc_stream_open(c->ch, "/understudy.v1.Store/Query", b.p, b.len, 0, &st, err);
+	buf_release(&b);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	for (;;) {
+		Understudy__V1__QueryResponse *m;
+		uint8_t *msg;
+		size_t msg_len;
+
+		rc = rpc_stream_next(st, &msg, &msg_len, err);
+		if (rc <= 0)
+			break;
+		m = understudy__v1__query_response__unpack(NULL, msg_len, msg);
+		free(msg);
+		if (!m) {
+			rc = err_set(err, US_ECORRUPT, "cannot decode a Query answer from %s", c->addr);
+			break;
+		}
+		if (is_done)
+			rc = err_set(err, US_ECORRUPT, "%s sent more after the end of the query",
+				     c->addr);
+		else if (!is_head) {
+			is_head = true;
+			rc = query_head(m, sink, &qs, err);
+		}
+		for (size_t i = 0; rc == 0 && i < m->n_rows; i++)
+			rc = query_row(m->rows[i], sink, &qs, err);
+		if (rc == 0 && m->done) {
+			is_done = true;
+			out->count = m->count;
+			out->missing = m->missing;
+		}
+		understudy__v1__query_response__free_unpacked(m, NULL);
+		if (rc)
+			break;
+	}
+	rpc_stream_free(st);
+	free(qs.cols);
+	free(qs.bytes);
+	free(qs.cells);
+	if (rc == 0 && !is_done)
+		rc = err_set(err, US_EIO, "the query's answer from %s ended before its end", c->addr);
+	return rc;
+}
+
 int us_save(us_client_t *c, const char *ns, const us_save_opts_t *opts, us_save_fn fn,
 	    void *arg, us_saved_t *out, us_err_t *err)
 {

@@ -55,7 +55,7 @@ int pick_attr_values(const struct pick_attr *a, const struct pick_item *it, pick
 }
 
 /* A number: [+-]digits[.digits] or [+-].digits. */
-static bool is_number(const uint8_t *p, size_t len, double *out)
+bool pick_number(const uint8_t *p, size_t len, double *out)
 {
 	char tmp[64], *e;
 	size_t i = 0, digits = 0;
@@ -86,7 +86,7 @@ int pick_compare(const uint8_t *a, size_t al, const uint8_t *b, size_t bl, char 
 	double x, y;
 	int c;
 
-	if (is_number(a, al, &x) && is_number(b, bl, &y))
+	if (pick_number(a, al, &x) && pick_number(b, bl, &y))
 		return x < y ? -1 : x > y;
 	if (justify == 'R' && al != bl) { /* the shorter padded with blanks on the left */
 		size_t n = al > bl ? al : bl;

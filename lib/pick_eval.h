@@ -37,6 +37,10 @@ typedef int (*pick_value_fn)(void *arg, const uint8_t *v, size_t len);
 int pick_attr_values(const struct pick_attr *a, const struct pick_item *it, pick_value_fn fn,
 		     void *arg);
 
+/* Whether p (len bytes) is a number: [+-]digits[.digits] or [+-].digits;
+ * its value in *out. */
+bool pick_number(const uint8_t *p, size_t len, double *out);
+
 /* <0, 0, >0: a against b, by Pick's rules (justify 'R': right-justified
  * text). */
 int pick_compare(const uint8_t *a, size_t al, const uint8_t *b, size_t bl, char justify);

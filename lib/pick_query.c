@@ -298,6 +298,11 @@ int pick_query_parse(const char *sentence, struct pick_query *q, struct us_err *
 			ps.at++;
 		}
 	}
+	if (rc == 0 && (q->n_conds > US_PICK_COLS_MAX || q->n_sorts > US_PICK_COLS_MAX ||
+			q->n_cols > US_PICK_COLS_MAX)) {
+		rc = err_set(err, US_EINVAL, "the sentence has over %d selections, sort keys or "
+					     "output attributes", US_PICK_COLS_MAX);
+	}
 	if (rc == 0 && q->verb == PICK_COUNT && (q->n_cols || q->n_sorts)) {
 		rc = err_set(err, US_EINVAL, "COUNT takes selections only: no sort keys and no "
 					     "output attributes");

@@ -69,6 +69,24 @@
 #define US_PICK_WIDTH_MAX 1000
 /* The longest query sentence taken. */
 #define US_PICK_SENTENCE_MAX_LEN 8192
+/* Output columns, sort keys and selections in one sentence. */
+#define US_PICK_COLS_MAX 64
+/* A query's sort keeps this many bytes of records in memory, then spills
+ * sorted runs to a temporary file in the daemon's data_dir (lib/sorter.h). */
+#define US_PICK_SORT_MEM_BYTES (64u * 1024u * 1024u)
+/* Store.Query: answers of about this many bytes or rows each; reports
+ * running at once in one daemon (each on its own thread, like saves). */
+#define US_QUERY_CHUNK_BYTES (256u * 1024u)
+#define US_QUERY_CHUNK_ROWS 1024u
+#define US_QUERIES_RUNNING_MAX 8
+
+/* lib/sorter.h: the least memory a sorter takes, the largest record, the
+ * writes of a run, and the read buffer a run gets in the merge. */
+#define US_SORTER_MIN_MEM_BYTES (64u * 1024u)
+#define US_SORTER_RECORD_MAX_BYTES (64u * 1024u * 1024u)
+#define US_SORTER_WRITE_BYTES (256u * 1024u)
+#define US_SORTER_MIN_READ_BYTES (64u * 1024u)
+#define US_SORTER_MAX_READ_BYTES (1024u * 1024u)
 
 /* Room for a daemon's unary and server-streaming gRPC methods. */
 #define US_RPC_METHODS_MAX 32

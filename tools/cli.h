@@ -1,7 +1,8 @@
 /*
  * cli.h - inside the `understudy` command line: what its files share
  * (tools/understudy.c: the table, options and the data commands;
- * tools/cli_save.c: save and dump; tools/cli_restore.c: restore).
+ * tools/cli_save.c: save and dump; tools/cli_restore.c: restore;
+ * tools/cli_query.c: query).
  */
 #ifndef US_CLI_H
 #define US_CLI_H
@@ -43,6 +44,9 @@ struct cli {
 	const char *ns;       /* --namespace NS (restore) */
 	const char *until;    /* --until SEQ|TIME (restore) */
 	const char *journal_from; /* --journal-from ADDR (restore) */
+	bool is_csv;          /* query --csv */
+	const char *vm_sep;   /* query --vm-sep S (CSV: between values) */
+	const char *sv_sep;   /* query --sv-sep S (CSV, JSON: between subvalues) */
 	const char *cmd;
 	char *args[MAX_ARGS]; /* positionals after the command */
 	int n_args;
@@ -75,5 +79,6 @@ int cmd_saves(struct cli *cli);
 int cmd_dump(struct cli *cli);
 int cmd_restore(struct cli *cli);
 int cmd_rebuild(struct cli *cli);
+int cmd_query(struct cli *cli);
 
 #endif

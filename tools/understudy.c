@@ -758,6 +758,13 @@ static const struct command commands[] = {
 	{"list", 3, 3, "list NS ACCOUNT FILE [--dict] [--limit N] [--at SNAP]",
 	 "item ids in byte order, one a line (backslash and non-printable bytes as \\\\ and \\xNN)",
 	 cmd_list, false},
+	{"query", 3, 3, "query NS ACCOUNT 'SENTENCE' [--at SNAP] [--csv|--json] [--vm-sep S]",
+	 "a report: a Pick LIST, SORT, COUNT or SELECT sentence run on the daemon against one "
+	 "file with its dictionary, at one snapshot (taken for it unless --at): the columnar "
+	 "report (paged on a terminal), --csv (RFC 4180, one row an item, values joined by "
+	 "--vm-sep, ] by default, subvalues by --sv-sep, \\ by default) or --json (one "
+	 "object a line, each column an array of values); docs/reports.md",
+	 cmd_query, false},
 	{"files", 1, 2, "files NS [ACCOUNT] [--at SNAP]",
 	 "files with their logged flag and item counts: account, file, logged|unlogged, "
 	 "data items, dict items",
@@ -888,12 +895,15 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 				cli->is_unlogged = true;
 			} else if (strcmp(a, "--force") == 0) {
 				cli->is_force = true;
+			} else if (strcmp(a, "--csv") == 0) {
+				cli->is_csv = true;
 			} else if (strcmp(a, "--addr") == 0 || strcmp(a, "--token-file") == 0 ||
 				   strcmp(a, "--tls-ca") == 0 || strcmp(a, "--limit") == 0 ||
 				   strcmp(a, "--batch") == 0 || strcmp(a, "--at") == 0 ||
 				   strcmp(a, "--data-dir") == 0 || strcmp(a, "--namespace") == 0 ||
 				   strcmp(a, "--until") == 0 || strcmp(a, "--journal-from") == 0 ||
-				   strcmp(a, "--prefer") == 0 || strcmp(a, "--wait") == 0) {
+				   strcmp(a, "--prefer") == 0 || strcmp(a, "--wait") == 0 ||
+				   strcmp(a, "--vm-sep") == 0 || strcmp(a, "--sv-sep") == 0) {
 				if (!val)
 					return cli_fail(EXIT_USAGE, "%s needs a value", a);
 				i++;
@@ -919,6 +929,10 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 					cli->journal_from = val;
 				else if (strcmp(a, "--namespace") == 0)
 					cli->ns = val;
+				else if (strcmp(a, "--vm-sep") == 0)
+					cli->vm_sep = val;
+				else if (strcmp(a, "--sv-sep") == 0)
+					cli->sv_sep = val;
 				else if (strcmp(a, "--wait") == 0) {
 					struct us_err perr;
 

@@ -1,0 +1,719 @@
+/*
+ * pick_exec.c - a query run against a store (pick_exec.h).
+ *
+ * Sorting compares keys made once per item, when it is added, so that a
+ * comparison is a memcmp: each value of a BY attribute (after its
+ * correlative) becomes a normalized string, in an order that is total:
+ *   - justified L (and T): the value's bytes (Pick's text order);
+ *   - justified R: class 0 for an empty value, 1 for a number (then its
+ *     double, as 8 bytes that memcmp orders as the numbers), 2 for any
+ *     other text (then its length, 4 bytes big-endian, then its bytes:
+ *     shorter first, as right-justified text sorts when every character is
+ *     above a blank).
+ * An attribute's values compare one by one; a list that ends first sorts
+ * first. The sort record (sorter.h), all lengths u32 little-endian:
+ *   id_len id body_len body idkey_len idkey { key_len key }*n_sorts
+ * with key = { value_len value }* and idkey the id normalized by @ID's
+ * justification.
+ */
+#include "pick_exec.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "entry.h"
+#include "pick_eval.h"
+#include "sorter.h"
+#include "us_limits.h"
+
+/* A column's running sum. */
+struct sum {
+	long long i;
+	long double f;
+	bool is_float;
+};
+
+struct exec {
+	struct store *s;
+	const struct store_snap *at;
+	const char *account;
+	const struct pick_query *q;
+	const struct pick_exec_opts *opts;
+	const struct pick_sink *sink;
+	struct pick_exec_stats *st;
+	struct us_err *err;
+	uint8_t section;                     /* what the query reads: DATA or DICT */
+	struct pick_attr **cache;            /* attributes looked up, by name */
+	size_t n_cache;
+	const struct pick_attr *id_attr;     /* @ID */
+	const struct pick_attr **cond_attrs; /* one a selection */
+	const struct pick_attr **sort_attrs; /* one a BY */
+	struct pick_column *cols;
+	size_t n_cols;
+	struct buf *cells;                   /* one a column */
+	size_t *break_cols;                  /* column of each break level, outer first */
+	size_t n_breaks;
+	struct buf *break_prev;              /* each level's value on the last row */
+	bool has_prev;                       /* an ITEM row went out */
+	struct sum *sums;                    /* [level * n_cols + col]; level n_breaks: grand */
+	bool has_total;
+	struct buf conv, rec, body;
+	struct sorter *sorter;
+};
+
+/* ---- the dictionary ---- */
+
+static int lookup(struct exec *x, const char *name, const struct pick_attr **out)
+{
+	struct pick_attr *a, **cache;
+	struct buf body;
+	int rc;
+
+	for (size_t i = 0; i < x->n_cache; i++)
+		if (strcmp(x->cache[i]->name, name) == 0) {
+			*out = x->cache[i];
+			return 0;
+		}
+	a = calloc(1, sizeof(*a));
+	cache = realloc(x->cache, (x->n_cache + 1) * sizeof(*cache));
+	if (!a || !cache) {
+		free(a);
+		if (cache)
+			x->cache = cache;
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	}
+	x->cache = cache;
+	buf_init(&body);
+	rc = store_get(x->s, x->at, x->account, x->q->file, SECTION_DICT, (const uint8_t *)name,
+		       strlen(name), &body, x->err);
+	if (rc == 0) {
+		rc = pick_dict_parse((const uint8_t *)name, strlen(name), body.p, body.len, a,
+				     x->err);
+	} else if (rc == US_ENOTFOUND && strcmp(name, "@ID") == 0) {
+		pick_dict_id(a);
+		rc = 0;
+	} else if (rc == US_ENOTFOUND) {
+		char shown[80];
+
+		rc = err_set(x->err, US_EINVAL,
+			     "'%s' is not an attribute of %s: its dictionary has no item %s",
+			     err_show(shown, sizeof(shown), (const uint8_t *)name, strlen(name)),
+			     x->q->file, err_show(shown, sizeof(shown), (const uint8_t *)name,
+						  strlen(name)));
+	}
+	buf_release(&body);
+	if (rc) {
+		free(a);
+		return rc;
+	}
+	x->cache[x->n_cache++] = a;
+	*out = a;
+	return 0;
+}
+
+static int add_column(struct exec *x, const char *name, bool is_total, bool is_break)
+{
+	struct pick_column *cols = realloc(x->cols, (x->n_cols + 1) * sizeof(*cols));
+	const struct pick_attr *a;
+	int rc;
+
+	if (!cols)
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	x->cols = cols;
+	if ((rc = lookup(x, name, &a)))
+		return rc;
+	cols[x->n_cols].attr = *a;
+	cols[x->n_cols].is_total = is_total;
+	cols[x->n_cols].is_break = is_break;
+	x->n_cols++;
+	return 0;
+}
+
+/* LIST or SORT naming no column: the dictionary items 1, 2, 3... */
+static int add_default_columns(struct exec *x)
+{
+	struct buf body;
+	int rc = 0;
+
+	buf_init(&body);
+	for (int i = 1; i <= US_PICK_COLS_MAX && rc == 0; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "%d", i);
+		rc = store_get(x->s, x->at, x->account, x->q->file, SECTION_DICT,
+			       (const uint8_t *)name, strlen(name), &body, x->err);
+		if (rc == US_ENOTFOUND) {
+			rc = 0;
+			break;
+		}
+		if (rc == 0)
+			rc = add_column(x, name, false, false);
+	}
+	buf_release(&body);
+	return rc;
+}
+
+static int resolve(struct exec *x)
+{
+	const struct pick_query *q = x->q;
+	int rc;
+
+	if ((rc = lookup(x, "@ID", &x->id_attr)))
+		return rc;
+	x->cond_attrs = calloc(q->n_conds + 1, sizeof(*x->cond_attrs));
+	x->sort_attrs = calloc(q->n_sorts + 1, sizeof(*x->sort_attrs));
+	if (!x->cond_attrs || !x->sort_attrs)
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	for (size_t i = 0; i < q->n_conds; i++)
+		if ((rc = lookup(x, q->conds[i].attr, &x->cond_attrs[i])))
+			return rc;
+	for (size_t i = 0; i < q->n_sorts; i++)
+		if ((rc = lookup(x, q->sorts[i].attr, &x->sort_attrs[i])))
+			return rc;
+	if (q->verb == PICK_COUNT || q->verb == PICK_SELECT)
+		return 0;
+	if (!q->is_id_supp && (rc = add_column(x, "@ID", false, false)))
+		return rc;
+	for (size_t i = 0; i < q->n_cols; i++)
+		if ((rc = add_column(x, q->cols[i].attr, q->cols[i].is_total, q->cols[i].is_break)))
+			return rc;
+	if (q->n_cols == 0 && (rc = add_default_columns(x)))
+		return rc;
+	x->cells = calloc(x->n_cols + 1, sizeof(*x->cells));
+	x->break_cols = calloc(x->n_cols + 1, sizeof(*x->break_cols));
+	x->break_prev = calloc(x->n_cols + 1, sizeof(*x->break_prev));
+	if (!x->cells || !x->break_cols || !x->break_prev)
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	for (size_t i = 0; i < x->n_cols; i++) {
+		buf_init(&x->cells[i]);
+		buf_init(&x->break_prev[i]);
+		if (x->cols[i].is_break)
+			x->break_cols[x->n_breaks++] = i;
+		x->has_total = x->has_total || x->cols[i].is_total;
+	}
+	x->sums = calloc((x->n_breaks + 1) * x->n_cols + 1, sizeof(*x->sums));
+	if (!x->sums)
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* ---- cells ---- */
+
+/* The attribute's bytes in the item (marks included), empty if absent. */
+static void field_span(const struct pick_attr *a, const struct pick_item *it, const uint8_t **out,
+		       size_t *len)
+{
+	const uint8_t *p = it->body, *end = it->body + it->len;
+
+	if (a->field == 0) {
+		*out = it->id;
+		*len = it->id_len;
+		return;
+	}
+	for (uint32_t f = 1; f < a->field; f++) {
+		const uint8_t *am = memchr(p, PICK_AM, (size_t)(end - p));
+
+		if (!am) {
+			*out = (const uint8_t *)"";
+			*len = 0;
+			return;
+		}
+		p = am + 1;
+	}
+	{
+		const uint8_t *am = memchr(p, PICK_AM, (size_t)(end - p));
+
+		*out = p;
+		*len = (size_t)((am ? am : end) - p);
+	}
+}
+
+/* One value through the correlative then the conversion, appended to out. */
+static int show_value(struct exec *x, const struct pick_attr *a, const uint8_t *v, size_t len,
+		      struct buf *out)
+{
+	if (a->correlative.n) {
+		buf_reset(&x->conv);
+		if (pick_conv_apply(&a->correlative, v, len, &x->conv))
+			return US_ENOMEM;
+		v = x->conv.p ? x->conv.p : (const uint8_t *)"";
+		len = x->conv.len;
+	}
+	if (a->conv.n)
+		return pick_conv_apply(&a->conv, v, len, out);
+	return buf_append(out, v, len);
+}
+
+/* The cell of attribute a for the item, marks kept between values. */
+static int build_cell(struct exec *x, const struct pick_attr *a, const struct pick_item *it,
+		      struct buf *out)
+{
+	const uint8_t *p, *end;
+	size_t len;
+
+	buf_reset(out);
+	field_span(a, it, &p, &len);
+	end = p + len;
+	for (;;) {
+		const uint8_t *stop = p;
+
+		while (stop < end && *stop != PICK_VM && *stop != PICK_SVM)
+			stop++;
+		if (show_value(x, a, p, (size_t)(stop - p), out))
+			return err_set(x->err, US_ENOMEM, "out of memory");
+		if (stop >= end)
+			break;
+		if (buf_append_u8(out, *stop))
+			return err_set(x->err, US_ENOMEM, "out of memory");
+		p = stop + 1;
+	}
+	return 0;
+}
+
+/* ---- totals ---- */
+
+static int add_to_sum(void *arg, const uint8_t *v, size_t len)
+{
+	struct sum *sum = arg;
+	double d;
+	bool is_int = len > 0 && len < 19;
+
+	if (!pick_number(v, len, &d))
+		return 0;
+	for (size_t i = 0; i < len && is_int; i++)
+		is_int = (v[i] >= '0' && v[i] <= '9') || (i == 0 && (v[i] == '-' || v[i] == '+'));
+	if (is_int && !sum->is_float) {
+		char tmp[20];
+		long long n;
+
+		memcpy(tmp, v, len);
+		tmp[len] = '\0';
+		n = strtoll(tmp, NULL, 10);
+		if (!__builtin_add_overflow(sum->i, n, &sum->i))
+			return 0;
+		sum->f = (long double)sum->i;
+		sum->is_float = true;
+		sum->f += (long double)n;
+		return 0;
+	}
+	if (!sum->is_float) {
+		sum->f = (long double)sum->i;
+		sum->is_float = true;
+	}
+	sum->f += (long double)d;
+	return 0;
+}
+
+/* The sum as shown: its text through the column's conversion. */
+static int show_sum(struct exec *x, const struct pick_column *c, const struct sum *sum,
+		    struct buf *out)
+{
+	char text[64];
+
+	if (sum->is_float)
+		snprintf(text, sizeof(text), "%.15Lg", sum->f);
+	else
+		snprintf(text, sizeof(text), "%lld", sum->i);
+	buf_reset(out);
+	if (c->attr.conv.n)
+		return pick_conv_apply(&c->attr.conv, (const uint8_t *)text, strlen(text), out);
+	(void)x;
+	return buf_append(out, text, strlen(text));
+}
+
+/* A BREAK row for level (or the TOTAL row for level n_breaks), then its
+ * sums start again. */
+static int emit_sums(struct exec *x, size_t level)
+{
+	struct sum *sums = &x->sums[level * x->n_cols];
+	bool is_marked = false;
+	int rc;
+
+	for (size_t c = 0; c < x->n_cols; c++) {
+		struct buf *cell = &x->cells[c];
+
+		buf_reset(cell);
+		if (x->cols[c].is_total) {
+			if (show_sum(x, &x->cols[c], &sums[c], cell))
+				return err_set(x->err, US_ENOMEM, "out of memory");
+		} else if ((level < x->n_breaks && c == x->break_cols[level]) ||
+			   (level == x->n_breaks && !is_marked && c == 0)) {
+			if (buf_append(cell, "***", 3))
+				return err_set(x->err, US_ENOMEM, "out of memory");
+		}
+		is_marked = true;
+		memset(&sums[c], 0, sizeof(sums[c]));
+	}
+	rc = x->sink->on_row(x->sink->arg, level < x->n_breaks ? PICK_ROW_BREAK : PICK_ROW_TOTAL,
+			     (const uint8_t *)"", 0, x->cells, x->n_cols);
+	return rc;
+}
+
+/* ---- rows ---- */
+
+static int emit_item(struct exec *x, const struct pick_item *it)
+{
+	int rc;
+
+	x->st->items++;
+	if (x->q->verb == PICK_COUNT)
+		return 0;
+	if (x->q->verb == PICK_SELECT)
+		return x->sink->on_row(x->sink->arg, PICK_ROW_ITEM, it->id, it->id_len, NULL, 0);
+	for (size_t c = 0; c < x->n_cols; c++)
+		if ((rc = build_cell(x, &x->cols[c].attr, it, &x->cells[c])))
+			return rc;
+	if (x->n_breaks) {
+		size_t changed = x->n_breaks;
+
+		for (size_t l = 0; x->has_prev && l < x->n_breaks; l++) {
+			const struct buf *now = &x->cells[x->break_cols[l]], *was = &x->break_prev[l];
+
+			if (now->len != was->len || (now->len && memcmp(now->p, was->p, now->len))) {
+				changed = l;
+				break;
+			}
+		}
+		if (changed < x->n_breaks) {
+			/* the break rows reuse the cells: build this row's again after */
+			for (size_t l = x->n_breaks; l-- > changed;)
+				if ((rc = emit_sums(x, l)))
+					return rc;
+			for (size_t c = 0; c < x->n_cols; c++)
+				if ((rc = build_cell(x, &x->cols[c].attr, it, &x->cells[c])))
+					return rc;
+		}
+		for (size_t l = 0; l < x->n_breaks; l++) {
+			const struct buf *now = &x->cells[x->break_cols[l]];
+
+			buf_reset(&x->break_prev[l]);
+			if (buf_append(&x->break_prev[l], now->p ? now->p : (const uint8_t *)"",
+				       now->len))
+				return err_set(x->err, US_ENOMEM, "out of memory");
+		}
+	}
+	for (size_t c = 0; c < x->n_cols; c++) {
+		if (!x->cols[c].is_total)
+			continue;
+		for (size_t l = 0; l <= x->n_breaks; l++)
+			pick_attr_values(&x->cols[c].attr, it, add_to_sum, &x->sums[l * x->n_cols + c]);
+	}
+	x->has_prev = true;
+	return x->sink->on_row(x->sink->arg, PICK_ROW_ITEM, it->id, it->id_len, x->cells, x->n_cols);
+}
+
+/* After the last row: every level's break, then the grand totals. */
+static int emit_end(struct exec *x)
+{
+	int rc;
+
+	if (!x->has_prev)
+		return 0;
+	for (size_t l = x->n_breaks; l-- > 0;)
+		if ((rc = emit_sums(x, l)))
+			return rc;
+	if (x->has_total)
+		return emit_sums(x, x->n_breaks);
+	return 0;
+}
+
+/* ---- sorting ---- */
+
+static bool is_sorted(const struct pick_query *q)
+{
+	return q->verb == PICK_SORT || q->n_sorts > 0;
+}
+
+/* Appends v normalized for a memcmp in justify's order (see the top). */
+static int append_norm(struct buf *b, const uint8_t *v, size_t len, char justify)
+{
+	double d;
+
+	if (justify != 'R')
+		return buf_append(b, v, len);
+	if (len == 0)
+		return buf_append_u8(b, 0);
+	if (pick_number(v, len, &d)) {
+		uint64_t bits;
+
+		if (d == 0)
+			d = 0; /* -0 sorts as 0 */
+		memcpy(&bits, &d, sizeof(bits));
+		bits = (bits & (1ull << 63)) ? ~bits : bits | (1ull << 63);
+		return buf_append_u8(b, 1) || buf_append_u64be(b, bits);
+	}
+	{
+		uint8_t be[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+				 (uint8_t)len};
+
+		return buf_append_u8(b, 2) || buf_append(b, be, 4) || buf_append(b, v, len);
+	}
+}
+
+struct key_ctx {
+	struct buf *b;
+	char justify;
+};
+
+/* One value of a sort key: value_len then the normalized value. */
+static int append_key_value(void *arg, const uint8_t *v, size_t len)
+{
+	struct key_ctx *k = arg;
+	size_t at = k->b->len;
+
+	if (buf_append_u32le(k->b, 0) || append_norm(k->b, v, len, k->justify))
+		return US_ENOMEM;
+	buf_put_u32le(k->b->p + at, (uint32_t)(k->b->len - at - 4));
+	return 0;
+}
+
+static int sort_add(struct exec *x, const struct pick_item *it)
+{
+	struct buf *r = &x->rec;
+	size_t at;
+	int rc = 0;
+
+	buf_reset(r);
+	if (buf_append_u32le(r, (uint32_t)it->id_len) || buf_append(r, it->id, it->id_len) ||
+	    buf_append_u32le(r, (uint32_t)it->len) || buf_append(r, it->body, it->len))
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	at = r->len;
+	if (buf_append_u32le(r, 0) || append_norm(r, it->id, it->id_len, x->id_attr->justify))
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	buf_put_u32le(r->p + at, (uint32_t)(r->len - at - 4));
+	for (size_t k = 0; k < x->q->n_sorts && !rc; k++) {
+		struct key_ctx kc = {.b = r, .justify = x->sort_attrs[k]->justify};
+
+		at = r->len;
+		if (buf_append_u32le(r, 0))
+			return err_set(x->err, US_ENOMEM, "out of memory");
+		if (pick_attr_values(x->sort_attrs[k], it, append_key_value, &kc))
+			return err_set(x->err, US_ENOMEM, "out of memory");
+		buf_put_u32le(r->p + at, (uint32_t)(r->len - at - 4));
+	}
+	if (r->len > US_SORTER_RECORD_MAX_BYTES)
+		return err_set(x->err, US_ETOOBIG,
+			       "item %.*s is too large to sort (%zu bytes with its sort keys, over "
+			       "%u)", (int)(it->id_len > 64 ? 64 : it->id_len), (const char *)it->id,
+			       r->len, US_SORTER_RECORD_MAX_BYTES);
+	return sorter_add(x->sorter, r->p, r->len, x->err);
+}
+
+static int memcmp_len(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = al && bl ? memcmp(a, b, al < bl ? al : bl) : 0;
+
+	return c ? c : (al > bl) - (al < bl);
+}
+
+/* Two keys, value by value; the list that ends first is less. */
+static int cmp_key(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	size_t i = 0, j = 0;
+
+	while (i + 4 <= al && j + 4 <= bl) {
+		size_t la = buf_get_u32le(a + i), lb = buf_get_u32le(b + j);
+		int c = memcmp_len(a + i + 4, la, b + j + 4, lb);
+
+		if (c)
+			return c;
+		i += 4 + la;
+		j += 4 + lb;
+	}
+	return (i < al) - (j < bl);
+}
+
+/* Skips a u32 length and what it counts; the field in *p, *len. */
+static const uint8_t *next_field(const uint8_t *r, const uint8_t **p, size_t *len)
+{
+	*len = buf_get_u32le(r);
+	*p = r + 4;
+	return r + 4 + *len;
+}
+
+static int cmp_records(void *arg, const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	const struct exec *x = arg;
+	const uint8_t *ida, *idb, *fa, *fb;
+	size_t ida_len, idb_len, fal, fbl;
+	int c;
+
+	(void)al;
+	(void)bl;
+	a = next_field(a, &ida, &ida_len);
+	b = next_field(b, &idb, &idb_len);
+	a = next_field(a, &fa, &fal); /* bodies */
+	b = next_field(b, &fb, &fbl);
+	a = next_field(a, &fa, &fal); /* id keys */
+	b = next_field(b, &fb, &fbl);
+	{
+		const uint8_t *ka, *kb;
+		size_t kal, kbl;
+		const uint8_t *pa = a, *pb = b;
+
+		for (size_t k = 0; k < x->q->n_sorts; k++) {
+			pa = next_field(pa, &ka, &kal);
+			pb = next_field(pb, &kb, &kbl);
+			c = cmp_key(ka, kal, kb, kbl);
+			if (c)
+				return x->q->sorts[k].is_desc ? -c : c;
+		}
+	}
+	c = memcmp_len(fa, fal, fb, fbl);
+	return c ? c : memcmp_len(ida, ida_len, idb, idb_len);
+}
+
+static int emit_sorted(struct exec *x)
+{
+	const uint8_t *rec;
+	size_t len;
+	int rc;
+
+	if ((rc = sorter_finish(x->sorter, x->err)))
+		return rc;
+	while ((rc = sorter_next(x->sorter, &rec, &len, x->err)) == 1) {
+		struct pick_item it;
+		const uint8_t *p = rec;
+
+		p = next_field(p, &it.id, &it.id_len);
+		next_field(p, &it.body, &it.len);
+		if ((rc = emit_item(x, &it)))
+			return rc;
+	}
+	x->st->sort_runs = sorter_runs(x->sorter);
+	return rc;
+}
+
+/* ---- the items ---- */
+
+static bool is_cancelled(const struct exec *x)
+{
+	return x->opts && x->opts->is_cancelled && x->opts->is_cancelled(x->opts->cancel_arg);
+}
+
+/* An item read: selected, then sorted or shown. */
+static int take(struct exec *x, const struct pick_item *it)
+{
+	x->st->scanned++;
+	if (!pick_select(x->q, x->cond_attrs, it))
+		return 0;
+	if (x->sorter)
+		return sort_add(x, it);
+	return emit_item(x, it);
+}
+
+static int take_ids(struct exec *x)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < x->q->n_ids && rc == 0; i++) {
+		const char *id = x->q->ids[i];
+		struct pick_item it = {.id = (const uint8_t *)id, .id_len = strlen(id)};
+
+		buf_reset(&x->body);
+		rc = store_get(x->s, x->at, x->account, x->q->file, x->section, it.id, it.id_len,
+			       &x->body, x->err);
+		if (rc == US_ENOTFOUND) {
+			x->st->missing++;
+			rc = x->sink->on_row(x->sink->arg, PICK_ROW_MISSING, it.id, it.id_len, NULL, 0);
+			continue;
+		}
+		if (rc)
+			break;
+		it.body = x->body.p ? x->body.p : (const uint8_t *)"";
+		it.len = x->body.len;
+		rc = take(x, &it);
+	}
+	return rc;
+}
+
+static int take_scan(struct exec *x)
+{
+	struct store_iter *iter = NULL;
+	int rc;
+
+	if ((rc = store_iter_new(x->s, x->at, x->account, x->q->file, x->section, NULL, 0, &iter,
+				 x->err)))
+		return rc;
+	for (;;) {
+		struct pick_item it;
+
+		if ((x->st->scanned & 1023) == 0 && is_cancelled(x)) {
+			rc = err_set(x->err, US_ECANCELLED, "query cancelled");
+			break;
+		}
+		rc = store_iter_next(iter, &it.id, &it.id_len, &it.body, &it.len, x->err);
+		if (rc <= 0)
+			break;
+		if ((rc = take(x, &it)))
+			break;
+	}
+	store_iter_free(iter);
+	return rc;
+}
+
+static void exec_release(struct exec *x)
+{
+	for (size_t i = 0; i < x->n_cache; i++)
+		free(x->cache[i]);
+	free(x->cache);
+	free(x->cond_attrs);
+	free(x->sort_attrs);
+	for (size_t i = 0; x->cells && i < x->n_cols; i++)
+		buf_release(&x->cells[i]);
+	for (size_t i = 0; x->break_prev && i < x->n_cols; i++)
+		buf_release(&x->break_prev[i]);
+	free(x->cells);
+	free(x->break_prev);
+	free(x->break_cols);
+	free(x->cols);
+	free(x->sums);
+	buf_release(&x->conv);
+	buf_release(&x->rec);
+	buf_release(&x->body);
+	sorter_free(x->sorter);
+}
+
+int pick_exec_run(struct store *s, const struct store_snap *at, const char *account,
+		  const struct pick_query *q, const struct pick_exec_opts *opts,
+		  const struct pick_sink *sink, struct pick_exec_stats *stats,
+		  struct us_err *err)
+{
+	struct exec x = {.s = s, .at = at, .account = account, .q = q, .opts = opts,
+			 .sink = sink, .st = stats, .err = err,
+			 .section = q->is_dict ? SECTION_DICT : SECTION_DATA};
+	bool is_found = false;
+	int rc;
+
+	memset(stats, 0, sizeof(*stats));
+	buf_init(&x.conv);
+	buf_init(&x.rec);
+	buf_init(&x.body);
+	if ((rc = store_has_files(s, at, account, q->file, &is_found, err)))
+		goto out;
+	if (!is_found) {
+		rc = err_set(err, US_ENOTFOUND, "file %s/%s does not exist", account, q->file);
+		goto out;
+	}
+	if ((rc = resolve(&x)))
+		goto out;
+	if (sink->on_columns && (rc = sink->on_columns(sink->arg, x.cols, x.n_cols)))
+		goto out;
+	if (is_sorted(q) && q->verb != PICK_COUNT &&
+	    (rc = sorter_new(&x.sorter, cmp_records, &x,
+			     opts && opts->sort_mem_bytes ? opts->sort_mem_bytes
+							  : US_PICK_SORT_MEM_BYTES,
+			     opts && opts->tmp_dir ? opts->tmp_dir : "/tmp", err)))
+		goto out;
+	rc = q->n_ids ? take_ids(&x) : take_scan(&x);
+	if (rc == 0 && x.sorter)
+		rc = emit_sorted(&x);
+	if (rc == 0)
+		rc = emit_end(&x);
+out:
+	exec_release(&x);
+	return rc;
+}

@@ -480,7 +480,8 @@ class Proto:
                      "Ack",
                      "Welcome", "Progress", "OpenSnapshotRequest", "OpenSnapshotResponse",
                      "ReleaseSnapshotRequest", "ReleaseSnapshotResponse", "SaveRequest",
-                     "SaveResponse", "PromoteRequest", "PromoteResponse"):
+                     "SaveResponse", "PromoteRequest", "PromoteResponse", "QueryRequest",
+                     "QueryResponse", "QueryRow"):
             d = self.pool.FindMessageTypeByName("understudy.v1." + name)
             cls = get_class(d) if get_class else factory.GetPrototype(d)
             setattr(self, name, cls)
@@ -521,6 +522,9 @@ class Stub:
             "/understudy.v1.Store/ReleaseSnapshot",
             request_serializer=p.ReleaseSnapshotRequest.SerializeToString,
             response_deserializer=p.ReleaseSnapshotResponse.FromString)
+        self.Query = channel.unary_stream("/understudy.v1.Store/Query",
+                                          request_serializer=p.QueryRequest.SerializeToString,
+                                          response_deserializer=p.QueryResponse.FromString)
         self.Save = channel.unary_stream("/understudy.v1.Admin/Save",
                                          request_serializer=p.SaveRequest.SerializeToString,
                                          response_deserializer=p.SaveResponse.FromString)

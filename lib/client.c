@@ -625,6 +625,7 @@ int us_query(us_client_t *c, const char *ns, const char *account, const char *se
 			rc = err_set(err, US_ECORRUPT, "cannot decode a Query answer from %s", c->addr);
 			break;
 		}
+		rc = 0;
 		if (is_done)
 			rc = err_set(err, US_ECORRUPT, "%s sent more after the end of the query",
 				     c->addr);

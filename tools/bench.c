@@ -123,8 +123,12 @@ static void usage(FILE *out)
 		"                                 [--sites ADDR[,ADDR...]] [--json]\n"
 		"       understudy-bench switchover --archiver HOST:PORT --site HOST:PORT [--rounds R]\n"
 		"                                   [--json]\n"
+		"       understudy-bench query --addr HOST:PORT --ns NS --account ACC --sentence S\n"
+		"                              [--rounds R] [--pg-port P --pg-sql SQL [--pg-db DB]]\n"
+		"                              [--json]\n"
 		"         (snapshot, save, restore: tools/bench_archive.c's header says what they do;\n"
-		"         failover: tools/bench_failover.c's; switchover: tools/bench_switchover.c's)\n"
+		"         failover: tools/bench_failover.c's; switchover: tools/bench_switchover.c's;\n"
+		"         query: tools/bench_query.c's; tools/bench-query runs it beside PostgreSQL)\n"
 		"\n"
 		"commit: commits in a loop from N concurrent clients and reports throughput and\n"
 		"commit latency (each commit is durable on the collector when acknowledged).\n"
@@ -1743,6 +1747,8 @@ int main(int argc, char **argv)
 		return bench_failover_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "switchover") == 0)
 		return bench_switchover_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "query") == 0)
+		return bench_query_main(argc, argv);
 	rc = parse_args(argc, argv, &o);
 	if (rc == 1) {
 		free(o.sites_arg);

@@ -2,7 +2,7 @@
  * bench.h - inside understudy-bench: what its files share (tools/bench.c:
  * commit, replicate and main; tools/bench_apply.c: apply;
  * tools/bench_archive.c: snapshot, save, restore; tools/bench_failover.c:
- * failover).
+ * failover; tools/bench_query.c: query).
  */
 #ifndef US_BENCH_H
 #define US_BENCH_H
@@ -67,5 +67,7 @@ int bench_archive_main(int argc, char **argv);
 int bench_failover_main(int argc, char **argv);
 /* `understudy-bench switchover ...` (tools/bench_switchover.c). */
 int bench_switchover_main(int argc, char **argv);
+/* `understudy-bench query ...` (tools/bench_query.c). */
+int bench_query_main(int argc, char **argv);
 
 #endif

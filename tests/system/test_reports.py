@@ -248,6 +248,24 @@ class ReportTest(SystemTest):
         self.assertEqual(self.query('SELECT CUSTOMERS WITH STATE = "MA"', "--csv"),
                          "@ID\r\nC1\r\nC3\r\n")
 
+    def test_large_report_streams(self):
+        """A report of several answer messages (1024 rows each at most):
+        every row there once, in order, in the three outputs."""
+        n = 3000
+        body = {"B%05d" % i: item("N%05d" % i, "reno", "NV", str(i * 7 % n)) for i in range(n)}
+        self.cli_ok("load", NS, ACC, FILE, stdin=tsv(body), collector=self.col)
+        self.wait_applied()
+        out = self.query("SORT CUSTOMERS WITH STATE = \"NV\" BY-DSND BALANCE BALANCE", "--csv")
+        rows = list(csv.reader(io.StringIO(out, newline="")))
+        self.assertEqual(rows[0], ["@ID", "BALANCE"])
+        want = sorted(((i * 7 % n, "B%05d" % i) for i in range(n)), reverse=True)
+        self.assertEqual(rows[1:], [[ident, "%d.%02d" % (b // 100, b % 100)] for b, ident in want])
+        lines = self.query("LIST CUSTOMERS WITH STATE = \"NV\" NAME", "--json").splitlines()
+        self.assertEqual([json.loads(x)["@ID"] for x in lines], [["B%05d" % i] for i in range(n)])
+        text = self.query("SELECT CUSTOMERS WITH STATE = \"NV\"")
+        self.assertTrue(text.endswith("\n\n%d items selected.\n" % n), text[-100:])
+        self.assertEqual(text.split("\n")[:n], ["B%05d" % i for i in range(n)])
+
     def test_snapshot_stable_while_streaming(self):
         snap = self.cli_json("snapshot", NS, collector=self.arch)
         at = str(snap["snapshot"])

@@ -14,6 +14,7 @@
 #include "err.h"
 #include "us_limits.h"
 #include "clock.h"
+#include "query_wire.h"
 #include "rpc.h"
 #include "understudy.h"
 #include "understudy.pb-c.h"
@@ -585,10 +586,18 @@ static int query_row(const Understudy__V1__QueryRow *r, const us_query_sink_t *s
 	return sink->on_row ? sink->on_row(sink->arg, &row) : 0;
 }
 
+static int sink_row(void *arg, const us_query_row_t *row)
+{
+	const us_query_sink_t *sink = arg;
+
+	return sink->on_row ? sink->on_row(sink->arg, row) : 0;
+}
+
 int us_query(us_client_t *c, const char *ns, const char *account, const char *sentence,
 	     uint64_t snapshot, const us_query_sink_t *sink, us_queried_t *out, us_err_t *err)
 {
 	struct query_scratch qs = {0};
+	struct query_wire_reader qr = {0};
 	Understudy__V1__QueryRequest req;
 	struct rpc_stream *st = NULL;
 	bool is_head = false, is_done = false;
@@ -619,6 +628,22 @@ int us_query(us_client_t *c, const char *ns, const char *account, const char *se
 		rc = rpc_stream_next(st, &msg, &msg_len, err);
 		if (rc <= 0)
 			break;
+		if (is_head) {
+			/* rows only from here on: read without protobuf-c (query_wire.h) */
+			struct query_wire_end qe = {.count = out->count, .missing = out->missing};
+
+			rc = is_done ? err_set(err, US_ECORRUPT,
+					       "%s sent more after the end of the query", c->addr)
+				     : query_wire_read(&qr, msg, msg_len, sink_row, (void *)sink, &qe,
+						       err);
+			free(msg);
+			if (rc)
+				break;
+			is_done = qe.is_done;
+			out->count = qe.count;
+			out->missing = qe.missing;
+			continue;
+		}
 		m = understudy__v1__query_response__unpack(NULL, msg_len, msg);
 		free(msg);
 		if (!m) {
@@ -648,6 +673,7 @@ int us_query(us_client_t *c, const char *ns, const char *account, const char *se
 	free(qs.cols);
 	free(qs.bytes);
 	free(qs.cells);
+	query_wire_reader_release(&qr);
 	if (rc == 0 && !is_done)
 		rc = err_set(err, US_EIO, "the query's answer from %s ended before its end", c->addr);
 	return rc;

@@ -10,11 +10,15 @@
  *     other text (then its length, 4 bytes big-endian, then its bytes:
  *     shorter first, as right-justified text sorts when every character is
  *     above a blank).
- * An attribute's values compare one by one; a list that ends first sorts
- * first. The sort record (sorter.h), all lengths u32 little-endian:
- *   id_len id body_len body idkey_len idkey { key_len key }*n_sorts
- * with key = { value_len value }* and idkey the id normalized by @ID's
- * justification.
+ * A key is the attribute's values one by one, each normalized then
+ * escaped (0x00 as 0x00 0xFF) and ended by 0x00 0x01, the list ended by
+ * 0x00 0x00: so a list that ends first sorts first, and memcmp of two
+ * encodings orders them as the values; BY-DSND inverts its key's bytes.
+ * The sort record (sorter.h, compared as bytes) is
+ *   key... [idkey] id' | id | body | u32 LE key_len | u32 LE id_len
+ * where idkey is the id normalized when @ID is justified R and id' the
+ * raw id escaped (the last tie-break); key_len counts everything before
+ * the raw id.
  */
 #include "pick_exec.h"
 
@@ -453,117 +457,80 @@ static int append_norm(struct buf *b, const uint8_t *v, size_t len, char justify
 	}
 }
 
+/* Appends v escaped so that the encoding keeps v's byte order and is
+ * prefix-free: 0x00 as 0x00 0xFF, then the end 0x00 0x01. */
+static int append_escaped(struct buf *b, const uint8_t *v, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		const uint8_t *z = memchr(v + i, 0, len - i);
+		size_t n = z ? (size_t)(z - (v + i)) : len - i;
+
+		if (buf_append(b, v + i, n))
+			return US_ENOMEM;
+		i += n;
+		if (z) {
+			if (buf_append_u8(b, 0) || buf_append_u8(b, 0xFF))
+				return US_ENOMEM;
+			i++;
+		}
+	}
+	return buf_append_u8(b, 0) || buf_append_u8(b, 1) ? US_ENOMEM : 0;
+}
+
 struct key_ctx {
 	struct buf *b;
+	struct buf *tmp;
 	char justify;
 };
 
-/* One value of a sort key: value_len then the normalized value. */
+/* One value of a sort key, normalized then escaped. */
 static int append_key_value(void *arg, const uint8_t *v, size_t len)
 {
 	struct key_ctx *k = arg;
-	size_t at = k->b->len;
 
-	if (buf_append_u32le(k->b, 0) || append_norm(k->b, v, len, k->justify))
+	buf_reset(k->tmp);
+	if (append_norm(k->tmp, v, len, k->justify))
 		return US_ENOMEM;
-	buf_put_u32le(k->b->p + at, (uint32_t)(k->b->len - at - 4));
-	return 0;
+	return append_escaped(k->b, k->tmp->p ? k->tmp->p : (const uint8_t *)"", k->tmp->len);
 }
 
+/* The item's sort record (see the top): its sort key, id, body and the
+ * two lengths. */
 static int sort_add(struct exec *x, const struct pick_item *it)
 {
 	struct buf *r = &x->rec;
-	size_t at;
-	int rc = 0;
+	size_t key_len;
 
 	buf_reset(r);
-	if (buf_append_u32le(r, (uint32_t)it->id_len) || buf_append(r, it->id, it->id_len) ||
-	    buf_append_u32le(r, (uint32_t)it->len) || buf_append(r, it->body, it->len))
-		return err_set(x->err, US_ENOMEM, "out of memory");
-	at = r->len;
-	if (buf_append_u32le(r, 0) || append_norm(r, it->id, it->id_len, x->id_attr->justify))
-		return err_set(x->err, US_ENOMEM, "out of memory");
-	buf_put_u32le(r->p + at, (uint32_t)(r->len - at - 4));
-	for (size_t k = 0; k < x->q->n_sorts && !rc; k++) {
-		struct key_ctx kc = {.b = r, .justify = x->sort_attrs[k]->justify};
+	for (size_t k = 0; k < x->q->n_sorts; k++) {
+		struct key_ctx kc = {.b = r, .tmp = &x->conv, .justify = x->sort_attrs[k]->justify};
+		size_t at = r->len;
 
-		at = r->len;
-		if (buf_append_u32le(r, 0))
+		if (pick_attr_values(x->sort_attrs[k], it, append_key_value, &kc) ||
+		    buf_append_u8(r, 0) || buf_append_u8(r, 0))
 			return err_set(x->err, US_ENOMEM, "out of memory");
-		if (pick_attr_values(x->sort_attrs[k], it, append_key_value, &kc))
-			return err_set(x->err, US_ENOMEM, "out of memory");
-		buf_put_u32le(r->p + at, (uint32_t)(r->len - at - 4));
+		if (x->q->sorts[k].is_desc)
+			for (size_t i = at; i < r->len; i++)
+				r->p[i] = (uint8_t)~r->p[i];
 	}
+	if (x->id_attr->justify == 'R') {
+		struct key_ctx kc = {.b = r, .tmp = &x->conv, .justify = 'R'};
+
+		if (append_key_value(&kc, it->id, it->id_len))
+			return err_set(x->err, US_ENOMEM, "out of memory");
+	}
+	if (append_escaped(r, it->id, it->id_len))
+		return err_set(x->err, US_ENOMEM, "out of memory");
+	key_len = r->len;
+	if (buf_append(r, it->id, it->id_len) || buf_append(r, it->body, it->len) ||
+	    buf_append_u32le(r, (uint32_t)key_len) || buf_append_u32le(r, (uint32_t)it->id_len))
+		return err_set(x->err, US_ENOMEM, "out of memory");
 	if (r->len > US_SORTER_RECORD_MAX_BYTES)
 		return err_set(x->err, US_ETOOBIG,
 			       "item %.*s is too large to sort (%zu bytes with its sort keys, over "
 			       "%u)", (int)(it->id_len > 64 ? 64 : it->id_len), (const char *)it->id,
 			       r->len, US_SORTER_RECORD_MAX_BYTES);
 	return sorter_add(x->sorter, r->p, r->len, x->err);
-}
-
-static int memcmp_len(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-	int c = al && bl ? memcmp(a, b, al < bl ? al : bl) : 0;
-
-	return c ? c : (al > bl) - (al < bl);
-}
-
-/* Two keys, value by value; the list that ends first is less. */
-static int cmp_key(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-	size_t i = 0, j = 0;
-
-	while (i + 4 <= al && j + 4 <= bl) {
-		size_t la = buf_get_u32le(a + i), lb = buf_get_u32le(b + j);
-		int c = memcmp_len(a + i + 4, la, b + j + 4, lb);
-
-		if (c)
-			return c;
-		i += 4 + la;
-		j += 4 + lb;
-	}
-	return (i < al) - (j < bl);
-}
-
-/* Skips a u32 length and what it counts; the field in *p, *len. */
-static const uint8_t *next_field(const uint8_t *r, const uint8_t **p, size_t *len)
-{
-	*len = buf_get_u32le(r);
-	*p = r + 4;
-	return r + 4 + *len;
-}
-
-static int cmp_records(void *arg, const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-	const struct exec *x = arg;
-	const uint8_t *ida, *idb, *fa, *fb;
-	size_t ida_len, idb_len, fal, fbl;
-	int c;
-
-	(void)al;
-	(void)bl;
-	a = next_field(a, &ida, &ida_len);
-	b = next_field(b, &idb, &idb_len);
-	a = next_field(a, &fa, &fal); /* bodies */
-	b = next_field(b, &fb, &fbl);
-	a = next_field(a, &fa, &fal); /* id keys */
-	b = next_field(b, &fb, &fbl);
-	{
-		const uint8_t *ka, *kb;
-		size_t kal, kbl;
-		const uint8_t *pa = a, *pb = b;
-
-		for (size_t k = 0; k < x->q->n_sorts; k++) {
-			pa = next_field(pa, &ka, &kal);
-			pb = next_field(pb, &kb, &kbl);
-			c = cmp_key(ka, kal, kb, kbl);
-			if (c)
-				return x->q->sorts[k].is_desc ? -c : c;
-		}
-	}
-	c = memcmp_len(fa, fal, fb, fbl);
-	return c ? c : memcmp_len(ida, ida_len, idb, idb_len);
 }
 
 static int emit_sorted(struct exec *x)
@@ -575,11 +542,11 @@ static int emit_sorted(struct exec *x)
 	if ((rc = sorter_finish(x->sorter, x->err)))
 		return rc;
 	while ((rc = sorter_next(x->sorter, &rec, &len, x->err)) == 1) {
-		struct pick_item it;
-		const uint8_t *p = rec;
+		size_t key_len = buf_get_u32le(rec + len - 8);
+		struct pick_item it = {.id = rec + key_len, .id_len = buf_get_u32le(rec + len - 4)};
 
-		p = next_field(p, &it.id, &it.id_len);
-		next_field(p, &it.body, &it.len);
+		it.body = it.id + it.id_len;
+		it.len = len - 8 - key_len - it.id_len;
 		if ((rc = emit_item(x, &it)))
 			return rc;
 	}
@@ -703,7 +670,7 @@ int pick_exec_run(struct store *s, const struct store_snap *at, const char *acco
 	if (sink->on_columns && (rc = sink->on_columns(sink->arg, x.cols, x.n_cols)))
 		goto out;
 	if (is_sorted(q) && q->verb != PICK_COUNT &&
-	    (rc = sorter_new(&x.sorter, cmp_records, &x,
+	    (rc = sorter_new(&x.sorter, NULL, NULL,
 			     opts && opts->sort_mem_bytes ? opts->sort_mem_bytes
 							  : US_PICK_SORT_MEM_BYTES,
 			     opts && opts->tmp_dir ? opts->tmp_dir : "/tmp", err)))

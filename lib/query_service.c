@@ -1,11 +1,8 @@
 /*
  * query_service.c - Store.Query (query_service.h).
  *
- * A QueryResponse goes out as protobuf-c packs its fixed fields, followed
- * by rows encoded here (field 7, one QueryRow each): protobuf merges
- * concatenated encodings, repeated fields appended, so the two halves make
- * one message. Rows are encoded directly so that a cell's bytes are copied
- * once, from the executor's buffer into the message.
+ * A QueryResponse goes out as protobuf-c packs its fixed fields (the head,
+ * the end), with the rows appended as query_wire.h encodes them.
  */
 #include "query_service.h"
 
@@ -18,6 +15,7 @@
 #include "names.h"
 #include "pick_exec.h"
 #include "pick_query.h"
+#include "query_wire.h"
 #include "save_service.h"
 #include "understudy.pb-c.h"
 #include "us_limits.h"
@@ -109,31 +107,6 @@ static int send_msg(struct query_ctx *ctx, struct us_err *err)
 	return 0;
 }
 
-/* ---- encoding ---- */
-
-static int append_field(struct buf *b, uint8_t tag, const void *p, size_t len)
-{
-	return buf_append_u8(b, tag) || buf_append_varint(b, len) || buf_append(b, p, len);
-}
-
-/* QueryCell: each value (between value marks) as field 1. */
-static int encode_cell(struct buf *out, const struct buf *cell)
-{
-	const uint8_t *p = cell->p ? cell->p : (const uint8_t *)"", *end = p + cell->len;
-
-	buf_reset(out);
-	for (;;) {
-		const uint8_t *vm = memchr(p, 0xFD, (size_t)(end - p));
-		const uint8_t *stop = vm ? vm : end;
-
-		if (append_field(out, 0x0a, p, (size_t)(stop - p)))
-			return US_ENOMEM;
-		if (!vm)
-			return 0;
-		p = vm + 1;
-	}
-}
-
 struct query_sink {
 	struct query_ctx *ctx;
 	struct us_err *err;
@@ -204,18 +177,7 @@ static int on_row(void *arg, uint8_t kind, const uint8_t *id, size_t id_len,
 {
 	struct query_sink *qs = arg;
 	struct query_ctx *ctx = qs->ctx;
-	struct buf *row = &ctx->row;
-
-	buf_reset(row);
-	if (buf_append_u8(row, 0x08) || buf_append_varint(row, kind) ||
-	    (id_len && append_field(row, 0x12, id, id_len)))
-		return err_set(qs->err, US_ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++)
-		if (encode_cell(&ctx->cell, &cells[i]) ||
-		    append_field(row, 0x1a, ctx->cell.p ? ctx->cell.p : (const uint8_t *)"",
-				 ctx->cell.len))
-			return err_set(qs->err, US_ENOMEM, "out of memory");
-	if (append_field(&ctx->msg, 0x3a, row->p, row->len))
+	if (query_wire_append_row(&ctx->msg, &ctx->row, &ctx->cell, kind, id, id_len, cells, n))
 		return err_set(qs->err, US_ENOMEM, "out of memory");
 	if (++ctx->rows >= US_QUERY_CHUNK_ROWS || ctx->msg.len >= US_QUERY_CHUNK_BYTES)
 		return send_msg(ctx, qs->err);

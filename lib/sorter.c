@@ -22,6 +22,14 @@
 #include "buf.h"
 #include "us_limits.h"
 
+/* A record in memory: where it is in the arena and, for a byte-order sort
+ * (cmp NULL), its first 8 bytes big-endian (zero-padded), which decide
+ * most comparisons without touching the arena. */
+struct ref {
+	uint64_t prefix;
+	size_t off;
+};
+
 struct run {
 	uint64_t off, end;          /* byte range in the file */
 };
@@ -40,7 +48,7 @@ struct sorter {
 	size_t mem_bytes;
 	char tmp_dir[US_DIR_MAX_LEN + 1];
 	struct buf arena;
-	size_t *index;              /* record offsets in the arena */
+	struct ref *index;          /* the records in the arena */
 	size_t n, cap;
 	size_t next;                /* in-memory reading: the next index */
 	int fd;                     /* the temporary file, -1 until a run */
@@ -99,13 +107,30 @@ size_t sorter_runs(const struct sorter *s)
 	return s->n_runs;
 }
 
+static int memcmp_len(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = al && bl ? memcmp(a, b, al < bl ? al : bl) : 0;
+
+	return c ? c : (al > bl) - (al < bl);
+}
+
+static int cmp_records(const struct sorter *s, const uint8_t *a, size_t al, const uint8_t *b,
+		       size_t bl)
+{
+	return s->cmp ? s->cmp(s->arg, a, al, b, bl) : memcmp_len(a, al, b, bl);
+}
+
 static int cmp_index(const void *a, const void *b, void *arg)
 {
 	const struct sorter *s = arg;
-	const uint8_t *ra = s->arena.p + *(const size_t *)a;
-	const uint8_t *rb = s->arena.p + *(const size_t *)b;
+	const struct ref *x = a, *y = b;
+	const uint8_t *ra, *rb;
 
-	return s->cmp(s->arg, ra + 4, buf_get_u32le(ra), rb + 4, buf_get_u32le(rb));
+	if (!s->cmp && x->prefix != y->prefix)
+		return x->prefix < y->prefix ? -1 : 1;
+	ra = s->arena.p + x->off;
+	rb = s->arena.p + y->off;
+	return cmp_records(s, ra + 4, buf_get_u32le(ra), rb + 4, buf_get_u32le(rb));
 }
 
 static int open_tmp(struct sorter *s, struct us_err *err)
@@ -168,7 +193,7 @@ static int spill(struct sorter *s, struct us_err *err)
 	runs[s->n_runs].off = s->file_len;
 	buf_init(&w);
 	for (size_t i = 0; i < s->n && !rc; i++) {
-		const uint8_t *r = s->arena.p + s->index[i];
+		const uint8_t *r = s->arena.p + s->index[i].off;
 		size_t len = 4 + buf_get_u32le(r);
 
 		if (w.len + len > US_SORTER_WRITE_BYTES && w.len) {
@@ -198,19 +223,22 @@ int sorter_add(struct sorter *s, const uint8_t *rec, size_t len, struct us_err *
 	if (len > US_SORTER_RECORD_MAX_BYTES)
 		return err_set(err, US_ETOOBIG, "sort record of %zu bytes, over the limit of %u", len,
 			       US_SORTER_RECORD_MAX_BYTES);
-	if (s->n > 0 && s->arena.len + 4 + len + (s->n + 1) * sizeof(size_t) > s->mem_bytes &&
+	if (s->n > 0 && s->arena.len + 4 + len + (s->n + 1) * sizeof(struct ref) > s->mem_bytes &&
 	    (rc = spill(s, err)))
 		return rc;
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 1024;
-		size_t *index = realloc(s->index, cap * sizeof(*index));
+		struct ref *index = realloc(s->index, cap * sizeof(*index));
 
 		if (!index)
 			return err_set(err, US_ENOMEM, "out of memory");
 		s->index = index;
 		s->cap = cap;
 	}
-	s->index[s->n] = s->arena.len;
+	s->index[s->n].off = s->arena.len;
+	s->index[s->n].prefix = 0;
+	for (size_t i = 0; i < 8; i++)
+		s->index[s->n].prefix |= (uint64_t)(i < len ? rec[i] : 0) << (56 - 8 * i);
 	if (buf_append_u32le(&s->arena, (uint32_t)len) || buf_append(&s->arena, rec, len))
 		return err_set(err, US_ENOMEM, "out of memory");
 	s->n++;
@@ -279,7 +307,7 @@ static int heap_less(struct sorter *s, size_t a, size_t b)
 {
 	const struct reader *ra = &s->readers[a], *rb = &s->readers[b];
 
-	return s->cmp(s->arg, ra->rec, ra->rec_len, rb->rec, rb->rec_len) < 0;
+	return cmp_records(s, ra->rec, ra->rec_len, rb->rec, rb->rec_len) < 0;
 }
 
 static void heap_down(struct sorter *s, size_t i)
@@ -358,7 +386,7 @@ int sorter_next(struct sorter *s, const uint8_t **rec, size_t *len, struct us_er
 
 		if (s->next >= s->n)
 			return 0;
-		r = s->arena.p + s->index[s->next++];
+		r = s->arena.p + s->index[s->next++].off;
 		*rec = r + 4;
 		*len = buf_get_u32le(r);
 		return 1;

@@ -7,7 +7,10 @@
  *      selection a name, and runs against a fixed item;
  *   1: a conversion, a NUL, a value: parsed; one taken is applied;
  *   2: a dictionary item's id, a NUL, its body: parsed; one taken is
- *      applied to its own body as an item.
+ *      applied to its own body as an item;
+ *   3: a Store.Query answer's bytes, read as the client reads them
+ *      (lib/query_wire.h): every row handed over points inside them;
+ *   4: cells separated by NULs: written as a row, read back the same.
  * A refusal is a US_E* code with a one-line message; everything is freed.
  */
 #include <stddef.h>
@@ -16,7 +19,9 @@
 #include "pick_conv.h"
 #include "pick_dict.h"
 #include "pick_eval.h"
+#include "pick_exec.h"
 #include "pick_query.h"
+#include "query_wire.h"
 
 static const char item_body[] = "Smith\xfe" "CA\xfe" "1500\xfe" "555-1\xfd" "555-2\xfc" "3";
 
@@ -110,19 +115,126 @@ static void run_dict(const uint8_t *p, size_t len)
 	}
 }
 
+struct wire_bounds {
+	const uint8_t *p, *end;
+	size_t rows;
+};
+
+static bool inside(const struct wire_bounds *b, const uint8_t *p, size_t len)
+{
+	return len == 0 || (p >= b->p && p + len <= b->end);
+}
+
+static int check_row(void *arg, const us_query_row_t *row)
+{
+	struct wire_bounds *b = arg;
+
+	FUZZ_CHECK(inside(b, row->id, row->id_len));
+	for (size_t i = 0; i < row->n_cells; i++)
+		for (size_t j = 0; j < row->cells[i].n_values; j++)
+			FUZZ_CHECK(inside(b, row->cells[i].values[j].p, row->cells[i].values[j].len));
+	b->rows++;
+	return 0;
+}
+
+static void run_wire_read(const uint8_t *p, size_t len)
+{
+	struct query_wire_reader r = {0};
+	struct wire_bounds b = {p, p + len, 0};
+	struct query_wire_end end = {0};
+	struct us_err err;
+	int rc = query_wire_read(&r, p, len, check_row, &b, &end, &err);
+
+	if (rc)
+		fuzz_check_refusal(rc, &err);
+	query_wire_reader_release(&r);
+}
+
+struct wire_expect {
+	const struct buf *cells;
+	size_t n;
+	bool is_seen;
+};
+
+/* The row read back: the same kind, id and cells (values split at value
+ * marks). */
+static int compare_row(void *arg, const us_query_row_t *row)
+{
+	struct wire_expect *w = arg;
+
+	FUZZ_CHECK(!w->is_seen);
+	w->is_seen = true;
+	FUZZ_CHECK(row->kind == PICK_ROW_ITEM && row->id_len == 2 && memcmp(row->id, "id", 2) == 0);
+	FUZZ_CHECK(row->n_cells == w->n);
+	for (size_t i = 0; i < w->n; i++) {
+		struct buf joined;
+
+		buf_init(&joined);
+		for (size_t j = 0; j < row->cells[i].n_values; j++) {
+			if (j)
+				FUZZ_CHECK(buf_append_u8(&joined, PICK_VM) == 0);
+			FUZZ_CHECK(buf_append(&joined, row->cells[i].values[j].p,
+					      row->cells[i].values[j].len) == 0);
+		}
+		FUZZ_CHECK(joined.len == w->cells[i].len &&
+			   (joined.len == 0 || memcmp(joined.p, w->cells[i].p, joined.len) == 0));
+		buf_release(&joined);
+	}
+	return 0;
+}
+
+static void run_wire_round_trip(const uint8_t *p, size_t len)
+{
+	struct buf cells[64], msg, row, cell;
+	struct wire_expect w = {.cells = cells};
+	struct query_wire_reader r = {0};
+	struct query_wire_end end = {0};
+	struct us_err err;
+
+	buf_init(&msg);
+	buf_init(&row);
+	buf_init(&cell);
+	for (const uint8_t *q = p, *stop = p + len; w.n < 64;) {
+		const uint8_t *nul = memchr(q, 0, (size_t)(stop - q));
+		size_t n = nul ? (size_t)(nul - q) : (size_t)(stop - q);
+
+		buf_init(&cells[w.n]);
+		FUZZ_CHECK(buf_append(&cells[w.n++], q, n) == 0);
+		if (!nul)
+			break;
+		q = nul + 1;
+	}
+	FUZZ_CHECK(query_wire_append_row(&msg, &row, &cell, PICK_ROW_ITEM, (const uint8_t *)"id",
+					 2, cells, w.n) == 0);
+	FUZZ_CHECK(query_wire_read(&r, msg.p, msg.len, compare_row, &w, &end, &err) == 0);
+	FUZZ_CHECK(w.is_seen && !end.is_done);
+	for (size_t i = 0; i < w.n; i++)
+		buf_release(&cells[i]);
+	buf_release(&msg);
+	buf_release(&row);
+	buf_release(&cell);
+	query_wire_reader_release(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1 || size > 16384)
 		return 0;
-	switch (data[0] % 3) {
+	switch (data[0] % 5) {
 	case 0:
 		run_sentence(data + 1, size - 1);
 		break;
 	case 1:
 		run_conversion(data + 1, size - 1);
 		break;
-	default:
+	case 2:
 		run_dict(data + 1, size - 1);
+		break;
+	case 3:
+		run_wire_read(data + 1, size - 1);
+		break;
+	default:
+		run_wire_round_trip(data + 1, size - 1);
 	}
 	return 0;
 }

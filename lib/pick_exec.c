@@ -24,6 +24,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,20 @@ struct sum {
 	long long i;
 	long double f;
 	bool is_float;
+};
+
+/* One scanning thread's part of the work: its sorter (sorted queries),
+ * its scratch, its counts and its error. */
+struct half {
+	struct exec *x;
+	bool is_reverse;            /* reads ids downward (the second half) */
+	struct sorter *sorter;
+	struct buf rec, key;        /* a sort record, a normalized value */
+	uint64_t scanned, counted;  /* items read; COUNT: items selected */
+	struct buf batch;           /* the items read, id and body, not yet taken */
+	size_t *offs;               /* each batch item's offset in batch */
+	int rc;
+	struct us_err err;
 };
 
 struct exec {
@@ -64,8 +79,15 @@ struct exec {
 	bool has_prev;                       /* an ITEM row went out */
 	struct sum *sums;                    /* [level * n_cols + col]; level n_breaks: grand */
 	bool has_total;
-	struct buf conv, rec, body;
-	struct sorter *sorter;
+	struct buf conv, body;
+	struct half halves[2];               /* [0]: upward; [1]: downward, when parallel */
+	size_t n_halves;
+	bool is_sorting;
+	/* where the two halves meet (under meet_lock): the highest id the
+	 * first has taken, the lowest the second has */
+	pthread_mutex_t meet_lock;
+	struct buf meet_up, meet_down;
+	bool has_up, has_down;
 };
 
 /* ---- the dictionary ---- */
@@ -495,63 +517,89 @@ static int append_key_value(void *arg, const uint8_t *v, size_t len)
 }
 
 /* The item's sort record (see the top): its sort key, id, body and the
- * two lengths. */
-static int sort_add(struct exec *x, const struct pick_item *it)
+ * two lengths, into h's sorter. */
+static int sort_add(struct half *h, const struct pick_item *it)
 {
-	struct buf *r = &x->rec;
+	struct exec *x = h->x;
+	struct buf *r = &h->rec;
 	size_t key_len;
 
 	buf_reset(r);
 	for (size_t k = 0; k < x->q->n_sorts; k++) {
-		struct key_ctx kc = {.b = r, .tmp = &x->conv, .justify = x->sort_attrs[k]->justify};
+		struct key_ctx kc = {.b = r, .tmp = &h->key, .justify = x->sort_attrs[k]->justify};
 		size_t at = r->len;
 
 		if (pick_attr_values(x->sort_attrs[k], it, append_key_value, &kc) ||
 		    buf_append_u8(r, 0) || buf_append_u8(r, 0))
-			return err_set(x->err, US_ENOMEM, "out of memory");
+			return err_set(&h->err, US_ENOMEM, "out of memory");
 		if (x->q->sorts[k].is_desc)
 			for (size_t i = at; i < r->len; i++)
 				r->p[i] = (uint8_t)~r->p[i];
 	}
 	if (x->id_attr->justify == 'R') {
-		struct key_ctx kc = {.b = r, .tmp = &x->conv, .justify = 'R'};
+		struct key_ctx kc = {.b = r, .tmp = &h->key, .justify = 'R'};
 
 		if (append_key_value(&kc, it->id, it->id_len))
-			return err_set(x->err, US_ENOMEM, "out of memory");
+			return err_set(&h->err, US_ENOMEM, "out of memory");
 	}
 	if (append_escaped(r, it->id, it->id_len))
-		return err_set(x->err, US_ENOMEM, "out of memory");
+		return err_set(&h->err, US_ENOMEM, "out of memory");
 	key_len = r->len;
 	if (buf_append(r, it->id, it->id_len) || buf_append(r, it->body, it->len) ||
 	    buf_append_u32le(r, (uint32_t)key_len) || buf_append_u32le(r, (uint32_t)it->id_len))
-		return err_set(x->err, US_ENOMEM, "out of memory");
+		return err_set(&h->err, US_ENOMEM, "out of memory");
 	if (r->len > US_SORTER_RECORD_MAX_BYTES)
-		return err_set(x->err, US_ETOOBIG,
+		return err_set(&h->err, US_ETOOBIG,
 			       "item %.*s is too large to sort (%zu bytes with its sort keys, over "
 			       "%u)", (int)(it->id_len > 64 ? 64 : it->id_len), (const char *)it->id,
 			       r->len, US_SORTER_RECORD_MAX_BYTES);
-	return sorter_add(x->sorter, r->p, r->len, x->err);
+	return sorter_add(h->sorter, r->p, r->len, &h->err);
 }
 
+static int memcmp_len(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = al && bl ? memcmp(a, b, al < bl ? al : bl) : 0;
+
+	return c ? c : (al > bl) - (al < bl);
+}
+
+static int emit_record(struct exec *x, const uint8_t *rec, size_t len)
+{
+	size_t key_len = buf_get_u32le(rec + len - 8);
+	struct pick_item it = {.id = rec + key_len, .id_len = buf_get_u32le(rec + len - 4)};
+
+	it.body = it.id + it.id_len;
+	it.len = len - 8 - key_len - it.id_len;
+	return emit_item(x, &it);
+}
+
+/* The halves' sorted records, merged (two sorters, or one). */
 static int emit_sorted(struct exec *x)
 {
-	const uint8_t *rec;
-	size_t len;
-	int rc;
+	const uint8_t *rec[2] = {NULL, NULL};
+	size_t len[2] = {0, 0};
+	int has[2] = {0, 0};
+	int rc = 0;
 
-	if ((rc = sorter_finish(x->sorter, x->err)))
-		return rc;
-	while ((rc = sorter_next(x->sorter, &rec, &len, x->err)) == 1) {
-		size_t key_len = buf_get_u32le(rec + len - 8);
-		struct pick_item it = {.id = rec + key_len, .id_len = buf_get_u32le(rec + len - 4)};
-
-		it.body = it.id + it.id_len;
-		it.len = len - 8 - key_len - it.id_len;
-		if ((rc = emit_item(x, &it)))
+	for (size_t i = 0; i < x->n_halves; i++) {
+		if ((rc = sorter_finish(x->halves[i].sorter, x->err)))
 			return rc;
+		if ((has[i] = sorter_next(x->halves[i].sorter, &rec[i], &len[i], x->err)) < 0)
+			return has[i];
+		x->st->sort_runs += sorter_runs(x->halves[i].sorter);
 	}
-	x->st->sort_runs = sorter_runs(x->sorter);
-	return rc;
+	while (has[0] == 1 || has[1] == 1) {
+		size_t i = has[0] != 1 ? 1
+			   : has[1] != 1 ? 0
+			   : memcmp_len(rec[0], len[0], rec[1], len[1]) <= 0 ? 0 : 1;
+
+		if ((rc = emit_record(x, rec[i], len[i])))
+			return rc;
+		has[i] = sorter_next(x->halves[i].sorter, &rec[i], &len[i], x->err);
+		if (has[i] < 0)
+			return has[i];
+	}
+	return 0;
 }
 
 /* ---- the items ---- */
@@ -561,19 +609,36 @@ static bool is_cancelled(const struct exec *x)
 	return x->opts && x->opts->is_cancelled && x->opts->is_cancelled(x->opts->cancel_arg);
 }
 
-/* An item read: selected, then sorted or shown. */
-static int take(struct exec *x, const struct pick_item *it)
+/* An item read: selected, then counted, sorted or shown (shown only in a
+ * scan of one thread, in id order). */
+static int take(struct half *h, const struct pick_item *it)
 {
-	x->st->scanned++;
+	struct exec *x = h->x;
+
+	h->scanned++;
 	if (!pick_select(x->q, x->cond_attrs, it))
 		return 0;
-	if (x->sorter)
-		return sort_add(x, it);
+	if (x->q->verb == PICK_COUNT) {
+		h->counted++;
+		return 0;
+	}
+	if (h->sorter)
+		return sort_add(h, it);
 	return emit_item(x, it);
+}
+
+/* A failure of h's on the query's thread: its words go to the query's err
+ * when it was h's own (a sort, a read), not the sink's. */
+static int half_err(struct exec *x, const struct half *h, int rc)
+{
+	if (rc && h->err.code)
+		*x->err = h->err;
+	return rc;
 }
 
 static int take_ids(struct exec *x)
 {
+	struct half *h = &x->halves[0];
 	int rc = 0;
 
 	for (size_t i = 0; i < x->q->n_ids && rc == 0; i++) {
@@ -592,34 +657,191 @@ static int take_ids(struct exec *x)
 			break;
 		it.body = x->body.p ? x->body.p : (const uint8_t *)"";
 		it.len = x->body.len;
-		rc = take(x, &it);
+		rc = take(h, &it);
 	}
-	return rc;
+	return half_err(x, h, rc);
 }
 
-static int take_scan(struct exec *x)
+/* One thread's scan, alone: every item in id order. */
+static int scan_alone(struct exec *x)
 {
+	struct half *h = &x->halves[0];
 	struct store_iter *iter = NULL;
 	int rc;
 
 	if ((rc = store_iter_new(x->s, x->at, x->account, x->q->file, x->section, NULL, 0, &iter,
-				 x->err)))
+				 &h->err)))
 		return rc;
 	for (;;) {
 		struct pick_item it;
 
-		if ((x->st->scanned & 1023) == 0 && is_cancelled(x)) {
-			rc = err_set(x->err, US_ECANCELLED, "query cancelled");
+		if ((h->scanned & 1023) == 0 && is_cancelled(x)) {
+			rc = err_set(&h->err, US_ECANCELLED, "query cancelled");
 			break;
 		}
-		rc = store_iter_next(iter, &it.id, &it.id_len, &it.body, &it.len, x->err);
+		rc = store_iter_next(iter, &it.id, &it.id_len, &it.body, &it.len, &h->err);
 		if (rc <= 0)
 			break;
-		if ((rc = take(x, &it)))
+		if ((rc = take(h, &it)))
 			break;
 	}
 	store_iter_free(iter);
 	return rc;
+}
+
+/* ---- a scan in two halves ----
+ * COUNT and sorted queries do not need the items in id order: two threads
+ * read the file, the first upward from the first id, the second downward
+ * from the last, US_PICK_SCAN_BATCH items at a time (copied out of the
+ * iterator). Before taking a batch, a thread keeps only the items the other
+ * has not taken (under meet_lock: ids below the second's lowest, or above
+ * the first's highest), records the last one it keeps, and stops at the
+ * first it may not keep: each reads a run of ids without gaps, so every
+ * item is taken exactly once, wherever the two meet, and the faster thread
+ * takes the larger part. */
+
+static int batch_item(const struct half *h, size_t i, struct pick_item *it)
+{
+	const uint8_t *p = h->batch.p + h->offs[i];
+
+	it->id_len = buf_get_u32le(p);
+	it->id = p + 4;
+	it->len = buf_get_u32le(p + 4 + it->id_len);
+	it->body = p + 8 + it->id_len;
+	return 0;
+}
+
+/* How many of the batch's n items h may take; records its frontier. */
+static size_t claim(struct half *h, size_t n, bool *is_met)
+{
+	struct exec *x = h->x;
+	struct buf *mine = h->is_reverse ? &x->meet_down : &x->meet_up;
+	const struct buf *theirs = h->is_reverse ? &x->meet_up : &x->meet_down;
+	bool has_theirs;
+	size_t keep = 0;
+
+	pthread_mutex_lock(&x->meet_lock);
+	has_theirs = h->is_reverse ? x->has_up : x->has_down;
+	for (; keep < n; keep++) {
+		struct pick_item it;
+		int c;
+
+		if (!has_theirs)
+			continue;
+		batch_item(h, keep, &it);
+		c = memcmp_len(it.id, it.id_len, theirs->p, theirs->len);
+		if (h->is_reverse ? c <= 0 : c >= 0)
+			break;
+	}
+	*is_met = keep < n;
+	if (keep > 0) {
+		struct pick_item last;
+
+		batch_item(h, keep - 1, &last);
+		buf_reset(mine);
+		if (buf_append(mine, last.id, last.id_len))
+			keep = 0, *is_met = true; /* cannot record it: take none, stop */
+		else if (h->is_reverse)
+			x->has_down = true;
+		else
+			x->has_up = true;
+	}
+	pthread_mutex_unlock(&x->meet_lock);
+	return keep;
+}
+
+static void *scan_half(void *arg)
+{
+	struct half *h = arg;
+	struct exec *x = h->x;
+	struct store_iter *iter = NULL;
+	bool is_end = false;
+	int rc;
+
+	if (h->is_reverse)
+		rc = store_iter_new_reverse(x->s, x->at, x->account, x->q->file, x->section, &iter,
+					    &h->err);
+	else
+		rc = store_iter_new(x->s, x->at, x->account, x->q->file, x->section, NULL, 0,
+				    &iter, &h->err);
+	while (rc == 0 && !is_end) {
+		size_t n = 0, keep;
+		bool is_met;
+
+		if (is_cancelled(x)) {
+			rc = err_set(&h->err, US_ECANCELLED, "query cancelled");
+			break;
+		}
+		buf_reset(&h->batch);
+		while (n < US_PICK_SCAN_BATCH) {
+			struct pick_item it;
+			int got = store_iter_next(iter, &it.id, &it.id_len, &it.body, &it.len,
+						  &h->err);
+
+			if (got < 0) {
+				rc = got;
+				break;
+			}
+			if (got == 0) {
+				is_end = true;
+				break;
+			}
+			h->offs[n++] = h->batch.len;
+			if (buf_append_u32le(&h->batch, (uint32_t)it.id_len) ||
+			    buf_append(&h->batch, it.id, it.id_len) ||
+			    buf_append_u32le(&h->batch, (uint32_t)it.len) ||
+			    buf_append(&h->batch, it.body, it.len)) {
+				rc = err_set(&h->err, US_ENOMEM, "out of memory");
+				break;
+			}
+		}
+		if (rc)
+			break;
+		keep = claim(h, n, &is_met);
+		for (size_t i = 0; i < keep && rc == 0; i++) {
+			struct pick_item it;
+
+			batch_item(h, i, &it);
+			rc = take(h, &it);
+		}
+		if (is_met)
+			break;
+	}
+	store_iter_free(iter);
+	h->rc = rc;
+	return NULL;
+}
+
+static int scan_parallel(struct exec *x)
+{
+	pthread_t thread;
+	int rc;
+
+	for (size_t i = 0; i < 2; i++) {
+		x->halves[i].offs = calloc(US_PICK_SCAN_BATCH, sizeof(size_t));
+		if (!x->halves[i].offs)
+			return err_set(x->err, US_ENOMEM, "out of memory");
+	}
+	/* the second half on a thread of its own (nice as this one: Linux
+	 * threads inherit it), the first on this one */
+	if (pthread_create(&thread, NULL, scan_half, &x->halves[1]) != 0)
+		return half_err(x, &x->halves[0], scan_alone(x));
+	scan_half(&x->halves[0]);
+	pthread_join(thread, NULL);
+	for (size_t i = 0; i < 2; i++)
+		if ((rc = x->halves[i].rc)) {
+			*x->err = x->halves[i].err;
+			return rc;
+		}
+	return 0;
+}
+
+/* The scan: in two halves when the order of reading does not matter. */
+static int take_scan(struct exec *x)
+{
+	if (x->n_halves == 2)
+		return scan_parallel(x);
+	return half_err(x, &x->halves[0], scan_alone(x));
 }
 
 static void exec_release(struct exec *x)
@@ -639,9 +861,17 @@ static void exec_release(struct exec *x)
 	free(x->cols);
 	free(x->sums);
 	buf_release(&x->conv);
-	buf_release(&x->rec);
 	buf_release(&x->body);
-	sorter_free(x->sorter);
+	for (size_t i = 0; i < 2; i++) {
+		sorter_free(x->halves[i].sorter);
+		buf_release(&x->halves[i].rec);
+		buf_release(&x->halves[i].key);
+		buf_release(&x->halves[i].batch);
+		free(x->halves[i].offs);
+	}
+	buf_release(&x->meet_up);
+	buf_release(&x->meet_down);
+	pthread_mutex_destroy(&x->meet_lock);
 }
 
 int pick_exec_run(struct store *s, const struct store_snap *at, const char *account,
@@ -657,8 +887,17 @@ int pick_exec_run(struct store *s, const struct store_snap *at, const char *acco
 
 	memset(stats, 0, sizeof(*stats));
 	buf_init(&x.conv);
-	buf_init(&x.rec);
 	buf_init(&x.body);
+	buf_init(&x.meet_up);
+	buf_init(&x.meet_down);
+	pthread_mutex_init(&x.meet_lock, NULL);
+	for (size_t i = 0; i < 2; i++) {
+		x.halves[i].x = &x;
+		x.halves[i].is_reverse = i == 1;
+		buf_init(&x.halves[i].rec);
+		buf_init(&x.halves[i].key);
+		buf_init(&x.halves[i].batch);
+	}
 	if ((rc = store_has_files(s, at, account, q->file, &is_found, err)))
 		goto out;
 	if (!is_found) {
@@ -669,14 +908,25 @@ int pick_exec_run(struct store *s, const struct store_snap *at, const char *acco
 		goto out;
 	if (sink->on_columns && (rc = sink->on_columns(sink->arg, x.cols, x.n_cols)))
 		goto out;
-	if (is_sorted(q) && q->verb != PICK_COUNT &&
-	    (rc = sorter_new(&x.sorter, NULL, NULL,
-			     opts && opts->sort_mem_bytes ? opts->sort_mem_bytes
-							  : US_PICK_SORT_MEM_BYTES,
-			     opts && opts->tmp_dir ? opts->tmp_dir : "/tmp", err)))
-		goto out;
+	x.is_sorting = is_sorted(q) && q->verb != PICK_COUNT;
+	/* two threads read when the order they read in does not matter */
+	x.n_halves = !q->n_ids && (x.is_sorting || q->verb == PICK_COUNT) &&
+				 !(opts && opts->is_one_thread)
+			     ? 2 : 1;
+	for (size_t i = 0; x.is_sorting && i < x.n_halves; i++) {
+		size_t mem = opts && opts->sort_mem_bytes ? opts->sort_mem_bytes
+							  : US_PICK_SORT_MEM_BYTES;
+
+		if ((rc = sorter_new(&x.halves[i].sorter, NULL, NULL, mem / x.n_halves,
+				     opts && opts->tmp_dir ? opts->tmp_dir : "/tmp", err)))
+			goto out;
+	}
 	rc = q->n_ids ? take_ids(&x) : take_scan(&x);
-	if (rc == 0 && x.sorter)
+	for (size_t i = 0; i < x.n_halves; i++) {
+		stats->scanned += x.halves[i].scanned;
+		stats->items += x.halves[i].counted;
+	}
+	if (rc == 0 && x.is_sorting)
 		rc = emit_sorted(&x);
 	if (rc == 0)
 		rc = emit_end(&x);

@@ -27,6 +27,11 @@
  *   - COUNT gives no rows, only the count; SELECT gives rows with the ids
  *     alone (no columns).
  *
+ * Reading: COUNT and sorted queries read the file with two threads, one
+ * upward from the first id, one downward from the last, until they meet
+ * (each sorting its own items; the two sorted streams are merged). The
+ * second thread runs at the query thread's priority.
+ *
  * Memory: one item (and one sort run) at a time, whatever the file's size.
  */
 #ifndef US_PICK_EXEC_H
@@ -72,6 +77,7 @@ struct pick_sink {
 struct pick_exec_opts {
 	const char *tmp_dir;         /* where a large sort spills (required when sorting) */
 	size_t sort_mem_bytes;       /* 0: US_PICK_SORT_MEM_BYTES */
+	bool is_one_thread;          /* COUNT and sorts read with one thread, not two */
 	/* Optional: polled between items; true ends the query with US_ECANCELLED. */
 	bool (*is_cancelled)(void *arg);
 	void *cancel_arg;

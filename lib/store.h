@@ -223,6 +223,11 @@ int store_get(struct store *s, const struct store_snap *at, const char *account,
 int store_iter_new(struct store *s, const struct store_snap *at, const char *account,
 		   const char *file, uint8_t section, const uint8_t *start_after,
 		   size_t start_after_len, struct store_iter **out, struct us_err *err);
+/* The same, from the last id down to the first: what a report's second
+ * scanning thread reads (pick_exec.c). */
+int store_iter_new_reverse(struct store *s, const struct store_snap *at, const char *account,
+			   const char *file, uint8_t section, struct store_iter **out,
+			   struct us_err *err);
 /* 1 with id and body borrowed until the next call; 0 at the end; <0 error. */
 int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
 		    const uint8_t **body, size_t *body_len, struct us_err *err);

@@ -23,6 +23,7 @@ struct store_iter {
 	struct buf lower;     /* the section's key prefix */
 	struct buf upper;     /* first key after the section: the iterator's bound */
 	bool is_started;
+	bool is_reverse;      /* ids in descending order (store_iter_new_reverse) */
 };
 
 /* ---- snapshots ---- */
@@ -234,8 +235,12 @@ int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
 	const char *k, *v;
 	size_t klen, vlen;
 
-	if (!it->is_started)
-		rocksdb_iter_next(it->it);
+	if (!it->is_started) {
+		if (it->is_reverse)
+			rocksdb_iter_prev(it->it);
+		else
+			rocksdb_iter_next(it->it);
+	}
 	it->is_started = false;
 	if (!rocksdb_iter_valid(it->it)) {
 		rocksdb_iter_get_error(it->it, &errptr);
@@ -250,6 +255,37 @@ int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
 	*body = (const uint8_t *)v;
 	*body_len = vlen;
 	return 1;
+}
+
+int store_iter_new_reverse(struct store *s, const struct store_snap *at, const char *account,
+			   const char *file, uint8_t section, struct store_iter **out,
+			   struct us_err *err)
+{
+	struct store_iter *it;
+	int rc;
+
+	if ((rc = check_read_names(account, file, section, err)) ||
+	    (rc = check_file_exists(s, read_opts_at(s, at), account, file, err)))
+		return rc;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return err_set(err, US_ENOMEM, "out of memory");
+	buf_init(&it->lower);
+	buf_init(&it->upper);
+	if (store__key_section(&it->lower, account, strlen(account), file, strlen(file), section) ||
+	    store__key_successor(&it->upper, it->lower.p, it->lower.len)) {
+		store_iter_free(it);
+		return err_set(err, US_ENOMEM, "out of memory");
+	}
+	it->ro = iter_opts_at(at, &it->upper);
+	/* both bounds: a backward scan must stop at the section's start */
+	rocksdb_readoptions_set_iterate_lower_bound(it->ro, (char *)it->lower.p, it->lower.len);
+	it->it = rocksdb_create_iterator(s->db, it->ro);
+	rocksdb_iter_seek_to_last(it->it);
+	it->is_started = true;
+	it->is_reverse = true;
+	*out = it;
+	return 0;
 }
 
 void store_iter_free(struct store_iter *it)

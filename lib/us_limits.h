@@ -74,6 +74,8 @@
 /* A query's sort keeps this many bytes of records in memory, then spills
  * sorted runs to a temporary file in the daemon's data_dir (lib/sorter.h). */
 #define US_PICK_SORT_MEM_BYTES (64u * 1024u * 1024u)
+/* A report's two scanning threads take items in batches of this many. */
+#define US_PICK_SCAN_BATCH 256u
 /* Store.Query: answers of about this many bytes or rows each; reports
  * running at once in one daemon (each on its own thread, like saves). */
 #define US_QUERY_CHUNK_BYTES (256u * 1024u)

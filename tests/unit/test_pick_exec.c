@@ -200,11 +200,14 @@ static int cap_row(void *arg, uint8_t kind, const uint8_t *id, size_t id_len,
 	return 0;
 }
 
+static bool is_one_thread;
+
 static int run(struct store *s, const char *dir, const char *sentence, size_t mem,
 	       struct capture *cap, struct pick_exec_stats *st, struct us_err *err)
 {
 	struct pick_sink sink = {.on_columns = cap_columns, .on_row = cap_row, .arg = cap};
-	struct pick_exec_opts o = {.tmp_dir = dir, .sort_mem_bytes = mem};
+	struct pick_exec_opts o = {.tmp_dir = dir, .sort_mem_bytes = mem,
+				   .is_one_thread = is_one_thread};
 	struct store_snap *snap = NULL;
 	struct pick_query q;
 	int rc;
@@ -267,7 +270,7 @@ static struct store *fixture(const char *dir)
 	return s;
 }
 
-static void test_query_results(void **state)
+static void query_results(void **state)
 {
 	const char *dir = *state;
 	struct store *s = fixture(dir);
@@ -317,7 +320,19 @@ static void test_query_results(void **state)
 	store_close(s);
 }
 
-static void test_query_sort_spills(void **state)
+/* Every result with the two scanning threads, then with one. */
+static void test_query_results(void **state)
+{
+	is_one_thread = false;
+	query_results(state);
+	teardown(state);
+	setup(state);
+	is_one_thread = true;
+	query_results(state);
+	is_one_thread = false;
+}
+
+static void query_sort_spills(void **state)
 {
 	const char *dir = *state;
 	struct store *s = fixture(dir);
@@ -341,6 +356,7 @@ static void test_query_sort_spills(void **state)
 			 0);
 	assert_true(st.sort_runs > 1);
 	assert_int_equal(st.items, 3000);
+	assert_int_equal(st.scanned, 3005); /* each item read once, by one thread or two */
 	{
 		/* K2999 (N 1) first ... K0 (N 3000) last */
 		const char *p = cap->text;
@@ -355,8 +371,23 @@ static void test_query_sort_spills(void **state)
 		}
 		assert_int_equal(*p, '\0');
 	}
+	/* COUNT over 3005 items in two halves: each counted once */
+	assert_int_equal(run(s, dir, "COUNT F WITH N > \"1500\"", 0, cap, &st, &err), 0);
+	assert_int_equal(st.items, 1500); /* "x" < "1500" right-justified */
+	assert_int_equal(st.scanned, 3005);
 	free(cap);
 	store_close(s);
+}
+
+static void test_query_sort_spills(void **state)
+{
+	is_one_thread = false;
+	query_sort_spills(state);
+	teardown(state);
+	setup(state);
+	is_one_thread = true;
+	query_sort_spills(state);
+	is_one_thread = false;
 }
 
 int main(void)

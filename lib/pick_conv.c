@@ -233,14 +233,29 @@ static uint64_t pow10u(unsigned n)
 	return p;
 }
 
+/* The decimal digits of v, most significant first, into d (room for 20);
+ * how many. No snprintf: a report converts a million values. */
+static size_t put_digits(uint64_t v, char *d)
+{
+	char rev[20];
+	size_t n = 0;
+
+	do {
+		rev[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		d[i] = rev[n - 1 - i];
+	return n;
+}
+
 static int put_decimal(const struct pick_conv_step *s, int64_t v, struct buf *out)
 {
 	bool is_neg = v < 0;
 	uint64_t a = is_neg ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 	uint64_t ip, fp, p = pow10u(s->decimals);
-	char digits[32], grouped[48], t[96];
-	size_t dl, gl = 0;
-	int rc;
+	char digits[24], t[64];
+	size_t dl, tl = 0;
 
 	/* a / 10^scale shown with `decimals` places: scaled to 10^decimals */
 	if (s->decimals >= s->scale) {
@@ -253,23 +268,25 @@ static int put_decimal(const struct pick_conv_step *s, int64_t v, struct buf *ou
 	is_neg = is_neg && a != 0;
 	ip = a / p;
 	fp = a % p;
-	dl = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64, ip);
+	if (is_neg && !s->is_trailing_minus)
+		t[tl++] = '-';
+	if (s->is_dollar)
+		t[tl++] = '$';
+	dl = put_digits(ip, digits);
 	for (size_t i = 0; i < dl; i++) {
 		if (s->is_grouped && i > 0 && (dl - i) % 3 == 0)
-			grouped[gl++] = ',';
-		grouped[gl++] = digits[i];
+			t[tl++] = ',';
+		t[tl++] = digits[i];
 	}
-	grouped[gl] = '\0';
-	snprintf(t, sizeof(t), "%s%s%s", is_neg && !s->is_trailing_minus ? "-" : "",
-		 s->is_dollar ? "$" : "", grouped);
-	rc = buf_append(out, t, strlen(t));
-	if (rc == 0 && s->decimals > 0) { /* decimals is one digit: 1..9 */
-		snprintf(t, sizeof(t), ".%0*" PRIu64, (int)(s->decimals % 10), fp);
-		rc = buf_append(out, t, strlen(t));
+	if (s->decimals > 0) { /* decimals is one digit: 1..9; fp < 10^decimals */
+		t[tl++] = '.';
+		for (unsigned i = s->decimals % 10; i-- > 0; fp /= 10)
+			t[tl + i] = (char)('0' + fp % 10);
+		tl += s->decimals % 10;
 	}
-	if (rc == 0 && is_neg && s->is_trailing_minus)
-		rc = buf_append_u8(out, '-');
-	return rc;
+	if (is_neg && s->is_trailing_minus)
+		t[tl++] = '-';
+	return buf_append(out, t, tl);
 }
 
 /* One step from in (len bytes) to out (reset first). */

@@ -22,12 +22,14 @@
 #include "buf.h"
 #include "us_limits.h"
 
-/* A record in memory: where it is in the arena and, for a byte-order sort
- * (cmp NULL), its first 8 bytes big-endian (zero-padded), which decide
- * most comparisons without touching the arena. */
+/* A record in memory: where it is in the arena, its length and, for a
+ * byte-order sort (cmp NULL), its first 16 bytes as two big-endian words
+ * (zero-padded), which decide most comparisons without touching the arena
+ * (a cache miss each). */
 struct ref {
-	uint64_t prefix;
+	uint64_t prefix[2];
 	size_t off;
+	size_t len;
 };
 
 struct run {
@@ -126,11 +128,15 @@ static int cmp_index(const void *a, const void *b, void *arg)
 	const struct ref *x = a, *y = b;
 	const uint8_t *ra, *rb;
 
-	if (!s->cmp && x->prefix != y->prefix)
-		return x->prefix < y->prefix ? -1 : 1;
+	if (!s->cmp) {
+		if (x->prefix[0] != y->prefix[0])
+			return x->prefix[0] < y->prefix[0] ? -1 : 1;
+		if (x->prefix[1] != y->prefix[1])
+			return x->prefix[1] < y->prefix[1] ? -1 : 1;
+	}
 	ra = s->arena.p + x->off;
 	rb = s->arena.p + y->off;
-	return cmp_records(s, ra + 4, buf_get_u32le(ra), rb + 4, buf_get_u32le(rb));
+	return cmp_records(s, ra + 4, x->len, rb + 4, y->len);
 }
 
 static int open_tmp(struct sorter *s, struct us_err *err)
@@ -236,9 +242,10 @@ int sorter_add(struct sorter *s, const uint8_t *rec, size_t len, struct us_err *
 		s->cap = cap;
 	}
 	s->index[s->n].off = s->arena.len;
-	s->index[s->n].prefix = 0;
-	for (size_t i = 0; i < 8; i++)
-		s->index[s->n].prefix |= (uint64_t)(i < len ? rec[i] : 0) << (56 - 8 * i);
+	s->index[s->n].len = len;
+	s->index[s->n].prefix[0] = s->index[s->n].prefix[1] = 0;
+	for (size_t i = 0; i < 16; i++)
+		s->index[s->n].prefix[i / 8] |= (uint64_t)(i < len ? rec[i] : 0) << (56 - 8 * (i % 8));
 	if (buf_append_u32le(&s->arena, (uint32_t)len) || buf_append(&s->arena, rec, len))
 		return err_set(err, US_ENOMEM, "out of memory");
 	s->n++;

@@ -29,7 +29,7 @@ typedef int (*sorter_cmp_fn)(void *arg, const uint8_t *a, size_t a_len, const ui
 /* A new sorter; tmp_dir (borrowed until sorter_new returns; copied) is
  * where runs go when the records outgrow mem_bytes (at least 64 KiB). cmp
  * NULL sorts by the records' bytes (memcmp, a proper prefix first), faster:
- * each record's first 8 bytes are kept beside its place in memory and
+ * each record's first 16 bytes are kept beside its place in memory and
  * decide most comparisons. */
 int sorter_new(struct sorter **out, sorter_cmp_fn cmp, void *arg, size_t mem_bytes,
 	       const char *tmp_dir, struct us_err *err);

@@ -248,6 +248,31 @@ class ReportTest(SystemTest):
         self.assertEqual(self.query('SELECT CUSTOMERS WITH STATE = "MA"', "--csv"),
                          "@ID\r\nC1\r\nC3\r\n")
 
+    def test_paged_only_on_a_terminal(self):
+        """The columnar report goes through $PAGER when stdout is a terminal
+        (util-linux `script` gives it one), never into a pipe or a file."""
+        import shutil
+        import subprocess
+        if not shutil.which("script"):
+            self.skipTest("util-linux script is not installed")
+        argv = [harness.binary("understudy"), "--addr", self.arch.addr, "query", NS, ACC,
+                "LIST CUSTOMERS \"C1\" NAME HDR-SUPP"]
+        env = dict(harness.child_env(), PAGER="sed s/^/PAGED:/")
+        plain = subprocess.run(argv, capture_output=True, env=env, timeout=30)
+        self.assertEqual(plain.returncode, 0, plain.stderr)
+        self.assertNotIn(b"PAGED:", plain.stdout)
+        tty = subprocess.run(["script", "-qec", " ".join("'%s'" % a for a in argv), "/dev/null"],
+                             capture_output=True, env=env, timeout=30)
+        self.assertEqual(tty.returncode, 0, tty.stderr)
+        lines = tty.stdout.replace(b"\r", b"").decode().splitlines()
+        self.assertIn("PAGED:C1    ACME CORP", lines)
+        self.assertIn("PAGED:1 item listed.", lines)
+        # --csv is never paged
+        tty = subprocess.run(["script", "-qec", " ".join("'%s'" % a for a in argv + ["--csv"]),
+                              "/dev/null"], capture_output=True, env=env, timeout=30)
+        self.assertNotIn(b"PAGED:", tty.stdout)
+        self.assertIn(b"C1,ACME CORP", tty.stdout)
+
     def test_large_report_streams(self):
         """A report of several answer messages (1024 rows each at most):
         every row there once, in order, in the three outputs."""

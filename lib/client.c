@@ -502,88 +502,45 @@ int us_scan(us_client_t *c, const char *ns, const char *account, const char *fil
 
 /* ---- Query ---- */
 
-/* Scratch arrays for handing one message's head and rows over. */
-struct query_scratch {
-	us_query_column_t *cols;
-	us_bytes_t *bytes;     /* heading lines, then cell values */
-	size_t n_bytes_cap;
-	us_query_cell_t *cells;
-	size_t n_cells_cap;
-};
-
-static int scratch_bytes(struct query_scratch *qs, size_t n)
-{
-	if (n > qs->n_bytes_cap) {
-		us_bytes_t *b = realloc(qs->bytes, n * sizeof(*b));
-
-		if (!b)
-			return US_ENOMEM;
-		qs->bytes = b;
-		qs->n_bytes_cap = n;
-	}
-	return 0;
-}
-
+/* The first answer's head (its columns and position) to the sink. */
 static int query_head(const Understudy__V1__QueryResponse *m, const us_query_sink_t *sink,
-		      struct query_scratch *qs, us_err_t *err)
+		      us_err_t *err)
 {
 	us_query_head_t h = {.verb = m->verb, .file = m->file, .generation = m->generation,
 			     .seq = m->seq, .time_ms = m->time_ms, .n_columns = m->n_columns,
 			     .is_hdr_supp = m->hdr_supp, .is_col_hdr_supp = m->col_hdr_supp};
+	us_query_column_t *cols = calloc(m->n_columns + 1, sizeof(*cols));
+	us_bytes_t *lines;
 	size_t n_lines = 0, at = 0;
+	int rc;
 
 	for (size_t i = 0; i < m->n_columns; i++)
 		n_lines += m->columns[i]->n_heading;
-	qs->cols = calloc(m->n_columns + 1, sizeof(*qs->cols));
-	if (!qs->cols || scratch_bytes(qs, n_lines + 1))
+	lines = calloc(n_lines + 1, sizeof(*lines));
+	if (!cols || !lines) {
+		free(cols);
+		free(lines);
 		return err_set(err, US_ENOMEM, "out of memory");
+	}
 	for (size_t i = 0; i < m->n_columns; i++) {
 		const Understudy__V1__QueryColumn *c = m->columns[i];
-		us_query_column_t *o = &qs->cols[i];
+		us_query_column_t *o = &cols[i];
 
 		o->name = c->name;
-		o->heading = &qs->bytes[at];
+		o->heading = &lines[at];
 		o->n_heading = c->n_heading;
 		for (size_t j = 0; j < c->n_heading; j++, at++)
-			qs->bytes[at] = (us_bytes_t){c->heading[j].data, c->heading[j].len};
+			lines[at] = (us_bytes_t){c->heading[j].data, c->heading[j].len};
 		o->width = c->width;
 		o->justify = c->justify[0] ? c->justify[0] : 'L';
 		o->is_total = c->total;
 		o->is_break = c->break_on;
 	}
-	h.columns = qs->cols;
-	return sink->on_head ? sink->on_head(sink->arg, &h) : 0;
-}
-
-static int query_row(const Understudy__V1__QueryRow *r, const us_query_sink_t *sink,
-		     struct query_scratch *qs, us_err_t *err)
-{
-	us_query_row_t row = {.kind = r->kind, .id = r->id.data, .id_len = r->id.len,
-			      .n_cells = r->n_cells};
-	size_t n_values = 0, at = 0;
-
-	for (size_t i = 0; i < r->n_cells; i++)
-		n_values += r->cells[i]->n_values;
-	if (scratch_bytes(qs, n_values + 1))
-		return err_set(err, US_ENOMEM, "out of memory");
-	if (r->n_cells > qs->n_cells_cap) {
-		us_query_cell_t *c = realloc(qs->cells, r->n_cells * sizeof(*c));
-
-		if (!c)
-			return err_set(err, US_ENOMEM, "out of memory");
-		qs->cells = c;
-		qs->n_cells_cap = r->n_cells;
-	}
-	for (size_t i = 0; i < r->n_cells; i++) {
-		const Understudy__V1__QueryCell *c = r->cells[i];
-
-		qs->cells[i].values = &qs->bytes[at];
-		qs->cells[i].n_values = c->n_values;
-		for (size_t j = 0; j < c->n_values; j++, at++)
-			qs->bytes[at] = (us_bytes_t){c->values[j].data, c->values[j].len};
-	}
-	row.cells = qs->cells;
-	return sink->on_row ? sink->on_row(sink->arg, &row) : 0;
+	h.columns = cols;
+	rc = sink->on_head ? sink->on_head(sink->arg, &h) : 0;
+	free(cols);
+	free(lines);
+	return rc;
 }
 
 static int sink_row(void *arg, const us_query_row_t *row)
@@ -593,17 +550,40 @@ static int sink_row(void *arg, const us_query_row_t *row)
 	return sink->on_row ? sink->on_row(sink->arg, row) : 0;
 }
 
+/* One answer: the first one's head through protobuf-c, then every answer's
+ * rows and end read straight from the bytes (query_wire.h: a million rows
+ * unpacked by protobuf-c cost more CPU than the daemon spent on them). */
+static int query_answer(const uint8_t *msg, size_t len, bool *is_head, const us_query_sink_t *sink,
+			struct query_wire_reader *qr, struct query_wire_end *qe, us_err_t *err)
+{
+	if (!*is_head) {
+		Understudy__V1__QueryResponse *m =
+			understudy__v1__query_response__unpack(NULL, len, msg);
+		int rc;
+
+		if (!m)
+			return err_set(err, US_ECORRUPT, "cannot decode a Query answer");
+		*is_head = true;
+		rc = query_head(m, sink, err);
+		understudy__v1__query_response__free_unpacked(m, NULL);
+		if (rc)
+			return rc;
+	}
+	return query_wire_read(qr, msg, len, sink_row, (void *)sink, qe, err);
+}
+
 int us_query(us_client_t *c, const char *ns, const char *account, const char *sentence,
 	     uint64_t snapshot, const us_query_sink_t *sink, us_queried_t *out, us_err_t *err)
 {
-	struct query_scratch qs = {0};
 	struct query_wire_reader qr = {0};
+	struct query_wire_end qe = {0};
 	Understudy__V1__QueryRequest req;
 	struct rpc_stream *st = NULL;
-	bool is_head = false, is_done = false;
+	bool is_head = false;
 	struct buf b;
 	int rc;
 
+	memset(out, 0, sizeof(*out));
 	if ((rc = route(c, ns, false, err)))
 		return rc;
 	understudy__v1__query_request__init(&req);
@@ -619,63 +599,25 @@ int us_query(us_client_t *c, const char *ns, const char *account, const char *se
 	buf_release(&b);
 	if (rc)
 		return rc;
-	memset(out, 0, sizeof(*out));
 	for (;;) {
-		Understudy__V1__QueryResponse *m;
 		uint8_t *msg;
 		size_t msg_len;
 
-		rc = rpc_stream_next(st, &msg, &msg_len, err);
-		if (rc <= 0)
+		if ((rc = rpc_stream_next(st, &msg, &msg_len, err)) <= 0)
 			break;
-		if (is_head) {
-			/* rows only from here on: read without protobuf-c (query_wire.h) */
-			struct query_wire_end qe = {.count = out->count, .missing = out->missing};
-
-			rc = is_done ? err_set(err, US_ECORRUPT,
-					       "%s sent more after the end of the query", c->addr)
-				     : query_wire_read(&qr, msg, msg_len, sink_row, (void *)sink, &qe,
-						       err);
-			free(msg);
-			if (rc)
-				break;
-			is_done = qe.is_done;
-			out->count = qe.count;
-			out->missing = qe.missing;
-			continue;
-		}
-		m = understudy__v1__query_response__unpack(NULL, msg_len, msg);
+		rc = qe.is_done ? err_set(err, US_ECORRUPT, "%s sent more after the end of the query",
+					  c->addr)
+				: query_answer(msg, msg_len, &is_head, sink, &qr, &qe, err);
 		free(msg);
-		if (!m) {
-			rc = err_set(err, US_ECORRUPT, "cannot decode a Query answer from %s", c->addr);
-			break;
-		}
-		rc = 0;
-		if (is_done)
-			rc = err_set(err, US_ECORRUPT, "%s sent more after the end of the query",
-				     c->addr);
-		else if (!is_head) {
-			is_head = true;
-			rc = query_head(m, sink, &qs, err);
-		}
-		for (size_t i = 0; rc == 0 && i < m->n_rows; i++)
-			rc = query_row(m->rows[i], sink, &qs, err);
-		if (rc == 0 && m->done) {
-			is_done = true;
-			out->count = m->count;
-			out->missing = m->missing;
-		}
-		understudy__v1__query_response__free_unpacked(m, NULL);
 		if (rc)
 			break;
 	}
 	rpc_stream_free(st);
-	free(qs.cols);
-	free(qs.bytes);
-	free(qs.cells);
 	query_wire_reader_release(&qr);
-	if (rc == 0 && !is_done)
+	if (rc == 0 && !qe.is_done)
 		rc = err_set(err, US_EIO, "the query's answer from %s ended before its end", c->addr);
+	out->count = qe.count;
+	out->missing = qe.missing;
 	return rc;
 }
 

@@ -16,6 +16,7 @@
 #include "pick_exec.h"
 #include "pick_query.h"
 #include "query_wire.h"
+#include "rpc_pump.h"
 #include "save_service.h"
 #include "understudy.pb-c.h"
 #include "us_limits.h"
@@ -26,9 +27,7 @@ static atomic_int n_running;
 
 struct query_ctx {
 	struct rpc_call *call;
-	pthread_mutex_t mu;            /* guards is_sending */
-	pthread_cond_t cv;
-	bool is_sending;               /* a message is in flight */
+	struct rpc_pump pump;          /* one message in flight */
 	const struct query_service_ops *svc;
 	struct ns_handle h;            /* held until the query ends */
 	uint64_t snapshot;             /* the id read at (0: own) ... */
@@ -53,8 +52,7 @@ static void query_ctx_free(struct query_ctx *ctx)
 	buf_release(&ctx->msg);
 	buf_release(&ctx->row);
 	buf_release(&ctx->cell);
-	pthread_cond_destroy(&ctx->cv);
-	pthread_mutex_destroy(&ctx->mu);
+	rpc_pump_release(&ctx->pump);
 	free(ctx);
 }
 
@@ -70,38 +68,13 @@ static const char *verb_name(uint8_t verb)
 
 /* ---- sending ---- */
 
-static void on_sent(struct rpc_call *call, void *arg)
-{
-	struct query_ctx *ctx = arg;
-
-	(void)call;
-	pthread_mutex_lock(&ctx->mu);
-	ctx->is_sending = false;
-	pthread_cond_signal(&ctx->cv);
-	pthread_mutex_unlock(&ctx->mu);
-}
-
-static void wait_sent(struct query_ctx *ctx)
-{
-	pthread_mutex_lock(&ctx->mu);
-	while (ctx->is_sending)
-		pthread_cond_wait(&ctx->cv, &ctx->mu);
-	pthread_mutex_unlock(&ctx->mu);
-}
-
-/* Sends msg (copied by rpc_call_send: it is filled again at once). */
+/* Sends msg and starts it again (rpc_call_send copied it). */
 static int send_msg(struct query_ctx *ctx, struct us_err *err)
 {
 	int rc;
 
-	wait_sent(ctx);
-	if (rpc_call_is_cancelled(ctx->call))
-		return err_set(err, US_ECANCELLED, "query cancelled");
-	ctx->is_sending = true; /* no send in flight: on_sent cannot race this */
-	if ((rc = rpc_call_send(ctx->call, ctx->msg.p, ctx->msg.len, on_sent, ctx))) {
-		ctx->is_sending = false;
-		return err_set(err, rc, "cannot send the query's answer");
-	}
+	if ((rc = rpc_pump_send(&ctx->pump, ctx->msg.p, ctx->msg.len, err)))
+		return rc == US_ECANCELLED ? err_set(err, rc, "query cancelled") : rc;
 	buf_reset(&ctx->msg);
 	ctx->rows = 0;
 	return 0;
@@ -224,7 +197,7 @@ static void *query_thread(void *arg)
 			   &sink, &ctx->stats, &err);
 	if (rc == 0)
 		rc = send_done(ctx, &err);
-	wait_sent(ctx);
+	rpc_pump_wait(&ctx->pump);
 	if (!rc && rpc_call_is_cancelled(call))
 		rc = err_set(&err, US_ECANCELLED, "query cancelled");
 	/* everything the query holds goes before the call ends: a daemon
@@ -293,23 +266,14 @@ static void on_query(struct rpc_call *call, const uint8_t *req, size_t req_len, 
 	}
 	ctx->call = call;
 	ctx->svc = svc;
-	pthread_mutex_init(&ctx->mu, NULL);
-	pthread_cond_init(&ctx->cv, NULL);
+	rpc_pump_init(&ctx->pump, call);
 	buf_init(&ctx->msg);
 	buf_init(&ctx->row);
 	buf_init(&ctx->cell);
 	rc = query_start(ctx, in, &err);
 	understudy__v1__query_request__free_unpacked(in, NULL);
-	if (!rc) {
-		pthread_attr_t attr;
-		pthread_t thread;
-
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&thread, &attr, query_thread, ctx) != 0)
-			rc = err_set(&err, US_ENOMEM, "cannot start a thread for the query");
-		pthread_attr_destroy(&attr);
-	}
+	if (!rc)
+		rc = rpc_pump_start(query_thread, ctx, "query", &err);
 	if (rc) {
 		query_ctx_free(ctx);
 		atomic_fetch_sub(&n_running, 1);

@@ -26,6 +26,7 @@
 
 #include "clock.h"
 #include "names.h"
+#include "rpc_pump.h"
 #include "save.h"
 #include "understudy.pb-c.h"
 #include "us_limits.h"
@@ -36,9 +37,7 @@ static atomic_int n_running;
 
 struct save_ctx {
 	struct rpc_call *call;
-	pthread_mutex_t mu;            /* guards is_sending */
-	pthread_cond_t cv;
-	bool is_sending;               /* a message is in flight */
+	struct rpc_pump pump;          /* one message in flight */
 	const struct store_service_ops *ops;
 	const struct save_service_ops *svc;
 	struct ns_handle h;            /* held until the save ends */
@@ -67,8 +66,7 @@ static void save_ctx_free(struct save_ctx *ctx)
 	store_service_release(ctx->ops, &ctx->h);
 	buf_release(&ctx->out);
 	buf_release(&ctx->msg);
-	pthread_cond_destroy(&ctx->cv);
-	pthread_mutex_destroy(&ctx->mu);
+	rpc_pump_release(&ctx->pump);
 	free(ctx);
 }
 
@@ -115,27 +113,6 @@ void save_service_lower_priority(void)
 	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), US_SAVE_NICE);
 }
 
-/* The send in flight has been taken by grpc (or the call died): runs on
- * the call's worker, and only wakes the save's thread. */
-static void on_sent(struct rpc_call *call, void *arg)
-{
-	struct save_ctx *ctx = arg;
-
-	(void)call;
-	pthread_mutex_lock(&ctx->mu);
-	ctx->is_sending = false;
-	pthread_cond_signal(&ctx->cv);
-	pthread_mutex_unlock(&ctx->mu);
-}
-
-static void wait_sent(struct save_ctx *ctx)
-{
-	pthread_mutex_lock(&ctx->mu);
-	while (ctx->is_sending)
-		pthread_cond_wait(&ctx->cv, &ctx->mu);
-	pthread_mutex_unlock(&ctx->mu);
-}
-
 /* Packs and sends the next message; the chunk after it is read and
  * compressed while this one travels. */
 static int save_send(struct save_ctx *ctx, struct us_err *err)
@@ -152,14 +129,8 @@ static int save_send(struct save_ctx *ctx, struct us_err *err)
 	if (wire_pack(&m.base, &ctx->msg))
 		return err_set(err, US_ENOMEM, "out of memory");
 	buf_reset(&ctx->out);
-	wait_sent(ctx);
-	if (rpc_call_is_cancelled(ctx->call))
-		return err_set(err, US_ECANCELLED, "save cancelled");
-	ctx->is_sending = true; /* no send in flight: on_sent cannot race this */
-	if ((rc = rpc_call_send(ctx->call, ctx->msg.p, ctx->msg.len, on_sent, ctx))) {
-		ctx->is_sending = false;
-		return err_set(err, rc, "cannot send the save");
-	}
+	if ((rc = rpc_pump_send(&ctx->pump, ctx->msg.p, ctx->msg.len, err)))
+		return rc == US_ECANCELLED ? err_set(err, rc, "save cancelled") : rc;
 	pacer_take(&ctx->pace, ctx->msg.len);
 	return 0;
 }
@@ -194,7 +165,7 @@ static void *save_thread(void *arg)
 		if ((rc = save_fill(ctx, &err)) == 0)
 			rc = save_send(ctx, &err);
 	}
-	wait_sent(ctx);
+	rpc_pump_wait(&ctx->pump);
 	if (!rc && rpc_call_is_cancelled(call))
 		rc = err_set(&err, US_ECANCELLED, "save cancelled");
 	/* everything the save holds goes before the call ends: a daemon stopping
@@ -396,7 +367,6 @@ static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 	const struct save_service_ops *svc = arg;
 	Understudy__V1__SaveRequest *in;
 	struct save_ctx *ctx;
-	pthread_t thread;
 	struct us_err err;
 	int rc;
 
@@ -428,23 +398,15 @@ static void on_save(struct rpc_call *call, const uint8_t *req, size_t req_len, v
 		return;
 	}
 	ctx->call = call;
-	pthread_mutex_init(&ctx->mu, NULL);
-	pthread_cond_init(&ctx->cv, NULL);
+	rpc_pump_init(&ctx->pump, call);
 	ctx->svc = svc;
 	ctx->ops = svc->store;
 	buf_init(&ctx->out);
 	buf_init(&ctx->msg);
 	rc = save_start(ctx, in, &err);
 	understudy__v1__save_request__free_unpacked(in, NULL);
-	if (!rc) {
-		pthread_attr_t attr;
-
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&thread, &attr, save_thread, ctx) != 0)
-			rc = err_set(&err, US_ENOMEM, "cannot start a thread for the save");
-		pthread_attr_destroy(&attr);
-	}
+	if (!rc)
+		rc = rpc_pump_start(save_thread, ctx, "save", &err);
 	if (rc) {
 		save_ctx_free(ctx);
 		atomic_fetch_sub(&n_running, 1);

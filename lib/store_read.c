@@ -178,13 +178,16 @@ int store_get(struct store *s, const struct store_snap *at, const char *account,
 	return 0;
 }
 
-int store_iter_new(struct store *s, const struct store_snap *at, const char *account,
-		   const char *file, uint8_t section, const uint8_t *start_after,
-		   size_t start_after_len, struct store_iter **out, struct us_err *err)
+/* A new iterator over a section's items at `at`, bounded to the section
+ * (upper always; lower too when is_reverse), not positioned yet. */
+static int iter_open(struct store *s, const struct store_snap *at, const char *account,
+		     const char *file, uint8_t section, bool is_reverse, struct store_iter **out,
+		     struct us_err *err)
 {
 	struct store_iter *it;
 	int rc;
 
+	*out = NULL;
 	if ((rc = check_read_names(account, file, section, err)) ||
 	    (rc = check_file_exists(s, read_opts_at(s, at), account, file, err)))
 		return rc;
@@ -200,7 +203,26 @@ int store_iter_new(struct store *s, const struct store_snap *at, const char *acc
 	}
 	/* without a snapshot the iterator takes its own, implicitly, here */
 	it->ro = iter_opts_at(at, &it->upper);
+	/* a backward scan must stop at the section's start */
+	if (is_reverse)
+		rocksdb_readoptions_set_iterate_lower_bound(it->ro, (char *)it->lower.p,
+							    it->lower.len);
 	it->it = rocksdb_create_iterator(s->db, it->ro);
+	it->is_reverse = is_reverse;
+	it->is_started = true;
+	*out = it;
+	return 0;
+}
+
+int store_iter_new(struct store *s, const struct store_snap *at, const char *account,
+		   const char *file, uint8_t section, const uint8_t *start_after,
+		   size_t start_after_len, struct store_iter **out, struct us_err *err)
+{
+	struct store_iter *it = NULL;
+	int rc;
+
+	if ((rc = iter_open(s, at, account, file, section, false, &it, err)))
+		return rc;
 	if (start_after && start_after_len) {
 		struct buf k;
 
@@ -223,8 +245,19 @@ int store_iter_new(struct store *s, const struct store_snap *at, const char *acc
 	} else {
 		rocksdb_iter_seek(it->it, (char *)it->lower.p, it->lower.len);
 	}
-	it->is_started = true;
 	*out = it;
+	return 0;
+}
+
+int store_iter_new_reverse(struct store *s, const struct store_snap *at, const char *account,
+			   const char *file, uint8_t section, struct store_iter **out,
+			   struct us_err *err)
+{
+	int rc;
+
+	if ((rc = iter_open(s, at, account, file, section, true, out, err)))
+		return rc;
+	rocksdb_iter_seek_to_last((*out)->it);
 	return 0;
 }
 
@@ -255,37 +288,6 @@ int store_iter_next(struct store_iter *it, const uint8_t **id, size_t *id_len,
 	*body = (const uint8_t *)v;
 	*body_len = vlen;
 	return 1;
-}
-
-int store_iter_new_reverse(struct store *s, const struct store_snap *at, const char *account,
-			   const char *file, uint8_t section, struct store_iter **out,
-			   struct us_err *err)
-{
-	struct store_iter *it;
-	int rc;
-
-	if ((rc = check_read_names(account, file, section, err)) ||
-	    (rc = check_file_exists(s, read_opts_at(s, at), account, file, err)))
-		return rc;
-	it = calloc(1, sizeof(*it));
-	if (!it)
-		return err_set(err, US_ENOMEM, "out of memory");
-	buf_init(&it->lower);
-	buf_init(&it->upper);
-	if (store__key_section(&it->lower, account, strlen(account), file, strlen(file), section) ||
-	    store__key_successor(&it->upper, it->lower.p, it->lower.len)) {
-		store_iter_free(it);
-		return err_set(err, US_ENOMEM, "out of memory");
-	}
-	it->ro = iter_opts_at(at, &it->upper);
-	/* both bounds: a backward scan must stop at the section's start */
-	rocksdb_readoptions_set_iterate_lower_bound(it->ro, (char *)it->lower.p, it->lower.len);
-	it->it = rocksdb_create_iterator(s->db, it->ro);
-	rocksdb_iter_seek_to_last(it->it);
-	it->is_started = true;
-	it->is_reverse = true;
-	*out = it;
-	return 0;
 }
 
 void store_iter_free(struct store_iter *it)

@@ -378,6 +378,19 @@ static json_t *json_bytes(const uint8_t *p, size_t len)
 	return s;
 }
 
+/* obj (taken, may be NULL) as one line, its keys in their order. */
+static int put_json_line(struct report *r, json_t *obj)
+{
+	char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	json_decref(obj);
+	if (!s)
+		return cli_fail(EXIT_FAIL, "cannot format JSON output");
+	put_str(r, s);
+	free(s);
+	return put(r, "\n", 1);
+}
+
 static int json_row(struct report *r, const us_query_row_t *row)
 {
 	json_t *obj = json_object();
@@ -398,31 +411,13 @@ static int json_row(struct report *r, const us_query_row_t *row)
 		json_object_set_new(obj, r->cols[c].key, arr ? arr : json_null());
 	}
 	buf_release(&b);
-	{
-		char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-		json_decref(obj);
-		if (!s)
-			return cli_fail(EXIT_FAIL, "cannot format JSON output");
-		put_str(r, s);
-		free(s);
-	}
-	return put(r, "\n", 1);
+	return put_json_line(r, obj);
 }
 
 static int select_row(struct report *r, const us_query_row_t *row)
 {
-	if (r->fmt == FMT_JSON) {
-		json_t *obj = json_pack("{s:[o]}", "@ID", json_bytes(row->id, row->id_len));
-		char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
-
-		json_decref(obj);
-		if (!s)
-			return cli_fail(EXIT_FAIL, "cannot format JSON output");
-		put_str(r, s);
-		free(s);
-		return put(r, "\n", 1);
-	}
+	if (r->fmt == FMT_JSON)
+		return put_json_line(r, json_pack("{s:[o]}", "@ID", json_bytes(row->id, row->id_len)));
 	if (r->fmt == FMT_CSV) {
 		csv_field(r, row->id, row->id_len);
 		return put_str(r, "\r\n");

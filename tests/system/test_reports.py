@@ -331,6 +331,40 @@ class ReportTest(SystemTest):
         now = self.query("COUNT CUSTOMERS")
         self.assertEqual(now, "%d items counted.\n" % (5 + written[0]))
 
+    def test_slow_report_reader_does_not_stall_the_stream(self):
+        """A report whose reader stops reading (its stream held open, the
+        daemon's query thread waiting on flow control with the snapshot and
+        the namespace held) does not hold back the site's stream: commits
+        made meanwhile are applied on the archiver; the report, read on
+        afterwards, is whole and shows the state when it began."""
+        n = 20000
+        # 20 MB: more than any flow-control window lets the daemon send ahead
+        body = {"S%05d" % i: item("N%05d" % i, "x" * 1000, "SL", str(i)) for i in range(n)}
+        self.cli_ok("load", NS, ACC, FILE, stdin=tsv(body), collector=self.col)
+        seq0 = self.wait_applied()
+        p = Proto()
+        ch = p.channel(self.arch.addr)
+        self.addCleanup(ch.close)
+        stream = p.stub(ch).Query(p.QueryRequest(
+            namespace=NS, account=ACC, sentence="LIST CUSTOMERS WITH STATE = \"SL\" NAME CITY"),
+            timeout=120)
+        first = next(stream)
+        self.assertEqual(first.seq, seq0)
+        # the reader pauses; the site commits 50 times; the archiver applies them all
+        for i in range(50):
+            self.cli_ok("put", NS, ACC, FILE, "SLOW%02d" % i, item("late", "x", "SL"),
+                        collector=self.col)
+        seq1 = self.wait_applied()
+        self.assertEqual(seq1, seq0 + 50)
+        rows = list(first.rows)
+        last = first
+        for m in stream:
+            rows.extend(m.rows)
+            last = m
+        self.assertTrue(last.done)
+        self.assertEqual(last.count, n)
+        self.assertEqual([r.id for r in rows], [b"S%05d" % i for i in range(n)])
+
     def test_refusals(self):
         seq = self.wait_applied()
         cases = [

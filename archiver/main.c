@@ -18,6 +18,9 @@
  *                time, into save_dir; prunes beyond keep_saves.
  *   us-snapreap  ends snapshots idle for snapshot_ttl (lib/snapshots.c).
  *   us-save      one per streamed save (lib/save_service.c), at nice 10.
+ *   us-query     one per report (Store.Query, lib/query_service.c), at nice 10,
+ *                at most 8; a COUNT or a sort reads with a second thread
+ *                of the same priority (lib/pick_exec.c).
  *   us-promote   one per Admin.Promote while it runs (admin_service.c).
  *   us-switchover one per Admin.Switchover while it runs (switchover.c): holds
  *                the namespace's commits, waits for the site, hands over.
@@ -39,7 +42,8 @@
  *
  * A report's read: understudy get/list/files -> Store.Read/Scan/ListFiles on a
  * worker -> the namespace's store (RocksDB reads are thread-safe and see only
- * whole batches). Writes are refused while a namespace is a standby of its
+ * whole batches); understudy query -> Store.Query -> a us-query thread reads
+ * one snapshot and streams the rows. Writes are refused while a namespace is a standby of its
  * site; once promoted here (understudy promote), its commits go through a
  * group commit of its own (us-writer), as on a site.
  *

@@ -14,6 +14,9 @@
  *                journal the archivers have (retention.c).
  *   us-snapreap  ends idle snapshots (lib/snapshots.c).
  *   us-save      one per streamed save (lib/save_service.c), at nice 10.
+ *   us-query     one per report (Store.Query, lib/query_service.c), at nice 10,
+ *                at most 8; a COUNT or a sort reads with a second thread
+ *                of the same priority (lib/pick_exec.c).
  *   us-follow    once the site is fenced, rejoining or standby: its rejoin
  *                (export, rewind) and then the pull from its primary
  *                (lib/repl_follow.c), applying into the store, the other

@@ -92,7 +92,8 @@ static int on_columns(void *arg, const struct pick_column *cols, size_t n)
 	Understudy__V1__QueryResponse m;
 	Understudy__V1__QueryColumn *qc = calloc(n + 1, sizeof(*qc));
 	Understudy__V1__QueryColumn **ptrs = calloc(n + 1, sizeof(*ptrs));
-	ProtobufCBinaryData *lines = calloc(n * US_PICK_HEADING_MAX_LEN + 1, sizeof(*lines));
+	/* a heading of h bytes has at most h + 1 lines (value marks split them) */
+	ProtobufCBinaryData *lines = calloc(n * (US_PICK_HEADING_MAX_LEN + 1) + 1, sizeof(*lines));
 	const struct store_position *pos = store_snap_position(ctx->at ? ctx->at : ctx->own);
 	static const char *const justify[] = {"L", "R", "T"};
 	size_t n_lines = 0;

@@ -41,6 +41,7 @@
 #include <jansson.h>
 
 #include "archiver.h"
+#include "rpc_pump.h"
 #include "clock.h"
 #include "disk.h"
 #include "log.h"
@@ -592,7 +593,7 @@ static void *saver(void *arg)
 	char ns[US_NAMESPACE_MAX_LEN + 1];
 
 	pthread_setname_np(pthread_self(), "us-saver");
-	save_service_lower_priority();
+	rpc_pump_lower_priority();
 	pthread_mutex_lock(&ar->lock);
 	while (!ar->is_stopping) {
 		struct archive_job *job = ar->head;

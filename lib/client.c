@@ -592,8 +592,10 @@ int us_query(us_client_t *c, const char *ns, const char *account, const char *se
 	req.sentence = (char *)sentence;
 	req.snapshot = snapshot;
 	buf_init(&b);
-	if (wire_pack(&req.base, &b))
+	if (wire_pack(&req.base, &b)) {
+		buf_release(&b);
 		return err_set(err, US_ENOMEM, "out of memory");
+	}
 	/* a report may be long: no deadline beyond the stream's own progress */
 	rc = rpc_stream_open(c->ch, "/understudy.v1.Store/Query", b.p, b.len, 0, &st, err);
 	buf_release(&b);

@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,7 @@ struct exec {
 	pthread_mutex_t meet_lock;
 	struct buf meet_up, meet_down;
 	bool has_up, has_down;
+	atomic_bool is_failed;               /* a half failed: the other stops */
 };
 
 /* ---- the dictionary ---- */
@@ -317,12 +319,16 @@ static int add_to_sum(void *arg, const uint8_t *v, size_t len)
 
 		memcpy(tmp, v, len);
 		tmp[len] = '\0';
+		long long total;
+
 		n = strtoll(tmp, NULL, 10);
-		if (!__builtin_add_overflow(sum->i, n, &sum->i))
+		if (!__builtin_add_overflow(sum->i, n, &total)) {
+			sum->i = total;
 			return 0;
-		sum->f = (long double)sum->i;
+		}
+		/* past a long long: on in long double, from the sum before */
+		sum->f = (long double)sum->i + (long double)n;
 		sum->is_float = true;
-		sum->f += (long double)n;
 		return 0;
 	}
 	if (!sum->is_float) {
@@ -548,11 +554,14 @@ static int sort_add(struct half *h, const struct pick_item *it)
 	if (buf_append(r, it->id, it->id_len) || buf_append(r, it->body, it->len) ||
 	    buf_append_u32le(r, (uint32_t)key_len) || buf_append_u32le(r, (uint32_t)it->id_len))
 		return err_set(&h->err, US_ENOMEM, "out of memory");
-	if (r->len > US_SORTER_RECORD_MAX_BYTES)
+	if (r->len > US_SORTER_RECORD_MAX_BYTES) {
+		char shown[80];
+
 		return err_set(&h->err, US_ETOOBIG,
-			       "item %.*s is too large to sort (%zu bytes with its sort keys, over "
-			       "%u)", (int)(it->id_len > 64 ? 64 : it->id_len), (const char *)it->id,
-			       r->len, US_SORTER_RECORD_MAX_BYTES);
+			       "item %s is too large to sort (%zu bytes with its sort keys, over %u)",
+			       err_show(shown, sizeof(shown), it->id, it->id_len), r->len,
+			       US_SORTER_RECORD_MAX_BYTES);
+	}
 	return sorter_add(h->sorter, r->p, r->len, &h->err);
 }
 
@@ -604,9 +613,10 @@ static int emit_sorted(struct exec *x)
 
 /* ---- the items ---- */
 
-static bool is_cancelled(const struct exec *x)
+static bool is_cancelled(struct exec *x)
 {
-	return x->opts && x->opts->is_cancelled && x->opts->is_cancelled(x->opts->cancel_arg);
+	return atomic_load(&x->is_failed) ||
+	       (x->opts && x->opts->is_cancelled && x->opts->is_cancelled(x->opts->cancel_arg));
 }
 
 /* An item read: selected, then counted, sorted or shown (shown only in a
@@ -738,10 +748,15 @@ static size_t claim(struct half *h, size_t n, bool *is_met)
 		struct pick_item last;
 
 		batch_item(h, keep - 1, &last);
+		/* room for the new frontier first: a failure leaves the old one */
+		if (buf_reserve(mine, last.id_len)) {
+			pthread_mutex_unlock(&x->meet_lock);
+			*is_met = true;
+			return SIZE_MAX;
+		}
 		buf_reset(mine);
-		if (buf_append(mine, last.id, last.id_len))
-			keep = 0, *is_met = true; /* cannot record it: take none, stop */
-		else if (h->is_reverse)
+		(void)buf_append(mine, last.id, last.id_len); /* cannot fail: reserved */
+		if (h->is_reverse)
 			x->has_down = true;
 		else
 			x->has_up = true;
@@ -773,7 +788,7 @@ static void *scan_half(void *arg)
 			break;
 		}
 		buf_reset(&h->batch);
-		while (n < US_PICK_SCAN_BATCH) {
+		while (n < US_PICK_SCAN_BATCH && (n == 0 || h->batch.len < US_PICK_SCAN_BATCH_BYTES)) {
 			struct pick_item it;
 			int got = store_iter_next(iter, &it.id, &it.id_len, &it.body, &it.len,
 						  &h->err);
@@ -798,6 +813,10 @@ static void *scan_half(void *arg)
 		if (rc)
 			break;
 		keep = claim(h, n, &is_met);
+		if (keep == SIZE_MAX) {
+			rc = err_set(&h->err, US_ENOMEM, "out of memory");
+			break;
+		}
 		for (size_t i = 0; i < keep && rc == 0; i++) {
 			struct pick_item it;
 
@@ -809,6 +828,8 @@ static void *scan_half(void *arg)
 	}
 	store_iter_free(iter);
 	h->rc = rc;
+	if (rc)
+		atomic_store(&x->is_failed, true); /* the other half stops too */
 	return NULL;
 }
 
@@ -827,7 +848,14 @@ static int scan_parallel(struct exec *x)
 	if (pthread_create(&thread, NULL, scan_half, &x->halves[1]) != 0)
 		return half_err(x, &x->halves[0], scan_alone(x));
 	scan_half(&x->halves[0]);
-	pthread_join(thread, NULL);
+	if (pthread_join(thread, NULL) != 0)
+		return err_set(x->err, US_EIO, "cannot join a query's second thread");
+	/* the first failure, not the cancel it caused in the other half */
+	for (size_t i = 0; i < 2; i++)
+		if ((rc = x->halves[i].rc) && rc != US_ECANCELLED) {
+			*x->err = x->halves[i].err;
+			return rc;
+		}
 	for (size_t i = 0; i < 2; i++)
 		if ((rc = x->halves[i].rc)) {
 			*x->err = x->halves[i].err;

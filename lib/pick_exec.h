@@ -12,8 +12,12 @@
  *     selections (pick_eval.h) keep some;
  *   - SORT, and any sentence with BY, sorts them (sorter.h: in bounded
  *     memory, spilling to a temporary file): by each BY attribute's values
- *     after its correlative, compared as pick_compare does (BY-DSND
- *     reversed), then by id; SORT with no BY sorts by id alone;
+ *     after its correlative, value by value, then by id; an L or T
+ *     attribute as bytes (numbers too, as Pick sorts text), an R one with
+ *     empty values first, then numbers by value, then other text shorter
+ *     first (unlike a selection, which compares two numbers as numbers
+ *     whatever the justification); BY-DSND reversed; SORT with no BY by
+ *     id alone;
  *   - each kept item becomes an ITEM row: per column, its values and
  *     subvalues each through the correlative then the output conversion;
  *   - BREAK-ON: when a break column's value changes from one row to the
@@ -32,7 +36,9 @@
  * (each sorting its own items; the two sorted streams are merged). The
  * second thread runs at the query thread's priority.
  *
- * Memory: one item (and one sort run) at a time, whatever the file's size.
+ * Memory: one item, or one batch of at most US_PICK_SCAN_BATCH items and
+ * about US_PICK_SCAN_BATCH_BYTES a reading thread, and one sort run, at a
+ * time, whatever the file's size. A thread that fails stops the other.
  */
 #ifndef US_PICK_EXEC_H
 #define US_PICK_EXEC_H

@@ -17,7 +17,6 @@
 #include "pick_query.h"
 #include "query_wire.h"
 #include "rpc_pump.h"
-#include "save_service.h"
 #include "understudy.pb-c.h"
 #include "us_limits.h"
 #include "wire.h"
@@ -111,7 +110,7 @@ static int on_columns(void *arg, const struct pick_column *cols, size_t n)
 		qc[i].name = (char *)a->name;
 		qc[i].heading = &lines[n_lines];
 		for (;;) {
-			const char *vm = memchr(h, 0xFD, (size_t)(end - h));
+			const char *vm = memchr(h, PICK_VM, (size_t)(end - h));
 
 			lines[n_lines].data = (uint8_t *)h;
 			lines[n_lines++].len = (size_t)((vm ? vm : end) - h);
@@ -193,7 +192,7 @@ static void *query_thread(void *arg)
 	int rc;
 
 	pthread_setname_np(pthread_self(), "us-query");
-	save_service_lower_priority();
+	rpc_pump_lower_priority();
 	rc = pick_exec_run(ctx->h.store, ctx->at ? ctx->at : ctx->own, ctx->account, &ctx->q, &eo,
 			   &sink, &ctx->stats, &err);
 	if (rc == 0)

@@ -62,7 +62,8 @@ static int next_field(const uint8_t **p, const uint8_t *end, struct field *f)
 
 	if (*p >= end)
 		return 0;
-	if (buf_read_varint(p, end, &key))
+	/* protobuf's field numbers end at 2^29 - 1 */
+	if (buf_read_varint(p, end, &key) || key >> 3 > 536870911u || key >> 3 == 0)
 		return US_ECORRUPT;
 	f->num = (uint32_t)(key >> 3);
 	f->type = (uint8_t)(key & 7);
@@ -141,7 +142,7 @@ static int read_row(struct query_wire_reader *r, const uint8_t *p, size_t len,
 	n_values = 0;
 	for (const uint8_t *q = p; next_field(&q, end, &f) == 1;) {
 		if (f.num == 1 && f.type == 0) {
-			row.kind = (int)f.v;
+			row.kind = f.v > 255 ? -1 : (int)f.v;
 		} else if (f.num == 2 && f.type == 2) {
 			row.id = f.p;
 			row.id_len = f.len;
@@ -159,6 +160,9 @@ static int read_row(struct query_wire_reader *r, const uint8_t *p, size_t len,
 				}
 		}
 	}
+	if (row.kind < US_ROW_ITEM || row.kind > US_ROW_MISSING)
+		return err_set(err, US_ECORRUPT, "a Query answer holds a row of unknown kind %d",
+			       row.kind);
 	row.cells = r->cells;
 	return fn(arg, &row);
 }

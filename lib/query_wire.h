@@ -52,7 +52,8 @@ struct query_wire_end {
  * fn (borrowed for the call; a non-zero return stops and is returned),
  * other fields set *end (left as they were when absent); fields it does not
  * use are skipped. US_ECORRUPT (err set) for bytes that are not such a
- * message, every length checked against the end. */
+ * message (every length checked against the end, field numbers past
+ * protobuf's, a row of a kind that is not a us_row_kind_t). */
 typedef int (*query_wire_row_fn)(void *arg, const us_query_row_t *row);
 int query_wire_read(struct query_wire_reader *r, const uint8_t *p, size_t len,
 		    query_wire_row_fn fn, void *arg, struct query_wire_end *end,

@@ -3,6 +3,12 @@
  */
 #include "rpc_pump.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "us_limits.h"
+
 /* The send in flight has been taken by grpc (or the call died): runs on the
  * call's worker, and only wakes the feeding thread. */
 static void on_sent(struct rpc_call *call, void *arg)
@@ -65,4 +71,10 @@ int rpc_pump_start(void *(*fn)(void *), void *arg, const char *what, struct us_e
 		rc = err_set(err, US_ENOMEM, "cannot start a thread for the %s", what);
 	pthread_attr_destroy(&attr);
 	return rc;
+}
+
+void rpc_pump_lower_priority(void)
+{
+	/* raising one's own nice value needs no privilege: it does not fail */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), US_SAVE_NICE);
 }

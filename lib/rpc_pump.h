@@ -40,4 +40,10 @@ void rpc_pump_wait(struct rpc_pump *p);
  * ("cannot start a thread for the WHAT"). */
 int rpc_pump_start(void *(*fn)(void *), void *arg, const char *what, struct us_err *err);
 
+/* Lowers the calling thread's priority to US_SAVE_NICE (Linux: this
+ * thread's nice value alone; threads it starts inherit it): a thread that
+ * writes saves or reports runs on the CPU the stream and the commits
+ * leave. */
+void rpc_pump_lower_priority(void);
+
 #endif

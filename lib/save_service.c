@@ -20,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -106,13 +104,6 @@ static int save_fill(struct save_ctx *ctx, struct us_err *err)
 	return 0;
 }
 
-void save_service_lower_priority(void)
-{
-	/* Linux: the nice value of this thread alone; raising it needs no
-	 * privilege, so it does not fail */
-	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), US_SAVE_NICE);
-}
-
 /* Packs and sends the next message; the chunk after it is read and
  * compressed while this one travels. */
 static int save_send(struct save_ctx *ctx, struct us_err *err)
@@ -158,7 +149,7 @@ static void *save_thread(void *arg)
 	int rc = 0;
 
 	pthread_setname_np(pthread_self(), "us-save");
-	save_service_lower_priority();
+	rpc_pump_lower_priority();
 	pacer_init(&ctx->pace, ctx->svc->max_rate);
 	while (!rc && !(ctx->is_done && ctx->out.len == 0)) {
 		save_pace(ctx);

@@ -23,9 +23,6 @@ int save_service_write(struct store *s, const struct store_snap *at, const char 
 		       const char *account, const char *file, save_sink_fn sink, void *arg,
 		       struct save_summary *out, struct store_position *pos, struct us_err *err);
 
-/* Lowers the calling thread's priority to a save's (US_SAVE_NICE): a
- * thread that writes saves runs on the CPU the stream and the commits leave. */
-void save_service_lower_priority(void);
 
 /* A save to keep in the on-line archive (Admin.Save with archive set). */
 struct keep_request {

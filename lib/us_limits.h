@@ -76,6 +76,8 @@
 #define US_PICK_SORT_MEM_BYTES (64u * 1024u * 1024u)
 /* A report's two scanning threads take items in batches of this many. */
 #define US_PICK_SCAN_BATCH 256u
+/* ... or fewer, once a batch holds this many bytes (at least one item). */
+#define US_PICK_SCAN_BATCH_BYTES (1024u * 1024u)
 /* Store.Query: answers of about this many bytes or rows each; reports
  * running at once in one daemon (each on its own thread, like saves). */
 #define US_QUERY_CHUNK_BYTES (256u * 1024u)

@@ -320,6 +320,29 @@ static void query_results(void **state)
 	store_close(s);
 }
 
+/* A TOTAL past a long long goes on as a decimal, from the right sum. */
+static void test_total_overflow(void **state)
+{
+	const char *dir = *state;
+	struct store *s = fixture(dir);
+	struct entry create = {.op = ENTRY_CREATE_FILE, .account = "ACC", .account_len = 3,
+			       .file = "G", .file_len = 1, .flag = true};
+	struct entry ops[] = {
+		put("G", SECTION_DICT, "V", "A\xfe" "1\xfeV\xfe\xfe\xfe\xfe\xfe\xfeR\xfe" "20"),
+		put("G", SECTION_DATA, "a", "9000000000000000000"),
+		put("G", SECTION_DATA, "b", "900000000000000000"),
+		put("G", SECTION_DATA, "c", "-2"),
+	};
+
+	commit(s, &create, 1);
+	commit(s, ops, sizeof(ops) / sizeof(ops[0]));
+	expect(s, dir, "LIST G ID-SUPP TOTAL V",
+	       "I a|9000000000000000000\nI b|900000000000000000\nI c|-2\nT |9.9e+18\n");
+	expect(s, dir, "LIST G \"b\" \"c\" ID-SUPP TOTAL V",
+	       "I b|900000000000000000\nI c|-2\nT |899999999999999998\n");
+	store_close(s);
+}
+
 /* Every result with the two scanning threads, then with one. */
 static void test_query_results(void **state)
 {
@@ -397,6 +420,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sorter_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_results, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_sort_spills, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_total_overflow, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

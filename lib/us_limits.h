@@ -217,4 +217,12 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 /* Config files: longest line and longest string value. */
 #define US_CONFIG_MAX_VALUE_LEN 1024
 
+/* Incidents (lib/incidents.h): the text kept with one, the largest record
+ * and log read, how many a daemon keeps in memory and lists at most. */
+#define US_INCIDENT_TEXT_MAX_LEN 255
+#define US_INCIDENT_RECORD_MAX_BYTES 4096u
+#define US_INCIDENT_LOG_MAX_BYTES (64ull * 1024u * 1024u)
+#define US_INCIDENTS_KEPT 10000u
+#define US_INCIDENTS_LISTED 1000u
+
 #endif

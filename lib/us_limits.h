@@ -224,5 +224,7 @@ static inline uint64_t us_silence_ms(uint64_t heartbeat_ms)
 #define US_INCIDENT_LOG_MAX_BYTES (64ull * 1024u * 1024u)
 #define US_INCIDENTS_KEPT 10000u
 #define US_INCIDENTS_LISTED 1000u
+/* alert_command runs waiting at most (lib/alert.h); beyond, dropped. */
+#define US_ALERT_QUEUE 256u
 
 #endif
